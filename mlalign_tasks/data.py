@@ -1,0 +1,242 @@
+"""Data files: registry, resolution (explicit dir -> user cache -> download) and verified downloads.
+
+Every benchmark and training file the project reads is named by its path in the offline mirror
+layout (e.g. ``mgsm/mgsm_de.tsv``) and pinned in ``data_registry.json`` to a canonical public
+repository, commit, path and sha256. ``resolve(name)`` returns a local, checksum-verified path.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import hashlib
+import json
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from mlalign_tasks.errors import DataError
+
+DEFAULT_BASE_URL = "https://raw.githubusercontent.com"
+_REGISTRY_FILE = Path(__file__).with_name("data_registry.json")
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One pinned data file."""
+
+    name: str
+    repo: str
+    commit: str
+    path: str | None  # None: not a file in the repository (see extracted_from)
+    sha256: str
+    size: int
+    transform: str | None = None
+    extracted_from: tuple[str, ...] = ()
+
+    @property
+    def group(self) -> str:
+        return self.name.split("/", 1)[0]
+
+    def url(self, base_url: str | None = None) -> str | None:
+        if self.path is None:
+            return None
+        base = (base_url or os.environ.get("MLALIGN_DATA_URL") or DEFAULT_BASE_URL).rstrip("/")
+        return f"{base}/{self.repo}/{self.commit}/{self.path}"
+
+    def how_to_get(self) -> str:
+        if self.path is None:
+            scripts = ", ".join(f"https://github.com/{self.repo}/blob/{self.commit}/{s}" for s in self.extracted_from)
+            return f"it is extracted from {scripts}; put it into a directory given by MLALIGN_DATA_DIR or --data-dir"
+        return (
+            f"run `mlalign data fetch {self.name}` with network access, or put the file from "
+            f"{self.url()} into a directory given by MLALIGN_DATA_DIR or --data-dir"
+        )
+
+
+@cache
+def registry() -> dict[str, DataFile]:
+    """All pinned files by name."""
+    raw = json.loads(_REGISTRY_FILE.read_text(encoding="utf-8"))
+    return {
+        name: DataFile(name=name, **{**e, "extracted_from": tuple(e.get("extracted_from", ()))})
+        for name, e in raw.items()
+    }
+
+
+def lookup(name: str) -> DataFile:
+    """The registry entry for `name`, with a clear error for an unknown one."""
+    try:
+        return registry()[name]
+    except KeyError:
+        raise DataError(f"unknown data file {name!r}; `mlalign data list` shows the known files") from None
+
+
+def select(patterns: list[str] | None) -> list[DataFile]:
+    """Entries matching any of the glob patterns (all entries when none are given)."""
+    if not patterns:
+        return list(registry().values())
+    chosen = [f for f in registry().values() if any(fnmatch.fnmatch(f.name, p) for p in patterns)]
+    missing = [p for p in patterns if not any(fnmatch.fnmatch(f.name, p) for f in registry().values())]
+    if missing:
+        raise DataError(f"no data file matches {', '.join(missing)}; `mlalign data list` shows the known files")
+    return chosen
+
+
+def explicit_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
+    """The explicit data directory: the argument, else $MLALIGN_DATA_DIR."""
+    d = data_dir or os.environ.get("MLALIGN_DATA_DIR")
+    return Path(d).expanduser() if d else None
+
+
+def cache_dir() -> Path:
+    """The user cache: $MLALIGN_CACHE_DIR, else $XDG_CACHE_HOME/mlalign/data, else ~/.cache/mlalign/data."""
+    if d := os.environ.get("MLALIGN_CACHE_DIR"):
+        return Path(d).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(xdg) / "mlalign" / "data"
+
+
+def is_offline() -> bool:
+    """True when MLALIGN_OFFLINE (or HF_HUB_OFFLINE) is set to a true value."""
+    return any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in ("MLALIGN_OFFLINE", "HF_HUB_OFFLINE")
+    )
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+_verified: dict[tuple[str, int, int], bool] = {}
+
+
+def _check(entry: DataFile, path: Path, where: str) -> Path:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _verified:
+        digest = sha256_file(path)
+        if digest != entry.sha256:
+            raise DataError(
+                f"checksum mismatch for {entry.name} in {where} ({path}): expected sha256 {entry.sha256}, "
+                f"got {digest}; the file is corrupt or a different version: delete it and "
+                + ("run `mlalign data fetch`" if where == "the cache" else "restore it from the pinned source")
+            )
+        _verified[key] = True
+    return path
+
+
+def locate(entry: DataFile, data_dir: str | os.PathLike | None = None) -> tuple[Path, str] | None:
+    """Where the file is present locally (path, 'explicit dir' | 'the cache'), without verifying it."""
+    for base, where in ((explicit_dir(data_dir), "explicit dir"), (cache_dir(), "the cache")):
+        if base is not None and (base / entry.name).is_file():
+            return base / entry.name, where
+    return None
+
+
+def resolve(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    offline: bool | None = None,
+    base_url: str | None = None,
+) -> Path:
+    """A verified local path for `name`: explicit dir, then cache, then a download unless offline."""
+    entry = lookup(name)
+    if found := locate(entry, data_dir):
+        return _check(entry, *found)
+    offline = is_offline() if offline is None else offline
+    if offline or entry.path is None:
+        reason = "offline mode is on (MLALIGN_OFFLINE)" if offline else "it cannot be downloaded as a file"
+        searched = ", ".join(str(d) for d in (explicit_dir(data_dir), cache_dir()) if d is not None)
+        raise DataError(f"data file {name} not found in {searched} and {reason}: {entry.how_to_get()}")
+    return download(entry, base_url=base_url)
+
+
+def download(entry: DataFile, base_url: str | None = None, timeout: float = 60.0) -> Path:
+    """Download `entry` into the cache, verify size and sha256, and move it into place atomically."""
+    url = entry.url(base_url)
+    if url is None:
+        raise DataError(f"data file {entry.name} cannot be downloaded as a file: {entry.how_to_get()}")
+    target = cache_dir() / entry.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as resp:
+                    while chunk := resp.read(_CHUNK):
+                        out.write(chunk)
+            except urllib.error.HTTPError as e:
+                raise DataError(f"download of {entry.name} failed: HTTP {e.code} from {url}; retry later") from None
+            except (urllib.error.URLError, OSError) as e:
+                reason = getattr(e, "reason", e)
+                raise DataError(
+                    f"download of {entry.name} failed ({reason}) from {url}; check the network or "
+                    f"set MLALIGN_DATA_DIR to a directory that has the file"
+                ) from None
+        if entry.transform == "python_literals_to_json":
+            tmp.write_text(python_literals_to_json(tmp.read_text(encoding="utf-8")), encoding="utf-8")
+        digest = sha256_file(tmp)
+        if digest != entry.sha256:
+            raise DataError(
+                f"checksum mismatch for {entry.name} downloaded from {url}: expected sha256 {entry.sha256}, got "
+                f"{digest} ({tmp.stat().st_size} of {entry.size} bytes); the transfer was cut or the source "
+                f"changed; nothing was kept, retry `mlalign data fetch {entry.name}`"
+            )
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def python_literals_to_json(source: str) -> str:
+    """Convert a Python module of top-level literal assignments (QAlign's exemplars.py) to JSON.
+
+    Names are lower-cased; the result is written as ``json.dumps(..., ensure_ascii=False, indent=1)``,
+    the form pinned by the registry's sha256.
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as e:
+        raise DataError(f"downloaded exemplars are not valid Python ({e}); retry the download") from None
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id.lower()] = ast.literal_eval(node.value)
+            except ValueError:
+                continue
+    return json.dumps(out, ensure_ascii=False, indent=1)
+
+
+def read_json(name: str, **kw) -> object:
+    """Parse a JSON registry file, with a clear error if it is not valid JSON."""
+    path = resolve(name, **kw)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path} is not valid JSON ({e}); delete it and run `mlalign data fetch {name}`") from None
+
+
+def read_jsonl(name: str, **kw) -> list[dict]:
+    """Parse a JSON-lines registry file."""
+    path = resolve(name, **kw)
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{path} line {i} is not valid JSON ({e})") from None
+    return rows

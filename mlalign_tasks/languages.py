@@ -1,0 +1,96 @@
+"""The one table of languages and task families that everything else reads."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from mlalign_tasks.errors import MlalignError
+
+
+@dataclass(frozen=True)
+class Language:
+    """A benchmark language: ISO 639-1 code and English name."""
+
+    code: str
+    name: str
+
+
+LANGUAGES: dict[str, Language] = {
+    lang.code: lang
+    for lang in (
+        Language("en", "English"),
+        Language("zh", "Chinese"),
+        Language("de", "German"),
+        Language("fr", "French"),
+        Language("es", "Spanish"),
+        Language("it", "Italian"),
+        Language("nl", "Dutch"),
+        Language("ja", "Japanese"),
+        Language("ru", "Russian"),
+        Language("sv", "Swedish"),
+        Language("sl", "Slovenian"),
+        Language("pl", "Polish"),
+        Language("bg", "Bulgarian"),
+        Language("no", "Norwegian"),
+        Language("ms", "Malay"),
+        Language("is", "Icelandic"),
+        Language("hi", "Hindi"),
+        Language("th", "Thai"),
+        Language("sw", "Swahili"),
+        Language("bn", "Bengali"),
+        Language("te", "Telugu"),
+    )
+}
+
+MGSM_LANGS = ("bn", "de", "en", "es", "fr", "ja", "ru", "sw", "te", "th", "zh")
+MSVAMP_LANGS = ("bn", "de", "en", "es", "fr", "ja", "ru", "sw", "th", "zh")
+PAPER_LANGS = (
+    "en", "zh", "de", "fr", "es", "it", "nl", "ja", "ru", "sv",
+    "sl", "pl", "bg", "no", "ms", "is", "hi", "th", "sw", "bn",
+)  # fmt: skip
+GSM8K_QT_LANGS = ("de", "es", "fr", "ja", "ru", "sw", "zh")
+SNLI_QT_LANGS = ("de", "es", "it", "sw", "zh")
+
+# lm-eval task family (group name) -> languages it covers; tasks are named f"{family}_{code}".
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "mgsm_aligned": MGSM_LANGS,
+    "msvamp_aligned": MSVAMP_LANGS,
+    "snli_aligned": PAPER_LANGS,
+    "paws_aligned": PAPER_LANGS,
+    "sentiment_aligned": PAPER_LANGS,
+}
+# Groups over families.
+SUPER_GROUPS: dict[str, tuple[str, ...]] = {
+    "paper_aligned": ("snli_aligned", "paws_aligned", "sentiment_aligned"),
+}
+
+
+class UnknownLanguageError(MlalignError, ValueError):
+    """A language code that is not in the table (or not covered by a task family)."""
+
+
+def check_lang(code: str, allowed: tuple[str, ...] | None = None, what: str = "language") -> str:
+    """Return `code` if known (and in `allowed`), else raise with the valid codes and a suggestion."""
+    valid = allowed if allowed is not None else tuple(LANGUAGES)
+    if code in valid:
+        return code
+    hint = difflib.get_close_matches(code, valid, n=1)
+    suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
+    raise UnknownLanguageError(
+        f"unknown {what} code {code!r}.{suggestion} Valid codes: {', '.join(valid)}"
+    )
+
+
+def parse_langs(spec: str | list[str], allowed: tuple[str, ...] | None = None) -> list[str]:
+    """Parse 'de,fr, sw' (or a list) into checked, de-duplicated codes in the given order."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    codes = [c.strip() for c in items if c.strip()]
+    if not codes:
+        raise UnknownLanguageError("no language codes given (expected e.g. 'de,fr,sw')")
+    return list(dict.fromkeys(check_lang(c, allowed) for c in codes))
+
+
+def task_name(family: str, code: str) -> str:
+    """lm-eval task name of one language of a family, e.g. mgsm_aligned_de."""
+    return f"{family}_{code}"

@@ -1,0 +1,97 @@
+"""Build the tiny, random-initialised Llama model used by the tests and the embedded demo (offline)."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+from mlalign_tasks.errors import MlalignError
+
+SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+CHAT_ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
+DEFAULT_SIZES = {
+    "vocab_size": 1024,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 16384,
+}
+
+
+def corpus_lines() -> list[str]:
+    """The packaged multilingual text (all benchmark scripts) the tokenizer is trained on."""
+    text = resources.files("mlalign_tasks").joinpath("resources/tiny_corpus.txt").read_text(encoding="utf-8")
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def build_tokenizer(vocab_size: int = DEFAULT_SIZES["vocab_size"]):
+    """Train a byte-level BPE tokenizer (exact round-trip for any UTF-8 text) on the packaged corpus."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = list(SPECIAL_TOKENS.values()) + CHAT_ROLE_TOKENS
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus_lines(), trainer=trainer)
+    bos = SPECIAL_TOKENS["bos_token"]
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, tok.token_to_id(bos))]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        clean_up_tokenization_spaces=False,
+        model_max_length=DEFAULT_SIZES["max_position_embeddings"],
+        **SPECIAL_TOKENS,
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build_tiny_model(out: str | Path, seed: int = 0, **sizes) -> Path:
+    """Write a tiny Llama causal LM + tokenizer to `out` with ``save_pretrained``; returns `out`."""
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not (out / "config.json").is_file():
+        raise MlalignError(f"{out} exists and is not a model directory; choose an empty or new --out")
+    unknown = set(sizes) - set(DEFAULT_SIZES)
+    if unknown:
+        raise MlalignError(f"unknown tiny-model size option(s) {sorted(unknown)}; known: {sorted(DEFAULT_SIZES)}")
+    cfg_sizes = {**DEFAULT_SIZES, **sizes}
+    tokenizer = build_tokenizer(cfg_sizes["vocab_size"])
+    cfg_sizes["vocab_size"] = len(tokenizer)
+    config = LlamaConfig(
+        **cfg_sizes,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+        torch_dtype="float32",
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "mlalign_tiny.json").write_text(json.dumps({"seed": seed, **cfg_sizes}, indent=1) + "\n")
+    return out
