@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import hashlib
+import http.client
 import json
 import os
 import tempfile
@@ -178,7 +179,7 @@ def download(entry: DataFile, base_url: str | None = None, timeout: float = 60.0
                         out.write(chunk)
             except urllib.error.HTTPError as e:
                 raise DataError(f"download of {entry.name} failed: HTTP {e.code} from {url}; retry later") from None
-            except (urllib.error.URLError, OSError) as e:
+            except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
                 reason = getattr(e, "reason", e)
                 raise DataError(
                     f"download of {entry.name} failed ({reason}) from {url}; check the network or "
@@ -186,12 +187,17 @@ def download(entry: DataFile, base_url: str | None = None, timeout: float = 60.0
                 ) from None
         if entry.transform == "python_literals_to_json":
             tmp.write_text(python_literals_to_json(tmp.read_text(encoding="utf-8")), encoding="utf-8")
+        got = tmp.stat().st_size
+        if entry.transform is None and got != entry.size:
+            raise DataError(
+                f"incomplete download of {entry.name} from {url}: got {got} of {entry.size} bytes; "
+                f"nothing was kept, retry `mlalign data fetch {entry.name}`"
+            )
         digest = sha256_file(tmp)
         if digest != entry.sha256:
             raise DataError(
                 f"checksum mismatch for {entry.name} downloaded from {url}: expected sha256 {entry.sha256}, got "
-                f"{digest} ({tmp.stat().st_size} of {entry.size} bytes); the transfer was cut or the source "
-                f"changed; nothing was kept, retry `mlalign data fetch {entry.name}`"
+                f"{digest}; the source changed or the transfer was corrupted; nothing was kept, retry `mlalign data fetch {entry.name}`"
             )
         os.replace(tmp, target)
     finally:

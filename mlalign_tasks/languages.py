@@ -77,9 +77,7 @@ def check_lang(code: str, allowed: tuple[str, ...] | None = None, what: str = "l
         return code
     hint = difflib.get_close_matches(code, valid, n=1)
     suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
-    raise UnknownLanguageError(
-        f"unknown {what} code {code!r}.{suggestion} Valid codes: {', '.join(valid)}"
-    )
+    raise UnknownLanguageError(f"unknown {what} code {code!r}.{suggestion} Valid codes: {', '.join(valid)}")
 
 
 def parse_langs(spec: str | list[str], allowed: tuple[str, ...] | None = None) -> list[str]:

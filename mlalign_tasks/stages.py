@@ -1,0 +1,121 @@
+"""Resumable pipeline stages: each stage's outputs are skipped when they exist, verify, and match its config hash.
+
+A stage writes into a fresh temporary directory that replaces its output directory only when the
+stage finished; its marker (``stage.json``) records the configuration hash (the stage's own
+configuration plus the hashes of the stages it depends on) and the sha256 of every file it wrote.
+A stage whose marker is missing, whose hash differs, or one of whose files is missing or changed,
+runs again; its dependents run again only when its configuration hash changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MARKER = "stage.json"
+
+
+@dataclass
+class Stage:
+    """One step of a study. `run(out_dir, work_dir)` writes the outputs into `out_dir`."""
+
+    name: str
+    config: dict
+    run: Callable[[Path, Path], None]
+    deps: tuple[str, ...] = ()
+    hash: str = field(default="", init=False)
+
+
+@dataclass
+class StageResult:
+    name: str
+    status: str  # "ran" | "skipped"
+    seconds: float
+    path: Path
+    reason: str
+
+
+def config_hash(config: dict, dep_hashes: list[str]) -> str:
+    """sha256 of the canonical JSON of the stage configuration and its dependencies' hashes."""
+    blob = json.dumps({"config": config, "deps": dep_hashes}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _file_hashes(root: Path) -> dict[str, str]:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name != MARKER:
+            out[p.relative_to(root).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def why_stale(out_dir: Path, expected_hash: str) -> str | None:
+    """None when `out_dir` holds complete, unchanged outputs for `expected_hash`; else the reason."""
+    marker = out_dir / MARKER
+    if not marker.is_file():
+        return "no outputs yet"
+    try:
+        meta = json.loads(marker.read_text())
+        recorded_hash, files = meta["config_hash"], meta["files"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return "its marker is unreadable"
+    if recorded_hash != expected_hash:
+        return "its configuration changed"
+    for rel, digest in files.items():
+        p = out_dir / rel
+        if not p.is_file():
+            return f"{rel} is missing"
+        if hashlib.sha256(p.read_bytes()).hexdigest() != digest:
+            return f"{rel} changed"
+    return None
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Move `new` into place as `target`, replacing an old `target` without a moment of half state."""
+    if target.exists():
+        trash = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, trash)
+        os.replace(new, target)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(new, target)
+
+
+def run_stages(
+    stages: list[Stage], root: Path, on_start: Callable[[Stage, str], None] | None = None
+) -> list[StageResult]:
+    """Run `stages` (in dependency order) under `root`, skipping the ones whose outputs are current."""
+    root.mkdir(parents=True, exist_ok=True)
+    by_name: dict[str, Stage] = {}
+    results = []
+    for stage in stages:
+        stage.hash = config_hash(stage.config, [by_name[d].hash for d in stage.deps])
+        by_name[stage.name] = stage
+        out_dir = root / stage.name
+        reason = why_stale(out_dir, stage.hash)
+        start = time.perf_counter()
+        if reason is None:
+            results.append(StageResult(stage.name, "skipped", 0.0, out_dir, "outputs current"))
+            continue
+        if on_start:
+            on_start(stage, reason)
+        work_dir = root / ".work" / stage.name
+        work_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{stage.name}.tmp-", dir=root))
+        try:
+            stage.run(tmp, work_dir)
+            marker = {"stage": stage.name, "config_hash": stage.hash, "config": stage.config}
+            marker["files"] = _file_hashes(tmp)
+            (tmp / MARKER).write_text(json.dumps(marker, indent=1, sort_keys=True, default=str) + "\n")
+            _replace_dir(tmp, out_dir)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        results.append(StageResult(stage.name, "ran", time.perf_counter() - start, out_dir, reason))
+    return results

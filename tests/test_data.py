@@ -1,0 +1,193 @@
+"""Data layer: registry, resolution order, and verified downloads against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from mlalign_tasks import data
+from mlalign_tasks.errors import DataError
+
+
+class MirrorHandler(BaseHTTPRequestHandler):
+    """Serves the mirror under canonical URLs /{owner}/{repo}/{commit}/{path}; `mode` injects failures."""
+
+    mirror: Path
+    mode = "ok"
+    by_url: dict[str, data.DataFile] = {}
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        entry = self.by_url.get(self.path)
+        if entry is None:
+            self.send_error(404)
+            return
+        if self.mode == "error":
+            self.send_error(503, "unavailable")
+            return
+        body = (self.mirror / entry.name).read_bytes()
+        if entry.transform == "python_literals_to_json":  # the canonical file is a Python module
+            obj = json.loads(body)
+            body = "".join(f"{k.upper()} = {v!r}\n" for k, v in obj.items()).encode()
+        if self.mode == "corrupt":
+            body = body[:-10] + b"0123456789"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.mode == "cut":
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(2)
+            return
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def server(shared_data, tmp_path, monkeypatch):
+    MirrorHandler.mirror = shared_data
+    MirrorHandler.mode = "ok"
+    MirrorHandler.by_url = {"/" + e.url("").split("/", 3)[3]: e for e in data.registry().values() if e.path}
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), MirrorHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("MLALIGN_DATA_URL", f"http://127.0.0.1:{httpd.server_address[1]}")
+    monkeypatch.delenv("MLALIGN_DATA_DIR")
+    monkeypatch.setenv("MLALIGN_OFFLINE", "0")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("MLALIGN_CACHE_DIR", str(tmp_path / "cache"))
+    yield MirrorHandler
+    httpd.shutdown()
+
+
+def cache_files(tmp_path: Path) -> list[str]:
+    root = tmp_path / "cache"
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def test_registry_pins_every_mirror_file(shared_data):
+    names = {p.relative_to(shared_data).as_posix() for p in shared_data.rglob("*") if p.is_file()} - {"README.md"}
+    assert names == set(data.registry())
+    for entry in data.registry().values():
+        assert len(entry.sha256) == 64
+        assert entry.commit in (entry.url() or entry.how_to_get())
+
+
+def test_explicit_dir_is_used_and_verified(shared_data):
+    path = data.resolve("mgsm/mgsm_de.tsv")
+    assert path == shared_data / "mgsm/mgsm_de.tsv"
+    assert data.sha256_file(path) == data.lookup("mgsm/mgsm_de.tsv").sha256
+
+
+def test_corrupt_explicit_file_is_reported(tmp_path, monkeypatch, shared_data):
+    (tmp_path / "mgsm").mkdir()
+    shutil.copy(shared_data / "mgsm/mgsm_en.tsv", tmp_path / "mgsm/mgsm_en.tsv")
+    with open(tmp_path / "mgsm/mgsm_en.tsv", "a") as f:
+        f.write("extra\t1\n")
+    monkeypatch.setenv("MLALIGN_DATA_DIR", str(tmp_path))
+    with pytest.raises(DataError, match="checksum mismatch for mgsm/mgsm_en.tsv.*restore"):
+        data.resolve("mgsm/mgsm_en.tsv")
+
+
+def test_offline_missing_names_the_file_and_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLALIGN_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("MLALIGN_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(DataError, match=r"msvamp/test_Thai.json not found.*offline.*mlalign data fetch"):
+        data.resolve("msvamp/test_Thai.json")
+
+
+def test_unknown_name_and_pattern():
+    with pytest.raises(DataError, match="unknown data file"):
+        data.resolve("mgsm/mgsm_xx.tsv")
+    with pytest.raises(DataError, match="no data file matches"):
+        data.select(["nothing/*"])
+
+
+def test_download_success_into_cache(server, tmp_path):
+    path = data.resolve("mgsm/mgsm_sw.tsv")
+    assert path == tmp_path / "cache/mgsm/mgsm_sw.tsv"
+    assert data.sha256_file(path) == data.lookup("mgsm/mgsm_sw.tsv").sha256
+    assert cache_files(tmp_path) == ["mgsm/mgsm_sw.tsv"]
+    server.mode = "error"  # now served from the cache, no request needed
+    assert data.resolve("mgsm/mgsm_sw.tsv") == path
+
+
+def test_download_converts_exemplars_module(server, tmp_path, shared_data):
+    path = data.resolve("mgsm/exemplars.json")
+    assert path.read_bytes() == (shared_data / "mgsm/exemplars.json").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ("corrupt", "checksum mismatch"),
+        ("error", "HTTP 503"),
+        ("cut", "incomplete download of mgsm/mgsm_ja.tsv.* of 81043 bytes"),
+    ],
+)
+def test_failed_downloads_leave_nothing_behind(server, tmp_path, mode, message):
+    server.mode = mode
+    with pytest.raises(DataError, match=message):
+        data.resolve("mgsm/mgsm_ja.tsv")
+    assert cache_files(tmp_path) == []
+
+
+def test_failed_download_keeps_good_cached_files(server, tmp_path):
+    good = data.resolve("mgsm/mgsm_fr.tsv")
+    digest = hashlib.sha256(good.read_bytes()).hexdigest()
+    server.mode = "corrupt"
+    with pytest.raises(DataError):
+        data.resolve("mgsm/mgsm_es.tsv")
+    assert cache_files(tmp_path) == ["mgsm/mgsm_fr.tsv"]
+    assert hashlib.sha256(good.read_bytes()).hexdigest() == digest
+
+
+def test_unreachable_server(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLALIGN_DATA_DIR")
+    monkeypatch.setenv("MLALIGN_OFFLINE", "0")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("MLALIGN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MLALIGN_DATA_URL", "http://127.0.0.1:9")  # discard port: connection refused
+    with pytest.raises(DataError, match="check the network or set MLALIGN_DATA_DIR"):
+        data.resolve("mgsm/mgsm_th.tsv")
+    assert cache_files(tmp_path) == []
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mlalign_tasks.cli", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_cli_fetch_list_verify(server, tmp_path):
+    import os
+
+    env = dict(os.environ)
+    fetched = run_cli("data", "fetch", "msvamp/test_Swahili.json", "mgsm/mgsm_te.tsv", env=env)
+    assert fetched.returncode == 0, fetched.stderr
+    assert "2 file(s) present and verified" in fetched.stdout
+    listed = run_cli("data", "list", "mgsm/mgsm_te.tsv", "mgsm/mgsm_bn.tsv", env=env)
+    assert listed.returncode == 0 and "the cache" in listed.stdout and "missing" in listed.stdout
+    (tmp_path / "cache/mgsm/mgsm_te.tsv").write_text("tampered\n")
+    verified = run_cli("data", "verify", env=env)
+    assert verified.returncode == 2
+    assert "1 verified, 1 corrupt" in verified.stdout and "mgsm/mgsm_te.tsv" in verified.stderr
+
+
+def test_cli_offline_error_is_one_clear_line(tmp_path):
+    import os
+
+    env = {**os.environ, "MLALIGN_DATA_DIR": str(tmp_path), "MLALIGN_CACHE_DIR": str(tmp_path / "c")}
+    res = run_cli("data", "fetch", "paper_tasks/prompts.json", env=env)
+    assert res.returncode == 2
+    assert res.stderr.strip().startswith("error: data file paper_tasks/prompts.json not found")
+    assert "Traceback" not in res.stderr
