@@ -1,0 +1,158 @@
+"""Cost per item of the paper's tasks in lm-eval vs the paper's one-forward constrained decoding.
+
+lm-eval scores a multiple-choice item with one log-likelihood request per label word (prompt +
+label), so it runs the prompt once per label unless its logits cache applies (only when every label
+is a single token after the prompt). The paper's scripts run one forward of the prompt and compare
+the probabilities of the labels' first tokens. This script counts, in a real lm-eval run, the forward
+passes and the tokens that go through the model (a forward hook on the model), and compares them
+with one forward of each prompt, timed on the same model.
+
+    python bench/bench_paper_cost.py                      # tiny model, 20 items of each task in German
+    python bench/bench_paper_cost.py --model Qwen/Qwen1.5-1.8B --device cuda --limit 100 --lang sw
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import mlalign_tasks_yaml
+
+from mlalign_tasks import paper_prompts
+
+
+class ForwardCounter:
+    """Counts forward calls, sequences (batch rows) and input tokens (padding included) of a model."""
+
+    def __init__(self, model) -> None:
+        self.calls = self.sequences = self.tokens = 0
+        self._handle = model.register_forward_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module, args, kwargs, output) -> None:
+        ids = args[0] if args else kwargs["input_ids"]
+        self.calls += 1
+        self.sequences += ids.shape[0]
+        self.tokens += ids.numel()
+
+    def reset(self) -> None:
+        self.calls = self.sequences = self.tokens = 0
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
+def _timed(fn, counter: ForwardCounter, repeats: int) -> tuple[float, int, int, int]:
+    """Best wall time of `repeats` runs of `fn`, and the forward calls, sequences and tokens of one run."""
+    best = float("inf")
+    for _ in range(repeats):
+        counter.reset()
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best, counter.calls, counter.sequences, counter.tokens
+
+
+def measure(model_path: str, lang: str, limit: int, device: str, batch_size: int, repeats: int) -> list[dict]:
+    """Per task: forwards, tokens and seconds per item for lm-eval and for the paper's one forward."""
+    import torch
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path).to(device).eval()
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
+    manager = TaskManager(include_path=str(Path(mlalign_tasks_yaml.__file__).parent), include_defaults=False)
+    counter = ForwardCounter(model)
+    rows = []
+    for task, family in paper_prompts.PAPER_TASKS.items():
+        name = f"{family}_{lang}"
+        lm_task = manager.load([name])["tasks"][name]  # dataset built outside the timed region
+        items = paper_prompts.load_items(task, lang, limit=limit)
+        encoded = [tokenizer(item["prompt"], return_tensors="pt").input_ids.to(device) for item in items]
+
+        def run_lm_eval(lm_task=lm_task) -> None:
+            simple_evaluate(model=lm, tasks=[lm_task], task_manager=manager, limit=limit, log_samples=False)
+
+        def run_paper(encoded=encoded) -> None:
+            with torch.no_grad():
+                for ids in encoded:  # the paper: one forward of the prompt per item, batch size 1
+                    model(ids)
+
+        run_paper()  # warm-up
+        lm_seconds, lm_calls, lm_seqs, lm_tokens = _timed(run_lm_eval, counter, repeats)
+        paper_seconds, paper_calls, paper_seqs, paper_tokens = _timed(run_paper, counter, repeats)
+        label_tokens = [
+            len(tokenizer(items[0]["prompt"] + w).input_ids) - len(encoded[0][0])
+            for w in paper_prompts.english_labels(task)
+        ]
+        n = len(items)
+        rows.append(
+            {
+                "task": name,
+                "items": n,
+                "choices": len(label_tokens),
+                "label_tokens_after_prompt": label_tokens,
+                "lm_eval_forward_calls_per_item": lm_calls / n,
+                "lm_eval_sequences_per_item": lm_seqs / n,
+                "lm_eval_tokens_per_item": lm_tokens / n,
+                "lm_eval_ms_per_item": 1000 * lm_seconds / n,
+                "paper_forward_calls_per_item": paper_calls / n,
+                "paper_sequences_per_item": paper_seqs / n,
+                "paper_tokens_per_item": paper_tokens / n,
+                "paper_ms_per_item": 1000 * paper_seconds / n,
+                "sequence_ratio": lm_seqs / paper_seqs,
+                "token_ratio": lm_tokens / paper_tokens,
+                "time_ratio": lm_seconds / paper_seconds,
+            }
+        )
+    counter.remove()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="HF model id or path (default: build the tiny model)")
+    parser.add_argument("--lang", default="de", help="paper language to measure (default de)")
+    parser.add_argument("--limit", type=int, default=20, help="items per task")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=1, help="lm-eval batch size (the paper uses 1)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per side; the best is reported")
+    parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    args = parser.parse_args()
+
+    from rich.console import Console
+    from rich.table import Table
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_path = args.model
+        if model_path is None:
+            from mlalign_tasks.tiny_model import build_tiny_model
+
+            model_path = str(build_tiny_model(Path(tmp) / "tiny"))
+        rows = measure(model_path, args.lang, args.limit, args.device, args.batch_size, args.repeats)
+
+    table = Table(
+        "task", "label tokens", "lm-eval calls/item", "lm-eval seq/item", "paper seq/item", "lm-eval tok/item",
+        "paper tok/item", "tok ratio", "lm-eval ms/item", "paper ms/item", "time ratio",
+        title=f"cost per item, {args.lang}, batch size {args.batch_size}, {args.limit} items, best of {args.repeats}",
+    )  # fmt: skip
+    for r in rows:
+        table.add_row(
+            r["task"], str(r["label_tokens_after_prompt"]),
+            f"{r['lm_eval_forward_calls_per_item']:.2f}", f"{r['lm_eval_sequences_per_item']:.2f}",
+            f"{r['paper_sequences_per_item']:.2f}",
+            f"{r['lm_eval_tokens_per_item']:.0f}", f"{r['paper_tokens_per_item']:.0f}", f"{r['token_ratio']:.2f}",
+            f"{r['lm_eval_ms_per_item']:.1f}", f"{r['paper_ms_per_item']:.1f}", f"{r['time_ratio']:.2f}",
+        )  # fmt: skip
+    Console(width=200).print(table)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,12 @@
+"""lm-eval hooks of paws_aligned; the logic lives in mlalign_tasks.paper_prompts."""
+
+from __future__ import annotations
+
+from mlalign_tasks import paper_prompts
+
+TASK = "paws"
+
+
+def load_dataset(lang: str, data_dir: str | None = None, **_: object):
+    """custom_dataset hook, called as fn(**metadata, **dataset_kwargs); other keyword arguments are ignored."""
+    return paper_prompts.dataset(TASK, lang, data_dir)
