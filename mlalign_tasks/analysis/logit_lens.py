@@ -1,0 +1,239 @@
+"""Logit lens: decode the last prompt position's hidden state after every layer with the model's own head.
+
+For layer ``l < L`` the lens is ``unembed(final_norm(h_l))``; for the last layer it is ``unembed``
+applied to the final norm's output in the same forward pass (what the model's head sees), so it
+equals the model's next-token distribution. Gemma-2/3's final logit soft-capping is applied too;
+Gemma scales the embeddings before the first layer, so layer 0 is the scaled embedding the layers see.
+
+Label-word probability: the prompts end with the opening quote of the answer, and a label word's
+probability is that of its first token right after that quote. The first token is found in
+context: the prompt + word is tokenized and the token after the prompt's tokens is taken (so a
+leading-space marker or a merge with the quote cannot pick the wrong token; if the tokenizer merges
+the quote with the word, the word's first token on its own is used). A set of label words counts
+the probability of each distinct first token once. ``label_accuracy`` at a layer is the share of
+items whose gold English label has the most probable first token among the English labels (the
+paper's scoring, applied to that layer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from mlalign_tasks import paper_prompts
+from mlalign_tasks.analysis import paper_items, plots
+from mlalign_tasks.analysis.hidden_states import Batch, LoadedModel, load_model, run_batches
+from mlalign_tasks.analysis.outputs import atomic_output_dir, versions, write_json
+from mlalign_tasks.errors import MlalignError
+
+NORM_NAMES = ("norm", "final_layernorm", "final_layer_norm", "ln_f")
+RESULT_FILE = "logit_lens.json"
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model inside a PEFT wrapper."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def final_norm(model: torch.nn.Module) -> torch.nn.Module:
+    """The decoder's final norm (``model.model.norm`` for Llama, Qwen2, Mistral, Gemma), else a clear error."""
+    base = _unwrap(model)
+    try:
+        decoder = base.get_decoder()
+    except (AttributeError, NotImplementedError, ValueError):
+        decoder = None
+    for name in NORM_NAMES:
+        module = getattr(decoder, name, None)
+        if isinstance(module, torch.nn.Module):
+            return module
+    raise MlalignError(
+        f"{type(base).__name__} exposes no final norm (looked for decoder.{', decoder.'.join(NORM_NAMES)}); "
+        "the logit lens needs a decoder-only model with a final norm and output embeddings "
+        "(e.g. the Llama, Qwen2, Mistral or Gemma families)"
+    )
+
+
+class LogitLens:
+    """Per-layer next-token logits at the last position of every prompt, from one forward pass."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        base = _unwrap(model)
+        self.norm = final_norm(model)
+        self.unembed = base.get_output_embeddings()
+        if self.unembed is None:
+            raise MlalignError(f"{type(base).__name__} has no output embeddings; the logit lens needs an LM head")
+        self.softcap = getattr(base.config.get_text_config(), "final_logit_softcapping", None)
+        self._normed_last: torch.Tensor | None = None
+
+    @contextmanager
+    def capturing(self) -> Iterator[LogitLens]:
+        """Record the final norm's output at the last position during the model's forward passes."""
+
+        def hook(_module, _inputs, output):
+            self._normed_last = output[:, -1, :]
+
+        handle = self.norm.register_forward_hook(hook)
+        try:
+            yield self
+        finally:
+            handle.remove()
+            self._normed_last = None
+
+    def apply_norm(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The final norm on inner-layer states (``forward`` directly: the capture hook must not fire)."""
+        return self.norm.forward(hidden)
+
+    def head(self, normed: torch.Tensor) -> torch.Tensor:
+        """The model's output embedding (and soft-capping) on already normed states, in float32."""
+        logits = self.unembed(normed).float()
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
+
+    @property
+    def normed_last(self) -> torch.Tensor:
+        """The final norm's output at the last position [B, H] in the latest forward inside `capturing()`."""
+        if self._normed_last is None:
+            raise RuntimeError("the logit lens needs a forward pass inside LogitLens.capturing()")
+        return self._normed_last
+
+    def logits(self, batch: Batch) -> torch.Tensor:
+        """Lens logits [L+1, B, V] (float32) of a batch run inside `capturing()`; index = layer (0 = embeddings)."""
+        last = self.normed_last
+        inner = torch.stack([h[:, -1, :] for h in batch.hidden_states[:-1]])
+        return torch.cat([self.head(self.apply_norm(inner)), self.head(last)[None]])
+
+
+def first_token_ids(tokenizer, context: str, words: list[str]) -> list[int | None]:
+    """The id of each word's first token when it follows `context` (None for an empty word)."""
+    ctx = tokenizer(context, add_special_tokens=False)["input_ids"]
+    out: list[int | None] = []
+    for word in words:
+        if not word:
+            out.append(None)
+            continue
+        full = tokenizer(context + word, add_special_tokens=False)["input_ids"]
+        if len(full) > len(ctx) and full[: len(ctx)] == ctx:
+            out.append(full[len(ctx)])
+        else:
+            out.append(tokenizer(word, add_special_tokens=False)["input_ids"][0])
+    return out
+
+
+def language_lens(
+    lm: LoadedModel,
+    lens: LogitLens,
+    items: list[dict],
+    english: list[str],
+    native: list[str],
+    batch_size: int,
+    top_k: int,
+    description: str,
+) -> dict:
+    """Per-layer means over `items` (one language) of label-word probabilities, entropy, accuracy, top-k tokens."""
+    en_ids = first_token_ids(lm.tokenizer, items[0]["prompt"], english)
+    nat_ids = first_token_ids(lm.tokenizer, items[0]["prompt"], native)
+    en_set = torch.tensor(sorted(set(en_ids)), device=lm.device)
+    nat_present = sorted({i for i in nat_ids if i is not None})
+    nat_set = torch.tensor(nat_present, device=lm.device) if nat_present else None
+    en_index = torch.tensor(en_ids, device=lm.device)
+    prob_sum: dict[str, torch.Tensor] = {}  # running sum over items of the lens distributions [L+1, V]
+
+    def reduce(batch: Batch) -> dict[str, torch.Tensor]:
+        probs = lens.logits(batch).softmax(-1)  # [L+1, B, V]
+        prob_sum["all"] = prob_sum["all"] + probs.sum(1) if prob_sum else probs.sum(1)
+        model_probs = batch.last_logits.float().softmax(-1)
+        out = {
+            "english_prob": probs[..., en_set].sum(-1).T,
+            "entropy": torch.special.entr(probs).sum(-1).T,
+            "prediction": probs[..., en_index].argmax(-1).T,
+            "last_layer_diff": (probs[-1] - model_probs).abs().amax(-1),
+        }
+        if nat_set is not None:
+            out["native_prob"] = probs[..., nat_set].sum(-1).T
+        return out
+
+    with lens.capturing():
+        stats = run_batches(lm, [it["prompt"] for it in items], reduce, batch_size, description)
+    gold = torch.tensor([it["label"] for it in items])
+    mean_probs = prob_sum["all"] / len(items)  # [L+1, V]
+    top = mean_probs.topk(min(top_k, mean_probs.shape[-1]), dim=-1)
+    decode = lm.tokenizer.decode
+    return {
+        "english_label_tokens": [decode([i]) for i in en_ids],
+        "native_label_tokens": [decode([i]) if i is not None else None for i in nat_ids],
+        "english_prob": _means(stats["english_prob"]),
+        "native_prob": _means(stats["native_prob"]) if nat_set is not None else None,
+        "entropy": _means(stats["entropy"]),
+        "label_accuracy": _means((stats["prediction"] == gold[:, None]).float()),
+        "top_tokens": [
+            [{"token": decode([int(i)]), "prob": round(float(p), 6)} for p, i in zip(ps, ids, strict=True)]
+            for ps, ids in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+        ],
+        "last_layer_max_prob_diff": float(stats["last_layer_diff"].max()),
+    }
+
+
+def _means(per_item: torch.Tensor) -> list[float]:
+    """Mean over items of an [N, L+1] tensor, as a list per layer."""
+    return [round(float(v), 8) for v in per_item.double().mean(0)]
+
+
+def run_logit_lens(
+    model: str,
+    task: str,
+    langs: str | list[str],
+    out: str | Path,
+    peft: str | Path | None = None,
+    limit: int | None = None,
+    batch_size: int = 8,
+    device: str = "auto",
+    dtype: str = "auto",
+    load_in_4bit: bool = False,
+    seed: int = 0,
+    top_k: int = 5,
+    data_dir: str | Path | None = None,
+) -> dict:
+    """Run the logit lens for `task` in `langs` (base, and aligned with `peft`); write JSON + plots into `out`."""
+    codes = paper_items.check_inputs(task, langs, limit)
+    if top_k < 1:
+        raise MlalignError(f"--top-k must be at least 1, got {top_k}")
+    with atomic_output_dir(out, RESULT_FILE) as tmp:
+        torch.manual_seed(seed)
+        chosen, items = paper_items.prompts(task, codes, limit, seed, data_dir)
+        english = paper_prompts.english_labels(task, data_dir)
+        native = {lang: paper_prompts.native_labels(task, lang, data_dir) for lang in codes}
+        lm = load_model(model, peft, device=device, dtype=dtype, load_in_4bit=load_in_4bit)
+        lens = LogitLens(lm.model)
+        variants: dict[str, dict] = {}
+        for variant in lm.variants():
+            with lm.variant(variant):
+                variants[variant] = {
+                    lang: language_lens(
+                        lm, lens, items[lang], english, native[lang], batch_size, top_k, f"logit lens {variant} {lang}"
+                    )
+                    for lang in codes
+                }
+        result = {
+            "analysis": "logit_lens",
+            "model": model,
+            "peft": lm.peft,
+            "task": task,
+            "langs": codes,
+            "num_layers": lm.num_layers,
+            "layers": list(range(lm.num_layers + 1)),
+            "items": chosen,
+            "seed": seed,
+            "top_k": top_k,
+            "english_labels": english,
+            "native_labels": native,
+            "variants": variants,
+            "versions": versions(),
+        }
+        write_json(tmp / RESULT_FILE, result)
+        plots.logit_lens_curves(result, tmp / "logit_lens_curves")
+        plots.entropy_heatmap(result, tmp / "logit_lens_entropy")
+    return result

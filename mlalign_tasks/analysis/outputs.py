@@ -1,0 +1,50 @@
+"""Writing an analysis' outputs: all files into a temporary directory, renamed into place at the end."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from mlalign_tasks.errors import MlalignError
+
+
+@contextmanager
+def atomic_output_dir(out: str | Path, marker: str) -> Iterator[Path]:
+    """Yield a temporary directory beside `out`; on success it replaces `out`, on error it is removed.
+
+    `out` may be new, empty, or an earlier output of the same analysis (it holds `marker`);
+    anything else is refused so that no unrelated directory is overwritten.
+    """
+    out = Path(out)
+    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / marker).is_file())):
+        raise MlalignError(f"--out {out} exists and is not an earlier {marker} output; choose a new or empty directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: Path, obj: object) -> None:
+    """Write `obj` as indented UTF-8 JSON."""
+    path.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that produced a result."""
+    return {pkg: importlib.metadata.version(pkg) for pkg in ("mlalign", "torch", "transformers", "peft")}
