@@ -1,0 +1,426 @@
+"""`mlalign eval`: run lm-eval's Python API on our task directory and print a per-language table.
+
+Only ``tasks_yaml/`` is indexed (lm-eval's ~14k built-in configs are skipped unless asked), every
+input is checked before the model is loaded, task data are loaded before the model too (so a data
+error costs no model load), and results are written atomically in lm-eval's standard layout:
+``<output_path>/<model_name_sanitized>/results_<date>.json`` and ``samples_<task>_<date>.jsonl``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.languages import FAMILIES, LANGUAGES, SUPER_GROUPS, UnknownLanguageError, check_lang, task_name
+from mlalign_tasks.math_tasks import MATH_FAMILIES, MAX_FEWSHOT
+
+DEFAULT_TASKS = ",".join(FAMILIES)
+TASK_SPEC_HELP = (
+    "Comma-separated: groups (mgsm_aligned, paper_aligned), tasks (mgsm_aligned_de), or FAMILY:LANG "
+    "with more languages following it, e.g. 'mgsm_aligned:de,fr,sw,paper_aligned:zh'."
+)
+
+
+def tasks_dir() -> Path:
+    """The lm-eval task directory shipped with the package (pass it as --include_path)."""
+    import mlalign_tasks_yaml
+
+    return Path(mlalign_tasks_yaml.__file__).resolve().parent
+
+
+# ----------------------------------------------------------------------------- input parsing
+
+
+@dataclass
+class Selection:
+    """Selected languages per family, in table order; `full` families are run as lm-eval groups."""
+
+    langs: dict[str, list[str]] = field(default_factory=dict)
+    other: list[str] = field(default_factory=list)  # lm-eval tasks of other suites (--include-defaults)
+
+    def add(self, family: str, langs: tuple[str, ...] | list[str]) -> None:
+        have = self.langs.setdefault(family, [])
+        have.extend(lang for lang in langs if lang not in have)
+
+    def full(self, family: str) -> bool:
+        return set(self.langs.get(family, ())) == set(FAMILIES[family])
+
+    def lm_eval_tasks(self) -> list[str]:
+        """Names for lm-eval: super groups and families when complete (group means), else task names."""
+        names, covered = [], set()
+        for group, families in SUPER_GROUPS.items():
+            if all(self.full(f) for f in families):
+                names.append(group)
+                covered.update(families)
+        for family in self.langs:
+            if family in covered:
+                continue
+            if self.full(family):
+                names.append(family)
+            else:
+                names += [task_name(family, lang) for lang in FAMILIES[family] if lang in self.langs[family]]
+        return names + self.other
+
+
+def _valid_names() -> str:
+    return f"groups: {', '.join([*FAMILIES, *SUPER_GROUPS])}; tasks: <group>_<lang>, e.g. mgsm_aligned_de"
+
+
+def parse_tasks(spec: str, allow_other: bool = False) -> Selection:
+    """Parse a --tasks string (see TASK_SPEC_HELP) into a validated selection.
+
+    With `allow_other` (--include-defaults), names outside our table are kept for lm-eval to resolve.
+    """
+    tasks = {task_name(f, lang): (f, lang) for f, langs in FAMILIES.items() for lang in langs}
+    sel, current = Selection(), None  # current: families a following bare language code extends
+    items = [s.strip() for s in spec.split(",") if s.strip()]
+    if not items:
+        raise MlalignError(f"no tasks given; {_valid_names()}")
+    for item in items:
+        name, colon, lang = item.partition(":")
+        if colon:
+            families = SUPER_GROUPS.get(name) or ((name,) if name in FAMILIES else None)
+            if families is None:
+                raise MlalignError(f"unknown task group {name!r} in {item!r}; {_valid_names()}")
+            current = families
+            lang = lang.strip()
+        elif name in FAMILIES or name in SUPER_GROUPS:
+            for family in SUPER_GROUPS.get(name, (name,)):
+                sel.add(family, FAMILIES[family])
+            current = None
+            continue
+        elif name in tasks:
+            family, lang = tasks[name]
+            sel.add(family, [lang])
+            current = None
+            continue
+        elif name in LANGUAGES and current is not None:
+            lang = name
+        elif allow_other and name not in LANGUAGES:
+            sel.other.append(name)
+            current = None
+            continue
+        else:
+            where = " (a language code must follow a FAMILY:LANG item)" if name in LANGUAGES else ""
+            raise MlalignError(f"unknown task {name!r}{where}; {_valid_names()}")
+        for family in current:
+            try:
+                sel.add(family, [check_lang(lang, FAMILIES[family], what=f"{family} language")])
+            except UnknownLanguageError as e:
+                raise UnknownLanguageError(f"{e} (in --tasks item {item!r})") from None
+    return sel
+
+
+def parse_limit(value: str | None) -> int | float | None:
+    """--limit: a positive integer (items per task) or a fraction 0 < f <= 1 of the items (1.0 = all)."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        number = int(text)
+    except ValueError:
+        try:
+            number = float(text)
+        except ValueError:
+            number = math.nan
+        if not (0 < number <= 1):
+            raise MlalignError(
+                f"--limit {value!r} is neither a positive integer (items per task) nor a fraction in (0, 1]"
+            ) from None
+        return None if number == 1 else number
+    if number < 1:
+        raise MlalignError(f"--limit {value!r} must be a positive integer (items per task) or a fraction in (0, 1]")
+    return number
+
+
+def parse_gen_kwargs(value: str | None) -> dict[str, Any] | None:
+    """--gen-kwargs 'max_gen_toks=64,temperature=0' -> dict, as lm-eval parses it."""
+    if not value:
+        return None
+    from lm_eval.utils import simple_parse_args_string
+
+    bad = [p for p in value.split(",") if p.strip() and (p.count("=") < 1 or not p.split("=", 1)[0].strip())]
+    if bad:
+        raise MlalignError(f"--gen-kwargs {value!r}: expected key=value pairs separated by commas (bad: {bad[0]!r})")
+    return simple_parse_args_string(value)
+
+
+def parse_batch_size(value: str) -> int | str:
+    if value == "auto" or value.startswith("auto:"):
+        return value
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise MlalignError(f"--batch-size {value!r} must be a positive integer or 'auto'")
+    return size
+
+
+def _missing_local(name: str) -> bool:
+    """True if `name` is meant as a local path (exists, or is not shaped like a hub id) but is absent."""
+    if Path(name).expanduser().exists():
+        return False
+    return name.startswith((".", "/", "~")) or name.count("/") > 1
+
+
+def check_model(model: str, adapter: str | None) -> None:
+    """Fail early, with the fix, if the model or the adapter cannot be found."""
+    from transformers import AutoConfig
+
+    if _missing_local(model):
+        raise MlalignError(
+            f"model path {model} does not exist; pass a directory saved with save_pretrained or a model id"
+        )
+    try:
+        AutoConfig.from_pretrained(model)
+    except (OSError, ValueError) as e:
+        raise MlalignError(
+            f"cannot load model {model!r} ({str(e).splitlines()[0]}); pass a directory saved with save_pretrained, "
+            f"or a Hugging Face model id that is cached or downloadable (HF_HUB_OFFLINE=1 allows cached models only)"
+        ) from None
+    if adapter is None:
+        return
+    if _missing_local(adapter):
+        raise MlalignError(f"--peft {adapter} does not exist; pass a PEFT adapter directory (with adapter_config.json)")
+    from peft import PeftConfig
+
+    try:
+        PeftConfig.from_pretrained(adapter)
+    except (OSError, ValueError) as e:
+        raise MlalignError(
+            f"cannot load PEFT adapter {adapter!r} ({str(e).splitlines()[0]}); pass a directory with "
+            f"adapter_config.json (e.g. one written by the trainer)"
+        ) from None
+
+
+def resolve_device(device: str | None, load_in_4bit: bool) -> str:
+    """The device to run on (default: cuda if available), checked against what is there."""
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MlalignError(f"--device {device}, but no CUDA GPU is visible; use --device cpu")
+    if load_in_4bit and (not device.startswith("cuda") or not torch.cuda.is_available()):
+        raise MlalignError(
+            "--load-in-4bit needs a CUDA GPU (bitsandbytes NF4); drop --load-in-4bit to evaluate on "
+            f"{device} in full precision"
+        )
+    return device
+
+
+# ----------------------------------------------------------------------------- running
+
+
+@dataclass
+class EvalRequest:
+    """Everything `mlalign eval` needs, already parsed."""
+
+    model: str
+    tasks: Selection
+    adapter: str | None = None
+    limit: int | float | None = None
+    num_fewshot: int | None = None
+    batch_size: int | str = 1
+    device: str | None = None
+    gen_kwargs: dict[str, Any] | None = None
+    output_path: Path | None = None
+    load_in_4bit: bool = False
+    include_defaults: bool = False
+    apply_chat_template: bool = False
+    data_dir: Path | None = None
+    seed: int = 0
+
+    @property
+    def model_args(self) -> str:
+        """lm-eval's model_args string naming base model and adapter (also for a pre-loaded model)."""
+        return f"pretrained={self.model}" + (f",peft={self.adapter}" if self.adapter else "")
+
+
+def _check_fewshot(req: EvalRequest) -> None:
+    k = req.num_fewshot
+    if k is None:
+        return
+    if k < 0:
+        raise MlalignError(f"--num-fewshot {k} must be >= 0")
+    math_selected = [f for f in req.tasks.langs if f in MATH_FAMILIES]
+    if k > MAX_FEWSHOT and math_selected:
+        raise MlalignError(
+            f"--num-fewshot {k}: {', '.join(math_selected)} have {MAX_FEWSHOT} native exemplars per language; "
+            f"use at most {MAX_FEWSHOT}"
+        )
+
+
+def nf4_config():
+    """bitsandbytes 4-bit NF4 with double quantization and bf16 compute (QLoRA's setting)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_use_double_quant=True,
+    )
+
+
+def preloaded_lm(req: EvalRequest, device: str):
+    """The base model loaded here (NF4: lm-eval's own load_in_4bit fails on transformers 5), plus the
+    optional adapter, wrapped for lm-eval; the results still name both through `req.model_args`."""
+    from lm_eval.models.huggingface import HFLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(req.model, quantization_config=nf4_config(), device_map={"": device})
+    if req.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, req.adapter)
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(req.model)
+    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=req.batch_size)
+
+
+def run(req: EvalRequest) -> dict[str, Any]:
+    """Validate, evaluate and (if asked) save; return lm-eval's results dict (without samples)."""
+    _check_fewshot(req)
+    device = resolve_device(req.device, req.load_in_4bit)
+    if req.output_path is not None and req.output_path.exists() and not req.output_path.is_dir():
+        raise MlalignError(f"--output-path {req.output_path} is a file; pass a directory")
+    check_model(req.model, req.adapter)
+
+    from lm_eval import simple_evaluate
+    from lm_eval.loggers import EvaluationTracker
+    from lm_eval.tasks import TaskManager
+
+    metadata = {"data_dir": str(req.data_dir)} if req.data_dir else None
+    manager = TaskManager(include_path=str(tasks_dir()), include_defaults=req.include_defaults, metadata=metadata)
+    names = req.tasks.lm_eval_tasks()
+    if unknown := [n for n in req.tasks.other if n not in manager.all_tasks]:
+        raise MlalignError(f"unknown lm-eval task(s) {', '.join(unknown)}; `lm_eval ls tasks` lists them")
+    loaded = manager.load(names)  # reads and checks all task data before the model is loaded
+    built = [loaded["groups"][n] if n in loaded["groups"] else loaded["tasks"][n] for n in names]
+
+    lm = preloaded_lm(req, device) if req.load_in_4bit else "hf"
+    staging, created = None, False
+    if req.output_path is not None:
+        created = not req.output_path.exists()
+        req.output_path.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".mlalign-eval-", dir=req.output_path))
+    try:
+        tracker = EvaluationTracker(output_path=str(staging)) if staging else None
+        results = simple_evaluate(
+            model=lm,
+            model_args=req.model_args,
+            tasks=built,
+            num_fewshot=req.num_fewshot,
+            batch_size=req.batch_size,
+            device=device,
+            limit=req.limit,
+            gen_kwargs=req.gen_kwargs,
+            log_samples=staging is not None,
+            evaluation_tracker=tracker,
+            task_manager=manager,
+            apply_chat_template=req.apply_chat_template,
+            random_seed=req.seed,
+            numpy_random_seed=req.seed,
+            torch_random_seed=req.seed,
+        )
+        if results is None:
+            raise MlalignError("lm-eval returned no results (not the main process)")
+        results["mlalign"] = {"version": version("mlalign"), "tasks": names, "load_in_4bit": req.load_in_4bit}
+        samples = results.pop("samples", None)
+        if tracker is not None:
+            _save(tracker, results, samples, staging, req.output_path)
+        return results
+    except BaseException:
+        if created:  # it holds nothing but our staging directory
+            shutil.rmtree(req.output_path, ignore_errors=True)
+        raise
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _save(tracker, results: dict, samples: dict | None, staging: Path, output_path: Path) -> None:
+    """Write results and samples into `staging`, then move them into place (samples first)."""
+    tracker.save_results_aggregated(results=results, samples=samples)
+    for task in results["configs"]:
+        tracker.save_results_samples(task_name=task, samples=samples[task])
+    model_dir = staging / str(tracker.general_config_tracker.model_name_sanitized)
+    written = sorted(model_dir.glob("*.json*"))
+    result_files = [p for p in written if p.name.startswith("results_")]
+    if len(result_files) != 1 or len(written) != len(results["configs"]) + 1:
+        raise MlalignError(f"lm-eval could not write its results into {output_path}; check free space and permissions")
+    target = output_path / model_dir.name
+    target.mkdir(parents=True, exist_ok=True)
+    for p in sorted(written, key=lambda p: p.name.startswith("results_")):
+        os.replace(p, target / p.name)
+    results["mlalign"]["results_file"] = str(target / result_files[0].name)
+
+
+# ----------------------------------------------------------------------------- reporting
+
+
+def primary_metric(results: dict, task: str) -> tuple[str, float] | None:
+    """(metric key, value) of the first metric of a task's config, e.g. ('exact_match,last_number', 0.25)."""
+    scores = results.get("results", {}).get(task) or results.get("groups", {}).get(task)
+    config = results.get("configs", {}).get(task, {})
+    metrics = [m["metric"] for m in config.get("metric_list", [])] or ["exact_match", "acc"]
+    for metric in metrics:
+        for key, value in (scores or {}).items():
+            if key.startswith(f"{metric},") and "_stderr" not in key and isinstance(value, (int, float)):
+                return key, float(value)
+    return None
+
+
+def score_table(results: dict, selection: Selection):
+    """A rich table: rows = languages, columns = families, last row = mean over the languages."""
+    from rich.table import Table
+
+    families = list(selection.langs)
+    limit = results.get("config", {}).get("limit")
+    title = str(results.get("config", {}).get("model_args") or results.get("model_name"))
+    table = Table("lang", *families, title=title, caption=f"scores in % (limit: {limit or 'all'} per language)")
+    cells: dict[str, dict[str, float]] = {f: {} for f in families}
+    for family in families:
+        for lang in selection.langs[family]:
+            if found := primary_metric(results, task_name(family, lang)):
+                cells[family][lang] = found[1]
+    for lang in (code for code in LANGUAGES if any(code in selection.langs[f] for f in families)):
+        table.add_row(lang, *(f"{100 * cells[f][lang]:.1f}" if lang in cells[f] else "" for f in families))
+    means = []
+    for family in families:
+        group = results.get("groups", {}).get(family)
+        first = next(iter(cells[family]), None)
+        key = primary_metric(results, task_name(family, first))[0] if first else None
+        if group and key and isinstance(group.get(key), (int, float)):
+            means.append(group[key])
+        else:
+            means.append(sum(cells[family].values()) / len(cells[family]) if cells[family] else None)
+    table.add_section()
+    table.add_row("mean", *(f"{100 * m:.1f}" if m is not None else "" for m in means), style="bold")
+    return table
+
+
+def other_table(results: dict, names: list[str]):
+    """A rich table of the primary metric of lm-eval tasks outside our families."""
+    from rich.table import Table
+
+    table = Table("task", "metric", "score (%)", title="other lm-eval tasks")
+    for name in names:
+        if found := primary_metric(results, name):
+            table.add_row(name, found[0], f"{100 * found[1]:.1f}")
+    return table
+
+
+def quiet_lm_eval(verbose: bool) -> None:
+    """lm-eval logs a warning per task; keep only errors unless asked."""
+    logging.getLogger("lm_eval").setLevel(logging.INFO if verbose else logging.ERROR)

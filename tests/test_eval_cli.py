@@ -1,0 +1,284 @@
+"""`mlalign eval` and the plain `lm_eval --include_path "$(mlalign tasks-path)"` line on the tiny model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlalign_tasks import cli
+from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.evaluate import parse_batch_size, parse_gen_kwargs, parse_limit, parse_tasks, tasks_dir
+from mlalign_tasks.languages import FAMILIES, LANGUAGES, PAPER_LANGS, SUPER_GROUPS, UnknownLanguageError, task_name
+
+BIN = Path(sys.executable).parent
+FAST = ["--limit", "1", "--gen-kwargs", "max_gen_toks=4", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def tiny_adapter(tmp_path_factory, tiny_model_dir) -> Path:
+    """A real (untrained) PEFT LoRA adapter on the tiny model."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    adapter = tmp_path_factory.mktemp("adapter") / "lora"
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(adapter)
+    return adapter
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run `mlalign ARGS` in-process through the real entry point; (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["mlalign", *args])
+    monkeypatch.setenv("COLUMNS", "200")
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def read_run(output: Path) -> tuple[dict, list[Path]]:
+    (model_dir,) = [p for p in output.iterdir()]
+    (results_file,) = model_dir.glob("results_*.json")
+    return json.loads(results_file.read_text(encoding="utf-8")), sorted(model_dir.glob("samples_*.jsonl"))
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def test_task_spec_syntax() -> None:
+    sel = parse_tasks("mgsm_aligned:de,fr,sw, msvamp_aligned_zh,paper_aligned:zh")
+    assert sel.langs == {
+        "mgsm_aligned": ["de", "fr", "sw"],
+        "msvamp_aligned": ["zh"],
+        "snli_aligned": ["zh"],
+        "paws_aligned": ["zh"],
+        "sentiment_aligned": ["zh"],
+    }
+    assert parse_tasks("paper_aligned,mgsm_aligned").lm_eval_tasks() == ["paper_aligned", "mgsm_aligned"]
+    assert parse_tasks("snli_aligned,mgsm_aligned:en").lm_eval_tasks() == ["snli_aligned", "mgsm_aligned_en"]
+    full = parse_tasks(",".join(FAMILIES))
+    assert full.lm_eval_tasks() == ["paper_aligned", "mgsm_aligned", "msvamp_aligned"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ("mgsm", "unknown task 'mgsm'.*groups: mgsm_aligned, msvamp_aligned"),
+        ("xnli_de", "unknown task 'xnli_de'"),
+        ("msvamp_aligned:te", "unknown msvamp_aligned language code 'te'.*Valid codes: bn, de"),
+        ("mgsm_aligned:de,xx", "unknown task 'xx'"),
+        ("de,mgsm_aligned", "a language code must follow a FAMILY:LANG item"),
+        ("nope_aligned:de", "unknown task group 'nope_aligned'"),
+        ("paper_aligned:te", "unknown snli_aligned language code 'te'"),
+        (" , ", "no tasks given"),
+    ],
+)
+def test_task_spec_errors(spec: str, match: str) -> None:
+    with pytest.raises(MlalignError, match=match):
+        parse_tasks(spec)
+
+
+def test_other_lm_eval_tasks_need_include_defaults() -> None:
+    with pytest.raises(MlalignError, match="unknown task 'arc_easy'"):
+        parse_tasks("mgsm_aligned:de,arc_easy")
+    sel = parse_tasks("mgsm_aligned:de,arc_easy", allow_other=True)
+    assert sel.lm_eval_tasks() == ["mgsm_aligned_de", "arc_easy"]
+    with pytest.raises(MlalignError, match="language code must follow"):
+        parse_tasks("de", allow_other=True)
+
+
+def test_unknown_language_is_a_language_error() -> None:
+    with pytest.raises(UnknownLanguageError):
+        parse_tasks("mgsm_aligned:dee")
+
+
+@pytest.mark.parametrize(("text", "value"), [("5", 5), ("0.5", 0.5), ("1.0", None), ("1", 1), (None, None)])
+def test_limit(text: str | None, value: float | None) -> None:
+    assert parse_limit(text) == value
+
+
+@pytest.mark.parametrize("text", ["0", "-3", "1.5", "abc", "0.0", "nan", ""])
+def test_bad_limit(text: str) -> None:
+    with pytest.raises(MlalignError, match="--limit"):
+        parse_limit(text)
+
+
+def test_gen_kwargs_and_batch_size() -> None:
+    assert parse_gen_kwargs("max_gen_toks=64,temperature=0") == {"max_gen_toks": 64, "temperature": 0}
+    with pytest.raises(MlalignError, match="key=value"):
+        parse_gen_kwargs("max_gen_toks")
+    assert parse_batch_size("8") == 8 and parse_batch_size("auto") == "auto"
+    with pytest.raises(MlalignError, match="--batch-size"):
+        parse_batch_size("0")
+
+
+# ----------------------------------------------------------------------------- bad input through the CLI
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tasks", "mgsm_aligned:xx"], "unknown mgsm_aligned language code 'xx'"),
+        (["--tasks", "gsm8k"], "unknown task 'gsm8k'"),
+        (["--limit", "0"], "--limit '0'"),
+        (["--num-fewshot", "9", "--tasks", "mgsm_aligned:de"], "at most 8"),
+        (["--load-in-4bit", "--device", "cpu"], "--load-in-4bit needs a CUDA GPU"),
+        (["--batch-size", "0"], "--batch-size '0'"),
+        (["--gen-kwargs", "oops"], "--gen-kwargs"),
+    ],
+)
+def test_bad_input_is_one_error_line(monkeypatch, capsys, tmp_path, tiny_model_dir, args, message) -> None:
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli(
+        monkeypatch, capsys, "eval", "-m", str(tiny_model_dir), "--output-path", str(out), *args
+    )
+    assert code == 2
+    assert stderr.startswith("error:") and message in stderr and stderr.count("\n") == 1, stderr
+    assert not out.exists()
+
+
+def test_cuda_device_without_gpu(monkeypatch, capsys, tiny_model_dir) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is visible")
+    code, _, err = run_cli(monkeypatch, capsys, "eval", "-m", str(tiny_model_dir), "--device", "cuda")
+    assert code == 2 and "no CUDA GPU is visible; use --device cpu" in err
+
+
+def test_missing_model_and_adapter(monkeypatch, capsys, tmp_path, tiny_model_dir) -> None:
+    out = tmp_path / "out"
+    code, _, err = run_cli(monkeypatch, capsys, "eval", "-m", str(tmp_path / "nope"), "--output-path", str(out))
+    assert code == 2 and f"model path {tmp_path / 'nope'} does not exist" in err
+    code, _, err = run_cli(monkeypatch, capsys, "eval", "-m", "no-such-org/no-such-model", "--output-path", str(out))
+    assert code == 2 and "cannot load model 'no-such-org/no-such-model'" in err and "HF_HUB_OFFLINE" in err
+    code, _, err = run_cli(monkeypatch, capsys, "eval", "-m", str(tiny_model_dir), "--peft", str(tmp_path))
+    assert code == 2 and "cannot load PEFT adapter" in err
+    assert not out.exists()
+
+
+def test_corrupt_data_stops_before_the_model_loads(monkeypatch, capsys, tmp_path, shared_data, tiny_model_dir) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(shared_data / "mgsm", data / "mgsm")
+    tsv = data / "mgsm" / "mgsm_sw.tsv"
+    tsv.write_bytes(tsv.read_bytes()[:-10])
+    out = tmp_path / "out"
+    args = ["eval", "-m", str(tiny_model_dir), "-t", "mgsm_aligned", "--data-dir", str(data), "--output-path", str(out)]
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 2 and "checksum mismatch for mgsm/mgsm_sw.tsv" in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+# ----------------------------------------------------------------------------- real runs
+
+
+@pytest.mark.slow
+def test_eval_every_group(monkeypatch, capsys, tmp_path, tiny_model_dir) -> None:
+    out = tmp_path / "results"
+    code, stdout, stderr = run_cli(
+        monkeypatch, capsys, "eval", "-m", str(tiny_model_dir), "--output-path", str(out), *FAST
+    )
+    assert code == 0, stderr[-3000:]
+    results, samples = read_run(out)
+    tasks = {task_name(f, lang) for f, langs in FAMILIES.items() for lang in langs}
+    assert set(results["results"]) >= tasks
+    assert set(results["groups"]) == {*FAMILIES, *SUPER_GROUPS}
+    assert {p.name.split("_2")[0].removeprefix("samples_") for p in samples} == tasks
+    assert results["config"]["model_args"] == f"pretrained={tiny_model_dir}"
+    assert results["model_name"] == str(tiny_model_dir)
+    for name in tasks:
+        metric = "exact_match,last_number" if name.startswith(("mgsm", "msvamp")) else "acc,none"
+        assert 0.0 <= results["results"][name][metric] <= 1.0, name
+        assert results["n-samples"][name]["effective"] == 1
+    mean = results["groups"]["mgsm_aligned"]["exact_match,last_number"]
+    per_lang = [
+        results["results"][task_name("mgsm_aligned", lang)]["exact_match,last_number"]
+        for lang in FAMILIES["mgsm_aligned"]
+    ]
+    assert mean == pytest.approx(sum(per_lang) / len(per_lang))
+    line = json.loads(samples[0].read_text(encoding="utf-8").splitlines()[0])
+    assert {"doc", "resps", "filtered_resps", "target"} <= set(line)
+    # the table: one row per language of any family, one column per family, then the mean
+    rows = {line.split("│")[1].strip(): line for line in stdout.splitlines() if line.count("│") > 2}
+    assert set(rows) >= {*PAPER_LANGS, "te", "mean"}
+    assert "┃ lang" in stdout and list(rows)[-1] == "mean"
+    assert [code for code in rows if code in LANGUAGES] == [code for code in LANGUAGES if code in rows]
+    assert all(f in stdout for f in FAMILIES)
+    assert [p.name for p in out.iterdir()] == [results["config"]["model_args"].split("=")[1].replace("/", "__")]
+
+
+@pytest.mark.slow
+def test_eval_with_adapter_and_fewshot(monkeypatch, capsys, tmp_path, tiny_model_dir, tiny_adapter) -> None:
+    """A real PEFT LoRA adapter is applied; 8-shot MGSM runs; model_args names base and adapter."""
+    adapter = tiny_adapter
+    out = tmp_path / "results"
+    args = ["eval", "-m", str(tiny_model_dir), "--peft", str(adapter), "-t", "mgsm_aligned:ja", "--num-fewshot", "8"]
+    code, stdout, stderr = run_cli(monkeypatch, capsys, *args, "--output-path", str(out), *FAST)
+    assert code == 0, stderr[-3000:]
+    results, samples = read_run(out)
+    assert results["config"]["model_args"] == f"pretrained={tiny_model_dir},peft={adapter}"
+    assert results["model_name"] == str(adapter)
+    assert results["n-shot"]["mgsm_aligned_ja"] == 8
+    (sample,) = [json.loads(line) for line in samples[0].read_text(encoding="utf-8").splitlines()]
+    prompt = sample["arguments"]["gen_args_0"]["arg_0"]
+    assert prompt.count("### Instruction:") == 9 and "ロジャー" in prompt
+    assert "mean" in stdout and "ja" in stdout
+
+
+def test_preloaded_model_keeps_model_args(monkeypatch, tmp_path, tiny_model_dir, tiny_adapter) -> None:
+    """The --load-in-4bit path (a model object handed to HFLM) on CPU, with quantization switched off:
+    results still name base model and adapter (contract for the leaderboard)."""
+    from mlalign_tasks import evaluate
+
+    monkeypatch.setattr(evaluate, "resolve_device", lambda device, load_in_4bit: "cpu")
+    monkeypatch.setattr(evaluate, "nf4_config", lambda: None)
+    req = evaluate.EvalRequest(
+        model=str(tiny_model_dir),
+        adapter=str(tiny_adapter),
+        tasks=parse_tasks("msvamp_aligned:sw"),
+        limit=1,
+        gen_kwargs={"max_gen_toks": 2},
+        output_path=tmp_path / "out",
+        load_in_4bit=True,
+    )
+    results = evaluate.run(req)
+    saved, samples = read_run(tmp_path / "out")
+    assert saved["config"]["model_args"] == f"pretrained={tiny_model_dir},peft={tiny_adapter}"
+    assert saved["model_name"] == str(tiny_adapter) and saved["mlalign"]["load_in_4bit"] is True
+    assert len(samples) == 1 and results["results"]["msvamp_aligned_sw"]["exact_match,last_number"] in (0.0, 1.0)
+
+
+@pytest.mark.slow
+def test_plain_lm_eval_command_line(tmp_path, tiny_model_dir) -> None:
+    """Exactly the documented line: lm_eval ... --tasks mgsm_aligned --include_path "$(mlalign tasks-path)"."""
+    out = tmp_path / "lm_eval_out"
+    line = (
+        f"lm_eval --model hf --model_args pretrained={tiny_model_dir} --tasks mgsm_aligned "
+        f'--include_path "$(mlalign tasks-path)" --limit 2 --gen_kwargs max_gen_toks=4 '
+        f"--output_path {out} --log_samples"
+    )
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(["bash", "-c", line], capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results, samples = read_run(out)
+    assert set(results["groups"]) == {"mgsm_aligned"}
+    assert len(samples) == len(FAMILIES["mgsm_aligned"])
+    assert all(
+        results["n-samples"][task_name("mgsm_aligned", lang)]["effective"] == 2 for lang in FAMILIES["mgsm_aligned"]
+    )
+    assert "mgsm_aligned_te" in result.stdout and "exact_match" in result.stdout
+
+
+def test_tasks_path(monkeypatch, capsys) -> None:
+    code, stdout, _ = run_cli(monkeypatch, capsys, "tasks-path")
+    assert code == 0 and Path(stdout.strip()) == tasks_dir()
+    assert (tasks_dir() / "mgsm_aligned" / "_template_yaml").is_file()
