@@ -1,0 +1,110 @@
+"""Benchmark: build a leaderboard from N models x 60 task-language pairs with per-sample logs.
+
+Half the models are bases, half are aligned adapters of them (peft=...), trained on de/fr/zh/sw.
+Files are written in lm-eval 0.4.13's exact layout (mlalign_tasks.leaderboard.synthetic); only the
+`make_leaderboard` call is timed (read + statistics + plots + HTML + atomic write), without copying the
+inputs into the board (`--no-embed-inputs`; embedding adds a plain file copy of the inputs). Wall time
+and CPU time (this process and its workers) are reported: on a shared machine the wall time also
+measures the other load.
+
+    .venv/bin/python bench/bench_leaderboard.py                 # 10, 25, 50, 100 models, 50 items each
+    .venv/bin/python bench/bench_leaderboard.py --models 100 --items 250
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from mlalign_tasks.languages import FAMILIES, task_name
+from mlalign_tasks.leaderboard import make_leaderboard
+from mlalign_tasks.leaderboard.synthetic import Item, write_run
+
+SEEN = ["de", "fr", "zh", "sw"]
+GENERATIVE_FAMILIES = {"mgsm_aligned", "msvamp_aligned"}
+
+
+def task_pairs(count: int = 60) -> list[tuple[str, str]]:
+    """The first `count` (family, language) pairs of the language table."""
+    return [(f, lang) for f, langs in FAMILIES.items() for lang in langs][:count]
+
+
+def make_inputs(root: Path, n_models: int, n_items: int, seed: int = 0) -> tuple[list[Path], Path]:
+    """Write n_models runs (bases and their aligned adapters) and a manifest; return (result dirs, manifest)."""
+    rng = random.Random(seed)
+    pairs = task_pairs()
+    entries, dirs = [], []
+    for m in range(n_models):
+        base = f"org/base-{m // 2:03d}"
+        aligned = m % 2 == 1
+        args = f"pretrained={base},peft=adapters/aligned-{m // 2:03d}" if aligned else f"pretrained={base}"
+        p_right = 0.55 if aligned else 0.45
+        tasks, generative = {}, set()
+        for family, lang in pairs:
+            name = task_name(family, lang)
+            gen = family in GENERATIVE_FAMILIES
+            if gen:
+                generative.add(name)
+            items = []
+            for i in range(n_items):
+                gold: int | str = str(i % 97) if gen else i % 3
+                right = rng.random() < p_right
+                wrong: int | str = str(i % 97 + 1) if gen else (i + 1) % 3
+                items.append(Item(gold if right else wrong, gold))
+            tasks[name] = items
+        out = root / f"run-{m:03d}"
+        write_run(out, args, tasks, generative=generative)
+        dirs.append(out)
+        if aligned:
+            entries.append({"match": f"adapters/aligned-{m // 2:03d}", "languages": SEEN})
+    manifest = root / "manifest.yaml"
+    manifest.write_text(yaml.safe_dump({"title": "benchmark board", "models": entries}), encoding="utf-8")
+    return dirs, manifest
+
+
+def bench(n_models: int, n_items: int, repeats: int) -> float:
+    """Best-of-`repeats` wall time of one board build."""
+    with tempfile.TemporaryDirectory(prefix="mlalign-bench-") as tmp:
+        root = Path(tmp)
+        dirs, manifest = make_inputs(root / "inputs", n_models, n_items)
+        size = sum(f.stat().st_size for f in (root / "inputs").rglob("*") if f.is_file())
+        times, cpu = [], []
+        for _ in range(repeats):
+            start, start_cpu = time.perf_counter(), _cpu()
+            board = make_leaderboard(dirs, root / "board", manifest, embed=False)
+            times.append(time.perf_counter() - start)
+            cpu.append(_cpu() - start_cpu)
+            shutil.rmtree(root / "board")
+        print(
+            f"{n_models:4d} models x {len(task_pairs())} task-language pairs x {n_items} items "
+            f"({size / 2**20:.0f} MiB of results+samples, {len(board.comparisons)} paired tests): "
+            f"best {min(times):.2f} s wall, {min(cpu):.2f} s CPU (of {repeats}; load average {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
+        return min(times)
+
+
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, nargs="+", default=[10, 25, 50, 100])
+    parser.add_argument("--items", type=int, default=50, help="items per task-language pair")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    for n in args.models:
+        bench(n, args.items, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

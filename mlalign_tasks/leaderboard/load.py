@@ -1,0 +1,317 @@
+"""Read lm-eval output (results JSON + per-sample JSONL logs) into plain records, with clear errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import re
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.languages import FAMILIES, LANGUAGES
+
+SUPPORTED_LM_EVAL = "0.4."  # the results layout read here is the one of lm-eval 0.4.x
+REQUIRED_KEYS = ("results", "config", "lm_eval_version")
+_DATE_ID = re.compile(r"_(\d{4}-\d{2}-\d{2}T[\d.-]+)\.json$")
+_DOC_ID_KEY = b'{"doc_id": '
+_TAIL_KEY = b'"filtered_resps": '
+_FILTER_KEY = b', "filter": "'
+_TAIL_WINDOW = 4096  # the fields after filtered_resps are short: search the line's end first
+
+
+class ResultsError(MlalignError):
+    """A results file or directory that cannot be read as lm-eval output."""
+
+
+@dataclass
+class TaskResult:
+    """One task of one results file: metrics as lm-eval reports them (`metric,filter` keys)."""
+
+    task: str
+    family: str
+    lang: str
+    metrics: dict[str, float]
+    stderrs: dict[str, float | None]
+    n: int | None
+    samples_path: Path | None
+
+
+@dataclass
+class Run:
+    """One lm-eval results file: the model it evaluated and its per-language task results."""
+
+    path: Path
+    pretrained: str
+    peft: str | None
+    lm_eval_version: str
+    tasks: dict[str, TaskResult] = field(default_factory=dict)
+    ignored_tasks: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        """The model this run evaluated: the adapter if there is one, else the base model."""
+        return self.peft or self.pretrained
+
+
+def split_task(task: str) -> tuple[str, str] | None:
+    """`mgsm_aligned_de` -> ("mgsm_aligned", "de"); None for groups and tasks not named <family>_<lang>."""
+    for family, langs in FAMILIES.items():
+        if task.startswith(family + "_") and task[len(family) + 1 :] in langs:
+            return family, task[len(family) + 1 :]
+    family, _, lang = task.rpartition("_")
+    return (family, lang) if family and lang in LANGUAGES else None
+
+
+def parse_model_args(model_args: str | dict[str, Any] | None) -> dict[str, str]:
+    """lm-eval model_args as a dict, whether it was given as `k=v,k=v` or as a dict."""
+    if isinstance(model_args, dict):
+        return {str(k): str(v) for k, v in model_args.items() if v is not None}
+    if isinstance(model_args, str):
+        pairs = (item.split("=", 1) for item in model_args.split(",") if "=" in item)
+        return {k.strip(): v.strip() for k, v in pairs}
+    return {}
+
+
+def find_results_files(paths: list[Path]) -> list[Path]:
+    """Expand directories into their `results_*.json` files (searched recursively); keep files as given."""
+    if not paths:
+        raise ResultsError("no results given: pass lm-eval output directories or results_*.json files")
+    found: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files = sorted(p.rglob("results_*.json"))
+            if not files:
+                raise ResultsError(
+                    f"no lm-eval results file (results_*.json) under {p}: pass the --output_path of "
+                    "`lm_eval ... --log_samples` or `mlalign eval`"
+                )
+            found.extend(files)
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise ResultsError(f"results path {p} does not exist")
+    return list(dict.fromkeys(f.resolve() for f in found))
+
+
+def _number(value: Any) -> float | None:
+    """A metric value as float; None for lm-eval's "N/A" and non-finite values."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _samples_file(results_path: Path, task: str) -> Path | None:
+    m = _DATE_ID.search(results_path.name)
+    if not m:
+        return None
+    candidate = results_path.parent / f"samples_{task}_{m.group(1)}.jsonl"
+    return candidate if candidate.is_file() else None
+
+
+def load_run(path: Path) -> Run:
+    """Read and validate one lm-eval results JSON (layout of lm-eval 0.4.x EvaluationTracker)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ResultsError(f"{path} is not a readable JSON file ({e}); pass lm-eval results_*.json files") from e
+    if not isinstance(data, dict) or any(k not in data for k in REQUIRED_KEYS):
+        have = sorted(data)[:8] if isinstance(data, dict) else type(data).__name__
+        raise ResultsError(
+            f"{path} is not an lm-eval results file: expected keys {list(REQUIRED_KEYS)}, found {have}; "
+            "pass the results_*.json written by `lm_eval --output_path ...` or `mlalign eval`"
+        )
+    version = str(data["lm_eval_version"])
+    if not version.startswith(SUPPORTED_LM_EVAL):
+        raise ResultsError(
+            f"{path} was written by lm-eval {version}; this leaderboard reads lm-eval {SUPPORTED_LM_EVAL}x results. "
+            "Re-run the evaluation with lm-eval 0.4.13 (the version mlalign installs)"
+        )
+    results, config = data["results"], data["config"]
+    if not isinstance(results, dict) or not all(isinstance(v, dict) for v in results.values()):
+        raise ResultsError(f"{path}: 'results' must map task names to metric dicts (lm-eval layout)")
+    if not isinstance(config, dict):
+        raise ResultsError(f"{path}: 'config' must be a dict with 'model_args'")
+    args = parse_model_args(config.get("model_args"))
+    pretrained = args.get("pretrained") or args.get("model") or args.get("path") or data.get("model_name")
+    if not pretrained:
+        raise ResultsError(
+            f"{path}: config.model_args does not name the model (expected 'pretrained=<model>[,peft=<adapter>]')"
+        )
+    run = Run(
+        path=path,
+        pretrained=str(pretrained),
+        peft=args.get("peft"),
+        lm_eval_version=version,
+    )
+    subtasks = data.get("group_subtasks") or {}
+    groups = {g for g, children in subtasks.items() if children} | set(data.get("groups") or {})
+    n_samples = data.get("n-samples") or {}
+    for task, entry in results.items():
+        parsed = split_task(task) if task not in groups else None
+        if parsed is None:
+            if task not in groups:
+                run.ignored_tasks.append(task)
+            continue
+        metrics: dict[str, float] = {}
+        stderrs: dict[str, float | None] = {}
+        for key, value in entry.items():
+            if "," not in key or "_stderr," in key:
+                continue
+            number = _number(value)
+            if number is None:
+                continue
+            metrics[key] = number
+            name, _, filt = key.partition(",")
+            stderrs[key] = _number(entry.get(f"{name}_stderr,{filt}"))
+        if not metrics:
+            raise ResultsError(f"{path}: task {task!r} has no numeric 'metric,filter' values")
+        counts = n_samples.get(task)
+        n = counts.get("effective") if isinstance(counts, dict) else entry.get("sample_len")
+        run.tasks[task] = TaskResult(
+            task=task,
+            family=parsed[0],
+            lang=parsed[1],
+            metrics=metrics,
+            stderrs=stderrs,
+            n=int(n) if isinstance(n, int | float) else None,
+            samples_path=_samples_file(path, task),
+        )
+    if not run.tasks:
+        raise ResultsError(
+            f"{path} holds no task named <family>_<language> (found: {', '.join(sorted(results)) or 'none'}); "
+            f"evaluate the mlalign tasks, e.g. --tasks {', '.join(FAMILIES)}"
+        )
+    return run
+
+
+class Sample(NamedTuple):
+    """What the statistics need from one logged sample: item id, the model's answer and its score."""
+
+    doc_id: int
+    answer: str | int | None
+    score: float | None
+
+
+def _normalise(text: Any) -> str | None:
+    """An extracted answer in comparable form: numbers canonicalised, lm-eval's "[invalid]"/empty -> None."""
+    if not isinstance(text, str):
+        return None
+    text = text.strip().replace(",", "").rstrip(".")
+    if not text or text == "[invalid]":
+        return None
+    try:
+        return repr(float(text))
+    except ValueError:
+        return text
+
+
+def _answer(filtered: Any) -> str | int | None:
+    """The model's answer: argmax choice for loglikelihood tasks, the normalised extracted text otherwise."""
+    if isinstance(filtered, list) and filtered and all(isinstance(x, list) and len(x) == 2 for x in filtered):
+        scores = [float(x[0]) for x in filtered]
+        return max(range(len(scores)), key=scores.__getitem__)
+    return _normalise(filtered[0] if isinstance(filtered, list) and filtered else filtered)
+
+
+def _fast_answer(resp: bytes) -> str | int | None:
+    """`_answer` on the raw JSON text of filtered_resps, without a JSON parse in the common cases."""
+    if resp.startswith(b'[["'):
+        parts = resp.split(b'"')  # [[ "-1.5" , "False" ], [ "-2.0" ...: the log-likelihoods are parts[1::4]
+        if len(parts) % 4 == 1:
+            scores = list(map(float, parts[1::4]))  # ValueError (-> JSON parse of the file) if not numbers
+            return scores.index(max(scores))
+    elif resp.startswith(b'["') and resp.endswith(b'"]') and resp.count(b'"') == 2 and b"\\" not in resp:
+        return _normalise(resp[2:-2].decode("utf-8"))
+    return _answer(json.loads(resp))
+
+
+def _parse_fast(raw: bytes, metric: str, filt: str) -> dict[int, Sample] | None:
+    """Samples of one filter, read from each line's tail with byte searches (no JSON parse of the big
+    doc/arguments/resps fields); None when a line does not have lm-eval's layout (then JSON is used).
+
+    lm-eval writes doc_id first and filtered_resps, filter, metrics, hashes and the metric values last; a
+    key followed by an unescaped quote cannot occur inside a JSON string, so the last `"filtered_resps": `
+    of a line is the record's own key.
+    """
+    marker, wanted = f'"{metric}": '.encode(), filt.encode()
+    out: dict[int, Sample] = {}
+    find, rfind, size, start = raw.find, raw.rfind, len(raw), 0
+    id_len, tail_len, filter_len, marker_len = len(_DOC_ID_KEY), len(_TAIL_KEY), len(_FILTER_KEY), len(marker)
+    try:
+        while start < size:
+            end = find(b"\n", start)
+            end = size if end < 0 else end
+            if end - start <= 1:
+                start = end + 1
+                continue
+            key = rfind(_TAIL_KEY, max(start, end - _TAIL_WINDOW), end)
+            key = rfind(_TAIL_KEY, start, end) if key < 0 else key
+            sep = find(_FILTER_KEY, key, end)
+            if key < 0 or sep < 0 or not raw.startswith(_DOC_ID_KEY, start):
+                return None
+            name_start = sep + filter_len
+            name_end = find(b'"', name_start, end)
+            if raw[name_start:name_end] == wanted:
+                doc_id = int(raw[start + id_len : find(b",", start, end)])
+                answer = _fast_answer(raw[key + tail_len : sep])
+                value = rfind(marker, name_end, end)
+                score = None
+                if value >= 0:
+                    stop = find(b",", value + marker_len, end)
+                    score = float(raw[value + marker_len : (stop if stop >= 0 else end)].rstrip(b"} \r"))
+                    score = score if math.isfinite(score) else None
+                out[doc_id] = Sample(doc_id, answer, score)
+            start = end + 1
+    except (ValueError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return out
+
+
+def load_samples(path: Path, metric_key: str) -> dict[int, Sample]:
+    """Per-item answers and scores of one task's samples JSONL, for the filter of `metric_key` (metric,filter)."""
+    metric, _, filt = metric_key.partition(",")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ResultsError(f"cannot read samples file {path}: {e}") from e
+    fast = _parse_fast(raw, metric, filt)
+    if fast is not None:
+        return fast
+    out: dict[int, Sample] = {}
+    for lineno, line in enumerate(raw.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ResultsError(f"{path}:{lineno} is not an lm-eval sample record ({e})") from e
+        if not isinstance(rec, dict) or "doc_id" not in rec or "filtered_resps" not in rec:
+            raise ResultsError(f"{path}:{lineno} lacks 'doc_id'/'filtered_resps' (lm-eval --log_samples layout)")
+        if rec.get("filter", "none") == filt:
+            doc_id = int(rec["doc_id"])
+            out[doc_id] = Sample(doc_id, _answer(rec["filtered_resps"]), _number(rec.get(metric)))
+    return out
+
+
+PARALLEL_MIN_FILES = 200  # below this a process pool costs more than it saves
+
+
+def _load_chunk(jobs: list[tuple[Path, str]]) -> list[dict[int, Sample]]:
+    return [load_samples(path, metric) for path, metric in jobs]
+
+
+def load_all_samples(jobs: list[tuple[Path, str]]) -> list[dict[int, Sample]]:
+    """`load_samples` for many (path, metric) jobs, in order; spread over the CPU cores when there are many."""
+    workers = min(os.cpu_count() or 1, 8)
+    if len(jobs) < PARALLEL_MIN_FILES or workers < 2:
+        return _load_chunk(jobs)
+    size = -(-len(jobs) // (workers * 2))
+    chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        return [samples for chunk in pool.map(_load_chunk, chunks) for samples in chunk]

@@ -1,0 +1,149 @@
+"""The board's two figures (matplotlib, Agg): delta heatmap (languages x tasks) and split-average bars."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from mlalign_tasks.leaderboard.build import ALL_FAMILIES, Board
+from mlalign_tasks.leaderboard.stats import SIGNIFICANCE
+
+MAX_PAIR_PANELS = 8  # more base -> aligned pairs than this: the heatmap shows the mean delta over all pairs
+MAX_ANNOTATED_CELLS = 400  # beyond this the numbers in the heatmap cells would be unreadable (and slow)
+SPLIT_COLOURS = {"english": "#4c72b0", "seen": "#55a868", "unseen": "#dd8452", "non_english": "#8172b3"}
+MAX_LABELLED_GROUPS = 6  # value labels on the bars up to this many models
+
+
+def _save(fig, out: Path, stem: str) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    paths = [out / f"{stem}.png", out / f"{stem}.svg"]
+    try:
+        fig.savefig(paths[0], dpi=100, bbox_inches="tight", metadata={"Software": None})
+        fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None, "Creator": None})
+    finally:
+        plt.close(fig)
+    return paths
+
+
+def _heatmap_grid(board: Board):
+    """(row labels, grid of deltas, significance marks, seen-language marks) for the heatmap."""
+    import numpy as np
+
+    pairs, langs = board.pairs(), board.languages
+    col = {lang: j for j, lang in enumerate(langs)}
+    if len(pairs) <= MAX_PAIR_PANELS:
+        keys = [(a.name, f) for _, a in pairs for f in board.families]
+        labels = [f if len(pairs) == 1 else f"{a} · {f}" for a, f in keys]
+    else:
+        keys = [("*", f) for f in board.families]
+        labels = [f"{f} (mean of {len(pairs)} pairs)" for f in board.families]
+    row = {k: i for i, k in enumerate(keys)}
+    total = np.zeros((len(keys), len(langs)))
+    count = np.zeros_like(total)
+    sig = np.zeros_like(total, dtype=bool)
+    seen = np.zeros_like(sig)
+    seen_by = {a.name: set(a.seen or ()) for _, a in pairs}
+    for c in board.comparisons:
+        i = row.get((c["aligned"], c["family"]), row.get(("*", c["family"])))
+        j = col[c["language"]]
+        total[i, j] += c["delta_pp"]
+        count[i, j] += 1
+        if len(pairs) <= MAX_PAIR_PANELS:
+            sig[i, j] = c["p_value"] is not None and c["p_value"] < SIGNIFICANCE
+            seen[i, j] = c["language"] in seen_by[c["aligned"]]
+    with np.errstate(invalid="ignore"):
+        grid = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return labels, grid, sig, seen
+
+
+def delta_heatmap(board: Board, out: Path) -> list[Path]:
+    """Aligned − base (pp): task families (rows, per pair when there are few pairs) × languages (columns).
+
+    Cells of languages the aligned model was trained on are outlined; `*` marks p < 0.05 (McNemar).
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Rectangle
+
+    if not board.pairs():
+        fig, ax = plt.subplots(figsize=(4, 1.0))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no base → aligned pairs on this board", ha="center", va="center")
+        return _save(fig, out, "delta_heatmap")
+    labels, grid, sig, seen = _heatmap_grid(board)
+    finite = np.abs(grid[np.isfinite(grid)])
+    limit = max(float(finite.max()) if finite.size else 1.0, 1.0)
+    langs = board.languages
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.42 * len(langs) + 2.5), 0.3 * len(labels) + 1.3))
+    image = ax.imshow(
+        np.ma.masked_invalid(grid), cmap="RdYlGn", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest"
+    )
+    ax.set_facecolor("#e6e6e6")
+    ax.set_xticks(range(len(langs)), langs, fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    if grid.size <= MAX_ANNOTATED_CELLS:
+        for (i, j), value in np.ndenumerate(grid):
+            if math.isfinite(value):
+                colour = "white" if abs(value) > 0.6 * limit else "black"
+                label = f"{value:+.0f}{'*' if sig[i, j] else ''}"
+                ax.text(j, i, label, ha="center", va="center", fontsize=7, color=colour)
+    boxes = [Rectangle((j - 0.46, i - 0.46), 0.92, 0.92) for i, j in zip(*np.nonzero(seen), strict=True)]
+    ax.add_collection(PatchCollection(boxes, facecolor="none", edgecolor="black", linewidth=1.2))
+    ax.set_title("Δ aligned − base (pp); boxed: training languages; * p<0.05 (exact McNemar)", fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
+    return _save(fig, out, "delta_heatmap")
+
+
+def split_bars(board: Board, out: Path) -> list[Path]:
+    """Mean score over task families for English / seen / unseen / all non-English, one group per model;
+    for an aligned model, black ticks mark its base model on the same languages."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    values: dict[tuple[str, str], dict[str, float]] = {}
+    for r in board.averages:
+        if r["family"] == ALL_FAMILIES:
+            values.setdefault((r["model"], r["split_of"]), {})[r["split"]] = r["value"] * 100
+    base_of = {a.name: b.name for b, a in board.pairs()}
+    paired_bases = set(base_of.values())
+    groups = [m.name for m in board.models if m.name in base_of or m.name not in paired_bases]
+    x = np.arange(len(groups))
+    width = 0.8 / len(SPLIT_COLOURS)
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.55 * len(groups) + 2), 3.4))
+    for k, (split, colour) in enumerate(SPLIT_COLOURS.items()):
+        offset = x + (k - (len(SPLIT_COLOURS) - 1) / 2) * width
+        heights = [values.get((g, g), {}).get(split, np.nan) for g in groups]
+        bars = ax.bar(offset, heights, width, label=split.replace("_", "-"), color=colour)
+        if len(groups) <= MAX_LABELLED_GROUPS:
+            ax.bar_label(bars, fmt="%.1f", fontsize=6.5, padding=1)
+        base = [values.get((base_of[g], g), {}).get(split, np.nan) if g in base_of else np.nan for g in groups]
+        ax.scatter(offset, base, marker="_", s=200 * width * 4, color="black", linewidths=2, zorder=3)
+    if base_of:
+        ax.scatter([], [], marker="_", color="black", linewidths=2, label="base model, same languages")
+    labels = [f"{g}\n(vs {base_of[g]})" if g in base_of else g for g in groups]
+    ax.set_xticks(
+        x, labels, rotation=30 if len(groups) > 3 else 0, ha="right" if len(groups) > 3 else "center", fontsize=7
+    )
+    ax.set_ylabel("mean score (%)")
+    ax.set_title("English vs seen vs unseen languages (mean over task families)", fontsize=9)
+    ax.legend(
+        fontsize=7,
+        frameon=False,
+        ncols=5,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.25 if len(groups) > 3 else -0.12),
+    )
+    return _save(fig, out, "split_averages")
+
+
+def render_plots(board: Board, out: Path) -> list[Path]:
+    """Write both figures as PNG and SVG into `out`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    matplotlib.rcParams["svg.hashsalt"] = "mlalign"  # reproducible SVG ids
+    matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: smaller, faster, searchable
+    out.mkdir(parents=True, exist_ok=True)
+    return delta_heatmap(board, out) + split_bars(board, out)

@@ -1,0 +1,391 @@
+"""Write a board folder atomically: README.md, results.csv/json, comparisons/consistency CSVs, plots,
+model-card snippets, index.html (and, optionally, copies of the input files)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import os
+import re
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.leaderboard.build import ALL_FAMILIES, COMPARISON_FIELDS, CONSISTENCY_FIELDS, SPLITS, Board, Model
+from mlalign_tasks.leaderboard.stats import SIGNIFICANCE
+
+ROW_FIELDS = ["model", "base_model", "adapter", "task", "family", "language", "metric", "value", "stderr", "n", "split"]
+BOARD_MARKERS = ("results.json", "index.html")
+INPUTS = "inputs"
+
+
+def slug(text: str) -> str:
+    """File-name-safe form of a model name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value * 100:.{digits}f}"
+
+
+def delta_text(c: dict[str, Any]) -> str:
+    """`+2.4*` style delta (pp) with the p-value when a paired test exists."""
+    star = "*" if c["p_value"] is not None and c["p_value"] < SIGNIFICANCE else ""
+    p = f" (p={c['p_value']:.3g})" if c["p_value"] is not None else ""
+    return f"{c['delta_pp']:+.1f}{star}{p}"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _seen_by(board: Board, lang: str) -> str:
+    names = [m.name for m in board.models if m.seen and lang in m.seen]
+    return ", ".join(names) if len(names) <= 3 else f"{len(names)} models"
+
+
+def _index(board: Board) -> dict[tuple[str, str, str], dict[str, Any]]:
+    return {(r["model"], r["family"], r["language"]): r for r in board.rows if r["primary"]}
+
+
+def model_table(board: Board) -> tuple[list[str], list[list[str]]]:
+    """One row per model: base model, adapter, the model it is compared with, training languages."""
+    keys = {m.key for m in board.models}
+    rows = [
+        [
+            m.name,
+            m.pretrained,
+            m.adapter or "–",
+            board.model(m.base).name if m.base in keys else (m.base or "–"),
+            ", ".join(m.seen) if m.seen else ("unknown" if m.adapter else "–"),
+        ]
+        for m in board.models
+    ]
+    return ["model", "base model", "adapter", "compared with", "trained on"], rows
+
+
+def average_table(board: Board, family: str = ALL_FAMILIES) -> tuple[list[str], list[list[str]]]:
+    """Model (with the model whose training languages define seen/unseen) x split means, for one family or all."""
+    avg = {(r["model"], r["split_of"], r["split"]): r["value"] for r in board.averages if r["family"] == family}
+    header = ["model", "seen/unseen per", "English", "seen", "unseen", "all non-English"]
+    rows: list[list[str]] = []
+
+    def line(model: str, split_of: str) -> list[float | None]:
+        return [avg.get((model, split_of, s)) for s in SPLITS]
+
+    pairs = board.pairs()
+    paired = {m.name for pair in pairs for m in pair}
+    for base, aligned in pairs:
+        b, a = line(base.name, aligned.name), line(aligned.name, aligned.name)
+        rows.append([base.name, aligned.name, *(pct(v) for v in b)])
+        rows.append([aligned.name, aligned.name, *(pct(v) for v in a)])
+        deltas = [
+            f"{(y - x) * 100:+.1f}" if x is not None and y is not None else "–" for x, y in zip(b, a, strict=True)
+        ]
+        rows.append([f"**Δ {aligned.name} − {base.name}** (pp)", "", *deltas])
+    for model in board.models:
+        if model.name not in paired:
+            rows.append([model.name, "–", *(pct(v) for v in line(model.name, model.name))])
+    return header, rows
+
+
+def family_table(board: Board, family: str) -> tuple[list[str], list[list[str]]]:
+    """Languages x models (score ± stderr, %) plus one Δ column per base → aligned pair."""
+    index = _index(board)
+    comps = {(c["aligned"], c["language"]): c for c in board.comparisons if c["family"] == family}
+    pairs = board.pairs()
+    header = ["language", "seen by", *(m.name for m in board.models), *(f"Δ {a.name} (pp)" for _, a in pairs)]
+    rows = []
+    for lang in board.languages:
+        cells = [index.get((m.name, family, lang)) for m in board.models]
+        if not any(cells):
+            continue
+        scores = [
+            "–" if r is None else pct(r["value"]) + (f" ± {pct(r['stderr'])}" if r["stderr"] is not None else "")
+            for r in cells
+        ]
+        deltas = [delta_text(comps[(a.name, lang)]) if (a.name, lang) in comps else "–" for _, a in pairs]
+        rows.append([lang, _seen_by(board, lang), *scores, *deltas])
+    return header, rows
+
+
+def consistency_table(board: Board, family: str) -> tuple[list[str], list[list[str]]]:
+    """Languages x models: same answer as in English (%) / correct in both (%)."""
+    cons = {(c["model"], c["language"]): c for c in board.consistency if c["family"] == family}
+    models = [m for m in board.models if any(k[0] == m.name for k in cons)]
+    header = ["language", *(f"{m.name}: same / both correct" for m in models)]
+    rows = []
+    for lang in board.languages:
+        if lang == "en" or not any((m.name, lang) in cons for m in models):
+            continue
+        cells = [
+            f"{pct(cons[(m.name, lang)]['same_answer'])} / {pct(cons[(m.name, lang)]['both_correct'])}"
+            if (m.name, lang) in cons
+            else "–"
+            for m in models
+        ]
+        rows.append([lang, *cells])
+    return header, rows
+
+
+def markdown(board: Board, command: str) -> str:
+    """The board's README."""
+    parts = [f"# {board.title}", ""]
+    if board.description:
+        parts += [board.description, ""]
+    parts += [
+        f"Regenerate with:\n\n```bash\n{command}\n```",
+        "",
+        f"Built by mlalign {_version('mlalign')} from lm-eval {', '.join(board.lm_eval_versions)} results. "
+        "Scores are each task family's primary metric in percent ± the standard error lm-eval reports. "
+        "Δ = aligned − base in percentage points; p = two-sided exact McNemar test on the items both models "
+        f"were scored on (from the per-sample logs; no multiple-comparison correction); * p < {SIGNIFICANCE}. "
+        "Seen languages are the ones the aligned model was trained on; averages over all families are the "
+        "mean of the per-family means.",
+        "",
+        "Open `index.html` for sortable tables and plots. Data: `results.csv` / `results.json` (tidy), "
+        "`comparisons.csv`, `consistency.csv`; model-card snippets in `model_cards/`.",
+        "",
+    ]
+    if board.notes:
+        parts += ["## Notes", "", *(f"- {n}" for n in board.notes), ""]
+    parts += ["## Models", "", _md_table(*model_table(board)), ""]
+    parts += ["## Averages (all task families)", "", _md_table(*average_table(board)), ""]
+    parts += ["![Δ heatmap](plots/delta_heatmap.png)", "", "![split averages](plots/split_averages.png)", ""]
+    for family in board.families:
+        parts += [
+            f"## {family}",
+            "",
+            f"Metric: `{board.metrics[family]}`",
+            "",
+            _md_table(*family_table(board, family)),
+            "",
+        ]
+        parts += ["Averages (%):", "", _md_table(*average_table(board, family)), ""]
+        header, rows = consistency_table(board, family)
+        if rows:
+            parts += ["Cross-lingual consistency with English (same answer / correct in both, %):", ""]
+            parts += [_md_table(header, rows), ""]
+    return "\n".join(parts)
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+
+
+def model_card(model: Model, rows: list[dict[str, Any]]) -> str:
+    """Hugging Face model-card `model-index` YAML for one model from its primary rows (lm-eval's values)."""
+    results = [
+        {
+            "task": {"type": "text-generation", "name": row["family"]},
+            "dataset": {"name": row["task"], "type": row["family"], "config": row["language"], "split": "test"},
+            "metrics": [{"type": row["metric"].split(",")[0], "name": row["metric"], "value": row["value"]}],
+            "source": {"name": "mlalign leaderboard", "url": "index.html"},
+        }
+        for row in rows
+    ]
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when available: 10x faster
+    card = {"model-index": [{"name": model.name, "results": results}]}
+    return yaml.dump(card, Dumper=dumper, sort_keys=False, allow_unicode=True)
+
+
+def _data_uri(path: Path, mime: str) -> str:
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def delta_style(c: dict[str, Any], scale: float) -> str:
+    """Background colour of a Δ cell: green up, red down, stronger with size."""
+    alpha = min(abs(c["delta_pp"]) / scale, 1.0) * 0.75 + 0.1
+    rgb = "26,150,65" if c["delta_pp"] > 0 else ("215,48,39" if c["delta_pp"] < 0 else "160,160,160")
+    return f"background-color: rgba({rgb},{alpha:.2f})"
+
+
+def html(board: Board, command: str, plot_dir: Path) -> str:
+    """The self-contained page (inline CSS/JS, plots as data URIs)."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("mlalign_tasks.leaderboard", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    scale = max([abs(c["delta_pp"]) for c in board.comparisons] + [1.0])
+    families = []
+    index = _index(board)
+    for family in board.families:
+        comps = {(c["aligned"], c["language"]): c for c in board.comparisons if c["family"] == family}
+        rows = []
+        for lang in board.languages:
+            cells = [index.get((m.name, family, lang)) for m in board.models]
+            if any(cells):
+                rows.append(
+                    {
+                        "lang": lang,
+                        "seen_by": _seen_by(board, lang),
+                        "cells": cells,
+                        "deltas": [comps.get((a.name, lang)) for _, a in board.pairs()],
+                    }
+                )
+        families.append(
+            {
+                "name": family,
+                "metric": board.metrics[family],
+                "rows": rows,
+                "consistency": consistency_table(board, family),
+                "averages": average_table(board, family),
+            }
+        )
+    return env.get_template("index.html.j2").render(
+        board=board,
+        command=command,
+        pairs=board.pairs(),
+        models=model_table(board),
+        averages=average_table(board),
+        families=families,
+        pct=pct,
+        delta_text=delta_text,
+        delta_style=lambda c: delta_style(c, scale),
+        heatmap=_data_uri(plot_dir / "delta_heatmap.svg", "image/svg+xml"),
+        bars=_data_uri(plot_dir / "split_averages.svg", "image/svg+xml"),
+        significance=SIGNIFICANCE,
+        version=_version("mlalign"),
+    )
+
+
+def _input_files(board: Board) -> list[tuple[Model, Path]]:
+    files = []
+    for model in board.models:
+        for run in model.runs:
+            files.append((model, run.path))
+            files += [(model, r.samples_path) for r in run.tasks.values() if r.samples_path]
+    return files
+
+
+def embed_inputs(board: Board, out: Path) -> Path:
+    """Copy the results/samples files into out/inputs/<model>/ with a manifest that keeps names and pairing."""
+    root = out / INPUTS
+    for model, path in _input_files(board):
+        target = root / slug(model.name) / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    manifest = {
+        "title": board.title,
+        "description": board.description,
+        "metrics": board.metrics,
+        "models": [
+            {"match": m.key, "name": m.name}
+            | ({"base": m.base} if m.base else {})
+            | ({"languages": list(m.seen)} if m.seen is not None else {})
+            for m in board.models
+        ],
+    }
+    (root / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return root
+
+
+def _check_target(out: Path, inputs: list[Path], embed: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise MlalignError(f"--out {out} is a file; give a folder for the board")
+    if out.is_dir() and any(out.iterdir()) and not all((out / m).exists() for m in BOARD_MARKERS):
+        raise MlalignError(f"--out {out} is a non-empty folder that is not a leaderboard; refusing to replace it")
+    resolved = out.resolve()
+    inside = [p for p in inputs if p.resolve().is_relative_to(resolved)]
+    if inside and not (embed and all(p.resolve().is_relative_to(resolved / INPUTS) for p in inside)):
+        raise MlalignError(
+            f"input {inside[0]} lies inside the board folder {out}, which is replaced as a whole; move it out "
+            f"(inputs in {out / INPUTS} are fine when the board embeds its inputs)"
+        )
+
+
+def write_board(board: Board, out: Path, command: str, inputs: list[Path], embed: bool = True) -> Path:
+    """Build the whole board in a temp folder beside `out`, then swap it in (an error leaves `out` untouched)."""
+    _check_target(out, inputs, embed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        from mlalign_tasks.leaderboard.plots import render_plots
+
+        render_plots(board, tmp / "plots")
+        (tmp / "README.md").write_text(markdown(board, command), encoding="utf-8")
+        _write_csv(tmp / "results.csv", board.rows, ROW_FIELDS)
+        _write_csv(tmp / "comparisons.csv", board.comparisons, list(COMPARISON_FIELDS))
+        _write_csv(tmp / "consistency.csv", board.consistency, list(CONSISTENCY_FIELDS))
+        (tmp / "results.json").write_text(results_json(board, command), encoding="utf-8")
+        cards = tmp / "model_cards"
+        cards.mkdir()
+        primary = _index(board)
+        for model in board.models:
+            if model.adapter or model.base:
+                rows = [r for (name, _, _), r in primary.items() if name == model.name]
+                (cards / f"{slug(model.name)}.yaml").write_text(model_card(model, rows), encoding="utf-8")
+        (tmp / "index.html").write_text(html(board, command, tmp / "plots"), encoding="utf-8")
+        if embed:
+            embed_inputs(board, tmp)
+        _swap(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def results_json(board: Board, command: str) -> str:
+    """results.json: the tidy rows plus models, comparisons, consistency, averages and notes."""
+    payload = {
+        "title": board.title,
+        "description": board.description,
+        "command": command,
+        "lm_eval_versions": board.lm_eval_versions,
+        "metrics": board.metrics,
+        "models": [
+            {
+                "name": m.name,
+                "base_model": m.pretrained,
+                "adapter": m.adapter,
+                "compared_with": m.base,
+                "trained_on": list(m.seen) if m.seen is not None else None,
+                "sources": [r.path.name for r in m.runs],
+            }
+            for m in board.models
+        ],
+        "rows": [{k: r[k] for k in ROW_FIELDS} | {"primary": r["primary"]} for r in board.rows],
+        "comparisons": board.comparisons,
+        "consistency": board.consistency,
+        "averages": board.averages,
+        "notes": board.notes,
+    }
+    return json.dumps(payload, indent=1, ensure_ascii=False)
+
+
+def _swap(tmp: Path, out: Path) -> None:
+    """Rename the new board into place; the previous board is removed only after the new one is there."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old)  # onto the empty placeholder
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        if old is not None:
+            os.replace(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

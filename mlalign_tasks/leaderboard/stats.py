@@ -1,0 +1,81 @@
+"""Paired significance (exact McNemar) and cross-lingual consistency from per-sample logs.
+
+Why McNemar's exact test rather than a paired bootstrap: every metric on these boards (accuracy,
+exact match) is a 0/1 outcome per item and both models answer the same items, so the whole paired
+information is the 2x2 table of (base right/wrong) x (aligned right/wrong). The exact test on its
+discordant cells is valid at any sample size (boards built with `--limit` have few items), is
+deterministic (a board regenerates to the same p-values, no resampling seed) and costs O(n).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from mlalign_tasks.leaderboard.load import Sample
+
+SIGNIFICANCE = 0.05  # the level at which boards mark a delta as significant (no multiple-comparison correction)
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """McNemar table of items scored by both models, and the exact two-sided p-value."""
+
+    n: int
+    both_right: int
+    only_base: int
+    only_aligned: int
+    both_wrong: int
+    p_value: float
+
+
+@dataclass(frozen=True)
+class Consistency:
+    """Agreement of a model's answers in language X with its answers on the same items in English."""
+
+    n: int
+    same_answer: float
+    both_correct: float
+
+
+def mcnemar_exact(only_base: int, only_aligned: int) -> float:
+    """Exact two-sided McNemar p-value from the discordant counts; 1.0 if there are none.
+
+    It is the two-sided binomial test of min(b, c) successes in b + c trials at p = 1/2 (what
+    `scipy.stats.binomtest(c, b + c).pvalue` gives); Binomial(n, 1/2) is symmetric, so the p-value is
+    2 * P(X <= min(b, c)), capped at 1, computed here in exact integer arithmetic (fast, no rounding).
+    """
+    n, k = only_base + only_aligned, min(only_base, only_aligned)
+    if n == 0 or 2 * k == n:
+        return 1.0
+    tail = sum(math.comb(n, j) for j in range(k + 1))
+    return min(1.0, 2 * tail / 2**n)
+
+
+def _binary(score: float | None) -> bool | None:
+    return None if score not in (0.0, 1.0) else score == 1.0
+
+
+def paired_test(base: dict[int, Sample], aligned: dict[int, Sample]) -> PairedTest | None:
+    """Paired test on the items both models were scored on; None if none or a score is not 0/1."""
+    cells = [0, 0, 0, 0]  # both right, only base, both wrong, only aligned
+    for doc_id in base.keys() & aligned.keys():
+        b, a = _binary(base[doc_id].score), _binary(aligned[doc_id].score)
+        if b is None or a is None:
+            return None
+        cells[(0 if b else 2) + (0 if a == b else 1)] += 1
+    both_right, only_base, both_wrong, only_aligned = cells
+    n = sum(cells)
+    if n == 0:
+        return None
+    return PairedTest(n, both_right, only_base, only_aligned, both_wrong, mcnemar_exact(only_base, only_aligned))
+
+
+def consistency(lang: dict[int, Sample], english: dict[int, Sample]) -> Consistency | None:
+    """Share of items answered the same in X and English (no answer never agrees) and share right in both."""
+    common = lang.keys() & english.keys()
+    if not common:
+        return None
+    same = sum(1 for i in common if lang[i].answer is not None and lang[i].answer == english[i].answer)
+    right = sum(1 for i in common if lang[i].score == 1.0 and english[i].score == 1.0)
+    return Consistency(len(common), same / len(common), right / len(common))

@@ -1,0 +1,387 @@
+"""Leaderboard: numbers carried over exactly, paired test and consistency on known data, bad input, atomicity."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from scipy.stats import binomtest
+
+from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.leaderboard import make_leaderboard
+from mlalign_tasks.leaderboard.load import Sample, load_samples
+from mlalign_tasks.leaderboard.stats import consistency, mcnemar_exact, paired_test
+from mlalign_tasks.leaderboard.synthetic import Item, sample_record, write_run
+
+N = 10
+GOLD_MC = [i % 3 for i in range(N)]
+GOLD_GEN = [str(10 + i) for i in range(N)]
+
+
+def mc(right: int, wrong_shift: int = 1) -> list[Item]:
+    """Items 0..right-1 answered correctly, the others with the choice gold+wrong_shift."""
+    return [Item(g if i < right else (g + wrong_shift) % 3, g) for i, g in enumerate(GOLD_MC)]
+
+
+def gen(right: int, wrong: str = "[invalid]") -> list[Item]:
+    return [Item(g if i < right else wrong, g) for i, g in enumerate(GOLD_GEN)]
+
+
+BASE_TASKS = {
+    "snli_aligned_en": mc(5),
+    "snli_aligned_de": mc(2),
+    "snli_aligned_fr": mc(1),
+    "mgsm_aligned_en": gen(3),
+    "mgsm_aligned_de": gen(1),
+    "mgsm_aligned_sw": gen(0),
+}
+ALIGNED_TASKS = {
+    "snli_aligned_en": mc(6, wrong_shift=2),
+    "snli_aligned_de": mc(10),
+    "snli_aligned_fr": mc(4),
+    "mgsm_aligned_en": gen(4, wrong="7"),
+    "mgsm_aligned_de": gen(3, wrong="7"),
+    "mgsm_aligned_sw": gen(2),
+}
+GENERATIVE = {t for t in BASE_TASKS if t.startswith("mgsm")}
+
+
+def write_inputs(root: Path, base_samples: bool = True) -> tuple[Path, Path, Path]:
+    """Base results as plain lm_eval writes them (model_args dict) and aligned as `mlalign eval` (string)."""
+    adapter = root / "adapters" / "qalign"
+    adapter.mkdir(parents=True)
+    meta = {"base_model": "org/tiny-base", "languages": ["de"], "examples_per_language": 100, "seed": 0}
+    (adapter / "mlalign_training.json").write_text(json.dumps(meta))
+    base = root / "runs" / "base"
+    aligned = root / "runs" / "aligned"
+    write_run(base, {"pretrained": "org/tiny-base"}, BASE_TASKS, GENERATIVE, with_samples=base_samples)
+    write_run(aligned, f"pretrained=org/tiny-base,peft={adapter}", ALIGNED_TASKS, GENERATIVE)
+    return base, aligned, adapter
+
+
+@pytest.fixture(scope="module")
+def board_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    root = tmp_path_factory.mktemp("lb")
+    base, aligned, _ = write_inputs(root)
+    out = root / "boards" / "demo"
+    make_leaderboard([base, aligned], out)
+    return out, base, aligned
+
+
+def test_mcnemar_matches_scipy_on_known_tables() -> None:
+    assert mcnemar_exact(1, 9) == pytest.approx(2 * 11 / 1024, rel=1e-15)  # textbook: 2 * P(X <= 1), X ~ B(10, 1/2)
+    assert mcnemar_exact(0, 8) == pytest.approx(2 / 256, rel=1e-15)
+    assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(7, 7) == 1.0 and mcnemar_exact(0, 1) == 1.0
+    rng = random.Random(0)
+    for _ in range(300):
+        b, c = rng.randint(0, 150), rng.randint(0, 150)
+        if b + c:
+            assert mcnemar_exact(b, c) == pytest.approx(binomtest(c, b + c, 0.5).pvalue, rel=1e-9)
+
+
+def test_paired_test_table_and_non_binary_scores() -> None:
+    base = {i: Sample(i, 0, s) for i, s in enumerate([1, 1, 0, 0, 0, 1])}
+    aligned = {i: Sample(i, 0, s) for i, s in enumerate([1, 0, 1, 1, 0, 1, 1])}  # item 6 is not in base
+    t = paired_test(base, aligned)
+    assert (t.n, t.both_right, t.only_base, t.only_aligned, t.both_wrong) == (6, 2, 1, 2, 1)
+    assert t.p_value == pytest.approx(binomtest(2, 3, 0.5).pvalue)
+    assert paired_test(base, {0: Sample(0, 0, 0.5)}) is None
+    assert paired_test(base, {}) is None
+
+
+def test_consistency_on_hand_made_logs() -> None:
+    english = {0: Sample(0, 2, 1.0), 1: Sample(1, 0, 0.0), 2: Sample(2, "12.0", 1.0), 3: Sample(3, None, 0.0)}
+    other = {
+        0: Sample(0, 2, 1.0),
+        1: Sample(1, 1, 0.0),
+        2: Sample(2, "12.0", 0.0),
+        3: Sample(3, None, 0.0),
+        9: Sample(9, 0, 1.0),
+    }
+    c = consistency(other, english)
+    # items 0..3 in both; same answer on 0 and 2 (no answer never agrees: item 3); right in both: item 0
+    assert (c.n, c.same_answer, c.both_correct) == (4, 0.5, 0.25)
+    assert consistency(other, {}) is None
+
+
+def test_fast_sample_reader_equals_json(tmp_path: Path) -> None:
+    lines = [
+        sample_record("mgsm_aligned_de", 0, Item("1,234.", "1234"), True, "last_number", 50),
+        sample_record("mgsm_aligned_de", 1, Item('say "x" \\ done', "5"), True, "last_number", 50),
+        sample_record("mgsm_aligned_de", 2, Item("[invalid]", "5"), True, "last_number", 50),
+        sample_record("mgsm_aligned_de", 2, Item("5", "5"), True, "strict", 50),  # another filter: ignored
+    ]
+    lines[0]["doc"]["question"] = 'nested "filtered_resps": [1], "filter": "x" inside a string'
+    reordered = dict(
+        reversed(list(sample_record("mgsm_aligned_de", 3, Item("9", "9"), True, "last_number", 50).items()))
+    )
+    path = tmp_path / "s.jsonl"
+    path.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in [*lines, reordered]) + "\n")
+    got = load_samples(path, "exact_match,last_number")
+    assert got == {
+        0: Sample(0, repr(1234.0), 0.0),
+        1: Sample(1, 'say "x" \\ done', 0.0),
+        2: Sample(2, None, 0.0),
+        3: Sample(3, repr(9.0), 1.0),
+    }
+    mc = [sample_record("snli_aligned_de", i, Item(i % 3, 1), False, "none", 50) for i in range(3)]
+    path.write_text("\n".join(json.dumps(x) for x in mc))
+    assert load_samples(path, "acc,none") == {i: Sample(i, i % 3, float(i % 3 == 1)) for i in range(3)}
+    path.write_text('{"doc_id": 0, "oops"\n')
+    with pytest.raises(MlalignError, match="not an lm-eval sample record"):
+        load_samples(path, "acc,none")
+
+
+def _input_values(results_dir: Path) -> dict:
+    data = json.loads(next(results_dir.rglob("results_*.json")).read_text())
+    return data["results"], data["n-samples"]
+
+
+def test_every_csv_number_equals_the_input_json(board_dir) -> None:
+    out, base, aligned = board_dir
+    with (out / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    inputs = {"tiny-base": _input_values(base), "qalign": _input_values(aligned)}
+    assert {r["model"] for r in rows} == set(inputs)
+    assert len(rows) == 2 * len(BASE_TASKS)
+    for r in rows:
+        results, n_samples = inputs[r["model"]]
+        metric, _, filt = r["metric"].partition(",")
+        assert float(r["value"]) == results[r["task"]][r["metric"]]
+        assert float(r["stderr"]) == results[r["task"]][f"{metric}_stderr,{filt}"]
+        assert int(r["n"]) == n_samples[r["task"]]["effective"]
+    by_key = {(r["model"], r["task"]): r for r in rows}
+    assert by_key[("qalign", "snli_aligned_de")]["split"] == "seen"
+    assert by_key[("qalign", "snli_aligned_fr")]["split"] == "unseen"
+    assert by_key[("qalign", "mgsm_aligned_en")]["split"] == "english"
+    assert by_key[("qalign", "mgsm_aligned_en")]["metric"] == "exact_match,last_number"
+    assert by_key[("qalign", "mgsm_aligned_en")]["adapter"].endswith("adapters/qalign")
+    assert json.loads((out / "results.json").read_text())["rows"] == [
+        {**r, "value": float(r["value"]), "stderr": float(r["stderr"]), "n": int(r["n"]), "primary": True} for r in rows
+    ]
+
+
+def test_deltas_tests_consistency_and_averages(board_dir) -> None:
+    out, _, _ = board_dir
+    data = json.loads((out / "results.json").read_text())
+    comps = {(c["family"], c["language"]): c for c in data["comparisons"]}
+    de = comps[("snli_aligned", "de")]
+    assert de["delta_pp"] == pytest.approx(80.0) and (de["only_base"], de["only_aligned"]) == (0, 8)
+    assert de["p_value"] == pytest.approx(2 / 256)
+    assert comps[("snli_aligned", "fr")]["p_value"] == pytest.approx(0.25)
+    assert comps[("snli_aligned", "en")]["p_value"] == 1.0
+    assert comps[("mgsm_aligned", "sw")]["delta_pp"] == pytest.approx(20.0)
+    cons = {(c["model"], c["family"], c["language"]): c for c in data["consistency"]}
+    assert (
+        cons[("tiny-base", "snli_aligned", "de")]["same_answer"],
+        cons[("tiny-base", "snli_aligned", "de")]["both_correct"],
+    ) == (0.7, 0.2)
+    assert (
+        cons[("qalign", "snli_aligned", "de")]["same_answer"],
+        cons[("qalign", "snli_aligned", "de")]["both_correct"],
+    ) == (0.6, 0.6)
+    assert (
+        cons[("qalign", "mgsm_aligned", "de")]["same_answer"],
+        cons[("qalign", "mgsm_aligned", "de")]["both_correct"],
+    ) == (0.9, 0.3)
+    assert cons[("tiny-base", "mgsm_aligned", "de")]["same_answer"] == 0.1  # "[invalid]" never agrees
+    avg = {(a["model"], a["split_of"], a["family"], a["split"]): a["value"] for a in data["averages"]}
+    expected = {
+        ("qalign", "english"): 0.5, ("qalign", "seen"): 0.65, ("qalign", "unseen"): 0.3, ("qalign", "non_english"): 0.475,
+        ("tiny-base", "english"): 0.4, ("tiny-base", "seen"): 0.15, ("tiny-base", "unseen"): 0.05, ("tiny-base", "non_english"): 0.1,
+    }  # fmt: skip
+    for (model, split), value in expected.items():
+        assert avg[(model, "qalign", "all", split)] == pytest.approx(value)
+    assert ("tiny-base", "tiny-base", "all", "seen") not in avg  # a base alone has no seen/unseen split
+
+
+def test_readme_html_plots_and_model_card(board_dir) -> None:
+    out, base, aligned = board_dir
+    readme = (out / "README.md").read_text()
+    assert f"mlalign leaderboard {out}/inputs --out {out} --manifest {out}/inputs/manifest.yaml\n" in readme
+    copied = sorted(p.relative_to(out / "inputs").as_posix() for p in (out / "inputs").rglob("*.json*"))
+    originals = sorted(
+        f"{m}/{p.name}" for d, m in ((base, "tiny-base"), (aligned, "qalign")) for p in d.rglob("*.json*")
+    )
+    assert copied == originals
+    assert "## snli_aligned" in readme and "## mgsm_aligned" in readme
+    assert "+80.0* (p=0.00781)" in readme and "| de | qalign |" in readme
+    assert "| **Δ qalign − tiny-base** (pp) |  | +10.0 | +50.0 | +25.0 | +37.5 |" in readme
+    assert "| **Δ qalign − tiny-base** (pp) |  | +10.0 | +80.0 | +30.0 | +55.0 |" in readme  # snli_aligned alone
+    for name in ("delta_heatmap", "split_averages"):
+        assert (out / "plots" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert b"<svg" in (out / "plots" / f"{name}.svg").read_bytes()[:400]
+    page = (out / "index.html").read_text()
+    assert "data:image/svg+xml;base64," in page and "<script" in page
+    assert "http://" not in page and "https://" not in page  # self-contained: nothing fetched
+    card = yaml.safe_load((out / "model_cards" / "qalign.yaml").read_text())["model-index"][0]
+    values = {r["dataset"]["name"]: r["metrics"][0]["value"] for r in card["results"]}
+    assert values == {t: json.loads(next(aligned.rglob("results_*.json")).read_text())["results"][t][m] for t, m in
+                      ((t, "acc,none" if t.startswith("snli") else "exact_match,last_number") for t in ALIGNED_TASKS)}  # fmt: skip
+    assert not (out / "model_cards" / "tiny-base.yaml").exists()
+
+
+def test_missing_samples_still_builds_and_says_so(tmp_path: Path) -> None:
+    base, aligned, _ = write_inputs(tmp_path, base_samples=False)
+    board = make_leaderboard([base, aligned], tmp_path / "board")
+    assert all(c["p_value"] is None for c in board.comparisons) and len(board.comparisons) == 6
+    assert {c["model"] for c in board.consistency} == {"qalign"}
+    readme = (tmp_path / "board" / "README.md").read_text()
+    assert "no per-sample logs for tiny-base (6 task(s)" in readme
+    assert "+80.0 |" in readme
+
+
+def test_manifest_names_pairs_and_languages(tmp_path: Path) -> None:
+    base, aligned, adapter = write_inputs(tmp_path)
+    (adapter / "mlalign_training.json").unlink()
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "title": "Tiny board",
+                "description": "From a tiny random-weight model: the numbers mean nothing.",
+                "models": [
+                    {"match": "org/tiny-base", "name": "Base"},
+                    {"match": "adapters/qalign", "name": "Aligned", "base": "org/tiny-base", "languages": ["de", "fr"]},
+                ],
+            }
+        )
+    )
+    board = make_leaderboard([base, aligned], tmp_path / "b", manifest)
+    assert [m.name for m in board.models] == ["Base", "Aligned"]
+    assert {c["language"]: c["split"] for c in board.comparisons if c["family"] == "snli_aligned"} == {
+        "en": "english",
+        "de": "seen",
+        "fr": "seen",
+    }
+    readme = (tmp_path / "b" / "README.md").read_text()
+    assert readme.startswith("# Tiny board\n\nFrom a tiny random-weight model")
+    assert "--manifest" in readme and "--no-embed-inputs" not in readme
+    for bad, match in (
+        ({"models": [{"match": "nothing-like-it"}]}, "fits 0 models"),
+        ({"models": [{"match": "org/tiny-base", "languages": "de,xx"}]}, "unknown language code 'xx'"),
+        ({"metrics": {"snli_aligned": "acc_norm,none"}}, r"reported there: acc,none"),
+        ({"modles": []}, "expected a mapping with keys"),
+    ):
+        manifest.write_text(yaml.safe_dump(bad))
+        with pytest.raises(MlalignError, match=match):
+            make_leaderboard([base, aligned], tmp_path / "c", manifest)
+
+
+def test_unknown_training_languages_are_reported(tmp_path: Path) -> None:
+    base, aligned, adapter = write_inputs(tmp_path)
+    (adapter / "mlalign_training.json").unlink()
+    board = make_leaderboard([base, aligned], tmp_path / "b")
+    assert any("training languages of" in n for n in board.notes)
+    assert {c["split"] for c in board.comparisons} == {"english", "n/a"}
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ({"hello": 1}, "is not an lm-eval results file"),
+        ({"results": [], "config": {}, "lm_eval_version": "0.4.13"}, "'results' must map task names"),
+        ({"results": {"snli_aligned_de": {"acc,none": 0.5}}, "config": {"model_args": ""}, "lm_eval_version": "0.4.13"}, "does not name the model"),
+        ({"results": {"arc_easy": {"acc,none": 0.5}}, "config": {"model_args": "pretrained=x"}, "lm_eval_version": "0.4.13"}, "holds no task named"),
+        ({"results": {"snli_aligned_de": {"acc,none": 0.5}}, "config": {"model_args": "pretrained=x"}, "lm_eval_version": "0.3.0"}, "written by lm-eval 0.3.0"),
+    ],
+)  # fmt: skip
+def test_bad_results_files(tmp_path: Path, content: dict, match: str) -> None:
+    path = tmp_path / "results_2026-01-01T00-00-00.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(MlalignError, match=match):
+        make_leaderboard([path], tmp_path / "board")
+    assert not (tmp_path / "board").exists()
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp folder left behind
+
+
+def test_duplicate_models_and_empty_dir(tmp_path: Path) -> None:
+    base, aligned, _ = write_inputs(tmp_path)
+    again = tmp_path / "again"
+    write_run(again, "pretrained=org/tiny-base", {"snli_aligned_de": mc(3)}, date_id="2026-02-02T00-00-00.000000")
+    with pytest.raises(MlalignError, match="duplicate model: org/tiny-base has results for snli_aligned_de"):
+        make_leaderboard([base, aligned, again], tmp_path / "board")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MlalignError, match="no lm-eval results file"):
+        make_leaderboard([tmp_path / "empty"], tmp_path / "board")
+    with pytest.raises(MlalignError, match="does not exist"):
+        make_leaderboard([tmp_path / "nope"], tmp_path / "board")
+
+
+def test_errors_never_touch_a_previous_board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base, aligned, _ = write_inputs(tmp_path)
+    out = tmp_path / "board"
+    make_leaderboard([base, aligned], out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(MlalignError):
+        make_leaderboard([base, aligned, bad], out)
+
+    def broken_html(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("mlalign_tasks.leaderboard.render.html", broken_html)
+    with pytest.raises(RuntimeError, match="disk full"):
+        make_leaderboard([base], out)  # fails after plots, README and CSVs were written to the temp folder
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapters", "bad.json", "board", "runs"]
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    with pytest.raises(MlalignError, match="not a leaderboard; refusing"):
+        make_leaderboard([base], tmp_path / "notes")
+
+
+def test_board_rebuilds_from_its_embedded_inputs(tmp_path: Path) -> None:
+    base, aligned, _ = write_inputs(tmp_path)
+    out = tmp_path / "board"
+    make_leaderboard([base, aligned], out)
+    first = json.loads((out / "results.json").read_text())
+    assert first["command"] == f"mlalign leaderboard {out}/inputs --out {out} --manifest {out}/inputs/manifest.yaml"
+    make_leaderboard([out / "inputs"], out, out / "inputs" / "manifest.yaml")
+    second = json.loads((out / "results.json").read_text())
+    for key in ("rows", "comparisons", "consistency", "averages"):
+        assert second[key] == first[key]
+
+
+def test_cli_one_line_error_and_success(tmp_path: Path, board_dir) -> None:
+    (tmp_path / "empty").mkdir()
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlalign_tasks.cli",
+        "leaderboard",
+        str(tmp_path / "empty"),
+        "--out",
+        str(tmp_path / "b"),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: no lm-eval results file") and proc.stderr.count("\n") == 1
+    _, base, aligned = board_dir
+    cmd[4:5] = [str(base), str(aligned)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "b" / "index.html").is_file() and (tmp_path / "b" / "inputs" / "manifest.yaml").is_file()
+    proc = subprocess.run([*cmd, "--no-embed-inputs"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "b" / "inputs").exists()
+    assert f"--out {tmp_path / 'b'} --no-embed-inputs" in (tmp_path / "b" / "README.md").read_text()
+
+
+def test_group_entries_are_skipped_and_foreign_tasks_noted(tmp_path: Path) -> None:
+    path = write_run(tmp_path / "runs", "pretrained=org/m", {"snli_aligned_de": mc(4), "snli_aligned_en": mc(5)})
+    data = json.loads(path.read_text())
+    data["results"]["snli_aligned"] = {"alias": "snli_aligned", "acc,none": 0.45, "acc_stderr,none": 0.1}
+    data["results"]["arc_easy"] = {"alias": "arc_easy", "acc,none": 0.3}
+    data["group_subtasks"] = {"snli_aligned": ["snli_aligned_de", "snli_aligned_en"]}
+    path.write_text(json.dumps(data))
+    board = make_leaderboard([path], tmp_path / "board")
+    assert sorted((r["task"], r["value"]) for r in board.rows) == [("snli_aligned_de", 0.4), ("snli_aligned_en", 0.5)]
+    assert board.notes == [f"{path.name}: ignored tasks not named <family>_<language>: arc_easy"]

@@ -1,0 +1,176 @@
+"""The board's index.html in a real headless Chromium, driven over the DevTools protocol: tables, coloured
+delta cells and plots render, a real mouse click on a header sorts, the family filter hides sections."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlalign_tasks.leaderboard import make_leaderboard
+from mlalign_tasks.leaderboard.synthetic import Item, write_run
+
+CHROMIUM = os.environ.get("MLALIGN_CHROMIUM", "/usr/bin/chromium")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--window-size=1400,1000",
+    "--remote-debugging-port=0",
+]
+
+
+class DevTools:
+    """A minimal Chrome DevTools Protocol client over one page's websocket."""
+
+    def __init__(self, ws_url: str) -> None:
+        import websocket
+
+        self.ws = websocket.create_connection(ws_url, timeout=30, suppress_origin=True)
+        self.next_id = 0
+        self.exceptions: list[Any] = []
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv())
+            if msg.get("method") == "Runtime.exceptionThrown":
+                self.exceptions.append(msg["params"]["exceptionDetails"])
+            if msg.get("id") == self.next_id:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg["result"]
+
+    def js(self, expression: str) -> Any:
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression!r} failed: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def click(self, selector: str) -> None:
+        """A real mouse click (press + release) at the centre of the element."""
+        x, y = self.js(
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)}); e.scrollIntoView({{block: 'center'}});"
+            " const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+        )
+        for kind in ("mousePressed", "mouseReleased"):
+            self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
+
+@contextmanager
+def open_page(url: str, profile: Path) -> Iterator[DevTools]:
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} not found: run `bash scripts/install_chromium.sh` (or set MLALIGN_CHROMIUM)")
+    proc = subprocess.Popen(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    tools = None
+    try:
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 60
+        while not (port_file.is_file() and port_file.read_text().count("\n") >= 1):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"chromium did not start (exit code {proc.poll()})")
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30) as r:
+            page = next(t for t in json.load(r) if t["type"] == "page")
+        tools = DevTools(page["webSocketDebuggerUrl"])
+        tools.call("Runtime.enable")
+        while tools.js("document.readyState") != "complete" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        yield tools
+    finally:
+        if tools is not None:
+            tools.ws.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def items(right: list[bool], gold: int = 1) -> list[Item]:
+    return [Item(gold if r else (gold + 1) % 3, gold) for r in right]
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("browser")
+    base_right = {"en": 5, "de": 2, "fr": 6, "sw": 3}
+    aligned_right = {"en": 6, "de": 10, "fr": 2, "sw": 7}  # fr gets worse: a red cell
+    for name, args, right in (
+        ("base", "pretrained=org/base", base_right),
+        ("aligned", "pretrained=org/base,peft=runs/qalign", aligned_right),
+    ):
+        tasks = {
+            f"{fam}_{lang}": items([i < k for i in range(10)])
+            for lang, k in right.items()
+            for fam in ("snli_aligned", "paws_aligned")
+        }
+        write_run(root / name, args, tasks)
+    manifest = root / "m.yaml"
+    manifest.write_text("models:\n  - {match: runs/qalign, name: qalign, languages: [de]}\n")
+    out = root / "board"
+    make_leaderboard([root / "base", root / "aligned"], out, manifest)
+    return out
+
+
+def test_page_renders_sorts_and_filters(board: Path, tmp_path: Path) -> None:
+    with open_page((board / "index.html").as_uri(), tmp_path / "profile") as page:
+        assert page.js("document.title") == "mlalign leaderboard"
+        assert page.js("document.querySelectorAll('table.scores').length") == 2
+        rows = page.js(
+            "Array.from(document.querySelectorAll('#scores-snli_aligned tbody tr')).map(r => r.cells[0].textContent)"
+        )
+        assert rows == ["en", "de", "fr", "sw"]
+        # every plot is decoded and laid out
+        images = page.js(
+            "Array.from(document.images).map(i => [i.id, i.complete, i.naturalWidth, i.getBoundingClientRect().height])"
+        )
+        assert [i[0] for i in images] == ["plot-heatmap", "plot-bars"]
+        assert all(done and width > 200 and height > 50 for _, done, width, height in images), images
+        # delta cells: green up, red down, bold when significant
+        cells = page.js(
+            "Array.from(document.querySelectorAll('#scores-snli_aligned td.delta')).map(td => "
+            "[td.textContent.trim(), getComputedStyle(td).backgroundColor, getComputedStyle(td).fontWeight])"
+        )
+        by_sign = {text[0]: (bg, weight) for text, bg, weight in cells}
+        green = [int(v) for v in by_sign["+"][0][5:-1].split(",")[:3]]
+        red = [int(v) for v in by_sign["-"][0][5:-1].split(",")[:3]]
+        assert green[1] > green[0] and red[0] > red[1]
+        assert [c[2] for c in cells if c[0].startswith("+80.0*")] == ["700"]
+        # a real click on the delta header sorts descending, a second click ascending
+        delta_col = "#scores-snli_aligned thead th:last-child"
+        page.click(delta_col)
+        order = "Array.from(document.querySelectorAll('#scores-snli_aligned tbody tr')).map(r => [r.cells[0].textContent, parseFloat(r.cells[r.cells.length - 1].dataset.sort)])"
+        after = page.js(order)
+        assert [lang for lang, _ in after] == ["de", "sw", "en", "fr"]
+        assert [d for _, d in after] == sorted((d for _, d in after), reverse=True)
+        assert page.js(f"document.querySelector('{delta_col}').className") == "sorted-desc"
+        page.click(delta_col)
+        assert [lang for lang, _ in page.js(order)] == ["fr", "en", "sw", "de"]
+        # filter by task family
+        page.js(
+            "(() => { const s = document.getElementById('family-filter'); s.value = 'paws_aligned'; s.dispatchEvent(new Event('change')); })()"
+        )
+        visible = page.js(
+            "Array.from(document.querySelectorAll('section.family')).map(s => [s.dataset.family, s.offsetParent !== null])"
+        )
+        assert visible == [["snli_aligned", False], ["paws_aligned", True]]
+        assert page.exceptions == []
