@@ -3,8 +3,10 @@
 A stage writes into a fresh temporary directory that replaces its output directory only when the
 stage finished; its marker (``stage.json``) records the configuration hash (the stage's own
 configuration plus the hashes of the stages it depends on) and the sha256 of every file it wrote.
-A stage whose marker is missing, whose hash differs, or one of whose files is missing or changed,
-runs again; its dependents run again only when its configuration hash changed.
+A stage may also write outside its directory (a leaderboard folder): `run` then returns those paths and
+their files are recorded too. A stage whose marker is missing, whose hash differs, or one of whose
+files is missing or changed, runs again; its dependents run again only when its configuration hash
+changed.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ MARKER = "stage.json"
 
 @dataclass
 class Stage:
-    """One step of a study. `run(out_dir, work_dir)` writes the outputs into `out_dir`."""
+    """One step of a study. `run(out_dir, work_dir)` writes the outputs into `out_dir` (and returns the
+    paths of any outputs it wrote elsewhere); `work_dir` persists across interrupted attempts."""
 
     name: str
     config: dict
-    run: Callable[[Path, Path], None]
+    run: Callable[[Path, Path], list[Path] | None]
     deps: tuple[str, ...] = ()
     hash: str = field(default="", init=False)
 
@@ -48,12 +51,15 @@ def config_hash(config: dict, dep_hashes: list[str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _file_hashes(root: Path) -> dict[str, str]:
-    out = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.name != MARKER:
-            out[p.relative_to(root).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
+def _file_hashes(root: Path, absolute: bool = False) -> dict[str, str]:
+    """sha256 of every file under `root` (or of `root` itself), keyed by relative or absolute path."""
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and p.name != MARKER)
+    return {
+        (p.resolve().as_posix() if absolute else p.relative_to(root).as_posix()): hashlib.sha256(
+            p.read_bytes()
+        ).hexdigest()
+        for p in files
+    }
 
 
 def why_stale(out_dir: Path, expected_hash: str) -> str | None:
@@ -69,7 +75,7 @@ def why_stale(out_dir: Path, expected_hash: str) -> str | None:
     if recorded_hash != expected_hash:
         return "its configuration changed"
     for rel, digest in files.items():
-        p = out_dir / rel
+        p = out_dir / rel  # an absolute (external) path replaces out_dir
         if not p.is_file():
             return f"{rel} is missing"
         if hashlib.sha256(p.read_bytes()).hexdigest() != digest:
@@ -110,9 +116,11 @@ def run_stages(
         work_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{stage.name}.tmp-", dir=root))
         try:
-            stage.run(tmp, work_dir)
+            external = stage.run(tmp, work_dir) or []
             marker = {"stage": stage.name, "config_hash": stage.hash, "config": stage.config}
             marker["files"] = _file_hashes(tmp)
+            for path in external:
+                marker["files"].update(_file_hashes(path, absolute=True))
             (tmp / MARKER).write_text(json.dumps(marker, indent=1, sort_keys=True, default=str) + "\n")
             _replace_dir(tmp, out_dir)
         finally:

@@ -61,3 +61,24 @@ def test_failed_stage_keeps_previous_outputs_and_leaves_no_partial(tmp_path):
     assert (tmp_path / "b" / "b.txt").read_text() == "b"
     assert not (tmp_path / "b" / "partial.txt").exists()
     assert not list(tmp_path.glob(".b.tmp-*"))
+
+
+def test_outputs_written_elsewhere_are_tracked(tmp_path):
+    calls: list[str] = []
+    board = tmp_path / "board"
+
+    def publish(out: Path, work: Path) -> list[Path]:
+        calls.append("publish")
+        board.mkdir(exist_ok=True)
+        (board / "index.html").write_text("<table></table>")
+        return [board]
+
+    def stages() -> list[Stage]:
+        return [Stage("publish", {"v": 1}, publish)]
+
+    run_stages(stages(), tmp_path / "runs")
+    assert run_stages(stages(), tmp_path / "runs")[0].status == "skipped"
+    (board / "index.html").write_text("broken")
+    res = run_stages(stages(), tmp_path / "runs")
+    assert res[0].status == "ran" and res[0].reason.endswith("index.html changed")
+    assert (board / "index.html").read_text() == "<table></table>" and calls == ["publish"] * 2
