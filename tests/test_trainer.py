@@ -1,0 +1,359 @@
+"""The question-alignment trainer on the tiny model: real TRL steps, real PEFT adapters, real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from mlalign_trainer import qt_data, sft
+from mlalign_trainer.callbacks import Avx512Bf16Guard, GracefulInterrupt, guard_cpu_4bit
+from mlalign_trainer.metadata import METADATA_FILE, RUN_FILE
+from transformers import TrainerCallback
+
+from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.languages import UnknownLanguageError
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPES = ROOT / "trainer" / "recipes"
+SMALL = ["--per_device_train_batch_size", "4", "--effective_batch_size", "4", "--max_length", "384"]
+# Data shared by the subprocess runs (resume, DDP): 16 German + 16 French GSM8K question translations.
+RUN_DATA = ["--languages", "de,fr", "--examples_per_language", "16", "--logging_steps", "1"]
+
+
+def _args(model: Path, out: Path, *extra: str) -> list[str]:
+    return ["--model_name_or_path", str(model), "--output_dir", str(out), *SMALL, *extra]
+
+
+def _trainer(model: Path, out: Path, dataset, *extra: str, eval_dataset=None, callbacks=()):
+    qt, args, model_args = sft.parse_args(_args(model, out, *extra))
+    sft.apply_batch_size(qt, args)
+    return sft.build_trainer(qt, args, model_args, dataset, eval_dataset, callbacks=callbacks)
+
+
+def _short(tiny_model_dir: Path, lang: str, n: int, max_tokens: int = 256):
+    """`n` GSM8K question-translation examples of at most `max_tokens` tokens (fast steps on the CPU)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    dataset = qt_data.build_qt_dataset("gsm8k", lang, 200, seed=0).dataset
+    dataset = dataset.filter(lambda row: sft.sequence_length(row, tok) <= max_tokens)
+    return dataset.select(range(n))
+
+
+def _lora_grads(model) -> torch.Tensor:
+    return torch.cat([p.grad.flatten() for n, p in model.named_parameters() if "lora_" in n and p.grad is not None])
+
+
+class GradProbe(TrainerCallback):
+    """Records, per optimizer step, the LoRA gradient norm and whether an evaluation ran before it."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, float, bool]] = []
+        self.evaluated = False
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self.evaluated = True
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        self.steps.append((state.global_step, _lora_grads(model).norm().item(), self.evaluated))
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def test_paper_defaults_and_recipes(tmp_path):
+    qt, args, model_args = sft.parse_args(["--model_name_or_path", "m", "--output_dir", str(tmp_path)])
+    sft.apply_batch_size(qt, args)
+    assert model_args.use_peft and model_args.lora_target_modules == ["q_proj", "v_proj"]
+    assert (args.learning_rate, args.num_train_epochs, args.warmup_steps) == (5e-5, 3, 0.1)
+    assert (
+        args.lr_scheduler_type == "cosine" and args.per_device_train_batch_size * args.gradient_accumulation_steps == 16
+    )
+    assert args.report_to in ("none", [])
+    if not torch.cuda.is_available():  # the CPU defaults: fp32 LoRA, no quantisation
+        assert args.use_cpu and not args.bf16 and not model_args.load_in_4bit
+    for recipe in ("qwen2.5-1.5b-12gb", "llama2-7b-24gb"):
+        qt, args, model_args = sft.parse_args(["--config", str(RECIPES / f"{recipe}.yaml"), "--use_cpu", "true"])
+        assert model_args.load_in_4bit and model_args.use_bnb_nested_quant and model_args.bnb_4bit_quant_type == "nf4"
+        assert model_args.dtype == "bfloat16" and args.optim == "paged_adamw_8bit" and args.gradient_checkpointing
+        assert args.gradient_checkpointing_kwargs == {"use_reentrant": False}
+        assert (args.learning_rate, args.num_train_epochs, qt.effective_batch_size) == (5e-5, 3, 16)
+        assert model_args.lora_target_modules == ["q_proj", "v_proj"] and args.lr_scheduler_type == "cosine"
+    qt, args, _ = sft.parse_args(["--config", str(RECIPES / "cpu-smoke.yaml"), "--max_steps", "7"])
+    assert args.max_steps == 7 and qt.languages == "de,fr"  # the command line overrides the recipe
+
+
+@pytest.mark.parametrize("fmt", ["plain", "chat"])
+def test_labels_mask_exactly_the_prompt_and_learn_eos(tiny_model_dir, tmp_path, fmt):
+    build = qt_data.build_qt_dataset("gsm8k", "de", 12, seed=0, fmt=fmt)
+    trainer = _trainer(tiny_model_dir, tmp_path, build.dataset)
+    tok = trainer.processing_class
+    assert tok.pad_token_id != tok.eos_token_id
+    kept = [raw for raw in build.dataset if sft.sequence_length(raw, tok) <= 384]
+    assert 0 < len(kept) < 12  # over-long examples are dropped whole, not truncated
+    for raw, row in zip(kept, trainer.train_dataset, strict=True):
+        if fmt == "chat":
+            prompt_ids = tok.apply_chat_template(raw["prompt"], add_generation_prompt=True, tokenize=True)
+            prompt_ids = prompt_ids["input_ids"] if hasattr(prompt_ids, "keys") else prompt_ids
+        else:
+            prompt_ids = tok(raw["prompt"])["input_ids"]
+        n = len(prompt_ids)
+        ids, labels = row["input_ids"], row["labels"]
+        assert ids[:n] == prompt_ids
+        assert labels[:n] == [-100] * n  # every prompt token is masked ...
+        assert labels[n:] == ids[n:] and -100 not in labels[n:]  # ... and no completion token is
+        completion = tok.decode(ids[n:], skip_special_tokens=True)
+        expected = raw["completion"] if fmt == "plain" else raw["completion"][0]["content"]
+        assert completion.strip() == expected.strip()
+        eos_at = len(ids) - 1 if fmt == "plain" else max(i for i, t in enumerate(ids) if t == tok.eos_token_id)
+        assert ids[eos_at] == tok.eos_token_id and labels[eos_at] == tok.eos_token_id  # EOS is learned
+
+
+def test_overfit_lowers_loss_and_lora_grads_survive_mid_training_eval(tiny_model_dir, tmp_path):
+    split = _short(tiny_model_dir, "de", 36).train_test_split(test_size=4, seed=0)
+    probe = GradProbe()
+    trainer = _trainer(
+        tiny_model_dir, tmp_path, split["train"], "--max_steps", "24", "--learning_rate", "3e-2",
+        "--lora_dropout", "0", "--lora_target_modules", "all-linear", "--lora_modules_to_save", "lm_head",
+        "--warmup_steps", "0", "--eval_strategy", "steps", "--eval_steps", "8", "--logging_steps", "1",
+        "--save_strategy", "no",
+        eval_dataset=split["test"], callbacks=[probe],
+    )  # fmt: skip
+    trainer.train()
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    evals = [e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e]
+    assert len(losses) == 24 and len(evals) == 3
+    assert sum(losses[-4:]) / 4 < 0.75 * sum(losses[:4]) / 4, losses  # overfits 32 examples clearly
+    after_eval = [norm for _, norm, evaluated in probe.steps if evaluated]
+    assert len(after_eval) == 16 and min(after_eval) > 1e-4  # LoRA still learns after evaluating
+
+
+def _4bit_model(path: Path, flag: bool | None):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    torch.manual_seed(0)
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(path, quantization_config=quant, device_map="cpu")
+    if flag is None:
+        assert guard_cpu_4bit(model) == 4 * 7  # every Linear4bit of the 4 layers
+    else:  # force bitsandbytes' AVX512-BF16 repacking on or off, as on a CPU that has (or lacks) the instructions
+        for module in model.modules():
+            if hasattr(module, "support_avx512bf16_for_cpu"):
+                module.support_avx512bf16_for_cpu = flag
+    lora = LoraConfig(r=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM", init_lora_weights=False)
+    return get_peft_model(model, lora)
+
+
+def _grads_after(model, evaluate_first: bool, ids: torch.Tensor) -> torch.Tensor:
+    if evaluate_first:
+        model.eval()
+        with torch.no_grad():
+            model(input_ids=ids)
+    model.train()
+    model(input_ids=ids, labels=ids).loss.backward()
+    return _lora_grads(model)
+
+
+def test_cpu_4bit_guard_keeps_lora_gradients_exact_after_evaluation(tiny_model_dir):
+    ids = torch.randint(8, 1000, (2, 24), generator=torch.Generator().manual_seed(0))
+    reference = _grads_after(_4bit_model(tiny_model_dir, False), False, ids)
+    guarded = _grads_after(_4bit_model(tiny_model_dir, None), True, ids)
+    repacked = _grads_after(_4bit_model(tiny_model_dir, True), True, ids)
+    assert reference.abs().max() > 1e-3
+    assert torch.equal(guarded, reference)  # the guard: evaluation leaves the gradients exactly as they were
+    assert not torch.allclose(repacked, reference, atol=1e-4)  # without it, the repacked weights corrupt them
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="tests the CPU 4-bit path")
+def test_cpu_4bit_training_with_mid_training_eval(tiny_model_dir, tmp_path):
+    from bitsandbytes.nn import Linear4bit
+
+    split = _short(tiny_model_dir, "fr", 12).train_test_split(test_size=4, seed=0)
+    probe = GradProbe()
+    trainer = _trainer(
+        tiny_model_dir, tmp_path, split["train"], "--load_in_4bit", "true", "--max_steps", "4",
+        "--learning_rate", "1e-2", "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "no",
+        eval_dataset=split["test"], callbacks=[probe],
+    )  # fmt: skip
+    assert trainer.model.is_loaded_in_4bit
+    assert any(isinstance(cb, Avx512Bf16Guard) for cb in trainer.callback_handler.callbacks)
+    trainer.train()
+    layers = [m for m in trainer.model.modules() if isinstance(m, Linear4bit)]
+    assert len(layers) == 28 and not any(m.support_avx512bf16_for_cpu for m in layers)
+    after_eval = [norm for _, norm, evaluated in probe.steps if evaluated]
+    assert len(after_eval) == 2 and min(after_eval) > 1e-6
+
+
+def test_sigint_checkpoints_and_stops(tiny_model_dir, tmp_path):
+    class SendSigint(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    interrupt = GracefulInterrupt()
+    trainer = _trainer(
+        tiny_model_dir, tmp_path, _short(tiny_model_dir, "es", 8), "--max_steps", "10", "--save_steps", "100",
+        callbacks=[SendSigint(), interrupt],
+    )  # fmt: skip
+    with interrupt.installed():
+        trainer.train()
+    assert interrupt.fired and trainer.state.global_step == 3
+    assert (tmp_path / "checkpoint-3" / "trainer_state.json").is_file()
+    assert sft.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-3")
+
+
+def test_last_complete_checkpoint_skips_and_removes_cut_off_saves(tmp_path):
+    for step in (4, 8):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    (tmp_path / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    assert sft.last_complete_checkpoint(tmp_path, remove_incomplete=False) is None
+    assert sft.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+    assert not (tmp_path / "checkpoint-8").exists()
+
+
+@pytest.fixture(scope="module")
+def resumed_run(tiny_model_dir, tmp_path_factory) -> dict:
+    """A real `mlalign train` process killed (SIGKILL) after its first checkpoint, then rerun to the end."""
+    out = tmp_path_factory.mktemp("resume") / "adapter"
+    cmd = [sys.executable, "-m", "mlalign_tasks.cli", "train", *_args(tiny_model_dir, out), *RUN_DATA]
+    cmd += ["--max_steps", "24", "--save_steps", "4", "--learning_rate", "1e-2", "--seed", "7"]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+    deadline = time.monotonic() + 240
+    while not (out / "checkpoint-4" / "trainer_state.json").is_file():
+        assert first.poll() is None, first.stdout.read()
+        assert time.monotonic() < deadline, "no checkpoint within 240 s"
+        time.sleep(0.02)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    killed_at = sft.last_complete_checkpoint(out, remove_incomplete=False)
+    second = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    return {"out": out, "cmd": cmd, "killed_at": killed_at, "log": second.stdout, "first_rc": first.returncode}
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_reaches_the_planned_steps(resumed_run):
+    out, killed_at = resumed_run["out"], resumed_run["killed_at"]
+    assert resumed_run["first_rc"] == -signal.SIGKILL
+    assert killed_at is not None and int(killed_at.rsplit("-", 1)[1]) < 24
+    assert f"resuming from {killed_at}" in resumed_run["log"]
+    meta = json.loads((out / METADATA_FILE).read_text())
+    assert meta["global_step"] == 24 and meta["start_step"] == int(killed_at.rsplit("-", 1)[1]) >= 4
+    assert meta["resumed_from"] == Path(killed_at).name
+    state = json.loads((out / "checkpoint-24" / "trainer_state.json").read_text())
+    assert state["global_step"] == state["max_steps"] == 24
+    for key in ("base_model", "languages", "examples_per_language", "data_hash", "hyperparameters", "versions"):
+        assert key in meta
+    assert meta["languages"] == ["de", "fr"] and meta["examples_per_language"] == 16 and meta["seed"] == 7
+    assert 0 < meta["examples_trained"] <= 32
+    assert isinstance(meta["final_loss"], float) and meta["versions"]["trl"]
+
+
+@pytest.mark.slow
+def test_rerun_of_finished_run_does_nothing_and_other_settings_are_refused(resumed_run):
+    out, cmd = resumed_run["out"], resumed_run["cmd"]
+    before = (out / "adapter_model.safetensors").stat().st_mtime_ns
+    assert sft.main(cmd[4:]) == 0  # the same arguments, in-process
+    assert (out / "adapter_model.safetensors").stat().st_mtime_ns == before
+    other = subprocess.run([*cmd, "--learning_rate", "2e-2"], capture_output=True, text=True, env=_env())
+    assert other.returncode == 2
+    err = [line for line in other.stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and err[0].startswith("error: output directory") and other.stderr.strip().endswith(err[0])
+    err = err[0]
+    assert "hyperparameters.learning_rate: 0.01 -> 0.02" in err
+
+
+@pytest.mark.slow
+def test_adapter_changes_loglikelihoods_and_loads_in_lm_eval(resumed_run, tiny_model_dir):
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    adapter = resumed_run["out"]
+    request = ("Wie viele Äpfel hat Anna?\nTranslate the input from German to English:\n", "How many apples")
+    scores = {}
+    for name, extra in (("base", {}), ("tuned", {"peft": str(adapter)})):
+        lm = HFLM(pretrained=str(tiny_model_dir), device="cpu", batch_size=1, **extra)
+        inst = Instance(request_type="loglikelihood", doc={}, arguments=request, idx=0)
+        scores[name] = lm.loglikelihood([inst], disable_tqdm=True)[0][0]
+    assert abs(scores["tuned"] - scores["base"]) > 1e-2, scores
+
+
+@pytest.mark.slow
+def test_merge_writes_a_full_model_equal_to_base_plus_adapter(resumed_run, tiny_model_dir, tmp_path):
+    from mlalign_trainer.merge import merge_adapter
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    adapter = resumed_run["out"]
+    merged_dir = merge_adapter(adapter, tmp_path / "merged")
+    ids = torch.randint(8, 1000, (1, 16), generator=torch.Generator().manual_seed(1))
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir)
+    peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), adapter)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        got, want, orig = (m.eval()(input_ids=ids).logits for m in (merged, peft_model, base))
+    assert torch.allclose(got, want, atol=1e-4) and not torch.allclose(got, orig, atol=1e-3)
+    assert json.loads((merged_dir / METADATA_FILE).read_text())["merged_from_adapter"] == str(adapter.resolve())
+    with pytest.raises(MlalignError, match="not empty"):
+        merge_adapter(adapter, merged_dir)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_process_accelerate_ddp_on_cpu(tiny_model_dir, tmp_path):
+    out = tmp_path / "ddp"
+    accelerate = Path(sys.executable).with_name("accelerate")
+    cmd = [
+        str(accelerate), "launch", "--config_file", str(ROOT / "trainer/accelerate/cpu_ddp.yaml"),
+        "--main_process_port", str(_free_port()), "-m", "mlalign_trainer.sft",
+        *_args(tiny_model_dir, out, "--per_device_train_batch_size", "2", "--effective_batch_size", "8"),
+        *RUN_DATA, "--max_steps", "3", "--save_steps", "3",
+    ]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    meta = json.loads((out / METADATA_FILE).read_text())
+    hp = meta["hyperparameters"]
+    assert (hp["world_size"], hp["gradient_accumulation_steps"], hp["effective_batch_size"]) == (2, 2, 8)
+    assert meta["global_step"] == 3 and (out / "adapter_model.safetensors").is_file()
+    assert run.stdout.count("adapter written to") == 1  # only the main process writes
+
+
+def test_bad_inputs(tiny_model_dir, tmp_path):
+    base = ["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(tmp_path / "o")]
+    with pytest.raises(UnknownLanguageError, match="no gsm8k question translations for it"):
+        sft.main([*base, "--languages", "de,it"])
+    with pytest.raises(MlalignError, match="no training data"):
+        sft.main(base)
+    with pytest.raises(MlalignError, match="not a multiple of per-device batch 3"):
+        sft.main([*base, "--languages", "de", "--per_device_train_batch_size", "3"])
+    with pytest.raises(MlalignError, match="needs --eval_examples"):
+        sft.main([*base, "--languages", "de", "--examples_per_language", "8", "--eval_strategy", "steps"])
+    with pytest.raises(MlalignError, match="no base model"):
+        sft.main(["--output_dir", str(tmp_path / "o"), "--languages", "de"])
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(MlalignError, match="holds no mlalign training run"):
+        sft.main([*base[:2], "--output_dir", str(foreign), "--languages", "de", "--examples_per_language", "4"])
+    with pytest.raises(MlalignError, match="cannot load the tokenizer of"):
+        sft.main(["--model_name_or_path", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "m"),
+                  "--languages", "de", "--examples_per_language", "4"])  # fmt: skip
+    assert not (tmp_path / "o").exists() and sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+    with pytest.raises(MlalignError, match="bad training arguments"):
+        sft.main(["--config", str(tmp_path / "missing.yaml")])
+    assert not (tmp_path / "m" / RUN_FILE).exists()  # nothing recorded for a run that never started

@@ -1,0 +1,64 @@
+"""Trainer callbacks: the bitsandbytes AVX512-BF16 guard and a graceful SIGINT (checkpoint, then stop)."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from transformers import TrainerCallback
+
+
+def guard_cpu_4bit(model) -> int:
+    """Stop bitsandbytes from repacking 4-bit weights for AVX512-BF16 CPU inference; returns the layers guarded.
+
+    On such CPUs a no-grad forward (evaluation) of a ``Linear4bit`` repacks its weight into an inference-only
+    layout, after which the layer passes no gradient back and LoRA gradients below it are silently wrong or zero.
+    """
+    try:
+        from bitsandbytes.nn import Linear4bit
+    except ImportError:
+        return 0
+    layers = [m for m in model.modules() if isinstance(m, Linear4bit)]
+    for layer in layers:
+        layer.support_avx512bf16_for_cpu = False
+    return len(layers)
+
+
+class Avx512Bf16Guard(TrainerCallback):
+    """Apply `guard_cpu_4bit` to the model before training (and so before any evaluation) starts."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if model is not None:
+            guard_cpu_4bit(model)
+
+
+class GracefulInterrupt(TrainerCallback):
+    """On SIGINT, finish the current step, save a checkpoint and stop (single process only)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.fired = False
+
+    def _handle(self, signum, frame) -> None:
+        if self.fired:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.fired = True
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        """Install the SIGINT handler for the duration of training."""
+        if not self.enabled:
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.fired:
+            control.should_save = True
+            control.should_training_stop = True
+        return control

@@ -1,0 +1,58 @@
+"""Merge a trained LoRA adapter into its base model and write a full model (temp dir + rename)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from mlalign_trainer.metadata import METADATA_FILE
+
+from mlalign_tasks.errors import MlalignError
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def merge_adapter(adapter: str | Path, out: str | Path, base: str | None = None, dtype: str = "float32") -> Path:
+    """Load `base` (default: the adapter's base model) unquantised, apply the adapter, merge, save to `out`."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter, out = Path(adapter), Path(out)
+    config_file = adapter / "adapter_config.json"
+    if not config_file.is_file():
+        raise MlalignError(f"{adapter} is not a PEFT adapter directory (no adapter_config.json)")
+    if dtype not in DTYPES:
+        raise MlalignError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    if out.exists() and any(out.iterdir()):
+        raise MlalignError(f"{out} exists and is not empty; choose a new --out or delete it")
+    base = base or json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base:
+        raise MlalignError(f"{config_file} names no base model; give --base")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype))
+    except OSError as e:
+        raise MlalignError(f"cannot load base model {base!r}: {e}") from None
+    tok_source = adapter if (adapter / "tokenizer_config.json").is_file() else base
+    tokenizer = AutoTokenizer.from_pretrained(tok_source)
+    merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        merged.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if (adapter / METADATA_FILE).is_file():
+            meta = json.loads((adapter / METADATA_FILE).read_text(encoding="utf-8"))
+            meta["merged_from_adapter"] = str(adapter.resolve())
+            (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

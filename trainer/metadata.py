@@ -1,0 +1,116 @@
+"""Run records in the output directory: the settings of a run (``mlalign_run.json``, written when it starts)
+and the training metadata of a finished adapter (``mlalign_training.json``, written last; read by the leaderboard).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+from mlalign_tasks.errors import MlalignError
+
+RUN_FILE = "mlalign_run.json"
+METADATA_FILE = "mlalign_training.json"
+_VERSIONED = ("mlalign", "torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "datasets")
+
+
+def write_json_atomic(path: Path, obj: dict) -> None:
+    """Write JSON through a temp file in the same directory and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1, ensure_ascii=False)
+            f.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise MlalignError(f"cannot read {path} ({e}); delete the output directory and start again") from None
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries a training run depends on."""
+    out = {}
+    for name in _VERSIONED:
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= _flatten(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_run_dir(output_dir: Path, settings: dict) -> str:
+    """State of `output_dir` for a run with `settings`: 'new', 'resume' or 'finished'.
+
+    Raises MlalignError when the directory holds something else, or a run with other settings.
+    """
+    run_file = output_dir / RUN_FILE
+    if not run_file.is_file():
+        if output_dir.exists() and any(p for p in output_dir.iterdir() if not p.name.startswith(".")):
+            raise MlalignError(
+                f"output directory {output_dir} is not empty and holds no mlalign training run; "
+                f"choose a new --output_dir or empty it"
+            )
+        return "new"
+    previous = _flatten(read_json(run_file).get("settings", {}))
+    current = _flatten(settings)
+    changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+    if changed:
+        diffs = "; ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in changed)
+        raise MlalignError(
+            f"output directory {output_dir} holds a run with other settings ({diffs}); rerun with the same "
+            f"settings to resume it, or choose a new --output_dir"
+        )
+    return "finished" if (output_dir / METADATA_FILE).is_file() else "resume"
+
+
+def write_run_file(output_dir: Path, settings: dict) -> None:
+    write_json_atomic(output_dir / RUN_FILE, {"settings": settings})
+
+
+def training_metadata(settings: dict, seed: int, final_loss: float | None, global_step: int, **extra) -> dict:
+    """Contract-3 metadata of a finished adapter."""
+    from mlalign_tasks import __version__
+
+    return {
+        "base_model": settings["base_model"],
+        "languages": settings["languages"],
+        "examples_per_language": settings["examples_per_language"],
+        "data_hash": settings["data_hash"],
+        "data_source": settings["data_source"],
+        "hyperparameters": settings["hyperparameters"],
+        "versions": library_versions(),
+        "seed": seed,
+        "final_loss": final_loss,
+        "global_step": global_step,
+        "mlalign_version": __version__,
+        **extra,
+    }
+
+
+def read_training_metadata(adapter_dir: str | Path) -> dict:
+    """The metadata of a trained adapter, with a clear error when it is missing."""
+    path = Path(adapter_dir) / METADATA_FILE
+    if not path.is_file():
+        raise MlalignError(f"{adapter_dir} has no {METADATA_FILE}: it is not a finished `mlalign train` output")
+    return read_json(path)

@@ -1,0 +1,327 @@
+"""Question-translation SFT data: a question in language X -> the same question in English (no answers).
+
+Sources: the GSM8K question translations (``question_translation/gsm8k/{lang}-en``), the SNLI task-question
+translations of the paper (``paper_tasks/snli/snli_{lang}10k_train_question.json``), or the user's own parallel
+files (two line-aligned text files, or JSON lines with source/target fields). The result is a ``datasets``
+prompt/completion dataset in the paper's format (``{question}\\nTranslate the input from German to English:\\n``
+-> English question) or, with ``fmt="chat"``, the same pair as conversational messages for the model's chat template.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import tempfile
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mlalign_tasks import data
+from mlalign_tasks.errors import DataError, MlalignError
+from mlalign_tasks.languages import (
+    GSM8K_QT_LANGS,
+    LANGUAGES,
+    SNLI_QT_LANGS,
+    UnknownLanguageError,
+    check_lang,
+    parse_langs,
+)
+
+SOURCES: dict[str, tuple[str, ...]] = {"gsm8k": GSM8K_QT_LANGS, "snli": SNLI_QT_LANGS}
+FORMATS = ("plain", "chat")
+INSTRUCTION = "Translate the input from {language} to English:"
+_SNLI_INSTRUCTION = re.compile(r"\n?Translate the input from (?P<language>[A-Za-z ]+) to English:\n?$")
+# A pair whose length ratio is this many times above or below its language's median ratio is misaligned.
+MISALIGNED_RATIO = 3.0
+BUILD_INFO = "qt_build.json"
+
+
+@dataclass
+class LangStats:
+    """What happened to the pairs of one language."""
+
+    read: int = 0
+    empty: int = 0
+    duplicate: int = 0
+    untranslated: int = 0
+    misaligned: int = 0
+    usable: int = 0
+    selected: int = 0
+
+
+@dataclass
+class QTBuild:
+    """A built dataset with its provenance."""
+
+    dataset: object  # datasets.Dataset
+    source: str
+    languages: list[str]
+    examples_per_language: int | None
+    seed: int
+    fmt: str
+    data_hash: str
+    stats: dict[str, LangStats] = field(default_factory=dict)
+
+    def info(self) -> dict:
+        """JSON-serialisable description (written next to a saved dataset)."""
+        return {
+            "source": self.source,
+            "languages": self.languages,
+            "examples_per_language": self.examples_per_language,
+            "seed": self.seed,
+            "format": self.fmt,
+            "data_hash": self.data_hash,
+            "num_rows": len(self.dataset),
+            "stats": {lang: asdict(s) for lang, s in self.stats.items()},
+        }
+
+
+def instruction(lang: str) -> str:
+    """The paper's instruction line for a source language."""
+    return INSTRUCTION.format(language=LANGUAGES[check_lang(lang)].name)
+
+
+def make_prompt(question: str, lang: str) -> str:
+    """The paper's prompt: the question, then the instruction, each followed by a newline."""
+    return f"{question}\n{instruction(lang)}\n"
+
+
+def _lines(path: Path) -> list[str]:
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
+
+
+def _aligned_lines(src: Path, tgt: Path) -> list[tuple[str, str]]:
+    a, b = _lines(src), _lines(tgt)
+    if len(a) != len(b):
+        raise DataError(
+            f"line counts differ: {src} has {len(a)} lines, {tgt} has {len(b)}; the files must be line-aligned "
+            f"translations (line i of one is the translation of line i of the other)"
+        )
+    return list(zip(a, b, strict=True))
+
+
+def gsm8k_pairs(lang: str, data_dir=None) -> list[tuple[str, str]]:
+    """(question in `lang`, English question) from the GSM8K question translations."""
+    check_lang(lang, GSM8K_QT_LANGS, what="GSM8K question-translation language")
+    base = f"question_translation/gsm8k/{lang}-en/train"
+    return _aligned_lines(data.resolve(f"{base}.{lang}", data_dir), data.resolve(f"{base}.en", data_dir))
+
+
+def snli_pairs(lang: str, data_dir=None) -> list[tuple[str, str]]:
+    """(SNLI task question in `lang`, English question); the file's instruction line is stripped here."""
+    check_lang(lang, SNLI_QT_LANGS, what="SNLI question-translation language")
+    name = f"paper_tasks/snli/snli_{lang}10k_train_question.json"
+    rows = data.read_json(name, data_dir=data_dir)
+    if not isinstance(rows, list):
+        raise DataError(f"{name} should hold a JSON list of {{input, answer}} objects")
+    expected = LANGUAGES[lang].name
+    pairs = []
+    for i, row in enumerate(rows):
+        text = str(row.get("input", ""))
+        m = _SNLI_INSTRUCTION.search(text)
+        if m and m.group("language") != expected:
+            raise DataError(f"{name} item {i} says it translates from {m.group('language')}, expected {expected}")
+        pairs.append((text[: m.start()] if m else text, str(row.get("answer", ""))))
+    return pairs
+
+
+def file_pairs(
+    src_file: str | Path | None = None,
+    tgt_file: str | Path | None = None,
+    jsonl: str | Path | None = None,
+    source_field: str = "source",
+    target_field: str = "target",
+) -> list[tuple[str, str]]:
+    """The user's own pairs: two line-aligned text files, or JSON lines with source/target fields."""
+    if jsonl is not None:
+        if src_file or tgt_file:
+            raise MlalignError("give either --jsonl or --src-file/--tgt-file, not both")
+        path = Path(jsonl)
+        if not path.is_file():
+            raise DataError(f"JSON-lines file {path} not found")
+        pairs = []
+        for i, line in enumerate(_lines(path), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path} line {i} is not valid JSON ({e})") from None
+            if not isinstance(row, dict) or source_field not in row or target_field not in row:
+                raise DataError(
+                    f"{path} line {i} lacks the fields {source_field!r} and {target_field!r}; "
+                    f"name them with --source-field/--target-field"
+                )
+            pairs.append((str(row[source_field]), str(row[target_field])))
+        return pairs
+    if not (src_file and tgt_file):
+        raise MlalignError("the 'files' source needs --src-file and --tgt-file (line-aligned) or --jsonl")
+    for p in (src_file, tgt_file):
+        if not Path(p).is_file():
+            raise DataError(f"parallel text file {p} not found")
+    return _aligned_lines(Path(src_file), Path(tgt_file))
+
+
+def clean_pairs(pairs: Iterable[tuple[str, str]], stats: LangStats) -> list[tuple[str, str]]:
+    """Strip, then drop empty, duplicate, untranslated and misaligned pairs, counting each in `stats`."""
+    kept: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for src, tgt in pairs:
+        stats.read += 1
+        src, tgt = src.strip(), tgt.strip()
+        if not src or not tgt:
+            stats.empty += 1
+        elif src in seen:
+            stats.duplicate += 1
+        elif src == tgt:
+            stats.untranslated += 1
+        else:
+            seen.add(src)
+            kept.append((src, tgt))
+    if kept:
+        median = statistics.median(len(s) / len(t) for s, t in kept)
+        aligned = [(s, t) for s, t in kept if median / MISALIGNED_RATIO <= len(s) / len(t) <= median * MISALIGNED_RATIO]
+        stats.misaligned = len(kept) - len(aligned)
+        kept = aligned
+    stats.usable = len(kept)
+    return kept
+
+
+def content_hash(rows: list[dict]) -> str:
+    """sha256 over the rows' canonical JSON, in order."""
+    h = hashlib.sha256()
+    for row in rows:
+        h.update(json.dumps(row, ensure_ascii=False, sort_keys=True).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def _row(src: str, tgt: str, lang: str, fmt: str) -> dict:
+    prompt = make_prompt(src, lang)
+    if fmt == "chat":
+        return {
+            "prompt": [{"role": "user", "content": prompt}],
+            "completion": [{"role": "assistant", "content": tgt}],
+            "lang": lang,
+        }
+    return {"prompt": prompt, "completion": tgt, "lang": lang}
+
+
+def build_qt_dataset(
+    source: str,
+    languages: str | list[str],
+    examples_per_language: int | None,
+    seed: int = 0,
+    fmt: str = "plain",
+    data_dir=None,
+    src_file: str | Path | None = None,
+    tgt_file: str | Path | None = None,
+    jsonl: str | Path | None = None,
+    source_field: str = "source",
+    target_field: str = "target",
+) -> QTBuild:
+    """Build the prompt/completion dataset: `examples_per_language` pairs per language (None: all), shuffled.
+
+    Each language is sampled with its own seeded generator, so adding a language leaves the others' samples as
+    they were. ``source='files'`` takes exactly one language: the language of the user's source side.
+    """
+    from datasets import Dataset
+
+    if fmt not in FORMATS:
+        raise MlalignError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if examples_per_language is not None and examples_per_language <= 0:
+        raise MlalignError(f"examples per language must be positive, got {examples_per_language}")
+    if source == "files":
+        langs = parse_langs(languages)
+        if len(langs) != 1 or langs[0] == "en":
+            raise MlalignError("the 'files' source takes exactly one non-English --langs code: the source language")
+    elif source in SOURCES:
+        langs = parse_langs(languages)
+        if missing := [c for c in langs if c not in SOURCES[source]]:
+            raise UnknownLanguageError(
+                f"no {source} question translations for {', '.join(missing)}; available: {', '.join(SOURCES[source])}"
+            )
+    else:
+        raise MlalignError(f"unknown question-translation source {source!r}; choose one of gsm8k, snli, files")
+
+    rows: list[dict] = []
+    stats: dict[str, LangStats] = {}
+    for lang in langs:
+        if source == "gsm8k":
+            raw = gsm8k_pairs(lang, data_dir)
+        elif source == "snli":
+            raw = snli_pairs(lang, data_dir)
+        else:
+            raw = file_pairs(src_file, tgt_file, jsonl, source_field, target_field)
+        stats[lang] = LangStats()
+        pairs = clean_pairs(raw, stats[lang])
+        n = len(pairs) if examples_per_language is None else examples_per_language
+        if n > len(pairs):
+            raise DataError(
+                f"{lang}: only {len(pairs)} usable pairs (of {stats[lang].read} read), asked for {n}; "
+                f"lower the number of examples per language"
+            )
+        chosen = random.Random(f"{seed}:{lang}").sample(pairs, n)
+        stats[lang].selected = n
+        rows.extend(_row(s, t, lang, fmt) for s, t in chosen)
+    random.Random(seed).shuffle(rows)
+    return QTBuild(
+        dataset=Dataset.from_list(rows),
+        source=source,
+        languages=langs,
+        examples_per_language=examples_per_language,
+        seed=seed,
+        fmt=fmt,
+        data_hash=content_hash(rows),
+        stats=stats,
+    )
+
+
+def save_build(build: QTBuild, out: str | Path) -> Path:
+    """Write the dataset (``save_to_disk``) and its ``qt_build.json`` to `out` atomically (temp dir + rename)."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise MlalignError(f"{out} exists and is not empty; choose a new --out or delete it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        build.dataset.save_to_disk(str(tmp / "dataset"))
+        (tmp / BUILD_INFO).write_text(json.dumps(build.info(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def load_build(path: str | Path) -> tuple[object, dict]:
+    """A dataset saved by `save_build` and its build info."""
+    from datasets import load_from_disk
+
+    path = Path(path)
+    info_file = path / BUILD_INFO
+    if not info_file.is_file():
+        raise DataError(f"{path} is not a dataset built by `mlalign data build-qt` (no {BUILD_INFO}); build one first")
+    info = json.loads(info_file.read_text(encoding="utf-8"))
+    return load_from_disk(str(path / "dataset")), info
+
+
+def stats_table(build: QTBuild):
+    """A rich table of what was read, dropped and selected per language."""
+    from rich.table import Table
+
+    table = Table("lang", "read", "empty", "duplicate", "untranslated", "misaligned", "usable", "selected")
+    for lang, s in build.stats.items():
+        table.add_row(lang, *(str(v) for v in asdict(s).values()))
+    return table

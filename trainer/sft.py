@@ -1,0 +1,385 @@
+"""Question-alignment SFT with TRL: LoRA (QLoRA on CUDA) on question-translation data, resumable.
+
+Modelled on TRL's ``trl/scripts/sft.py``: dataclass arguments parsed by ``TrlParser`` (so ``--config recipe.yaml``
+works and command-line flags override it), ``ModelConfig`` + ``get_quantization_config`` + ``get_peft_config``,
+``SFTConfig`` / ``SFTTrainer``. Runs as ``mlalign train ...``, ``python -m mlalign_trainer.sft ...`` or under
+``accelerate launch -m mlalign_trainer.sft ...``.
+
+Rerunning the same command into the same ``--output_dir`` resumes from the last checkpoint; a finished run is
+left alone; a directory holding a run with other settings is an error.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlalign_tasks.errors import MlalignError
+
+# The paper's recipe (LoRA on q_proj,v_proj; lr 5e-5; 3 epochs; effective batch 16; cosine, 10% warm-up).
+PAPER_DEFAULTS: dict[str, object] = {
+    "use_peft": True,
+    "lora_target_modules": ["q_proj", "v_proj"],
+    "lora_r": 16,
+    "lora_alpha": 32,
+    "lora_dropout": 0.05,
+    "learning_rate": 5e-5,
+    "num_train_epochs": 3,
+    "per_device_train_batch_size": 4,
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": 0.1,
+    "max_length": 512,
+    "logging_steps": 10,
+    "save_strategy": "steps",
+    "save_steps": 200,
+    "save_total_limit": 2,
+    "report_to": "none",
+    "gradient_checkpointing_kwargs": {"use_reentrant": False},
+    "seed": 42,
+}
+# QLoRA: NF4 with double quantisation, bf16 compute, paged 8-bit AdamW, gradient checkpointing.
+CUDA_DEFAULTS: dict[str, object] = {
+    "load_in_4bit": True,
+    "bnb_4bit_quant_type": "nf4",
+    "use_bnb_nested_quant": True,
+    "dtype": "bfloat16",
+    "bf16": True,
+    "optim": "paged_adamw_8bit",
+    "gradient_checkpointing": True,
+}
+# CPU: fp32 LoRA without quantisation (4-bit only with --load_in_4bit, guarded; see `Avx512Bf16Guard`).
+CPU_DEFAULTS: dict[str, object] = {
+    "use_cpu": True,
+    "bf16": False,
+    "dtype": "float32",
+    "optim": "adamw_torch",
+    "gradient_checkpointing": False,
+}
+# Candidate padding tokens when a tokenizer has none distinct from EOS.
+_PAD_CANDIDATES = ("<pad>", "<|pad|>", "<|finetune_right_pad_id|>", "<|endoftext|>")
+
+
+@dataclass
+class QTArguments:
+    """Question-translation data and run options (the other flags are TRL's SFTConfig and ModelConfig)."""
+
+    dataset_path: str | None = field(
+        default=None, metadata={"help": "A dataset built by `mlalign data build-qt` (else build one from --languages)."}
+    )
+    qt_source: str = field(default="gsm8k", metadata={"help": "Built-in question-translation source: gsm8k or snli."})
+    languages: str | None = field(default=None, metadata={"help": "Languages to train on, e.g. 'de,fr,sw'."})
+    examples_per_language: int | None = field(
+        default=None, metadata={"help": "Pairs per language (default: all usable pairs)."}
+    )
+    qt_format: str = field(default="plain", metadata={"help": "plain (the paper's prompt) or chat (chat template)."})
+    data_dir: str | None = field(default=None, metadata={"help": "Data directory (else $MLALIGN_DATA_DIR / cache)."})
+    effective_batch_size: int | None = field(
+        default=16,
+        metadata={
+            "help": "Examples per optimizer step over all processes; sets gradient_accumulation_steps "
+            "(0: use --gradient_accumulation_steps as given)."
+        },
+    )
+    eval_examples: int = field(
+        default=0, metadata={"help": "Examples held out for evaluation during training (with --eval_strategy)."}
+    )
+
+
+def make_parser():
+    """A TrlParser over (QTArguments, SFTConfig, ModelConfig) with the paper's and the device's defaults."""
+    import torch
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    parser = TrlParser((QTArguments, SFTConfig, ModelConfig), prog="mlalign train")
+    parser.set_defaults(**PAPER_DEFAULTS, **(CUDA_DEFAULTS if torch.cuda.is_available() else CPU_DEFAULTS))
+    return parser
+
+
+def parse_args(argv: list[str] | None = None):
+    """(qt_args, training_args, model_args); config-file and value errors become MlalignError."""
+    parser = make_parser()
+    try:
+        return parser.parse_args_and_config(args=argv)
+    except (ValueError, OSError) as e:
+        raise MlalignError(f"bad training arguments: {e}") from None
+
+
+def kbit_device_map() -> dict[str, object]:
+    """Each process holds its whole quantised model on its own device (CUDA index, or the CPU)."""
+    import torch
+    from accelerate import PartialState
+
+    return {"": PartialState().local_process_index if torch.cuda.is_available() else "cpu"}
+
+
+def ensure_pad_token(tokenizer) -> None:
+    """Give the tokenizer a padding token distinct from EOS when it has none (so EOS stays a learned target)."""
+    if tokenizer.pad_token is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
+        return
+    vocab = tokenizer.get_vocab()
+    for candidate in (tokenizer.unk_token, *_PAD_CANDIDATES):
+        if candidate and candidate in vocab and vocab[candidate] != tokenizer.eos_token_id:
+            tokenizer.pad_token = candidate
+            return
+    # No distinct token: TRL builds labels before padding and pads them with -100, not with the pad id,
+    # so a trailing EOS is still learned.
+
+
+def load_training_data(qt: QTArguments, seed: int):
+    """(dataset, build info) from --dataset_path or built from --languages."""
+    from mlalign_trainer import qt_data
+
+    if qt.dataset_path:
+        if qt.languages:
+            raise MlalignError("give either --dataset_path or --languages, not both")
+        return qt_data.load_build(qt.dataset_path)
+    if not qt.languages:
+        raise MlalignError("no training data: give --languages (e.g. de,fr,sw) or --dataset_path DIR")
+    build = qt_data.build_qt_dataset(
+        qt.qt_source, qt.languages, qt.examples_per_language, seed=seed, fmt=qt.qt_format, data_dir=qt.data_dir
+    )
+    return build.dataset, build.info()
+
+
+def apply_batch_size(qt: QTArguments, args) -> None:
+    """Derive gradient accumulation from the effective batch size over all processes."""
+    if not qt.effective_batch_size:
+        return
+    per_step = args.per_device_train_batch_size * args.world_size
+    if qt.effective_batch_size % per_step:
+        raise MlalignError(
+            f"effective batch size {qt.effective_batch_size} is not a multiple of per-device batch "
+            f"{args.per_device_train_batch_size} x {args.world_size} process(es); change one of them"
+        )
+    args.gradient_accumulation_steps = qt.effective_batch_size // per_step
+
+
+def run_settings(qt: QTArguments, args, model_args, info: dict) -> dict:
+    """Everything that decides the result of a run: compared on rerun, recorded in the metadata."""
+    selected = {lang: s["selected"] for lang, s in info["stats"].items()}
+    hp = {
+        "learning_rate": args.learning_rate,
+        "num_train_epochs": args.num_train_epochs,
+        "max_steps": args.max_steps,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "world_size": args.world_size,
+        "effective_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
+        "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+        "warmup_steps": args.warmup_steps,
+        "weight_decay": args.weight_decay,
+        "optim": str(getattr(args.optim, "value", args.optim)),
+        "max_length": args.max_length,
+        "packing": args.packing,
+        "padding_free": args.padding_free,
+        "completion_only_loss": args.completion_only_loss,
+        "use_peft": model_args.use_peft,
+        "lora_r": model_args.lora_r,
+        "lora_alpha": model_args.lora_alpha,
+        "lora_dropout": model_args.lora_dropout,
+        "lora_target_modules": model_args.lora_target_modules,
+        "load_in_4bit": model_args.load_in_4bit,
+        "bnb_4bit_quant_type": model_args.bnb_4bit_quant_type if model_args.load_in_4bit else None,
+        "use_bnb_nested_quant": model_args.use_bnb_nested_quant if model_args.load_in_4bit else None,
+        "dtype": model_args.dtype,
+        "bf16": args.bf16,
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "eval_examples": qt.eval_examples,
+        "seed": args.seed,
+    }
+    return {
+        "base_model": model_args.model_name_or_path,
+        "languages": info["languages"],
+        "examples_per_language": info["examples_per_language"] or min(selected.values()),
+        "data_hash": info["data_hash"],
+        "data_source": {k: info[k] for k in ("source", "format", "seed", "num_rows")} | {"selected": selected},
+        "hyperparameters": hp,
+    }
+
+
+def load_model(model_args, args):
+    """The base model: 4-bit via bitsandbytes (prepared for k-bit training) when asked, else full precision."""
+    from transformers import AutoModelForCausalLM
+    from trl import get_quantization_config
+
+    quantization_config = get_quantization_config(model_args)
+    kwargs = {
+        "revision": model_args.model_revision,
+        "trust_remote_code": args.trust_remote_code,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": model_args.dtype,
+        **(args.model_init_kwargs or {}),
+    }
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
+        if args.distributed_state.distributed_type not in ("FSDP", "DEEPSPEED"):  # those shard the model themselves
+            kwargs["device_map"] = kbit_device_map()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **kwargs)
+    except OSError as e:
+        raise MlalignError(f"cannot load model {model_args.model_name_or_path!r}: {e}") from None
+    if quantization_config is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=args.gradient_checkpointing,
+            gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs,
+        )
+    return model
+
+
+def sequence_length(row: dict, tokenizer) -> int:
+    """Tokens of prompt + completion as trained (with the EOS TRL appends to a plain completion)."""
+    if isinstance(row["prompt"], list):
+        ids = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True)
+        return len(ids["input_ids"] if hasattr(ids, "keys") else ids)
+    return len(tokenizer(row["prompt"] + row["completion"])["input_ids"]) + 1
+
+
+def drop_overlong(dataset, tokenizer, max_length: int | None, split: str = "training"):
+    """Drop examples longer than `max_length` (rather than truncating them and losing their EOS)."""
+    if dataset is None or max_length is None:
+        return dataset, 0
+    kept = dataset.filter(lambda row: sequence_length(row, tokenizer) <= max_length)
+    if len(kept) == 0:
+        raise MlalignError(f"every {split} example is longer than --max_length {max_length} tokens; raise --max_length")
+    return kept, len(dataset) - len(kept)
+
+
+def build_trainer(qt: QTArguments, args, model_args, train_dataset, eval_dataset=None, callbacks=()):
+    """The SFTTrainer with our model, tokenizer, LoRA config and callbacks."""
+    from mlalign_trainer.callbacks import Avx512Bf16Guard
+    from transformers import AutoTokenizer
+    from trl import SFTTrainer, get_peft_config
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            model_args.model_name_or_path, revision=model_args.model_revision, trust_remote_code=args.trust_remote_code
+        )
+    except (OSError, ValueError) as e:
+        raise MlalignError(f"cannot load the tokenizer of {model_args.model_name_or_path!r}: {e}") from None
+    ensure_pad_token(tokenizer)
+    if qt.qt_format == "chat" and not tokenizer.chat_template:
+        raise MlalignError(f"{model_args.model_name_or_path} has no chat template; build the data with --format plain")
+    train_dataset, dropped = drop_overlong(train_dataset, tokenizer, args.max_length)
+    eval_dataset, _ = drop_overlong(eval_dataset, tokenizer, args.max_length, split="evaluation")
+    if dropped and args.process_index == 0:
+        print(
+            f"dropped {dropped} of {dropped + len(train_dataset)} examples longer than --max_length {args.max_length}"
+        )
+    return SFTTrainer(
+        model=load_model(model_args, args),
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+        callbacks=[Avx512Bf16Guard(), *callbacks],
+    )
+
+
+def last_complete_checkpoint(output_dir: Path, remove_incomplete: bool = True) -> str | None:
+    """The newest ``checkpoint-N`` holding ``trainer_state.json`` (the Trainer writes it last).
+
+    Newer checkpoints without it were cut off mid-save (e.g. by SIGKILL) and are removed.
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    while (last := get_last_checkpoint(str(output_dir))) is not None:
+        if (Path(last) / "trainer_state.json").is_file():
+            return last
+        if not remove_incomplete:
+            return None
+        print(f"removing incomplete checkpoint {last} (cut off while saving)")
+        shutil.rmtree(last)
+    return None
+
+
+def _final_loss(log_history: list[dict]) -> float | None:
+    losses = [e["loss"] for e in log_history if "loss" in e]
+    return float(losses[-1]) if losses else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train (or resume, or report a finished run); returns the exit code."""
+    from mlalign_trainer import metadata
+    from mlalign_trainer.callbacks import GracefulInterrupt
+
+    # transformers 5 renames TRL's gradient_checkpointing* fields; the notices are not the user's to act on.
+    warnings.filterwarnings("ignore", message=".*deprecated and will be removed in v6", category=FutureWarning)
+    qt, args, model_args = parse_args(argv)
+    if not model_args.model_name_or_path:
+        raise MlalignError("no base model: give --model_name_or_path (a Hugging Face model id or a local path)")
+    apply_batch_size(qt, args)
+    dataset, info = load_training_data(qt, args.seed)
+    qt.qt_format = info["format"]
+    eval_dataset = None
+    if args.eval_strategy != "no":
+        if not 0 < qt.eval_examples < len(dataset):
+            raise MlalignError(
+                f"--eval_strategy {args.eval_strategy} needs --eval_examples between 1 and {len(dataset) - 1}"
+            )
+        split = dataset.train_test_split(test_size=qt.eval_examples, seed=args.seed, shuffle=True)
+        dataset, eval_dataset = split["train"], split["test"]
+
+    out = Path(args.output_dir)
+    settings = run_settings(qt, args, model_args, info)
+    state = metadata.check_run_dir(out, settings)
+    say = print if args.process_index == 0 else (lambda *a, **k: None)
+    if state == "finished":
+        say(f"{out} already holds this finished run (adapter and {metadata.METADATA_FILE}); nothing to do")
+        return 0
+    interrupt = GracefulInterrupt(enabled=args.world_size == 1)
+    trainer = build_trainer(qt, args, model_args, dataset, eval_dataset, callbacks=[interrupt])
+    with args.main_process_first(desc="preparing the output directory"):
+        if state == "new" and args.process_index == 0:
+            metadata.write_run_file(out, settings)
+        last = last_complete_checkpoint(out, remove_incomplete=args.process_index == 0) if state == "resume" else None
+    if last:
+        say(f"resuming from {last}")
+    with interrupt.installed():
+        trainer.train(resume_from_checkpoint=last)
+    if interrupt.fired:
+        say(f"interrupted at step {trainer.state.global_step}; checkpoint saved; rerun the same command to resume")
+        return 130
+
+    if trainer.is_world_process_zero():
+        tmp = out / ".final-adapter.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(out / ".final-adapter.tmp"))
+    if trainer.is_world_process_zero():
+        for item in tmp.iterdir():
+            item.replace(out / item.name)
+        tmp.rmdir()
+        meta = metadata.training_metadata(
+            settings,
+            seed=args.seed,
+            final_loss=_final_loss(trainer.state.log_history),
+            global_step=trainer.state.global_step,
+            resumed_from=Path(last).name if last else None,
+            start_step=int(Path(last).name.rsplit("-", 1)[1]) if last else 0,
+            examples_trained=len(trainer.train_dataset),  # after dropping over-long examples
+        )
+        metadata.write_json_atomic(out / metadata.METADATA_FILE, meta)
+        say(f"adapter written to {out} (step {trainer.state.global_step}, final loss {meta['final_loss']})")
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
+    return 0
+
+
+def cli(argv: list[str] | None = None) -> None:
+    """``python -m mlalign_trainer.sft``: like `main`, with user errors as one line and exit code 2."""
+    try:
+        code = main(argv)
+    except MlalignError as e:
+        print(f"error: {e}", file=sys.stderr)
+        code = 2
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    cli()
