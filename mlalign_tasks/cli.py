@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP
+from mlalign_tasks.study import StudyConfig as StudyDefaults
 
 app = typer.Typer(
     help="Question-alignment for multilingual LLMs: evaluate, train, publish leaderboards, analyse.",
@@ -42,9 +44,70 @@ def tiny_model(
 @app.command("tasks-path")
 def tasks_path() -> None:
     """Print the lm-eval task directory, for `lm_eval --include_path "$(mlalign tasks-path)"`."""
-    import mlalign_tasks_yaml
+    from mlalign_tasks.evaluate import tasks_dir
 
-    print(Path(mlalign_tasks_yaml.__file__).resolve().parent)
+    print(tasks_dir())
+
+
+@app.command("eval")
+def eval_cmd(
+    model: Annotated[str, typer.Option("--model", "-m", help="Hugging Face model id or local model directory.")],
+    tasks: Annotated[str, typer.Option("--tasks", "-t", help=TASK_SPEC_HELP)] = DEFAULT_TASKS,
+    peft: Annotated[str | None, typer.Option("--peft", help="PEFT (LoRA) adapter directory to apply.")] = None,
+    limit: Annotated[
+        str | None, typer.Option(help="Items per task: a positive integer, or a fraction in (0, 1].")
+    ] = None,
+    num_fewshot: Annotated[
+        int | None, typer.Option("--num-fewshot", help="Few-shot examples (MGSM/MSVAMP: <= 8).")
+    ] = None,
+    batch_size: Annotated[str, typer.Option("--batch-size", help="Batch size, or 'auto'.")] = "1",
+    device: Annotated[
+        str | None, typer.Option(help="Device, e.g. cuda, cuda:1, cpu (default: cuda if available).")
+    ] = None,
+    gen_kwargs: Annotated[
+        str | None, typer.Option("--gen-kwargs", help="Generation overrides, e.g. 'max_gen_toks=64'.")
+    ] = None,
+    output_path: Annotated[
+        Path | None, typer.Option("--output-path", help="Write lm-eval results JSON and per-sample logs here.")
+    ] = None,
+    load_in_4bit: Annotated[bool, typer.Option("--load-in-4bit", help="Load the model in 4-bit NF4 (CUDA).")] = False,
+    include_defaults: Annotated[
+        bool, typer.Option("--include-defaults", help="Also index lm-eval's built-in tasks (slower start).")
+    ] = False,
+    apply_chat_template: Annotated[
+        bool, typer.Option("--apply-chat-template", help="Wrap prompts in the model's chat template.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Random seed (python, numpy, torch).")] = 0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show lm-eval's log.")] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Evaluate a model (optionally + adapter) on our lm-eval tasks and print a per-language table."""
+    from mlalign_tasks import evaluate
+
+    evaluate.quiet_lm_eval(verbose)
+    req = evaluate.EvalRequest(
+        model=model,
+        tasks=evaluate.parse_tasks(tasks, allow_other=include_defaults),
+        adapter=peft,
+        limit=evaluate.parse_limit(limit),
+        num_fewshot=num_fewshot,
+        batch_size=evaluate.parse_batch_size(batch_size),
+        device=device,
+        gen_kwargs=evaluate.parse_gen_kwargs(gen_kwargs),
+        output_path=output_path,
+        load_in_4bit=load_in_4bit,
+        include_defaults=include_defaults,
+        apply_chat_template=apply_chat_template,
+        data_dir=data_dir,
+        seed=seed,
+    )
+    results = evaluate.run(req)
+    if req.tasks.langs:
+        console.print(evaluate.score_table(results, req.tasks))
+    if req.tasks.other:
+        console.print(evaluate.other_table(results, req.tasks.other))
+    if path := results["mlalign"].get("results_file"):
+        console.print(f"results: {path}")
 
 
 @data_app.command("list")
@@ -109,6 +172,208 @@ def data_verify(
     console.print(f"{ok} verified, {len(bad)} corrupt, {len(missing)} missing")
     if bad:
         raise typer.Exit(2)
+
+
+@data_app.command("build-qt")
+def data_build_qt(
+    out: Annotated[Path, typer.Option("--out", help="New directory for the dataset and its qt_build.json.")],
+    langs: Annotated[str, typer.Option("--langs", help="Source languages, e.g. 'de,fr,sw' (files: the one language).")],
+    source: Annotated[str, typer.Option(help="gsm8k, snli, or files (your own parallel data).")] = "gsm8k",
+    n: Annotated[int | None, typer.Option("--n", help="Examples per language (default: all usable).")] = None,
+    seed: Annotated[int, typer.Option(help="Sampling and shuffling seed.")] = 0,
+    fmt: Annotated[str, typer.Option("--format", help="plain (the paper's prompt) or chat (chat template).")] = "plain",
+    src_file: Annotated[Path | None, typer.Option(help="files: questions in the source language, one a line.")] = None,
+    tgt_file: Annotated[Path | None, typer.Option(help="files: the English questions, line-aligned.")] = None,
+    jsonl: Annotated[Path | None, typer.Option(help="files: JSON lines with source and target fields.")] = None,
+    source_field: Annotated[str, typer.Option(help="files: JSON field of the source question.")] = "source",
+    target_field: Annotated[str, typer.Option(help="files: JSON field of the English question.")] = "target",
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Build a question-translation SFT dataset (question in X -> English question; no answers)."""
+    from mlalign_trainer import qt_data
+
+    build = qt_data.build_qt_dataset(
+        source, langs, n, seed=seed, fmt=fmt, data_dir=data_dir, src_file=src_file, tgt_file=tgt_file,
+        jsonl=jsonl, source_field=source_field, target_field=target_field,
+    )  # fmt: skip
+    qt_data.save_build(build, out)
+    console.print(qt_data.stats_table(build))
+    console.print(f"{len(build.dataset)} examples written to {out} (data hash {build.data_hash[:12]})")
+
+
+@app.command(
+    "train",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def train(ctx: typer.Context) -> None:
+    """Question-alignment LoRA/QLoRA SFT (TRL); all flags go to the trainer: `mlalign train --help`."""
+    from mlalign_trainer.sft import main as train_main
+
+    raise typer.Exit(train_main(list(ctx.args)))
+
+
+@app.command("merge")
+def merge(
+    adapter: Annotated[Path, typer.Option("--adapter", help="Adapter directory written by `mlalign train`.")],
+    out: Annotated[Path, typer.Option("--out", help="New directory for the merged full model.")],
+    base: Annotated[str | None, typer.Option(help="Base model (default: the one the adapter names).")] = None,
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
+) -> None:
+    """Merge a LoRA adapter into its base model and save the full model."""
+    from mlalign_trainer.merge import merge_adapter
+
+    console.print(f"merged model written to {merge_adapter(adapter, out, base=base, dtype=dtype)}")
+
+
+analyze_app = typer.Typer(
+    help="Interpretability analyses: logit lens over layers, PCA of hidden states.", no_args_is_help=True
+)
+app.add_typer(analyze_app, name="analyze")
+ModelOpt = Annotated[str, typer.Option("--model", help="Hugging Face model id or local directory.")]
+PeftOpt = Annotated[
+    Path | None, typer.Option("--peft", help="LoRA adapter directory: base and aligned are analysed side by side.")
+]
+AnalysisOutOpt = Annotated[Path, typer.Option("--out", help="New (or earlier output) directory for JSON + plots.")]
+LimitOpt = Annotated[int | None, typer.Option(help="Number of parallel items, drawn with --seed (default: all).")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Prompts per forward pass.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+DtypeOpt = Annotated[str, typer.Option(help="auto (bfloat16 on GPU, else float32), float32, bfloat16, float16.")]
+FourBitOpt = Annotated[bool, typer.Option("--load-in-4bit", help="Load the model in 4-bit NF4 (CUDA only).")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the item sample (and torch).")]
+
+
+@analyze_app.command("logit-lens")
+def analyze_logit_lens(
+    model: ModelOpt,
+    task: Annotated[str, typer.Option(help="Paper task: sentiment, snli or paws.")],
+    langs: Annotated[str, typer.Option(help="Comma-separated paper languages, e.g. zh,sw,de.")],
+    out: AnalysisOutOpt,
+    peft: PeftOpt = None,
+    limit: LimitOpt = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Top tokens recorded per layer.")] = 5,
+    batch_size: BatchOpt = 8,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    load_in_4bit: FourBitOpt = False,
+    seed: SeedOpt = 0,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Label-word probabilities, entropy and top tokens after every layer on the paper's few-shot prompts."""
+    from mlalign_tasks.analysis.logit_lens import run_logit_lens
+
+    run_logit_lens(
+        model, task, langs, out, peft=peft, limit=limit, batch_size=batch_size, device=device, dtype=dtype,
+        load_in_4bit=load_in_4bit, seed=seed, top_k=top_k, data_dir=data_dir,
+    )  # fmt: skip
+    console.print(f"logit lens written to {out}")
+
+
+@analyze_app.command("pca")
+def analyze_pca(
+    model: ModelOpt,
+    langs: Annotated[str, typer.Option(help="Comma-separated paper languages (English is always added).")],
+    out: AnalysisOutOpt,
+    peft: PeftOpt = None,
+    task: Annotated[str, typer.Option(help="Test set of the parallel sentences: snli, paws or sentiment.")] = "snli",
+    layers: Annotated[
+        str | None, typer.Option(help="Layers, e.g. '0,8,-1' or '4-8' (default: L/4, L/2, 3L/4, L).")
+    ] = None,
+    limit: LimitOpt = None,
+    batch_size: BatchOpt = 8,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = "auto",
+    load_in_4bit: FourBitOpt = False,
+    seed: SeedOpt = 0,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """2-D PCA of mean-pooled hidden states per layer and the PC1 correlation of each language with English."""
+    from mlalign_tasks.analysis.pca import run_pca
+
+    run_pca(
+        model, langs, out, peft=peft, task=task, layers=layers, limit=limit, batch_size=batch_size, device=device,
+        dtype=dtype, load_in_4bit=load_in_4bit, seed=seed, data_dir=data_dir,
+    )  # fmt: skip
+    console.print(f"PCA written to {out}")
+
+
+@app.command("leaderboard")
+def leaderboard(
+    results: Annotated[list[Path], typer.Argument(help="lm-eval output directories or results_*.json files.")],
+    out: Annotated[Path, typer.Option("--out", help="Board folder to (re)write, e.g. leaderboards/NAME.")],
+    manifest: Annotated[
+        Path | None, typer.Option(help="YAML: title, description, models (match, name, base, languages), metrics.")
+    ] = None,
+    embed_inputs: Annotated[
+        bool,
+        typer.Option(
+            "--embed-inputs/--no-embed-inputs",
+            help="Copy the results and sample logs into OUT/inputs with a manifest (the board rebuilds from itself).",
+        ),
+    ] = True,
+) -> None:
+    """Build a leaderboard (Markdown, CSV/JSON, HTML, plots, model cards) comparing base and aligned models."""
+    from mlalign_tasks.leaderboard import make_leaderboard
+
+    board = make_leaderboard(results, out, manifest, embed=embed_inputs)
+    console.print(f"leaderboard of {len(board.models)} model(s) written to {out} (open {out / 'index.html'})")
+    for note in board.notes:
+        err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
+
+
+@app.command("run")
+def run_cmd(
+    model: Annotated[
+        str | None, typer.Option(help="Base model id or path (default: the recipe's, else the tiny model).")
+    ] = None,
+    recipe: Annotated[
+        str | None, typer.Option(help="Trainer recipe: a name in trainer/recipes or a YAML file (default: cpu-smoke).")
+    ] = None,
+    langs: Annotated[str, typer.Option("--langs", help="Training languages (question translation).")] = "de,zh",
+    qt_source: Annotated[str, typer.Option("--qt-source", help="gsm8k or snli question translations.")] = "gsm8k",
+    examples_per_language: Annotated[
+        int | None, typer.Option("--examples-per-language", help="Training pairs per language (0: all).")
+    ] = 32,
+    train_flag: Annotated[
+        list[str] | None, typer.Option("--train-flag", help="Extra trainer flag, e.g. '--max_steps=200' (repeat).")
+    ] = None,
+    tasks: Annotated[str, typer.Option(help="Evaluation tasks (as for `mlalign eval`).")] = StudyDefaults.eval_tasks,
+    limit: Annotated[
+        str | None, typer.Option(help="Evaluation items per task ('none': all).")
+    ] = StudyDefaults.eval_limit,
+    max_gen_toks: Annotated[
+        int, typer.Option("--max-gen-toks", help="Generated tokens per MGSM/MSVAMP item (0: the task's default).")
+    ] = StudyDefaults.max_gen_toks,
+    batch_size: Annotated[str, typer.Option("--batch-size", help="Evaluation batch size.")] = StudyDefaults.batch_size,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: cuda if available).")] = None,
+    load_in_4bit: Annotated[bool, typer.Option("--load-in-4bit", help="Evaluate/analyse in 4-bit NF4 (CUDA).")] = False,
+    analysis_limit: Annotated[
+        int, typer.Option("--analysis-limit", help="Items per language in the analyses (0: all).")
+    ] = StudyDefaults.analysis_limit,
+    out: Annotated[Path, typer.Option(help="Run directory (stages, resumable).")] = StudyDefaults.out,
+    board: Annotated[Path, typer.Option(help="Leaderboard folder to publish.")] = StudyDefaults.board,
+    seed: Annotated[int, typer.Option(help="Seed of data sampling, training and analyses.")] = 0,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """The whole study: data -> question-aligned training -> eval base and aligned -> leaderboard -> analyses."""
+    from rich.table import Table
+
+    from mlalign_tasks.study import StudyConfig, run_study
+
+    cfg = StudyConfig(
+        model=model, recipe=recipe, languages=langs, qt_source=qt_source,
+        examples_per_language=examples_per_language or None, train_flags=train_flag or [], eval_tasks=tasks,
+        eval_limit=None if (limit or "").lower() == "none" else limit, max_gen_toks=max_gen_toks or None,
+        batch_size=batch_size, device=device, load_in_4bit=load_in_4bit, analysis_limit=analysis_limit or None,
+        out=out, board=board, seed=seed, data_dir=str(data_dir) if data_dir else None,
+    )  # fmt: skip
+    results, paths = run_study(cfg, on_start=lambda st, why: console.rule(f"[bold]{st.name}[/bold] ({why})"))
+    table = Table("stage", "status", "seconds", "output", title="mlalign run")
+    for r in results:
+        table.add_row(r.name, r.status, f"{r.seconds:.1f}", str(r.path))
+    console.print(table)
+    console.print(f"leaderboard: {paths['leaderboard'] / 'README.md'} and {paths['leaderboard'] / 'index.html'}")
+    console.print(f"adapter: {paths['adapter']}   analyses: {paths['logit-lens']}, {paths['pca']}")
 
 
 def main() -> None:
