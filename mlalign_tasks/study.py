@@ -1,0 +1,243 @@
+"""The whole study in one resumable run: data -> question-aligned training -> evaluation -> leaderboard -> analyses.
+
+With no arguments it runs the embedded default offline on CPU: the tiny model, two training
+languages, small evaluation limits. With a recipe or a real model id the same stages run at full
+size. Every stage is skipped when its outputs exist, verify, and match its configuration hash.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.stages import Stage, StageResult, run_stages
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "trainer" / "recipes"
+DEMO_RECIPE = "cpu-smoke"
+TINY = "tiny"
+
+
+@dataclass
+class StudyConfig:
+    """What `mlalign run` does; the defaults are the embedded demo."""
+
+    model: str | None = None  # None: the recipe's model_name_or_path, or the tiny model without a recipe
+    recipe: str | None = None
+    languages: str = "de,zh"
+    qt_source: str = "gsm8k"
+    examples_per_language: int | None = 32
+    train_flags: list[str] = field(default_factory=list)
+    eval_tasks: str = "mgsm_aligned,msvamp_aligned,paper_aligned"
+    eval_limit: str | None = "8"
+    max_gen_toks: int | None = 48
+    batch_size: str = "8"
+    device: str | None = None
+    load_in_4bit: bool = False
+    analysis_task: str = "sentiment"
+    lens_langs: str = "en,de,zh,sw,ja"
+    pca_langs: str = "en,de,fr,hi,sw"
+    analysis_limit: int | None = 16
+    out: Path = Path("runs/demo")
+    board: Path = Path("leaderboards/demo")
+    seed: int = 0
+    data_dir: str | None = None
+
+
+def recipe_path(name: str) -> Path:
+    """A recipe by file path or by name in trainer/recipes (e.g. 'qwen2.5-1.5b-12gb')."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    candidate = RECIPES_DIR / f"{name.removesuffix('.yaml')}.yaml"
+    if candidate.is_file():
+        return candidate
+    known = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
+    raise MlalignError(f"unknown recipe {name!r}: not a file and not one of {known}")
+
+
+def _recipe(cfg: StudyConfig) -> tuple[Path, dict]:
+    path = recipe_path(cfg.recipe or DEMO_RECIPE)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise MlalignError(f"recipe {path} is not valid YAML: {e}") from None
+    return path, values
+
+
+def _flags(values: dict) -> list[str]:
+    return [f"--{k}={v}" for k, v in values.items() if v is not None]
+
+
+def _copy_adapter(run_dir: Path, dest: Path) -> None:
+    """Copy the final adapter files of a training run (not its checkpoints) to `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for item in run_dir.iterdir():
+        if item.is_file() and not item.name.startswith("."):
+            shutil.copy2(item, dest / item.name)
+
+
+def is_tiny(cfg: StudyConfig) -> bool:
+    """True when the study runs on the embedded tiny model."""
+    return cfg.model == TINY or (cfg.model is None and cfg.recipe is None)
+
+
+def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
+    """The study's stages and the paths of its main artefacts."""
+    from mlalign_tasks.languages import parse_langs
+
+    parse_langs(cfg.languages)
+    out = cfg.out
+    recipe_file, recipe = _recipe(cfg)
+    tiny = is_tiny(cfg)
+    model = str(out / "model") if tiny else (cfg.model or recipe.get("model_name_or_path"))
+    if not model:
+        raise MlalignError(f"recipe {recipe_file} names no model_name_or_path; give --model")
+    adapter = out / "train" / "adapter"
+    paths = {"model": Path(model), "dataset": out / "data", "adapter": adapter}
+    stages: list[Stage] = []
+
+    if tiny:
+        from mlalign_tasks.tiny_model import DEFAULT_SIZES, build_tiny_model
+
+        def make_model(o: Path, w: Path) -> None:
+            build_tiny_model(o, cfg.seed)
+
+        stages.append(Stage("model", {"tiny": DEFAULT_SIZES, "seed": cfg.seed}, make_model))
+
+    def build_data(o: Path, w: Path) -> None:
+        from mlalign_trainer.qt_data import build_qt_dataset, save_build
+
+        build = build_qt_dataset(
+            cfg.qt_source, cfg.languages, cfg.examples_per_language, seed=cfg.seed, data_dir=cfg.data_dir
+        )
+        shutil.rmtree(o)
+        save_build(build, o)
+
+    data_cfg = {k: getattr(cfg, k) for k in ("qt_source", "languages", "examples_per_language", "seed")}
+    stages.append(Stage("data", data_cfg, build_data))
+
+    train_flags = [
+        "--config", str(recipe_file),
+        "--model_name_or_path", model,
+        "--dataset_path", str(out / "data"),
+        "--languages=",  # the data stage built the set; a recipe's languages would conflict
+        "--seed", str(cfg.seed),
+        *cfg.train_flags,
+    ]  # fmt: skip
+    train_cfg = {"recipe": recipe, "flags": train_flags[2:], "model": model}
+
+    def train(o: Path, w: Path) -> None:
+        from mlalign_trainer.sft import main as train_main
+
+        code = train_main([*train_flags, "--output_dir", str(w)])
+        if code != 0:
+            raise MlalignError(f"training stopped (exit code {code}); rerun `mlalign run` to resume it")
+        _copy_adapter(w, o / "adapter")
+
+    stages.append(Stage("train", train_cfg, train, deps=("model", "data") if tiny else ("data",)))
+
+    eval_cfg = {
+        k: getattr(cfg, k) for k in ("eval_tasks", "eval_limit", "max_gen_toks", "batch_size", "load_in_4bit", "seed")
+    }
+
+    def evaluate_stage(peft: Path | None):
+        def run(o: Path, w: Path) -> None:
+            from mlalign_tasks import evaluate
+
+            evaluate.quiet_lm_eval(False)
+            evaluate.run(
+                evaluate.EvalRequest(
+                    model=model,
+                    tasks=evaluate.parse_tasks(cfg.eval_tasks),
+                    adapter=str(peft) if peft else None,
+                    limit=evaluate.parse_limit(cfg.eval_limit),
+                    batch_size=evaluate.parse_batch_size(cfg.batch_size),
+                    device=cfg.device,
+                    gen_kwargs={"max_gen_toks": cfg.max_gen_toks} if cfg.max_gen_toks else None,
+                    output_path=o,
+                    load_in_4bit=cfg.load_in_4bit,
+                    data_dir=cfg.data_dir,
+                    seed=cfg.seed,
+                )
+            )
+
+        return run
+
+    base_deps = ("model",) if tiny else ()
+    stages.append(Stage("eval-base", {**eval_cfg, "model": model}, evaluate_stage(None), deps=base_deps))
+    stages.append(Stage("eval-aligned", eval_cfg, evaluate_stage(adapter), deps=("train",)))
+    paths["eval-base"], paths["eval-aligned"] = out / "eval-base", out / "eval-aligned"
+
+    def leaderboard(o: Path, w: Path) -> list[Path]:
+        from mlalign_tasks.leaderboard import make_leaderboard
+
+        manifest = o / "manifest.yaml"
+        manifest.write_text(yaml.safe_dump(board_manifest(cfg, model, adapter), sort_keys=False, allow_unicode=True))
+        make_leaderboard([out / "eval-base", out / "eval-aligned"], cfg.board, manifest)
+        return [cfg.board]
+
+    stages.append(
+        Stage("leaderboard", {"board": str(cfg.board), "tiny": tiny}, leaderboard, deps=("eval-base", "eval-aligned"))
+    )
+    paths["leaderboard"] = cfg.board
+
+    analysis_cfg = {
+        k: getattr(cfg, k) for k in ("analysis_task", "analysis_limit", "batch_size", "load_in_4bit", "seed")
+    }
+
+    def lens(o: Path, w: Path) -> None:
+        from mlalign_tasks.analysis.logit_lens import run_logit_lens
+
+        shutil.rmtree(o)
+        run_logit_lens(
+            model, cfg.analysis_task, cfg.lens_langs, o, peft=adapter, limit=cfg.analysis_limit,
+            device=cfg.device or "auto", load_in_4bit=cfg.load_in_4bit, seed=cfg.seed, data_dir=cfg.data_dir,
+        )  # fmt: skip
+
+    def pca(o: Path, w: Path) -> None:
+        from mlalign_tasks.analysis.pca import run_pca
+
+        shutil.rmtree(o)
+        run_pca(
+            model, cfg.pca_langs, o, peft=adapter, task=cfg.analysis_task, limit=cfg.analysis_limit,
+            device=cfg.device or "auto", load_in_4bit=cfg.load_in_4bit, seed=cfg.seed, data_dir=cfg.data_dir,
+        )  # fmt: skip
+
+    stages.append(Stage("logit-lens", {**analysis_cfg, "langs": cfg.lens_langs}, lens, deps=("train",)))
+    stages.append(Stage("pca", {**analysis_cfg, "langs": cfg.pca_langs}, pca, deps=("train",)))
+    paths["logit-lens"], paths["pca"] = out / "logit-lens", out / "pca"
+    return stages, paths
+
+
+def board_manifest(cfg: StudyConfig, model: str, adapter: Path) -> dict:
+    """Title, description and model names of the study's leaderboard."""
+    tiny = is_tiny(cfg)
+    title = "mlalign demo: tiny random-weight model" if tiny else f"{model}: base vs question-aligned"
+    description = (
+        f"Base: the tiny model; aligned: a LoRA adapter trained by `mlalign run` for a few CPU steps on "
+        f"{cfg.languages} question translation ({cfg.qt_source})."
+        if tiny
+        else f"Base model {model} and its question-aligned LoRA adapter, trained on {cfg.languages} "
+        f"question translation ({cfg.qt_source})."
+    )
+    return {
+        "title": title,
+        "description": description,
+        "models": [
+            {"match": model, "name": "tiny-base" if tiny else f"{Path(model).name} (base)"},
+            {"match": str(adapter), "name": "tiny-aligned" if tiny else f"{Path(model).name} + QAlign", "base": model},
+        ],
+    }
+
+
+def run_study(cfg: StudyConfig, on_start=None) -> tuple[list[StageResult], dict[str, Path]]:
+    """Run (or resume) the study; returns the stage results and the artefact paths."""
+    stages, paths = build_stages(cfg)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    (cfg.out / "study.json").write_text(json.dumps(asdict(cfg), indent=1, default=str) + "\n")
+    return run_stages(stages, cfg.out, on_start=on_start), paths
