@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mlalign_tasks.atomic import atomic_dir
 
 MARKER = "stage.json"
 
@@ -83,17 +82,6 @@ def why_stale(out_dir: Path, expected_hash: str) -> str | None:
     return None
 
 
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move `new` into place as `target`, replacing an old `target` without a moment of half state."""
-    if target.exists():
-        trash = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, trash)
-        os.replace(new, target)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(new, target)
-
-
 def run_stages(
     stages: list[Stage], root: Path, on_start: Callable[[Stage, str], None] | None = None
 ) -> list[StageResult]:
@@ -114,16 +102,12 @@ def run_stages(
             on_start(stage, reason)
         work_dir = root / ".work" / stage.name
         work_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{stage.name}.tmp-", dir=root))
-        try:
+        with atomic_dir(out_dir) as tmp:
             external = stage.run(tmp, work_dir) or []
             marker = {"stage": stage.name, "config_hash": stage.hash, "config": stage.config}
             marker["files"] = _file_hashes(tmp)
             for path in external:
                 marker["files"].update(_file_hashes(path, absolute=True))
             (tmp / MARKER).write_text(json.dumps(marker, indent=1, sort_keys=True, default=str) + "\n")
-            _replace_dir(tmp, out_dir)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         results.append(StageResult(stage.name, "ran", time.perf_counter() - start, out_dir, reason))
     return results

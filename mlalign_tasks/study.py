@@ -115,7 +115,6 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
         build = build_qt_dataset(
             cfg.qt_source, cfg.languages, cfg.examples_per_language, seed=cfg.seed, data_dir=cfg.data_dir
         )
-        shutil.rmtree(o)
         save_build(build, o)
 
     data_cfg = {k: getattr(cfg, k) for k in ("qt_source", "languages", "examples_per_language", "seed")}
@@ -193,7 +192,6 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     def lens(o: Path, w: Path) -> None:
         from mlalign_tasks.analysis.logit_lens import run_logit_lens
 
-        shutil.rmtree(o)
         run_logit_lens(
             model, cfg.analysis_task, cfg.lens_langs, o, peft=adapter, limit=cfg.analysis_limit,
             device=cfg.device or "auto", load_in_4bit=cfg.load_in_4bit, seed=cfg.seed, data_dir=cfg.data_dir,
@@ -202,7 +200,6 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     def pca(o: Path, w: Path) -> None:
         from mlalign_tasks.analysis.pca import run_pca
 
-        shutil.rmtree(o)
         run_pca(
             model, cfg.pca_langs, o, peft=adapter, task=cfg.analysis_task, limit=cfg.analysis_limit,
             device=cfg.device or "auto", load_in_4bit=cfg.load_in_4bit, seed=cfg.seed, data_dir=cfg.data_dir,

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from mlalign_trainer.metadata import METADATA_FILE
 
+from mlalign_tasks.atomic import atomic_dir, write_json_atomic
 from mlalign_tasks.errors import MlalignError
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -40,19 +38,11 @@ def merge_adapter(adapter: str | Path, out: str | Path, base: str | None = None,
     tokenizer = AutoTokenizer.from_pretrained(tok_source)
     merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if (adapter / METADATA_FILE).is_file():
             meta = json.loads((adapter / METADATA_FILE).read_text(encoding="utf-8"))
             meta["merged_from_adapter"] = str(adapter.resolve())
-            (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            write_json_atomic(tmp / METADATA_FILE, meta)
     return out

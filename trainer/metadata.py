@@ -5,30 +5,15 @@ and the training metadata of a finished adapter (``mlalign_training.json``, writ
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
+from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
 
 RUN_FILE = "mlalign_run.json"
 METADATA_FILE = "mlalign_training.json"
 _VERSIONED = ("mlalign", "torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "datasets")
-
-
-def write_json_atomic(path: Path, obj: dict) -> None:
-    """Write JSON through a temp file in the same directory and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, ensure_ascii=False)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def read_json(path: Path) -> dict:

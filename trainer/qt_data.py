@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import re
-import shutil
 import statistics
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mlalign_tasks import data
+from mlalign_tasks.atomic import atomic_dir, write_json_atomic
 from mlalign_tasks.errors import DataError, MlalignError
 from mlalign_tasks.languages import (
     GSM8K_QT_LANGS,
@@ -291,17 +289,9 @@ def save_build(build: QTBuild, out: str | Path) -> Path:
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise MlalignError(f"{out} exists and is not empty; choose a new --out or delete it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         build.dataset.save_to_disk(str(tmp / "dataset"))
-        (tmp / BUILD_INFO).write_text(json.dumps(build.info(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_json_atomic(tmp / BUILD_INFO, build.info())
     return out
 
 

@@ -17,6 +17,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
 
 # The paper's recipe (LoRA on q_proj,v_proj; lr 5e-5; 3 epochs; effective batch 16; cosine, 10% warm-up).
@@ -364,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             start_step=int(Path(last).name.rsplit("-", 1)[1]) if last else 0,
             examples_trained=len(trainer.train_dataset),  # after dropping over-long examples
         )
-        metadata.write_json_atomic(out / metadata.METADATA_FILE, meta)
+        write_json_atomic(out / metadata.METADATA_FILE, meta)
         say(f"adapter written to {out} (step {trainer.state.global_step}, final loss {meta['final_loss']})")
     trainer.accelerator.wait_for_everyone()
     trainer.accelerator.end_training()

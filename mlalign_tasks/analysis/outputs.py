@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mlalign_tasks.atomic import atomic_dir
 from mlalign_tasks.errors import MlalignError
 
 
@@ -24,20 +22,8 @@ def atomic_output_dir(out: str | Path, marker: str) -> Iterator[Path]:
     out = Path(out)
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / marker).is_file())):
         raise MlalignError(f"--out {out} exists and is not an earlier {marker} output; choose a new or empty directory")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         yield tmp
-        os.chmod(tmp, 0o755)
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_json(path: Path, obj: object) -> None:

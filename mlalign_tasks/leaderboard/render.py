@@ -6,16 +6,15 @@ from __future__ import annotations
 import base64
 import csv
 import json
-import os
 import re
 import shutil
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mlalign_tasks.atomic import atomic_dir
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.leaderboard.build import ALL_FAMILIES, COMPARISON_FIELDS, CONSISTENCY_FIELDS, SPLITS, Board, Model
 from mlalign_tasks.leaderboard.stats import SIGNIFICANCE
@@ -319,9 +318,7 @@ def _check_target(out: Path, inputs: list[Path], embed: bool) -> None:
 def write_board(board: Board, out: Path, command: str, inputs: list[Path], embed: bool = True) -> Path:
     """Build the whole board in a temp folder beside `out`, then swap it in (an error leaves `out` untouched)."""
     _check_target(out, inputs, embed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         from mlalign_tasks.leaderboard.plots import render_plots
 
         render_plots(board, tmp / "plots")
@@ -340,10 +337,6 @@ def write_board(board: Board, out: Path, command: str, inputs: list[Path], embed
         (tmp / "index.html").write_text(html(board, command, tmp / "plots"), encoding="utf-8")
         if embed:
             embed_inputs(board, tmp)
-        _swap(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -373,19 +366,3 @@ def results_json(board: Board, command: str) -> str:
         "notes": board.notes,
     }
     return json.dumps(payload, indent=1, ensure_ascii=False)
-
-
-def _swap(tmp: Path, out: Path) -> None:
-    """Rename the new board into place; the previous board is removed only after the new one is there."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old)  # onto the empty placeholder
-    try:
-        os.replace(tmp, out)
-    except OSError:
-        if old is not None:
-            os.replace(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
