@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_analysis.py                     # the tiny model, built in a temp dir
     .venv/bin/python bench/bench_analysis.py --model M --device cuda --items 64
+    .venv/bin/python bench/bench_analysis.py --items 8 --json rows.json      # also write bench/_rows.py rows
 
 Both paths go through the same code (``run_batches``, ``LogitLens``, ``mean_pooled``); the naive
 baseline runs every batch once per layer and keeps only that layer. The script checks that both
@@ -20,6 +21,8 @@ import torch
 
 os.environ.setdefault("MLALIGN_OFFLINE", "1")
 os.environ.setdefault("MLALIGN_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+from _rows import add_json_option, throughput, write_rows  # noqa: E402
 
 from mlalign_tasks.analysis import paper_items  # noqa: E402
 from mlalign_tasks.analysis.hidden_states import Batch, load_model, run_batches  # noqa: E402
@@ -66,6 +69,7 @@ def main() -> None:
     parser.add_argument("--langs", default="en,de,sw")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu")
+    add_json_option(parser)
     args = parser.parse_args()
     langs = args.langs.split(",")
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,6 +105,15 @@ def main() -> None:
     print(f"{'analysis':<12} {'items':>5} {'one pass items/s':>17} {'per layer items/s':>18} {'speed-up':>9}")
     for name, n, fast_s, slow_s in rows:
         print(f"{name:<12} {n:>5} {n / fast_s:>17.1f} {n / slow_s:>18.1f} {slow_s / fast_s:>8.1f}x")
+    note = f"{lm.num_layers + 1} layers, batch size {args.batch_size}, device {lm.device}"
+    write_rows(
+        args.json,
+        [
+            throughput("analysis", f"{name} items/s (ratio = time one pass/per layer)", n / fast_s, n / slow_s,
+                       "re-run per layer", "items/s", f"{n} items, {note}")
+            for name, n, fast_s, slow_s in rows
+        ],
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

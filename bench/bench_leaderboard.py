@@ -5,15 +5,18 @@ Files are written in lm-eval 0.4.13's exact layout (mlalign_tasks.leaderboard.sy
 `make_leaderboard` call is timed (read + statistics + plots + HTML + atomic write), without copying the
 inputs into the board (`--no-embed-inputs`; embedding adds a plain file copy of the inputs). Wall time
 and CPU time (this process and its workers) are reported: on a shared machine the wall time also
-measures the other load.
+measures the other load. The baseline, measured in the same run, is the floor of any board: parsing every
+input file (results JSON and samples JSONL) once, in this process.
 
     .venv/bin/python bench/bench_leaderboard.py                 # 10, 25, 50, 100 models, 50 items each
     .venv/bin/python bench/bench_leaderboard.py --models 100 --items 250
+    .venv/bin/python bench/bench_leaderboard.py --models 10 50 --repeats 1 --json rows.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -22,6 +25,7 @@ import time
 from pathlib import Path
 
 import yaml
+from _rows import Row, add_json_option, cost, write_rows
 
 from mlalign_tasks.languages import FAMILIES, task_name
 from mlalign_tasks.leaderboard import make_leaderboard
@@ -69,14 +73,29 @@ def make_inputs(root: Path, n_models: int, n_items: int, seed: int = 0) -> tuple
     return dirs, manifest
 
 
-def bench(n_models: int, n_items: int, repeats: int) -> float:
-    """Best-of-`repeats` wall time of one board build."""
+def read_inputs(root: Path) -> int:
+    """The baseline: parse every results JSON and samples JSONL under `root`; returns the records read."""
+    records = 0
+    for f in root.rglob("*.json*"):
+        with f.open(encoding="utf-8") as fh:
+            if f.suffix == ".jsonl":
+                records += sum(1 for line in fh if json.loads(line))
+            else:
+                records += bool(json.load(fh))
+    return records
+
+
+def bench(n_models: int, n_items: int, repeats: int) -> Row:
+    """Best-of-`repeats` wall time of one board build, against the best time to parse its inputs."""
     with tempfile.TemporaryDirectory(prefix="mlalign-bench-") as tmp:
         root = Path(tmp)
         dirs, manifest = make_inputs(root / "inputs", n_models, n_items)
         size = sum(f.stat().st_size for f in (root / "inputs").rglob("*") if f.is_file())
-        times, cpu = [], []
+        times, cpu, reads = [], [], []
         for _ in range(repeats):
+            start = time.perf_counter()
+            read_inputs(root / "inputs")
+            reads.append(time.perf_counter() - start)
             start, start_cpu = time.perf_counter(), _cpu()
             board = make_leaderboard(dirs, root / "board", manifest, embed=False)
             times.append(time.perf_counter() - start)
@@ -85,10 +104,19 @@ def bench(n_models: int, n_items: int, repeats: int) -> float:
         print(
             f"{n_models:4d} models x {len(task_pairs())} task-language pairs x {n_items} items "
             f"({size / 2**20:.0f} MiB of results+samples, {len(board.comparisons)} paired tests): "
-            f"best {min(times):.2f} s wall, {min(cpu):.2f} s CPU (of {repeats}; load average {os.getloadavg()[0]:.1f})",
+            f"best {min(times):.2f} s wall, {min(cpu):.2f} s CPU (of {repeats}; load average {os.getloadavg()[0]:.1f}); "
+            f"parsing the inputs alone {min(reads):.2f} s",
             flush=True,
         )
-        return min(times)
+        return cost(
+            "leaderboard",
+            f"board build, {n_models} models x {len(task_pairs())} pairs (ours/parse inputs)",
+            min(times),
+            min(reads),
+            "parse every input file",
+            "s",
+            f"{n_items} items/pair, {size / 2**20:.0f} MiB; {min(cpu):.2f} s CPU; target < 5 s at 100 models",
+        )
 
 
 def _cpu() -> float:
@@ -101,9 +129,16 @@ def main() -> None:
     parser.add_argument("--models", type=int, nargs="+", default=[10, 25, 50, 100])
     parser.add_argument("--items", type=int, default=50, help="items per task-language pair")
     parser.add_argument("--repeats", type=int, default=3)
+    add_json_option(parser)
     args = parser.parse_args()
-    for n in args.models:
-        bench(n, args.items, args.repeats)
+    rows = [bench(n, args.items, args.repeats) for n in args.models]
+    if len(rows) > 1:
+        lo, hi = min(args.models), max(args.models)
+        growth = rows[args.models.index(hi)].ours / rows[args.models.index(lo)].ours
+        print(f"{lo} -> {hi} models: build time x{growth:.2f} (linear: x{hi / lo:.1f})")
+        rows.append(cost("leaderboard", f"build time growth {lo} -> {hi} models (ours/linear)", growth, hi / lo,
+                         "linear in models", "x"))  # fmt: skip
+    write_rows(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,12 @@ with one forward of each prompt, timed on the same model.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import mlalign_tasks_yaml
+from _rows import Row, add_json_option, cost, write_rows
 
 from mlalign_tasks import paper_prompts
 
@@ -114,6 +114,21 @@ def measure(model_path: str, lang: str, limit: int, device: str, batch_size: int
     return rows
 
 
+def figures(r: dict, setting: str) -> list[Row]:
+    """The bench rows of one task: tokens and time per item, lm-eval (ours) vs the paper's one forward."""
+    paper = "paper: one forward/item"
+    shape = (
+        f"{r['items']} items, labels {r['label_tokens_after_prompt']} tokens; lm-eval "
+        f"{r['lm_eval_forward_calls_per_item']:.2f} calls, {r['lm_eval_sequences_per_item']:.2f} seq/item"
+    )
+    return [
+        cost("paper_cost", f"{r['task']} tokens/item (lm-eval/paper)", r["lm_eval_tokens_per_item"],
+             r["paper_tokens_per_item"], paper, "tokens", shape),
+        cost("paper_cost", f"{r['task']} time/item (lm-eval/paper)", r["lm_eval_ms_per_item"],
+             r["paper_ms_per_item"], paper, "ms", setting),
+    ]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="HF model id or path (default: build the tiny model)")
@@ -122,7 +137,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=1, help="lm-eval batch size (the paper uses 1)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per side; the best is reported")
-    parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    add_json_option(parser)
     args = parser.parse_args()
 
     from rich.console import Console
@@ -150,8 +165,8 @@ def main() -> None:
             f"{r['lm_eval_ms_per_item']:.1f}", f"{r['paper_ms_per_item']:.1f}", f"{r['time_ratio']:.2f}",
         )  # fmt: skip
     Console(width=200).print(table)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    setting = f"batch size {args.batch_size}, best of {args.repeats}"
+    write_rows(args.json, [figure for r in rows for figure in figures(r, setting)])
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ Two comparisons, alternating A/B runs in one process (on a shared machine the fa
 2. whole run: ``sft.main`` (run-directory checks, training, atomic adapter save, metadata) vs the bare script
    (``SFTTrainer`` + ``train`` + ``save_model``), wall time; both read the same dataset saved by ``build-qt``.
 
-Usage: python bench/bench_train.py [--steps 30] [--batch 8] [--max-length 256] [--repeats 3]
+Usage: python bench/bench_train.py [--steps 30] [--batch 8] [--max-length 256] [--repeats 3] [--json PATH]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MLALIGN_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 warnings.filterwarnings("ignore", category=FutureWarning)
 
+from _rows import add_json_option, cost, throughput, write_rows  # noqa: E402
 from mlalign_trainer import qt_data, sft  # noqa: E402
 
 from mlalign_tasks.tiny_model import build_tiny_model  # noqa: E402
@@ -69,6 +70,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3)
+    add_json_option(p)
     a = p.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,6 +117,20 @@ def main() -> None:
     best = {name: max(s for s, _ in loop[name]) for name in loop}
     print(f"  time ratio, training loop (ours / bare TRL, best): {best['bare TRL'] / best['mlalign']:.3f}x")
     print(f"  time ratio, whole run (ours / bare TRL, best): {min(whole['mlalign']) / min(whole['bare TRL']):.3f}x")
+    size = f"tiny model, {a.steps} steps x batch {a.batch}, max_length {a.max_length}, best of {a.repeats}"
+    best_tps = {name: max(t for _, t in loop[name]) for name in loop}
+    bare = "bare TRL SFTTrainer"
+    write_rows(
+        a.json,
+        [
+            throughput("train", "training loop steps/s (ratio = time ours/bare)", best["mlalign"], best["bare TRL"],
+                       bare, "steps/s", size),
+            throughput("train", "training loop tokens/s (ratio = time ours/bare)", best_tps["mlalign"],
+                       best_tps["bare TRL"], bare, "tokens/s", size),
+            cost("train", "whole run incl. save (ours/bare)", min(whole["mlalign"]), min(whole["bare TRL"]), bare,
+                 "s", "sft.main vs SFTTrainer + train + save_model"),
+        ],
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -175,14 +175,14 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     def leaderboard(o: Path, w: Path) -> list[Path]:
         from mlalign_tasks.leaderboard import make_leaderboard
 
-        manifest = o / "manifest.yaml"
+        manifest = w / "manifest.yaml"  # the work dir persists, so the board's regenerate command stays valid
         manifest.write_text(yaml.safe_dump(board_manifest(cfg, model, adapter), sort_keys=False, allow_unicode=True))
-        make_leaderboard([out / "eval-base", out / "eval-aligned"], cfg.board, manifest)
+        # The per-sample logs hold benchmark items: keep them in the run directory, not in the published board.
+        make_leaderboard([out / "eval-base", out / "eval-aligned"], cfg.board, manifest, embed=False)
         return [cfg.board]
 
-    stages.append(
-        Stage("leaderboard", {"board": str(cfg.board), "tiny": tiny}, leaderboard, deps=("eval-base", "eval-aligned"))
-    )
+    board_cfg = {"board": str(cfg.board), "manifest": board_manifest(cfg, model, adapter), "embed": False}
+    stages.append(Stage("leaderboard", board_cfg, leaderboard, deps=("eval-base", "eval-aligned")))
     paths["leaderboard"] = cfg.board
 
     analysis_cfg = {
