@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,7 +101,7 @@ def run_stages(
             continue
         if on_start:
             on_start(stage, reason)
-        work_dir = root / ".work" / stage.name
+        work_dir = root / ".work" / f"{stage.name}-{stage.hash[:12]}"  # resumable state of this configuration
         work_dir.mkdir(parents=True, exist_ok=True)
         with atomic_dir(out_dir) as tmp:
             external = stage.run(tmp, work_dir) or []
@@ -109,5 +110,8 @@ def run_stages(
             for path in external:
                 marker["files"].update(_file_hashes(path, absolute=True))
             (tmp / MARKER).write_text(json.dumps(marker, indent=1, sort_keys=True, default=str) + "\n")
+        for stale in work_dir.parent.glob(f"{stage.name}-{'[0-9a-f]' * 12}"):
+            if stale != work_dir:  # resumable state of an earlier configuration
+                shutil.rmtree(stale, ignore_errors=True)
         results.append(StageResult(stage.name, "ran", time.perf_counter() - start, out_dir, reason))
     return results

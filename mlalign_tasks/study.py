@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from mlalign_tasks.atomic import write_json_atomic, write_text_atomic
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.stages import Stage, StageResult, run_stages
 
@@ -175,8 +176,8 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     def leaderboard(o: Path, w: Path) -> list[Path]:
         from mlalign_tasks.leaderboard import make_leaderboard
 
-        manifest = w / "manifest.yaml"  # the work dir persists, so the board's regenerate command stays valid
-        manifest.write_text(yaml.safe_dump(board_manifest(cfg, model, adapter), sort_keys=False, allow_unicode=True))
+        manifest = out / "leaderboard.yaml"  # beside the stages, so the board's regenerate command stays valid
+        write_text_atomic(manifest, yaml.safe_dump(board_cfg["manifest"], sort_keys=False, allow_unicode=True))
         # The per-sample logs hold benchmark items: keep them in the run directory, not in the published board.
         make_leaderboard([out / "eval-base", out / "eval-aligned"], cfg.board, manifest, embed=False)
         return [cfg.board]
@@ -236,5 +237,5 @@ def run_study(cfg: StudyConfig, on_start=None) -> tuple[list[StageResult], dict[
     """Run (or resume) the study; returns the stage results and the artefact paths."""
     stages, paths = build_stages(cfg)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    (cfg.out / "study.json").write_text(json.dumps(asdict(cfg), indent=1, default=str) + "\n")
+    write_json_atomic(cfg.out / "study.json", json.loads(json.dumps(asdict(cfg), default=str)))
     return run_stages(stages, cfg.out, on_start=on_start), paths

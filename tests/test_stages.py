@@ -82,3 +82,17 @@ def test_outputs_written_elsewhere_are_tracked(tmp_path):
     res = run_stages(stages(), tmp_path / "runs")
     assert res[0].status == "ran" and res[0].reason.endswith("index.html changed")
     assert (board / "index.html").read_text() == "<table></table>" and calls == ["publish"] * 2
+
+
+def test_work_dir_is_per_configuration(tmp_path):
+    seen: list[Path] = []
+
+    def run(out: Path, work: Path) -> None:
+        seen.append(work)
+        (work / "checkpoint").write_text("state")
+        (out / "x.txt").write_text("x")
+
+    run_stages([Stage("train", {"steps": 1}, run)], tmp_path)
+    run_stages([Stage("train", {"steps": 2}, run)], tmp_path)
+    assert seen[0] != seen[1] and seen[0].name.startswith("train-")
+    assert not seen[0].exists() and (seen[1] / "checkpoint").is_file()
