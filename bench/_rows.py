@@ -8,11 +8,10 @@ times, tokens and memory, baseline/ours for throughputs (the figure names say wh
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from mlalign_tasks.atomic import write_json_atomic
 
 
 @dataclass
@@ -51,18 +50,4 @@ def write_rows(path: Path | None, rows: list[Row]) -> None:
     """Write `rows` as a JSON list to `path` atomically (nothing when `path` is None)."""
     if path is None:
         return
-    write_json(path, [asdict(r) for r in rows])
-
-
-def write_json(path: Path, data: object) -> None:
-    """Atomic JSON write: a temp file in the same directory, then os.replace."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_json_atomic(path, [asdict(r) for r in rows])

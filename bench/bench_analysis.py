@@ -28,6 +28,7 @@ from mlalign_tasks.analysis import paper_items  # noqa: E402
 from mlalign_tasks.analysis.hidden_states import Batch, load_model, run_batches  # noqa: E402
 from mlalign_tasks.analysis.logit_lens import LogitLens  # noqa: E402
 from mlalign_tasks.analysis.pca import mean_pooled  # noqa: E402
+from mlalign_tasks.languages import PAPER_LANGS, parse_langs  # noqa: E402
 
 
 def lens_one_pass(lm, lens: LogitLens, prompts: list[str], batch_size: int) -> torch.Tensor:
@@ -71,7 +72,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     add_json_option(parser)
     args = parser.parse_args()
-    langs = args.langs.split(",")
+    langs = parse_langs(args.langs, PAPER_LANGS)
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
         if model is None:

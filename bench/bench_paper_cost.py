@@ -18,10 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import mlalign_tasks_yaml
 from _rows import Row, add_json_option, cost, write_rows
 
 from mlalign_tasks import paper_prompts
+from mlalign_tasks.evaluate import tasks_dir
+from mlalign_tasks.languages import PAPER_LANGS, check_lang, task_name
 
 
 class ForwardCounter:
@@ -66,11 +67,11 @@ def measure(model_path: str, lang: str, limit: int, device: str, batch_size: int
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path).to(device).eval()
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
-    manager = TaskManager(include_path=str(Path(mlalign_tasks_yaml.__file__).parent), include_defaults=False)
+    manager = TaskManager(include_path=str(tasks_dir()), include_defaults=False)
     counter = ForwardCounter(model)
     rows = []
     for task, family in paper_prompts.PAPER_TASKS.items():
-        name = f"{family}_{lang}"
+        name = task_name(family, lang)
         lm_task = manager.load([name])["tasks"][name]  # dataset built outside the timed region
         items = paper_prompts.load_items(task, lang, limit=limit)
         encoded = [tokenizer(item["prompt"], return_tensors="pt").input_ids.to(device) for item in items]
@@ -139,6 +140,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per side; the best is reported")
     add_json_option(parser)
     args = parser.parse_args()
+    check_lang(args.lang, PAPER_LANGS, what="--lang")
 
     from rich.console import Console
     from rich.table import Table

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import torch
 
+from mlalign_tasks.atomic import write_json_atomic
+
 SHAPES = {
     "llama2-7b": (
         "llama",
@@ -99,7 +101,7 @@ def run(shape: str, ckpt: Path, seq: int, a: argparse.Namespace) -> dict:
         lora_alpha=32, lora_dropout=0.05, attn_implementation=a.attn,
     )  # fmt: skip
     args = SFTConfig(
-        output_dir=tempfile.mkdtemp(), max_steps=a.warmup + a.steps, per_device_train_batch_size=a.batch,
+        output_dir=str(ckpt.parent / f"trainer-{seq}"), max_steps=a.warmup + a.steps, per_device_train_batch_size=a.batch,
         gradient_accumulation_steps=1, learning_rate=5e-5, optim="paged_adamw_8bit", bf16=True,
         gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False}, max_length=seq,
         save_strategy="no", report_to="none", logging_steps=1000, disable_tqdm=True, use_liger_kernel=a.liger,
@@ -165,7 +167,7 @@ def main() -> None:
         print(f"{r['shape']:14s} {r['seq']:5d} {r['tokens_per_s']:9.0f} {r['s_per_step']:7.3f} "
               f"{r['peak_mem_gib']:9.2f} {mfu:>6s}")  # fmt: skip
     if a.json:
-        a.json.write_text(json.dumps(results, indent=1) + "\n")
+        write_json_atomic(a.json, results)
 
 
 if __name__ == "__main__":

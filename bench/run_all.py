@@ -25,10 +25,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from _rows import Row, write_json
+from _rows import Row
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from mlalign_tasks.atomic import write_json_atomic
 
 BENCH_DIR = Path(__file__).resolve().parent
 SHARED_DATA = BENCH_DIR.parents[1] / "shared" / "data"
@@ -182,7 +184,9 @@ def main() -> int:
     console.print(table(rows, f"{'full' if args.full else 'quick'} settings"))
     console.print("ratio: ours / baseline as a cost (time, tokens, or baseline/ours for a throughput): < 1 is better")
     if args.json:
-        write_json(args.json, {"machine": m, "full": args.full, "failed": failed, "rows": [asdict(r) for r in rows]})
+        write_json_atomic(
+            args.json, {"machine": m, "full": args.full, "failed": failed, "rows": [asdict(r) for r in rows]}
+        )
     return 1 if failed else 0
 
 

@@ -242,6 +242,7 @@ def no_norm_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
         (["logit-lens", "--task", "snli", "--langs", "de", "--limit", "0"], "--limit must be a positive"),
         (["pca", "--langs", "de", "--layers", "1,9"], "layer 9 is out of range: the model has 4 layers"),
         (["pca", "--langs", "de", "--device", "cuda:3"], "device 'cuda:3'"),
+        (["pca", "--langs", "en", "--limit", "1", "--device", "cpu"], "a PCA needs at least two sentences"),
     ],
 )
 def test_bad_input_is_one_clear_error(args, message, tiny_model_dir, tmp_path, monkeypatch, capsys):

@@ -268,6 +268,8 @@ def test_manifest_names_pairs_and_languages(tmp_path: Path) -> None:
         ({"models": [{"match": "org/tiny-base", "languages": "de,xx"}]}, "unknown language code 'xx'"),
         ({"metrics": {"snli_aligned": "acc_norm,none"}}, r"reported there: acc,none"),
         ({"modles": []}, "expected a mapping with keys"),
+        ({"metrics": ["acc,none"]}, "'metrics' must map task families"),
+        ({"models": [{"match": "org/tiny-base", "languages": ["de", False]}]}, "quote codes that YAML reads as"),
     ):
         manifest.write_text(yaml.safe_dump(bad))
         with pytest.raises(MlalignError, match=match):
@@ -348,6 +350,30 @@ def test_board_rebuilds_from_its_embedded_inputs(tmp_path: Path) -> None:
     second = json.loads((out / "results.json").read_text())
     for key in ("rows", "comparisons", "consistency", "averages"):
         assert second[key] == first[key]
+
+
+def test_board_inside_the_searched_results_folder_rebuilds(tmp_path: Path) -> None:
+    write_inputs(tmp_path)
+    runs = tmp_path / "runs"
+    first = make_leaderboard([runs], runs / "board")
+    second = make_leaderboard([runs], runs / "board")  # its embedded copies in runs/board/inputs are not inputs
+    assert second.rows == first.rows and len(second.comparisons) == 6
+
+
+def test_names_that_reduce_to_one_file_name_get_distinct_files(tmp_path: Path) -> None:
+    write_inputs(tmp_path)
+    other = tmp_path / "adapters" / "other"
+    other.mkdir()
+    write_run(tmp_path / "runs" / "other", f"pretrained=org/tiny-base,peft={other}", {"snli_aligned_de": mc(7)})
+    manifest = tmp_path / "m.yaml"
+    models = [{"match": "adapters/qalign", "name": "QA 1"}, {"match": "adapters/other", "name": "QA/1"}]
+    manifest.write_text(yaml.safe_dump({"models": models}))
+    out = tmp_path / "board"
+    make_leaderboard([tmp_path / "runs"], out, manifest)
+    assert sorted(p.name for p in (out / "model_cards").iterdir()) == ["QA_1-2.yaml", "QA_1.yaml"]
+    embedded = {p.parent.name: p for p in (out / "inputs").rglob("results_*.json")}
+    assert sorted(embedded) == ["QA_1", "QA_1-2", "tiny-base"]
+    assert "peft=" + str(other) in embedded["QA_1-2"].read_text()
 
 
 def test_cli_one_line_error_and_success(tmp_path: Path, board_dir) -> None:

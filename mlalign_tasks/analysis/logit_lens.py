@@ -26,7 +26,8 @@ import torch
 from mlalign_tasks import paper_prompts
 from mlalign_tasks.analysis import paper_items, plots
 from mlalign_tasks.analysis.hidden_states import Batch, LoadedModel, load_model, run_batches
-from mlalign_tasks.analysis.outputs import atomic_output_dir, versions, write_json
+from mlalign_tasks.analysis.outputs import atomic_output_dir, versions
+from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
 
 NORM_NAMES = ("norm", "final_layernorm", "final_layer_norm", "ln_f")
@@ -233,7 +234,7 @@ def run_logit_lens(
             "variants": variants,
             "versions": versions(),
         }
-        write_json(tmp / RESULT_FILE, result)
+        write_json_atomic(tmp / RESULT_FILE, result)
         plots.logit_lens_curves(result, tmp / "logit_lens_curves")
         plots.entropy_heatmap(result, tmp / "logit_lens_entropy")
     return result

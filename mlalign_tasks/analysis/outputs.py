@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,11 +23,6 @@ def atomic_output_dir(out: str | Path, marker: str) -> Iterator[Path]:
         raise MlalignError(f"--out {out} exists and is not an earlier {marker} output; choose a new or empty directory")
     with atomic_dir(out) as tmp:
         yield tmp
-
-
-def write_json(path: Path, obj: object) -> None:
-    """Write `obj` as indented UTF-8 JSON."""
-    path.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
 
 def versions() -> dict[str, str]:

@@ -15,7 +15,9 @@ import torch
 
 from mlalign_tasks.analysis import paper_items, plots
 from mlalign_tasks.analysis.hidden_states import Batch, config_num_layers, load_model, parse_layers, run_batches
-from mlalign_tasks.analysis.outputs import atomic_output_dir, versions, write_json
+from mlalign_tasks.analysis.outputs import atomic_output_dir, versions
+from mlalign_tasks.atomic import write_json_atomic
+from mlalign_tasks.errors import MlalignError
 
 RESULT_FILE = "pca.json"
 
@@ -100,8 +102,10 @@ def run_pca(
     with atomic_output_dir(out, RESULT_FILE) as tmp:
         torch.manual_seed(seed)
         items, texts = paper_items.sentences(task, codes, limit, seed, data_dir)
-        lm = load_model(model, peft, device=device, dtype=dtype, load_in_4bit=load_in_4bit)
         flat = [t for lang in codes for t in texts[lang]]
+        if len(flat) < 2:
+            raise MlalignError("a PCA needs at least two sentences: raise --limit or add a language to --langs")
+        lm = load_model(model, peft, device=device, dtype=dtype, load_in_4bit=load_in_4bit)
         variants: dict[str, dict] = {}
         for variant in lm.variants():
             with lm.variant(variant):
@@ -124,6 +128,6 @@ def run_pca(
             "variants": variants,
             "versions": versions(),
         }
-        write_json(tmp / RESULT_FILE, result)
+        write_json_atomic(tmp / RESULT_FILE, result)
         plots.pca_scatter(result, tmp / "pca")
     return result

@@ -23,6 +23,6 @@ def regenerate_command(results: list[Path], out: Path, manifest: Path | None, em
 
 def make_leaderboard(results: list[Path], out: Path, manifest: Path | None = None, embed: bool = True) -> Board:
     """Read the results, compute the statistics and write the board folder atomically."""
-    board = build_board(results, manifest)
+    board = build_board(results, manifest, out)
     write_board(board, out, regenerate_command(results, out, manifest, embed), results, embed=embed)
     return board

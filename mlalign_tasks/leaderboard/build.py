@@ -94,6 +94,10 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise MlalignError(f"cannot read manifest {path}: {e}") from e
     if not isinstance(data, dict) or set(data) - MANIFEST_KEYS:
         raise MlalignError(f"manifest {path}: expected a mapping with keys {sorted(MANIFEST_KEYS)}")
+    if not isinstance(data.get("metrics") or {}, dict):
+        raise MlalignError(f"manifest {path}: 'metrics' must map task families to 'metric,filter'")
+    if not isinstance(data.get("models") or [], list):
+        raise MlalignError(f"manifest {path}: 'models' must be a list of mappings with 'match'")
     for i, entry in enumerate(data.get("models") or []):
         if not isinstance(entry, dict) or "match" not in entry or set(entry) - MANIFEST_MODEL_KEYS:
             raise MlalignError(
@@ -101,7 +105,13 @@ def read_manifest(path: Path) -> dict[str, Any]:
                 f"{sorted(MANIFEST_MODEL_KEYS - {'match'})}"
             )
         if "languages" in entry:
-            entry["languages"] = parse_langs(entry["languages"])
+            langs = entry["languages"]
+            if not isinstance(langs, str) and not (isinstance(langs, list) and all(isinstance(c, str) for c in langs)):
+                raise MlalignError(
+                    f"manifest {path}: models[{i}].languages must be a list of codes or 'de,fr,...', got {langs!r} "
+                    "(quote codes that YAML reads as booleans: 'no')"
+                )
+            entry["languages"] = parse_langs(langs)
     return data
 
 
@@ -220,10 +230,11 @@ def _mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def build_board(results: list[Path], manifest_path: Path | None = None) -> Board:
-    """Read every results file (and its samples) and compute the board's tables."""
+def build_board(results: list[Path], manifest_path: Path | None = None, out: Path | None = None) -> Board:
+    """Read every results file (and its samples) and compute the board's tables; `out` is the board folder
+    to be written, whose embedded inputs a search of `results` skips."""
     manifest = read_manifest(manifest_path) if manifest_path else {}
-    runs = [load_run(p) for p in find_results_files(results)]
+    runs = [load_run(p) for p in find_results_files(results, skip=out)]
     models, notes = collect_models(runs, manifest)
     metrics = _primary_metrics(models, {str(k): str(v) for k, v in (manifest.get("metrics") or {}).items()})
     order = {f: i for i, f in enumerate(FAMILIES)}

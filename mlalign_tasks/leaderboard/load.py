@@ -77,14 +77,21 @@ def parse_model_args(model_args: str | dict[str, Any] | None) -> dict[str, str]:
     return {}
 
 
-def find_results_files(paths: list[Path]) -> list[Path]:
-    """Expand directories into their `results_*.json` files (searched recursively); keep files as given."""
+def find_results_files(paths: list[Path], skip: Path | None = None) -> list[Path]:
+    """Expand directories into their `results_*.json` files (searched recursively); keep files as given.
+
+    A search does not enter `skip` (the board folder being rewritten: its embedded inputs are copies)
+    unless the directory searched lies inside it.
+    """
     if not paths:
         raise ResultsError("no results given: pass lm-eval output directories or results_*.json files")
+    skip = skip.resolve() if skip is not None else None
     found: list[Path] = []
     for p in paths:
         if p.is_dir():
             files = sorted(p.rglob("results_*.json"))
+            if skip is not None and not p.resolve().is_relative_to(skip):
+                files = [f for f in files if not f.resolve().is_relative_to(skip)]
             if not files:
                 raise ResultsError(
                     f"no lm-eval results file (results_*.json) under {p}: pass the --output_path of "
@@ -307,7 +314,7 @@ def _load_chunk(jobs: list[tuple[Path, str]]) -> list[dict[int, Sample]]:
 
 def load_all_samples(jobs: list[tuple[Path, str]]) -> list[dict[int, Sample]]:
     """`load_samples` for many (path, metric) jobs, in order; spread over the CPU cores when there are many."""
-    workers = min(os.cpu_count() or 1, 8)
+    workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
     if len(jobs) < PARALLEL_MIN_FILES or workers < 2:
         return _load_chunk(jobs)
     size = -(-len(jobs) // (workers * 2))

@@ -1,4 +1,5 @@
-"""The board's two figures (matplotlib, Agg): delta heatmap (languages x tasks) and split-average bars."""
+"""The board's two figures (matplotlib Figure objects, no pyplot state): delta heatmap (languages x tasks) and
+split-average bars."""
 
 from __future__ import annotations
 
@@ -15,14 +16,9 @@ MAX_LABELLED_GROUPS = 6  # value labels on the bars up to this many models
 
 
 def _save(fig, out: Path, stem: str) -> list[Path]:
-    import matplotlib.pyplot as plt
-
     paths = [out / f"{stem}.png", out / f"{stem}.svg"]
-    try:
-        fig.savefig(paths[0], dpi=100, bbox_inches="tight", metadata={"Software": None})
-        fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None, "Creator": None})
-    finally:
-        plt.close(fig)
+    fig.savefig(paths[0], dpi=100, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None, "Creator": None})
     return paths
 
 
@@ -62,13 +58,14 @@ def delta_heatmap(board: Board, out: Path) -> list[Path]:
 
     Cells of languages the aligned model was trained on are outlined; `*` marks p < 0.05 (McNemar).
     """
-    import matplotlib.pyplot as plt
     import numpy as np
     from matplotlib.collections import PatchCollection
+    from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
     if not board.pairs():
-        fig, ax = plt.subplots(figsize=(4, 1.0))
+        fig = Figure(figsize=(4, 1.0))
+        ax = fig.subplots()
         ax.axis("off")
         ax.text(0.5, 0.5, "no base → aligned pairs on this board", ha="center", va="center")
         return _save(fig, out, "delta_heatmap")
@@ -76,7 +73,8 @@ def delta_heatmap(board: Board, out: Path) -> list[Path]:
     finite = np.abs(grid[np.isfinite(grid)])
     limit = max(float(finite.max()) if finite.size else 1.0, 1.0)
     langs = board.languages
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.42 * len(langs) + 2.5), 0.3 * len(labels) + 1.3))
+    fig = Figure(figsize=(max(4.0, 0.42 * len(langs) + 2.5), 0.3 * len(labels) + 1.3))
+    ax = fig.subplots()
     image = ax.imshow(
         np.ma.masked_invalid(grid), cmap="RdYlGn", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest"
     )
@@ -99,8 +97,8 @@ def delta_heatmap(board: Board, out: Path) -> list[Path]:
 def split_bars(board: Board, out: Path) -> list[Path]:
     """Mean score over task families for English / seen / unseen / all non-English, one group per model;
     for an aligned model, black ticks mark its base model on the same languages."""
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure
 
     values: dict[tuple[str, str], dict[str, float]] = {}
     for r in board.averages:
@@ -111,7 +109,8 @@ def split_bars(board: Board, out: Path) -> list[Path]:
     groups = [m.name for m in board.models if m.name in base_of or m.name not in paired_bases]
     x = np.arange(len(groups))
     width = 0.8 / len(SPLIT_COLOURS)
-    fig, ax = plt.subplots(figsize=(max(4.5, 0.55 * len(groups) + 2), 3.4))
+    fig = Figure(figsize=(max(4.5, 0.55 * len(groups) + 2), 3.4))
+    ax = fig.subplots()
     for k, (split, colour) in enumerate(SPLIT_COLOURS.items()):
         offset = x + (k - (len(SPLIT_COLOURS) - 1) / 2) * width
         heights = [values.get((g, g), {}).get(split, np.nan) for g in groups]
@@ -142,8 +141,7 @@ def render_plots(board: Board, out: Path) -> list[Path]:
     """Write both figures as PNG and SVG into `out`."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    matplotlib.rcParams["svg.hashsalt"] = "mlalign"  # reproducible SVG ids
-    matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: smaller, faster, searchable
     out.mkdir(parents=True, exist_ok=True)
-    return delta_heatmap(board, out) + split_bars(board, out)
+    # reproducible SVG ids; text stays text (smaller, faster, searchable)
+    with matplotlib.rc_context({"svg.hashsalt": "mlalign", "svg.fonttype": "none"}):
+        return delta_heatmap(board, out) + split_bars(board, out)

@@ -24,9 +24,17 @@ BOARD_MARKERS = ("results.json", "index.html")
 INPUTS = "inputs"
 
 
-def slug(text: str) -> str:
-    """File-name-safe form of a model name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
+def slugs(models: list[Model]) -> dict[str, str]:
+    """A distinct file-name-safe form of every model name (numbered where two names reduce to the same)."""
+    out: dict[str, str] = {}
+    for model in models:
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", model.name).strip("_") or "model"
+        name, k = stem, 1
+        while name in out.values():
+            k += 1
+            name = f"{stem}-{k}"
+        out[model.name] = name
+    return out
 
 
 def pct(value: float | None, digits: int = 1) -> str:
@@ -281,9 +289,9 @@ def _input_files(board: Board) -> list[tuple[Model, Path]]:
 
 def embed_inputs(board: Board, out: Path) -> Path:
     """Copy the results/samples files into out/inputs/<model>/ with a manifest that keeps names and pairing."""
-    root = out / INPUTS
+    root, folder = out / INPUTS, slugs(board.models)
     for model, path in _input_files(board):
-        target = root / slug(model.name) / path.name
+        target = root / folder[model.name] / path.name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)
     manifest = {
@@ -329,11 +337,11 @@ def write_board(board: Board, out: Path, command: str, inputs: list[Path], embed
         (tmp / "results.json").write_text(results_json(board, command), encoding="utf-8")
         cards = tmp / "model_cards"
         cards.mkdir()
-        primary = _index(board)
+        primary, stems = _index(board), slugs(board.models)
         for model in board.models:
             if model.adapter or model.base:
                 rows = [r for (name, _, _), r in primary.items() if name == model.name]
-                (cards / f"{slug(model.name)}.yaml").write_text(model_card(model, rows), encoding="utf-8")
+                (cards / f"{stems[model.name]}.yaml").write_text(model_card(model, rows), encoding="utf-8")
         (tmp / "index.html").write_text(html(board, command, tmp / "plots"), encoding="utf-8")
         if embed:
             embed_inputs(board, tmp)
