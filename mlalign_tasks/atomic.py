@@ -10,6 +10,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mlalign_tasks.errors import MlalignError
+
+
+def check_new_dir(out: Path) -> None:
+    """Refuse to write a new output directory over a file or a non-empty directory."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise MlalignError(f"{out} exists and is not empty; choose a new --out or delete it")
+
 
 def replace_dir(new: Path, target: Path) -> None:
     """Move directory `new` into place as `target`; an old `target` is removed only once `new` is there."""

@@ -329,11 +329,15 @@ def run_cmd(
     recipe: Annotated[
         str | None, typer.Option(help="Trainer recipe: a name in trainer/recipes or a YAML file (default: cpu-smoke).")
     ] = None,
-    langs: Annotated[str, typer.Option("--langs", help="Training languages (question translation).")] = "de,zh",
-    qt_source: Annotated[str, typer.Option("--qt-source", help="gsm8k or snli question translations.")] = "gsm8k",
+    langs: Annotated[
+        str, typer.Option("--langs", help="Training languages (question translation).")
+    ] = StudyDefaults.languages,
+    qt_source: Annotated[
+        str, typer.Option("--qt-source", help="gsm8k or snli question translations.")
+    ] = StudyDefaults.qt_source,
     examples_per_language: Annotated[
         int | None, typer.Option("--examples-per-language", help="Training pairs per language (0: all).")
-    ] = 32,
+    ] = StudyDefaults.examples_per_language,
     train_flag: Annotated[
         list[str] | None, typer.Option("--train-flag", help="Extra trainer flag, e.g. '--max_steps=200' (repeat).")
     ] = None,
@@ -352,7 +356,7 @@ def run_cmd(
     ] = StudyDefaults.analysis_limit,
     out: Annotated[Path, typer.Option(help="Run directory (stages, resumable).")] = StudyDefaults.out,
     board: Annotated[Path, typer.Option(help="Leaderboard folder to publish.")] = StudyDefaults.board,
-    seed: Annotated[int, typer.Option(help="Seed of data sampling, training and analyses.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of data sampling, training and analyses.")] = StudyDefaults.seed,
     data_dir: DataDirOpt = None,
 ) -> None:
     """The whole study: data -> question-aligned training -> eval base and aligned -> leaderboard -> analyses."""

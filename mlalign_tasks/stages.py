@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlalign_tasks.atomic import atomic_dir
+from mlalign_tasks.data import sha256_file
 
 MARKER = "stage.json"
 
@@ -54,12 +55,7 @@ def config_hash(config: dict, dep_hashes: list[str]) -> str:
 def _file_hashes(root: Path, absolute: bool = False) -> dict[str, str]:
     """sha256 of every file under `root` (or of `root` itself), keyed by relative or absolute path."""
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and p.name != MARKER)
-    return {
-        (p.resolve().as_posix() if absolute else p.relative_to(root).as_posix()): hashlib.sha256(
-            p.read_bytes()
-        ).hexdigest()
-        for p in files
-    }
+    return {(p.resolve().as_posix() if absolute else p.relative_to(root).as_posix()): sha256_file(p) for p in files}
 
 
 def why_stale(out_dir: Path, expected_hash: str) -> str | None:
@@ -78,7 +74,7 @@ def why_stale(out_dir: Path, expected_hash: str) -> str | None:
         p = out_dir / rel  # an absolute (external) path replaces out_dir
         if not p.is_file():
             return f"{rel} is missing"
-        if hashlib.sha256(p.read_bytes()).hexdigest() != digest:
+        if sha256_file(p) != digest:
             return f"{rel} changed"
     return None
 

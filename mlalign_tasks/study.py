@@ -12,8 +12,6 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
-
 from mlalign_tasks.atomic import write_json_atomic, write_text_atomic
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.stages import Stage, StageResult, run_stages
@@ -62,6 +60,8 @@ def recipe_path(name: str) -> Path:
 
 
 def _recipe(cfg: StudyConfig) -> tuple[Path, dict]:
+    import yaml
+
     path = recipe_path(cfg.recipe or DEMO_RECIPE)
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -124,8 +124,7 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     train_flags = [
         "--config", str(recipe_file),
         "--model_name_or_path", model,
-        "--dataset_path", str(out / "data"),
-        "--languages=",  # the data stage built the set; a recipe's languages would conflict
+        "--dataset_path", str(out / "data"),  # the data stage built the set (it wins over a recipe's languages)
         "--seed", str(cfg.seed),
         *cfg.train_flags,
     ]  # fmt: skip
@@ -174,6 +173,8 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     paths["eval-base"], paths["eval-aligned"] = out / "eval-base", out / "eval-aligned"
 
     def leaderboard(o: Path, w: Path) -> list[Path]:
+        import yaml
+
         from mlalign_tasks.leaderboard import make_leaderboard
 
         manifest = out / "leaderboard.yaml"  # beside the stages, so the board's regenerate command stays valid
@@ -186,9 +187,7 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     stages.append(Stage("leaderboard", board_cfg, leaderboard, deps=("eval-base", "eval-aligned")))
     paths["leaderboard"] = cfg.board
 
-    analysis_cfg = {
-        k: getattr(cfg, k) for k in ("analysis_task", "analysis_limit", "batch_size", "load_in_4bit", "seed")
-    }
+    analysis_cfg = {k: getattr(cfg, k) for k in ("analysis_task", "analysis_limit", "load_in_4bit", "seed")}
 
     def lens(o: Path, w: Path) -> None:
         from mlalign_tasks.analysis.logit_lens import run_logit_lens

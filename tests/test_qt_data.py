@@ -120,6 +120,9 @@ def test_save_is_atomic_and_loads_back(tmp_path):
     with pytest.raises(MlalignError, match="not empty"):
         qt_data.save_build(build, out)
     assert [p.name for p in tmp_path.iterdir()] == ["qt"]  # no temp dirs left behind
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(MlalignError, match="not empty"):
+        qt_data.save_build(build, tmp_path / "file")
     with pytest.raises(DataError, match="not a dataset built by"):
         qt_data.load_build(tmp_path)
 

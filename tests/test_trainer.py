@@ -92,6 +92,14 @@ def test_paper_defaults_and_recipes(tmp_path):
     assert args.max_steps == 7 and qt.languages == "de,fr"  # the command line overrides the recipe
 
 
+def test_dataset_path_overrides_the_data_selection_of_a_recipe(tmp_path):
+    data = qt_data.save_build(qt_data.build_qt_dataset("gsm8k", "sw", 4, seed=0), tmp_path / "qt-sw")
+    recipe = str(RECIPES / "qwen2.5-1.5b-12gb.yaml")  # names seven languages and 1000 examples each
+    qt, args, _ = sft.parse_args(["--config", recipe, "--dataset_path", str(data), "--use_cpu", "true"])
+    dataset, info = sft.load_training_data(qt, args.seed)
+    assert len(dataset) == 4 and info["languages"] == ["sw"] and info["examples_per_language"] == 4
+
+
 @pytest.mark.parametrize("fmt", ["plain", "chat"])
 def test_labels_mask_exactly_the_prompt_and_learn_eos(tiny_model_dir, tmp_path, fmt):
     build = qt_data.build_qt_dataset("gsm8k", "de", 12, seed=0, fmt=fmt)
@@ -348,8 +356,9 @@ def test_bad_inputs(tiny_model_dir, tmp_path):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    with pytest.raises(MlalignError, match="holds no mlalign training run"):
-        sft.main([*base[:2], "--output_dir", str(foreign), "--languages", "de", "--examples_per_language", "4"])
+    for not_a_run in (foreign, foreign / "notes.txt"):
+        with pytest.raises(MlalignError, match="holds no mlalign training run"):
+            sft.main([*base[:2], "--output_dir", str(not_a_run), "--languages", "de", "--examples_per_language", "4"])
     with pytest.raises(MlalignError, match="cannot load the tokenizer of"):
         sft.main(["--model_name_or_path", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "m"),
                   "--languages", "de", "--examples_per_language", "4"])  # fmt: skip

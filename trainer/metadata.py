@@ -51,7 +51,9 @@ def check_run_dir(output_dir: Path, settings: dict) -> str:
     """
     run_file = output_dir / RUN_FILE
     if not run_file.is_file():
-        if output_dir.exists() and any(p for p in output_dir.iterdir() if not p.name.startswith(".")):
+        if output_dir.exists() and (
+            not output_dir.is_dir() or any(p for p in output_dir.iterdir() if not p.name.startswith("."))
+        ):
             raise MlalignError(
                 f"output directory {output_dir} is not empty and holds no mlalign training run; "
                 f"choose a new --output_dir or empty it"
@@ -91,11 +93,3 @@ def training_metadata(settings: dict, seed: int, final_loss: float | None, globa
         "mlalign_version": __version__,
         **extra,
     }
-
-
-def read_training_metadata(adapter_dir: str | Path) -> dict:
-    """The metadata of a trained adapter, with a clear error when it is missing."""
-    path = Path(adapter_dir) / METADATA_FILE
-    if not path.is_file():
-        raise MlalignError(f"{adapter_dir} has no {METADATA_FILE}: it is not a finished `mlalign train` output")
-    return read_json(path)

@@ -68,7 +68,11 @@ class QTArguments:
     """Question-translation data and run options (the other flags are TRL's SFTConfig and ModelConfig)."""
 
     dataset_path: str | None = field(
-        default=None, metadata={"help": "A dataset built by `mlalign data build-qt` (else build one from --languages)."}
+        default=None,
+        metadata={
+            "help": "A dataset built by `mlalign data build-qt` (else build one from --languages); it overrides "
+            "--languages, --examples_per_language, --qt_source and --qt_format (e.g. a recipe's)."
+        },
     )
     qt_source: str = field(default="gsm8k", metadata={"help": "Built-in question-translation source: gsm8k or snli."})
     languages: str | None = field(default=None, metadata={"help": "Languages to train on, e.g. 'de,fr,sw'."})
@@ -130,12 +134,10 @@ def ensure_pad_token(tokenizer) -> None:
 
 
 def load_training_data(qt: QTArguments, seed: int):
-    """(dataset, build info) from --dataset_path or built from --languages."""
+    """(dataset, build info) from --dataset_path (which wins over --languages) or built from --languages."""
     from mlalign_trainer import qt_data
 
     if qt.dataset_path:
-        if qt.languages:
-            raise MlalignError("give either --dataset_path or --languages, not both")
         return qt_data.load_build(qt.dataset_path)
     if not qt.languages:
         raise MlalignError("no training data: give --languages (e.g. de,fr,sw) or --dataset_path DIR")
@@ -316,7 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     if not model_args.model_name_or_path:
         raise MlalignError("no base model: give --model_name_or_path (a Hugging Face model id or a local path)")
     apply_batch_size(qt, args)
+    say = print if args.process_index == 0 else (lambda *a, **k: None)
     dataset, info = load_training_data(qt, args.seed)
+    if qt.dataset_path and qt.languages:
+        say(f"--dataset_path {qt.dataset_path} ({','.join(info['languages'])}) replaces --languages {qt.languages}")
     qt.qt_format = info["format"]
     eval_dataset = None
     if args.eval_strategy != "no":
@@ -330,7 +335,6 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output_dir)
     settings = run_settings(qt, args, model_args, info)
     state = metadata.check_run_dir(out, settings)
-    say = print if args.process_index == 0 else (lambda *a, **k: None)
     if state == "finished":
         say(f"{out} already holds this finished run (adapter and {metadata.METADATA_FILE}); nothing to do")
         return 0
@@ -348,10 +352,10 @@ def main(argv: list[str] | None = None) -> int:
         say(f"interrupted at step {trainer.state.global_step}; checkpoint saved; rerun the same command to resume")
         return 130
 
+    tmp = out / ".final-adapter.tmp"  # written whole, then moved beside the checkpoints
     if trainer.is_world_process_zero():
-        tmp = out / ".final-adapter.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(out / ".final-adapter.tmp"))
+    trainer.save_model(str(tmp))
     if trainer.is_world_process_zero():
         for item in tmp.iterdir():
             item.replace(out / item.name)
