@@ -59,19 +59,19 @@ def recipe_path(name: str) -> Path:
     raise MlalignError(f"unknown recipe {name!r}: not a file and not one of {known}")
 
 
-def _recipe(cfg: StudyConfig) -> tuple[Path, dict]:
+def _recipe(cfg: StudyConfig) -> tuple[Path | None, dict]:
+    """The trainer recipe (path and values): the given one, the CPU smoke recipe for the tiny model, or none
+    for a real model without one (the trainer's paper defaults for the device then apply)."""
     import yaml
 
+    if cfg.recipe is None and not is_tiny(cfg):
+        return None, {}
     path = recipe_path(cfg.recipe or DEMO_RECIPE)
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         raise MlalignError(f"recipe {path} is not valid YAML: {e}") from None
     return path, values
-
-
-def _flags(values: dict) -> list[str]:
-    return [f"--{k}={v}" for k, v in values.items() if v is not None]
 
 
 def _copy_adapter(run_dir: Path, dest: Path) -> None:
@@ -122,13 +122,13 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     stages.append(Stage("data", data_cfg, build_data))
 
     train_flags = [
-        "--config", str(recipe_file),
+        *(["--config", str(recipe_file)] if recipe_file else []),
         "--model_name_or_path", model,
         "--dataset_path", str(out / "data"),  # the data stage built the set (it wins over a recipe's languages)
         "--seed", str(cfg.seed),
         *cfg.train_flags,
     ]  # fmt: skip
-    train_cfg = {"recipe": recipe, "flags": train_flags[2:], "model": model}
+    train_cfg = {"recipe": recipe, "flags": train_flags[2 if recipe_file else 0 :], "model": model}
 
     def train(o: Path, w: Path) -> None:
         from mlalign_trainer.sft import main as train_main

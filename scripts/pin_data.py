@@ -37,6 +37,8 @@ def canonical(name: str) -> dict:
 
 def main(mirror: str) -> None:
     root = Path(mirror)
+    if not (root / "mgsm").is_dir():
+        raise SystemExit(f"{mirror} is not a data mirror (no mgsm/ folder); usage: python scripts/pin_data.py DIR")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != "README.md")
     registry = {}
     for p in files:
