@@ -22,6 +22,7 @@ number words (``eleven``, ``十一``) are not read.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 
@@ -133,7 +134,7 @@ def is_correct(prediction: float | None, gold: float) -> bool:
 
 
 def format_number(value: float | None) -> str:
-    """A compact string for logs: '18', '2.5', '' for None."""
+    """A compact string that float() reads back: '18', '2.5', 'inf' (a huge digit run), '' for None."""
     if value is None:
         return ""
-    return str(int(value)) if value == int(value) else repr(value)
+    return str(int(value)) if math.isfinite(value) and value == int(value) else repr(value)

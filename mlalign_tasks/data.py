@@ -40,10 +40,6 @@ class DataFile:
     transform: str | None = None
     extracted_from: tuple[str, ...] = ()
 
-    @property
-    def group(self) -> str:
-        return self.name.split("/", 1)[0]
-
     def url(self, base_url: str | None = None) -> str | None:
         if self.path is None:
             return None

@@ -14,13 +14,11 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.languages import FAMILIES, LANGUAGES, SUPER_GROUPS, UnknownLanguageError, check_lang, task_name
-from mlalign_tasks.math_tasks import MATH_FAMILIES, MAX_FEWSHOT
 
 DEFAULT_TASKS = ",".join(FAMILIES)
 TASK_SPEC_HELP = (
@@ -209,7 +207,7 @@ def resolve_device(device: str | None, load_in_4bit: bool) -> str:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise MlalignError(f"--device {device}, but no CUDA GPU is visible; use --device cpu")
-    if load_in_4bit and (not device.startswith("cuda") or not torch.cuda.is_available()):
+    if load_in_4bit and not device.startswith("cuda"):
         raise MlalignError(
             "--load-in-4bit needs a CUDA GPU (bitsandbytes NF4); drop --load-in-4bit to evaluate on "
             f"{device} in full precision"
@@ -249,6 +247,8 @@ def _check_fewshot(req: EvalRequest) -> None:
     k = req.num_fewshot
     if k is None:
         return
+    from mlalign_tasks.math_tasks import MATH_FAMILIES, MAX_FEWSHOT
+
     if k < 0:
         raise MlalignError(f"--num-fewshot {k} must be >= 0")
     math_selected = [f for f in req.tasks.langs if f in MATH_FAMILIES]
@@ -295,6 +295,8 @@ def run(req: EvalRequest) -> dict[str, Any]:
     if req.output_path is not None and req.output_path.exists() and not req.output_path.is_dir():
         raise MlalignError(f"--output-path {req.output_path} is a file; pass a directory")
     check_model(req.model, req.adapter)
+
+    from importlib.metadata import version
 
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker

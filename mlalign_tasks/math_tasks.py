@@ -92,8 +92,8 @@ def exemplars(lang: str, data_dir: str | None = None) -> list[dict[str, str]]:
     return out
 
 
-def load_dataset(family: str, lang: str, data_dir: str | None = None, **_: Any):
-    """The lm-eval dataset of one task: splits "test" and "fewshot" (extra metadata kwargs ignored)."""
+def load_dataset(family: str, lang: str, data_dir: str | None = None):
+    """The lm-eval dataset of one task: splits "test" and "fewshot"."""
     import datasets
 
     if family not in MATH_FAMILIES:

@@ -154,13 +154,8 @@ def _check_parallel(task: str, lang: str, gold: list[int], rows: list[dict]) -> 
             )
 
 
-def build_prompt(task: str, lang: str, row: dict, data_dir: DataDir = None) -> str:
-    """The paper's prompt for one item: few-shot prefix in `lang` + filled query template (ends with '"')."""
-    entry = _task_prompts(task, data_dir)
-    return _fill(entry, task, lang, row)
-
-
 def _fill(entry: dict[str, Any], task: str, lang: str, row: dict) -> str:
+    """The paper's prompt for one item: few-shot prefix in `lang` + filled query template (ends with '"')."""
     try:
         prefix, template = entry["fewshot_prefix"][lang], entry["query_template"][lang]
     except KeyError:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 
+from mlalign_tasks.atomic import atomic_dir, write_json_atomic
 from mlalign_tasks.errors import MlalignError
 
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
@@ -62,12 +62,12 @@ def build_tokenizer(vocab_size: int = DEFAULT_SIZES["vocab_size"]):
 
 
 def build_tiny_model(out: str | Path, seed: int = 0, **sizes) -> Path:
-    """Write a tiny Llama causal LM + tokenizer to `out` with ``save_pretrained``; returns `out`."""
+    """Write a tiny Llama causal LM + tokenizer to `out` with ``save_pretrained`` (atomically); returns `out`."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not (out / "config.json").is_file():
+    if out.exists() and not (out / "config.json").is_file() and (not out.is_dir() or any(out.iterdir())):
         raise MlalignError(f"{out} exists and is not a model directory; choose an empty or new --out")
     unknown = set(sizes) - set(DEFAULT_SIZES)
     if unknown:
@@ -81,7 +81,7 @@ def build_tiny_model(out: str | Path, seed: int = 0, **sizes) -> Path:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
-        torch_dtype="float32",
+        dtype="float32",
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
@@ -90,8 +90,8 @@ def build_tiny_model(out: str | Path, seed: int = 0, **sizes) -> Path:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    (out / "mlalign_tiny.json").write_text(json.dumps({"seed": seed, **cfg_sizes}, indent=1) + "\n")
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json_atomic(tmp / "mlalign_tiny.json", {"seed": seed, **cfg_sizes})
     return out

@@ -16,13 +16,12 @@ Usage: python scripts/generate_tasks.py [--check] [--tasks-dir DIR]
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
 
+from mlalign_tasks.atomic import write_text_atomic
 from mlalign_tasks.languages import FAMILIES, SUPER_GROUPS, task_name
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "tasks_yaml"
@@ -98,16 +97,6 @@ def stale_files(tasks_dir: Path, expected: dict[Path, str]) -> list[Path]:
     return sorted(p for p in found if p not in expected)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if files are stale")
@@ -129,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(expected)} generated task files are up to date")
         return 0
     for p in outdated:
-        write_atomic(p, expected[p])
+        write_text_atomic(p, expected[p])
     for p in stale:
         p.unlink()
     print(f"{len(outdated)} written, {len(stale)} removed, {len(expected) - len(outdated)} unchanged")

@@ -127,8 +127,20 @@ def test_tolerance_is_qaligns() -> None:
     assert not is_correct(None, 0)  # QAlign read "no number" as 0.0; we score it as wrong
 
 
-@pytest.mark.parametrize(("value", "text"), [(18.0, "18"), (-4.0, "-4"), (2.5, "2.5"), (None, "")])
+@pytest.mark.parametrize(
+    ("value", "text"), [(18.0, "18"), (-4.0, "-4"), (2.5, "2.5"), (None, ""), (float("inf"), "inf")]
+)
 def test_format_number_round_trips(value: float | None, text: str) -> None:
     assert format_number(value) == text
     if value is not None:
         assert float(text) == value
+
+
+def test_degenerate_digit_run_scores_as_wrong() -> None:
+    """A model that repeats a digit 400 times gives a number beyond float range: scored, not a crash."""
+    from mlalign_tasks.math_tasks import extract_filter, process_results
+
+    text = "The answer is " + "1" * 400
+    assert extract_answer(text) == float("inf")
+    assert extract_filter([[text]], [{}]) == [["inf"]]
+    assert process_results({"answer": "18"}, ["inf"]) == {"exact_match": 0.0}

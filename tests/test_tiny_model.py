@@ -75,3 +75,27 @@ def test_cli_refuses_a_non_model_directory(tmp_path):
     )
     assert res.returncode == 2 and "not a model directory" in res.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_failed_build_writes_nothing(tmp_path, monkeypatch):
+    from transformers import PreTrainedTokenizerFast
+
+    from mlalign_tasks.tiny_model import build_tiny_model
+
+    def disk_full(self, *args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(PreTrainedTokenizerFast, "save_pretrained", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        build_tiny_model(tmp_path / "model")
+    assert list(tmp_path.iterdir()) == []  # no half-written model, no temporary directory
+
+
+def test_refuses_a_file(tmp_path):
+    from mlalign_tasks.errors import MlalignError
+    from mlalign_tasks.tiny_model import build_tiny_model
+
+    (tmp_path / "model").write_text("mine")
+    with pytest.raises(MlalignError, match="not a model directory"):
+        build_tiny_model(tmp_path / "model")
+    assert (tmp_path / "model").read_text() == "mine"
