@@ -259,15 +259,15 @@ def _check_fewshot(req: EvalRequest) -> None:
         )
 
 
-def nf4_config():
-    """bitsandbytes 4-bit NF4 with double quantization and bf16 compute (QLoRA's setting)."""
+def nf4_config(compute_dtype=None):
+    """bitsandbytes 4-bit NF4 with double quantization and (by default) bf16 compute: QLoRA's setting."""
     import torch
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
-        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_compute_dtype=compute_dtype or torch.bfloat16,
         bnb_4bit_use_double_quant=True,
     )
 

@@ -127,12 +127,9 @@ def load_model(
         raise MlalignError(f"--peft {peft}: not a PEFT adapter directory (no adapter_config.json)")
     kwargs: dict[str, Any] = {"dtype": torch_dtype}
     if load_in_4bit:
-        from transformers import BitsAndBytesConfig
+        from mlalign_tasks.evaluate import nf4_config
 
-        compute = torch_dtype if torch_dtype != torch.float32 else torch.float16
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute
-        )
+        kwargs["quantization_config"] = nf4_config(torch_dtype if torch_dtype != torch.float32 else torch.float16)
         kwargs["device_map"] = {"": dev.index or 0}
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from mlalign_trainer.metadata import METADATA_FILE as TRAINING_METADATA
 
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.languages import FAMILIES, LANGUAGES, parse_langs
 from mlalign_tasks.leaderboard.load import Run, Sample, find_results_files, load_all_samples, load_run
 from mlalign_tasks.leaderboard.stats import consistency, paired_test
 
-TRAINING_METADATA = "mlalign_training.json"
 SPLITS = ("english", "seen", "unseen", "non_english")
 ALL_FAMILIES = "all"
 TINY_MODEL_MARKER = "mlalign_tiny.json"  # written by `mlalign tiny-model` beside the weights
