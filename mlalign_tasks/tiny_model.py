@@ -8,6 +8,7 @@ from pathlib import Path
 from mlalign_tasks.atomic import atomic_dir, write_json_atomic
 from mlalign_tasks.errors import MlalignError
 
+MARKER_FILE = "mlalign_tiny.json"  # beside the weights: marks a model as the tiny random-weight one
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n{% endfor %}"
@@ -93,5 +94,5 @@ def build_tiny_model(out: str | Path, seed: int = 0, **sizes) -> Path:
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        write_json_atomic(tmp / "mlalign_tiny.json", {"seed": seed, **cfg_sizes})
+        write_json_atomic(tmp / MARKER_FILE, {"seed": seed, **cfg_sizes})
     return out

@@ -15,10 +15,10 @@ from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.languages import FAMILIES, LANGUAGES, parse_langs
 from mlalign_tasks.leaderboard.load import Run, Sample, find_results_files, load_all_samples, load_run
 from mlalign_tasks.leaderboard.stats import consistency, paired_test
+from mlalign_tasks.tiny_model import MARKER_FILE as TINY_MODEL_MARKER
 
 SPLITS = ("english", "seen", "unseen", "non_english")
 ALL_FAMILIES = "all"
-TINY_MODEL_MARKER = "mlalign_tiny.json"  # written by `mlalign tiny-model` beside the weights
 TINY_WARNING = (
     "Built from mlalign's tiny random-weight test model (`mlalign tiny-model`): the scores are noise and say "
     "nothing about question alignment; this board only shows the format and the statistics."
