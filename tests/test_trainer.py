@@ -145,6 +145,64 @@ def test_overfit_lowers_loss_and_lora_grads_survive_mid_training_eval(tiny_model
     assert len(after_eval) == 16 and min(after_eval) > 1e-4  # LoRA still learns after evaluating
 
 
+def _one_step(model: Path, out: Path, dataset, *extra: str):
+    """A trainer after one SGD step over the whole `dataset` (16 examples: 4 micro-batches of 4).
+
+    SGD, not Adam: Adam's first step is about lr * sign(gradient), which blows up float noise in tiny gradients.
+    """
+    trainer = _trainer(
+        model, out, dataset, "--effective_batch_size", "16", "--max_steps", "1", "--optim", "sgd", "--learning_rate", "1",
+        "--lr_scheduler_type", "constant", "--warmup_steps", "0", "--lora_dropout", "0", "--save_strategy", "no",
+        *extra,
+    )  # fmt: skip
+    trainer.train()
+    return trainer
+
+
+def _padding(trainer) -> tuple[int, int]:
+    """(padded positions, tokens) over one epoch of the trainer's training batches."""
+    pad = tokens = 0
+    for batch in trainer.get_train_dataloader():
+        # padded batches mark their tokens in the attention mask, padding-free ones delimit them by cu_seq_lens
+        real = int(batch["attention_mask"].sum()) if "attention_mask" in batch else int(batch["cu_seq_lens_q"][-1])
+        pad += batch["input_ids"].numel() - real
+        tokens += real
+    return pad, tokens
+
+
+def test_length_balanced_and_padding_free_batches_give_the_same_update(tiny_model_dir, tmp_path):
+    dataset = _short(tiny_model_dir, "de", 16)
+    variants = {
+        "random": ("--train_sampling_strategy", "random"),
+        "batch_rebalance": (),  # the default
+        "padding_free": ("--train_sampling_strategy", "random", "--padding_free", "true"),
+    }
+    trainers = {name: _one_step(tiny_model_dir, tmp_path / name, dataset, *extra) for name, extra in variants.items()}
+    assert trainers["batch_rebalance"].args.train_sampling_strategy == "batch_rebalance"
+    lora = {
+        name: torch.cat([p.detach().flatten() for n, p in t.model.named_parameters() if "lora_B" in n])
+        for name, t in trainers.items()
+    }
+    assert lora["random"].abs().max() > 1e-4  # the step moved the adapter
+    for name in ("batch_rebalance", "padding_free"):
+        torch.testing.assert_close(lora[name], lora["random"], rtol=1e-4, atol=1e-8)
+    padding = {name: _padding(t) for name, t in trainers.items()}
+    assert padding["random"][1] == padding["batch_rebalance"][1] == padding["padding_free"][1]  # the same tokens ...
+    assert padding["batch_rebalance"][0] < 0.5 * padding["random"][0]  # ... with far less padding
+    assert padding["padding_free"][0] == 0 < padding["batch_rebalance"][0]
+
+
+def _first_batch_ids(model: Path, out: Path, dataset, seed: int) -> list[list[int]]:
+    trainer = _trainer(model, out, dataset, "--effective_batch_size", "8", "--seed", str(seed))
+    return next(iter(trainer.get_train_dataloader()))["input_ids"].tolist()
+
+
+def test_length_balanced_batches_follow_the_seed(tiny_model_dir, tmp_path):
+    dataset = _short(tiny_model_dir, "de", 32)
+    first = [_first_batch_ids(tiny_model_dir, tmp_path / str(i), dataset, seed) for i, seed in enumerate((1, 1, 2))]
+    assert first[0] == first[1] and first[0] != first[2]
+
+
 def _4bit_model(path: Path, flag: bool | None):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig

@@ -41,6 +41,9 @@ PAPER_DEFAULTS: dict[str, object] = {
     "gradient_checkpointing_kwargs": {"use_reentrant": False},
     "seed": 42,
 }
+# Batching that leaves every optimizer step's examples (and so its update) unchanged but cuts padding: each effective
+# batch is drawn at random as usual, then split into micro-batches of similar lengths (bench/bench_train.py).
+BATCHING_DEFAULTS: dict[str, object] = {"train_sampling_strategy": "batch_rebalance"}
 # QLoRA: NF4 with double quantisation, bf16 compute, paged 8-bit AdamW, gradient checkpointing.
 CUDA_DEFAULTS: dict[str, object] = {
     "load_in_4bit": True,
@@ -99,7 +102,9 @@ def make_parser():
     from trl import ModelConfig, SFTConfig, TrlParser
 
     parser = TrlParser((QTArguments, SFTConfig, ModelConfig), prog="mlalign train")
-    parser.set_defaults(**PAPER_DEFAULTS, **(CUDA_DEFAULTS if torch.cuda.is_available() else CPU_DEFAULTS))
+    parser.set_defaults(
+        **PAPER_DEFAULTS, **BATCHING_DEFAULTS, **(CUDA_DEFAULTS if torch.cuda.is_available() else CPU_DEFAULTS)
+    )
     return parser
 
 
@@ -175,6 +180,7 @@ def run_settings(qt: QTArguments, args, model_args, info: dict) -> dict:
         "warmup_steps": args.warmup_steps,
         "weight_decay": args.weight_decay,
         "optim": str(getattr(args.optim, "value", args.optim)),
+        "train_sampling_strategy": args.train_sampling_strategy,
         "max_length": args.max_length,
         "packing": args.packing,
         "padding_free": args.padding_free,
@@ -253,11 +259,25 @@ def drop_overlong(dataset, tokenizer, max_length: int | None, split: str = "trai
     return kept, len(dataset) - len(kept)
 
 
+def padding_free_attention_note(args, model_args) -> str | None:
+    """A warning when padding-free batches will run through a dense attention mask (exact, but slower)."""
+    if not (args.padding_free or (args.packing and args.packing_strategy in ("bfd", "bfd_split"))):
+        return None
+    if model_args.attn_implementation and "flash" in model_args.attn_implementation:
+        return None
+    return (
+        f"padding-free batches with attn_implementation={model_args.attn_implementation or 'sdpa'} attend through a "
+        "dense block-diagonal mask over the whole flattened batch: exact, but slower than padded batches on the "
+        "CPU (bench/bench_train.py); the gain needs --attn_implementation flash_attention_2 on a GPU"
+    )
+
+
 def build_trainer(qt: QTArguments, args, model_args, train_dataset, eval_dataset=None, callbacks=()):
     """The SFTTrainer with our model, tokenizer, LoRA config and callbacks."""
     from mlalign_trainer.callbacks import Avx512Bf16Guard
+    from mlalign_trainer.qt_trainer import QTTrainer
     from transformers import AutoTokenizer
-    from trl import SFTTrainer, get_peft_config
+    from trl import get_peft_config
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(
@@ -274,15 +294,23 @@ def build_trainer(qt: QTArguments, args, model_args, train_dataset, eval_dataset
         print(
             f"dropped {dropped} of {dropped + len(train_dataset)} examples longer than --max_length {args.max_length}"
         )
-    return SFTTrainer(
-        model=load_model(model_args, args),
-        args=args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        peft_config=get_peft_config(model_args),
-        callbacks=[Avx512Bf16Guard(), *callbacks],
-    )
+    if args.padding_free and not args.packing:
+        args.max_length = None  # enforced above; TRL refuses a max_length it would not apply to unpacked rows
+    if (note := padding_free_attention_note(args, model_args)) and args.process_index == 0:
+        warnings.warn(note, stacklevel=2)
+    model = load_model(model_args, args)
+    try:
+        return QTTrainer(
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=tokenizer,
+            peft_config=get_peft_config(model_args),
+            callbacks=[Avx512Bf16Guard(), *callbacks],
+        )
+    except ValueError as e:  # TRL's and transformers' checks of the settings
+        raise MlalignError(f"the trainer refused the settings: {e}") from None
 
 
 def last_complete_checkpoint(output_dir: Path, remove_incomplete: bool = True) -> str | None:
