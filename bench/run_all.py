@@ -62,6 +62,7 @@ BENCHMARKS = (
     Benchmark("paper_cost", "bench_paper_cost.py", ("--limit", "5", "--repeats", "2")),
     Benchmark("eval", "bench_eval.py", ("--langs", "de,en", "--limit", "2", "--max-gen-toks", "16", "--repeats", "3")),
     Benchmark("train", "bench_train.py", ("--steps", "5", "--batch", "4", "--repeats", "2")),
+    Benchmark("batching", "bench_batching.py", ("--steps", "2", "--repeats", "1", "--hidden", "64", "256")),
     Benchmark(
         "qlora_gpu",
         "bench_qlora_gpu.py",
