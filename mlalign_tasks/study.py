@@ -12,11 +12,13 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from mlalign_trainer import sft
+
 from mlalign_tasks.atomic import write_json_atomic, write_text_atomic
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.stages import Stage, StageResult, run_stages
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "trainer" / "recipes"
+RECIPES_DIR = Path(sft.__file__).resolve().parent / "recipes"  # trainer/recipes, or mlalign_trainer/recipes installed
 DEMO_RECIPE = "cpu-smoke"
 TINY = "tiny"
 
@@ -128,7 +130,14 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
         "--seed", str(cfg.seed),
         *cfg.train_flags,
     ]  # fmt: skip
-    train_cfg = {"recipe": recipe, "flags": train_flags[2 if recipe_file else 0 :], "model": model}
+    # The trainer's own defaults are part of the configuration: changing one (in a new release) retrains.
+    defaults = {**sft.PAPER_DEFAULTS, **sft.BATCHING_DEFAULTS}
+    train_cfg = {
+        "recipe": recipe,
+        "flags": train_flags[2 if recipe_file else 0 :],
+        "model": model,
+        "defaults": defaults,
+    }
 
     def train(o: Path, w: Path) -> None:
         from mlalign_trainer.sft import main as train_main

@@ -1,0 +1,71 @@
+"""The wheel: every file the code reads at run time is inside it and is found from the installed layout."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Run from the unpacked wheel: the packages must come from there, not from the source tree.
+PROBE = """
+import json, sys
+from pathlib import Path
+import mlalign_tasks, mlalign_trainer
+from mlalign_tasks import data, evaluate, study, tiny_model
+tasks = evaluate.tasks_dir()
+print(json.dumps({
+    "packages": [mlalign_tasks.__file__, mlalign_trainer.__file__, str(tasks)],
+    "recipes": sorted(p.stem for p in study.RECIPES_DIR.glob("*.yaml")),
+    "recipe": str(study.recipe_path("qwen2.5-1.5b-12gb")),
+    "yaml": len(list(tasks.rglob("*.yaml"))),
+    "templates": len(list(tasks.rglob("_template_yaml"))),
+    "hooks": len(list(tasks.rglob("*.py"))),
+    "accelerate": (Path(mlalign_trainer.__file__).parent / "accelerate" / "cpu_ddp.yaml").is_file(),
+    "board_template": (Path(mlalign_tasks.__file__).parent / "leaderboard" / "templates" / "index.html.j2").is_file(),
+    "vocab": len(tiny_model.build_tokenizer(512)),
+    "registry": len(data.registry()),
+}))
+"""
+
+
+def test_wheel_holds_recipes_tasks_and_resources(tmp_path):
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("mlalign-*.whl")
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert all(p.startswith(str(site)) for p in got["packages"]), got["packages"]
+    assert got["recipes"] == sorted(p.stem for p in (ROOT / "trainer" / "recipes").glob("*.yaml"))
+    assert got["recipe"].startswith(str(site))
+    source_tasks = ROOT / "tasks_yaml"
+    assert got["yaml"] == len(list(source_tasks.rglob("*.yaml"))) > 80
+    assert got["templates"] == len(list(source_tasks.rglob("_template_yaml"))) > 0
+    assert got["hooks"] == len(list(source_tasks.rglob("*.py"))) > 0
+    assert got["accelerate"] and got["board_template"]
+    assert got["vocab"] == 512  # BPE merges learnt from the packaged corpus (bytes alone give 256 + specials)
+    assert got["registry"] == len(json.loads((ROOT / "mlalign_tasks" / "data_registry.json").read_text()))
