@@ -423,4 +423,10 @@ def test_bad_inputs(tiny_model_dir, tmp_path):
     assert not (tmp_path / "o").exists() and sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
     with pytest.raises(MlalignError, match="bad training arguments"):
         sft.main(["--config", str(tmp_path / "missing.yaml")])
+    small = [*base, "--languages", "de", "--examples_per_language", "4"]
+    with pytest.raises(MlalignError, match="cannot load model .*attn_implementation"):
+        sft.main([*small, "--attn_implementation", "no-such-kernel"])
+    with pytest.raises(MlalignError, match="the trainer refused the settings: .*assistant_only_loss"):
+        sft.main([*small, "--assistant_only_loss", "true"])  # plain prompts have no assistant turn
+    assert not (tmp_path / "o").exists()
     assert not (tmp_path / "m" / RUN_FILE).exists()  # nothing recorded for a run that never started

@@ -228,7 +228,7 @@ def load_model(model_args, args):
             kwargs["device_map"] = kbit_device_map()
     try:
         model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **kwargs)
-    except OSError as e:
+    except (OSError, ImportError, ValueError) as e:  # missing model, missing kernel package, unsupported setting
         raise MlalignError(f"cannot load model {model_args.model_name_or_path!r}: {e}") from None
     if quantization_config is not None:
         from peft import prepare_model_for_kbit_training
