@@ -3,9 +3,11 @@
 lm-eval scores a multiple-choice item with one log-likelihood request per label word (prompt +
 label), so it runs the prompt once per label unless its logits cache applies (only when every label
 is a single token after the prompt). The paper's scripts run one forward of the prompt and compare
-the probabilities of the labels' first tokens. This script counts, in a real lm-eval run, the forward
-passes and the tokens that go through the model (a forward hook on the model), and compares them
-with one forward of each prompt, timed on the same model.
+the probabilities of the labels' first tokens; ``mlalign eval --label-scoring first-token`` does the
+same inside lm-eval (one-token choices, which its logits cache serves from one forward), measured
+here as a third side. This script counts, in a real lm-eval run, the forward passes and the tokens
+that go through the model (a forward hook on the model), and compares them with one forward of each
+prompt, timed on the same model.
 
     python bench/bench_paper_cost.py                      # tiny model, 20 items of each task in German
     python bench/bench_paper_cost.py --model Qwen/Qwen1.5-1.8B --device cuda --limit 100 --lang sw
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from _rows import Row, add_json_option, cost, write_rows
 
-from mlalign_tasks import paper_prompts
+from mlalign_tasks import label_scoring, paper_prompts
 from mlalign_tasks.evaluate import tasks_dir
 from mlalign_tasks.languages import PAPER_LANGS, check_lang, task_name
 
@@ -73,11 +75,16 @@ def measure(model_path: str, lang: str, limit: int, device: str, batch_size: int
     for task, family in paper_prompts.PAPER_TASKS.items():
         name = task_name(family, lang)
         lm_task = manager.load([name])["tasks"][name]  # dataset built outside the timed region
+        first_task = manager.load([name])["tasks"][name]
+        label_scoring.apply_first_token({name: first_task}, tokenizer)  # --label-scoring first-token
         items = paper_prompts.load_items(task, lang, limit=limit)
         encoded = [tokenizer(item["prompt"], return_tensors="pt").input_ids.to(device) for item in items]
 
         def run_lm_eval(lm_task=lm_task) -> None:
             simple_evaluate(model=lm, tasks=[lm_task], task_manager=manager, limit=limit, log_samples=False)
+
+        def run_first_token(first_task=first_task) -> None:
+            simple_evaluate(model=lm, tasks=[first_task], task_manager=manager, limit=limit, log_samples=False)
 
         def run_paper(encoded=encoded) -> None:
             with torch.no_grad():
@@ -86,6 +93,7 @@ def measure(model_path: str, lang: str, limit: int, device: str, batch_size: int
 
         run_paper()  # warm-up
         lm_seconds, lm_calls, lm_seqs, lm_tokens = _timed(run_lm_eval, counter, repeats)
+        first_seconds, first_calls, first_seqs, first_tokens = _timed(run_first_token, counter, repeats)
         paper_seconds, paper_calls, paper_seqs, paper_tokens = _timed(run_paper, counter, repeats)
         label_tokens = [
             len(tokenizer(items[0]["prompt"] + w).input_ids) - len(encoded[0][0])
@@ -102,6 +110,9 @@ def measure(model_path: str, lang: str, limit: int, device: str, batch_size: int
                 "lm_eval_sequences_per_item": lm_seqs / n,
                 "lm_eval_tokens_per_item": lm_tokens / n,
                 "lm_eval_ms_per_item": 1000 * lm_seconds / n,
+                "first_token_sequences_per_item": first_seqs / n,
+                "first_token_tokens_per_item": first_tokens / n,
+                "first_token_ms_per_item": 1000 * first_seconds / n,
                 "paper_forward_calls_per_item": paper_calls / n,
                 "paper_sequences_per_item": paper_seqs / n,
                 "paper_tokens_per_item": paper_tokens / n,
@@ -109,6 +120,8 @@ def measure(model_path: str, lang: str, limit: int, device: str, batch_size: int
                 "sequence_ratio": lm_seqs / paper_seqs,
                 "token_ratio": lm_tokens / paper_tokens,
                 "time_ratio": lm_seconds / paper_seconds,
+                "first_token_token_ratio": first_tokens / paper_tokens,
+                "first_token_time_ratio": first_seconds / paper_seconds,
             }
         )
     counter.remove()
@@ -126,6 +139,11 @@ def figures(r: dict, setting: str) -> list[Row]:
         cost("paper_cost", f"{r['task']} tokens/item (lm-eval/paper)", r["lm_eval_tokens_per_item"],
              r["paper_tokens_per_item"], paper, "tokens", shape),
         cost("paper_cost", f"{r['task']} time/item (lm-eval/paper)", r["lm_eval_ms_per_item"],
+             r["paper_ms_per_item"], paper, "ms", setting),
+        cost("paper_cost", f"{r['task']} first-token tokens/item (lm-eval/paper)", r["first_token_tokens_per_item"],
+             r["paper_tokens_per_item"], paper, "tokens",
+             f"--label-scoring first-token: {r['first_token_sequences_per_item']:.2f} seq/item"),
+        cost("paper_cost", f"{r['task']} first-token time/item (lm-eval/paper)", r["first_token_ms_per_item"],
              r["paper_ms_per_item"], paper, "ms", setting),
     ]  # fmt: skip
 
@@ -155,7 +173,8 @@ def main() -> None:
 
     table = Table(
         "task", "label tokens", "lm-eval calls/item", "lm-eval seq/item", "paper seq/item", "lm-eval tok/item",
-        "paper tok/item", "tok ratio", "lm-eval ms/item", "paper ms/item", "time ratio",
+        "paper tok/item", "tok ratio", "lm-eval ms/item", "paper ms/item", "time ratio", "first-token tok ratio",
+        "first-token time ratio",
         title=f"cost per item, {args.lang}, batch size {args.batch_size}, {args.limit} items, best of {args.repeats}",
     )  # fmt: skip
     for r in rows:
@@ -165,6 +184,7 @@ def main() -> None:
             f"{r['paper_sequences_per_item']:.2f}",
             f"{r['lm_eval_tokens_per_item']:.0f}", f"{r['paper_tokens_per_item']:.0f}", f"{r['token_ratio']:.2f}",
             f"{r['lm_eval_ms_per_item']:.1f}", f"{r['paper_ms_per_item']:.1f}", f"{r['time_ratio']:.2f}",
+            f"{r['first_token_token_ratio']:.2f}", f"{r['first_token_time_ratio']:.2f}",
         )  # fmt: skip
     Console(width=200).print(table)
     setting = f"batch size {args.batch_size}, best of {args.repeats}"

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP
+from mlalign_tasks.label_scoring import Scoring
 from mlalign_tasks.study import StudyConfig as StudyDefaults
 
 app = typer.Typer(
@@ -26,6 +27,14 @@ err_console = Console(stderr=True)
 
 DataDirOpt = Annotated[
     Path | None, typer.Option("--data-dir", help="Directory with the data files (else $MLALIGN_DATA_DIR).")
+]
+LabelScoringOpt = Annotated[
+    Scoring,
+    typer.Option(
+        "--label-scoring",
+        help="Paper tasks (SNLI, PAWS, sentiment): 'label' scores the whole English label word (as plain lm_eval); "
+        "'first-token' scores its first token, as the paper did (one forward per item).",
+    ),
 ]
 
 
@@ -78,6 +87,7 @@ def eval_cmd(
         bool, typer.Option("--apply-chat-template", help="Wrap prompts in the model's chat template.")
     ] = False,
     seed: Annotated[int, typer.Option(help="Random seed (python, numpy, torch).")] = 0,
+    label_scoring: LabelScoringOpt = Scoring.label,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show lm-eval's log.")] = False,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -100,6 +110,7 @@ def eval_cmd(
         apply_chat_template=apply_chat_template,
         data_dir=data_dir,
         seed=seed,
+        label_scoring=label_scoring.value,
     )
     results = evaluate.run(req)
     if req.tasks.langs:
@@ -351,6 +362,7 @@ def run_cmd(
     batch_size: Annotated[str, typer.Option("--batch-size", help="Evaluation batch size.")] = StudyDefaults.batch_size,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: cuda if available).")] = None,
     load_in_4bit: Annotated[bool, typer.Option("--load-in-4bit", help="Evaluate/analyse in 4-bit NF4 (CUDA).")] = False,
+    label_scoring: LabelScoringOpt = Scoring.label,
     analysis_limit: Annotated[
         int, typer.Option("--analysis-limit", help="Items per language in the analyses (0: all).")
     ] = StudyDefaults.analysis_limit,
@@ -368,7 +380,8 @@ def run_cmd(
         model=model, recipe=recipe, languages=langs, qt_source=qt_source,
         examples_per_language=examples_per_language or None, train_flags=train_flag or [], eval_tasks=tasks,
         eval_limit=None if (limit or "").lower() == "none" else limit, max_gen_toks=max_gen_toks or None,
-        batch_size=batch_size, device=device, load_in_4bit=load_in_4bit, analysis_limit=analysis_limit or None,
+        batch_size=batch_size, device=device, load_in_4bit=load_in_4bit, label_scoring=label_scoring.value,
+        analysis_limit=analysis_limit or None,
         out=out, board=board, seed=seed, data_dir=str(data_dir) if data_dir else None,
     )  # fmt: skip
     results, paths = run_study(cfg, on_start=lambda st, why: console.rule(f"[bold]{st.name}[/bold] ({why})"))

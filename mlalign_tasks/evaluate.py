@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlalign_tasks import label_scoring
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.languages import FAMILIES, LANGUAGES, SUPER_GROUPS, UnknownLanguageError, check_lang, task_name
 
@@ -236,6 +237,7 @@ class EvalRequest:
     apply_chat_template: bool = False
     data_dir: Path | None = None
     seed: int = 0
+    label_scoring: str = "label"  # paper tasks: "label" or "first-token" (see mlalign_tasks.label_scoring)
 
     @property
     def model_args(self) -> str:
@@ -308,6 +310,10 @@ def run(req: EvalRequest) -> dict[str, Any]:
     if unknown := [n for n in req.tasks.other if n not in manager.all_tasks]:
         raise MlalignError(f"unknown lm-eval task(s) {', '.join(unknown)}; `lm_eval ls tasks` lists them")
     loaded = manager.load(names)  # reads and checks all task data before the model is loaded
+    if label_scoring.check_scoring(req.label_scoring) == "first-token":
+        from transformers import AutoTokenizer
+
+        label_scoring.apply_first_token(loaded["tasks"], AutoTokenizer.from_pretrained(req.model))
     built = [loaded["groups"][n] if n in loaded["groups"] else loaded["tasks"][n] for n in names]
 
     lm = preloaded_lm(req, device) if req.load_in_4bit else "hf"
@@ -337,7 +343,12 @@ def run(req: EvalRequest) -> dict[str, Any]:
         )
         if results is None:
             raise MlalignError("lm-eval returned no results (not the main process)")
-        results["mlalign"] = {"version": version("mlalign"), "tasks": names, "load_in_4bit": req.load_in_4bit}
+        results["mlalign"] = {
+            "version": version("mlalign"),
+            "tasks": names,
+            "load_in_4bit": req.load_in_4bit,
+            "label_scoring": req.label_scoring,
+        }
         samples = results.pop("samples", None)
         if tracker is not None:
             _save(tracker, results, samples, staging, req.output_path)

@@ -39,6 +39,7 @@ class StudyConfig:
     batch_size: str = "8"
     device: str | None = None
     load_in_4bit: bool = False
+    label_scoring: str = "label"  # paper tasks: "label" or "first-token" (the paper's)
     analysis_task: str = "sentiment"
     lens_langs: str = "en,de,zh,sw,ja"
     pca_langs: str = "en,de,fr,hi,sw"
@@ -150,7 +151,8 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     stages.append(Stage("train", train_cfg, train, deps=("model", "data") if tiny else ("data",)))
 
     eval_cfg = {
-        k: getattr(cfg, k) for k in ("eval_tasks", "eval_limit", "max_gen_toks", "batch_size", "load_in_4bit", "seed")
+        k: getattr(cfg, k)
+        for k in ("eval_tasks", "eval_limit", "max_gen_toks", "batch_size", "load_in_4bit", "label_scoring", "seed")
     }
 
     def evaluate_stage(peft: Path | None):
@@ -171,6 +173,7 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
                     load_in_4bit=cfg.load_in_4bit,
                     data_dir=cfg.data_dir,
                     seed=cfg.seed,
+                    label_scoring=cfg.label_scoring,
                 )
             )
 

@@ -411,3 +411,24 @@ def test_group_entries_are_skipped_and_foreign_tasks_noted(tmp_path: Path) -> No
     board = make_leaderboard([path], tmp_path / "board")
     assert sorted((r["task"], r["value"]) for r in board.rows) == [("snli_aligned_de", 0.4), ("snli_aligned_en", 0.5)]
     assert board.notes == [f"{path.name}: ignored tasks not named <family>_<language>: arc_easy"]
+
+
+def _set_label_scoring(results_dir: Path, scoring: str) -> None:
+    """Mark the paper tasks of a results file as `mlalign eval --label-scoring` records them."""
+    (path,) = results_dir.glob("*/results_*.json")
+    data = json.loads(path.read_text())
+    for task, config in data["configs"].items():
+        if task.startswith("snli_aligned"):
+            config["metadata"] = {"version": 1.0, "label_scoring": scoring}
+    path.write_text(json.dumps(data))
+
+
+def test_label_scorings_must_agree(tmp_path: Path) -> None:
+    base, aligned, _ = write_inputs(tmp_path)
+    _set_label_scoring(aligned, "first-token")
+    with pytest.raises(MlalignError, match=r"snli_aligned_\w+ was scored in different ways \(tiny-base: label, "):
+        make_leaderboard([base, aligned], tmp_path / "mixed")
+    assert not (tmp_path / "mixed").exists()
+    _set_label_scoring(base, "first-token")
+    make_leaderboard([base, aligned], tmp_path / "board")
+    assert "scored on their first token, as in the paper" in (tmp_path / "board" / "README.md").read_text()

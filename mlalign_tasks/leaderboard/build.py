@@ -242,6 +242,7 @@ def build_board(results: list[Path], manifest_path: Path | None = None, out: Pat
     tasks_seen = {(r.family, r.lang) for m in models for run in m.runs for r in run.tasks.values()}
     languages = [code for code in LANGUAGES if any(lang == code for _, lang in tasks_seen)]
 
+    scorings = _label_scorings(models)
     rows: list[dict[str, Any]] = []
     primary: dict[tuple[str, str, str], float] = {}  # (model key, family, lang) -> value
     jobs: dict[tuple[str, str, str], tuple[Path, str]] = {}  # samples file and metric to read them for
@@ -295,6 +296,11 @@ def build_board(results: list[Path], manifest_path: Path | None = None, out: Pat
     board.comparisons = _comparisons(board, primary, samples)
     board.consistency = _consistency(board, samples)
     board.averages = _averages(board, primary)
+    if "first-token" in scorings:
+        board.notes.append(
+            "the paper tasks' label words are scored on their first token, as in the paper "
+            "(mlalign eval --label-scoring first-token)"
+        )
     for name, tasks in missing.items():
         board.notes.append(
             f"no per-sample logs for {name} ({len(tasks)} task(s), e.g. {tasks[0]}): paired tests and "
@@ -306,6 +312,23 @@ def build_board(results: list[Path], manifest_path: Path | None = None, out: Pat
                 f"{run.path.name}: ignored tasks not named <family>_<language>: {', '.join(run.ignored_tasks)}"
             )
     return board
+
+
+def _label_scorings(models: list[Model]) -> set[str]:
+    """The label scorings of the runs; models scored differently on the same task cannot be compared."""
+    by_task: dict[str, dict[str, str]] = {}
+    for model in models:
+        for run in model.runs:
+            for r in run.tasks.values():
+                by_task.setdefault(r.task, {})[model.name] = r.label_scoring
+    for task, by_model in by_task.items():
+        if len(set(by_model.values())) > 1:
+            listed = ", ".join(f"{name}: {scoring}" for name, scoring in by_model.items())
+            raise MlalignError(
+                f"{task} was scored in different ways ({listed}); evaluate every model with the same "
+                "`mlalign eval --label-scoring`"
+            )
+    return {scoring for by_model in by_task.values() for scoring in by_model.values()}
 
 
 Samples = dict[tuple[str, str, str], dict[int, Sample]]  # (model key, family, lang) -> per-item samples

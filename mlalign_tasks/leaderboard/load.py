@@ -39,6 +39,7 @@ class TaskResult:
     stderrs: dict[str, float | None]
     n: int | None
     samples_path: Path | None
+    label_scoring: str = "label"  # paper tasks: how the label words were scored (mlalign eval --label-scoring)
 
 
 @dataclass
@@ -158,6 +159,7 @@ def load_run(path: Path) -> Run:
     subtasks = data.get("group_subtasks") or {}
     groups = {g for g, children in subtasks.items() if children} | set(data.get("groups") or {})
     n_samples = data.get("n-samples") or {}
+    configs = data.get("configs") if isinstance(data.get("configs"), dict) else {}
     for task, entry in results.items():
         parsed = split_task(task) if task not in groups else None
         if parsed is None:
@@ -187,6 +189,7 @@ def load_run(path: Path) -> Run:
             stderrs=stderrs,
             n=int(n) if isinstance(n, int | float) else None,
             samples_path=_samples_file(path, task),
+            label_scoring=str(((configs.get(task) or {}).get("metadata") or {}).get("label_scoring", "label")),
         )
     if not run.tasks:
         raise ResultsError(
