@@ -14,7 +14,6 @@ from __future__ import annotations
 from enum import Enum
 
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.paper_prompts import PAPER_TASKS
 
 
 class Scoring(str, Enum):
@@ -65,6 +64,8 @@ def apply_first_token(tasks: dict, tokenizer) -> list[str]:
     Each task's config metadata records ``label_scoring: first-token``, so the results file says how it was scored.
     """
     from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
+
+    from mlalign_tasks.paper_prompts import PAPER_TASKS
 
     families = set(PAPER_TASKS.values())
     names = [name for name in tasks if name.rpartition("_")[0] in families]
