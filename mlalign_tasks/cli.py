@@ -64,7 +64,7 @@ def eval_cmd(
     tasks: Annotated[str, typer.Option("--tasks", "-t", help=TASK_SPEC_HELP)] = DEFAULT_TASKS,
     peft: Annotated[str | None, typer.Option("--peft", help="PEFT (LoRA) adapter directory to apply.")] = None,
     limit: Annotated[
-        str | None, typer.Option(help="Items per task: a positive integer, or a fraction in (0, 1].")
+        str | None, typer.Option(help="Items per task: a positive integer, a fraction in (0, 1], or 'none' (all).")
     ] = None,
     num_fewshot: Annotated[
         int | None, typer.Option("--num-fewshot", help="Few-shot examples (MGSM/MSVAMP: <= 8).")
@@ -224,6 +224,25 @@ def train(ctx: typer.Context) -> None:
     raise typer.Exit(train_main(list(ctx.args)))
 
 
+@app.command("recipes")
+def recipes(
+    name: Annotated[str | None, typer.Argument(help="Print only this recipe's or accelerate config's path.")] = None,
+) -> None:
+    """The shipped trainer recipes and accelerate configs, with their paths (`--config NAME` takes the names)."""
+    from mlalign_trainer import sft
+
+    if name is not None:
+        print(sft.config_path(name))
+        return
+    from rich.table import Table
+
+    table = Table("name", "kind")
+    table.add_column("path", overflow="fold")
+    for config, path in sft.shipped_configs().items():
+        table.add_row(config, "accelerate" if path.parent == sft.ACCELERATE_DIR else "recipe", str(path))
+    console.print(table)
+
+
 @app.command("merge")
 def merge(
     adapter: Annotated[Path, typer.Option("--adapter", help="Adapter directory written by `mlalign train`.")],
@@ -338,7 +357,11 @@ def run_cmd(
         str | None, typer.Option(help="Base model id or path (default: the recipe's, else the tiny model).")
     ] = None,
     recipe: Annotated[
-        str | None, typer.Option(help="Trainer recipe: a name in trainer/recipes or a YAML file (default: cpu-smoke).")
+        str | None,
+        typer.Option(
+            help="Trainer recipe: a name (`mlalign recipes` lists them) or a YAML file. Default: cpu-smoke on the "
+            "tiny model; with --model, none (the paper's defaults for the device)."
+        ),
     ] = None,
     langs: Annotated[
         str, typer.Option("--langs", help="Training languages (question translation).")
@@ -399,6 +422,13 @@ def main() -> None:
         app()
     except MlalignError as e:
         err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except OSError as e:  # e.g. an output path under a file, a full disk: the system's words, without a traceback
+        if isinstance(e, FileExistsError | NotADirectoryError) and e.filename and Path(e.filename).is_file():
+            message = f"{e.filename} is a file, so it cannot hold the output folder; choose another path"
+        else:
+            message = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+        err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

@@ -119,10 +119,12 @@ def parse_tasks(spec: str, allow_other: bool = False) -> Selection:
 
 
 def parse_limit(value: str | None) -> int | float | None:
-    """--limit: a positive integer (items per task) or a fraction 0 < f <= 1 of the items (1.0 = all)."""
+    """--limit: a positive integer (items per task), a fraction 0 < f <= 1 of the items, or 'none' / 'all'."""
     if value is None:
         return None
     text = value.strip()
+    if text.lower() in ("none", "all"):
+        return None
     try:
         number = int(text)
     except ValueError:
@@ -164,7 +166,7 @@ def parse_batch_size(value: str) -> int | str:
     return size
 
 
-def _missing_local(name: str) -> bool:
+def missing_local(name: str) -> bool:
     """True if `name` is meant as a local path (exists, or is not shaped like a hub id) but is absent."""
     if Path(name).expanduser().exists():
         return False
@@ -175,7 +177,7 @@ def check_model(model: str, adapter: str | None) -> None:
     """Fail early, with the fix, if the model or the adapter cannot be found."""
     from transformers import AutoConfig
 
-    if _missing_local(model):
+    if missing_local(model):
         raise MlalignError(
             f"model path {model} does not exist; pass a directory saved with save_pretrained or a model id"
         )
@@ -188,7 +190,7 @@ def check_model(model: str, adapter: str | None) -> None:
         ) from None
     if adapter is None:
         return
-    if _missing_local(adapter):
+    if missing_local(adapter):
         raise MlalignError(f"--peft {adapter} does not exist; pass a PEFT adapter directory (with adapter_config.json)")
     from peft import PeftConfig
 

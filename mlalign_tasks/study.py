@@ -16,9 +16,9 @@ from mlalign_trainer import sft
 
 from mlalign_tasks.atomic import write_json_atomic, write_text_atomic
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.evaluate import missing_local
 from mlalign_tasks.stages import Stage, StageResult, run_stages
 
-RECIPES_DIR = Path(sft.__file__).resolve().parent / "recipes"  # trainer/recipes, or mlalign_trainer/recipes installed
 DEMO_RECIPE = "cpu-smoke"
 TINY = "tiny"
 
@@ -51,15 +51,11 @@ class StudyConfig:
 
 
 def recipe_path(name: str) -> Path:
-    """A recipe by file path or by name in trainer/recipes (e.g. 'qwen2.5-1.5b-12gb')."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    candidate = RECIPES_DIR / f"{name.removesuffix('.yaml')}.yaml"
-    if candidate.is_file():
-        return candidate
-    known = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
-    raise MlalignError(f"unknown recipe {name!r}: not a file and not one of {known}")
+    """A recipe by file path or by name (e.g. 'qwen2.5-1.5b-12gb'; `mlalign recipes` lists them)."""
+    path = sft.config_path(name)
+    if path.parent == sft.ACCELERATE_DIR:
+        raise MlalignError(f"{name!r} is an accelerate config, not a trainer recipe")
+    return path
 
 
 def _recipe(cfg: StudyConfig) -> tuple[Path | None, dict]:
@@ -86,21 +82,46 @@ def _copy_adapter(run_dir: Path, dest: Path) -> None:
 
 
 def is_tiny(cfg: StudyConfig) -> bool:
-    """True when the study runs on the embedded tiny model."""
-    return cfg.model == TINY or (cfg.model is None and cfg.recipe is None)
+    """True when the study runs on the embedded tiny model (no --model, and no recipe or the CPU smoke one)."""
+    if cfg.model is not None:
+        return cfg.model == TINY
+    return cfg.recipe is None or recipe_path(cfg.recipe).resolve() == recipe_path(DEMO_RECIPE).resolve()
+
+
+def check_config(cfg: StudyConfig) -> None:
+    """Check every option before the first stage runs, so that no bad flag surfaces after hours of training."""
+    from mlalign_tasks import evaluate, label_scoring
+    from mlalign_tasks.analysis import paper_items
+    from mlalign_tasks.languages import parse_langs
+
+    parse_langs(cfg.languages)
+    evaluate.parse_tasks(cfg.eval_tasks)
+    evaluate.parse_limit(cfg.eval_limit)
+    evaluate.parse_batch_size(cfg.batch_size)
+    evaluate.resolve_device(cfg.device, cfg.load_in_4bit)
+    label_scoring.check_scoring(cfg.label_scoring)
+    if cfg.max_gen_toks is not None and cfg.max_gen_toks < 0:
+        raise MlalignError(f"--max-gen-toks {cfg.max_gen_toks} must be >= 0 (0: the task's default)")
+    if cfg.analysis_limit is not None and cfg.analysis_limit < 1:
+        raise MlalignError(f"--analysis-limit {cfg.analysis_limit} must be >= 0 (0: all items)")
+    for langs in (cfg.lens_langs, cfg.pca_langs):
+        paper_items.check_inputs(cfg.analysis_task, langs, cfg.analysis_limit)
+    for flag, path in (("--out", cfg.out), ("--board", cfg.board)):
+        if any(p.exists() and not p.is_dir() for p in (path, *path.parents)):
+            raise MlalignError(f"{flag} {path}: it or a parent folder is a file; choose a folder path")
 
 
 def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     """The study's stages and the paths of its main artefacts."""
-    from mlalign_tasks.languages import parse_langs
-
-    parse_langs(cfg.languages)
+    check_config(cfg)
     out = cfg.out
     recipe_file, recipe = _recipe(cfg)
     tiny = is_tiny(cfg)
     model = str(out / "model") if tiny else (cfg.model or recipe.get("model_name_or_path"))
     if not model:
         raise MlalignError(f"recipe {recipe_file} names no model_name_or_path; give --model")
+    if not tiny and missing_local(model):
+        raise MlalignError(f"model {model} does not exist; pass --model a model directory or a Hugging Face model id")
     adapter = out / "train" / "adapter"
     paths = {"model": Path(model), "dataset": out / "data", "adapter": adapter}
     stages: list[Stage] = []

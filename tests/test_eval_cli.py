@@ -101,7 +101,9 @@ def test_unknown_language_is_a_language_error() -> None:
         parse_tasks("mgsm_aligned:dee")
 
 
-@pytest.mark.parametrize(("text", "value"), [("5", 5), ("0.5", 0.5), ("1.0", None), ("1", 1), (None, None)])
+@pytest.mark.parametrize(
+    ("text", "value"), [("5", 5), ("0.5", 0.5), ("1.0", None), ("1", 1), (None, None), ("none", None), ("All", None)]
+)
 def test_limit(text: str | None, value: float | None) -> None:
     assert parse_limit(text) == value
 
@@ -282,3 +284,56 @@ def test_tasks_path(monkeypatch, capsys) -> None:
     code, stdout, _ = run_cli(monkeypatch, capsys, "tasks-path")
     assert code == 0 and Path(stdout.strip()) == tasks_dir()
     assert (tasks_dir() / "mgsm_aligned" / "_template_yaml").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--limit", "0"], "--limit '0'"),
+        (["--tasks", "mgsm_aligned:xx"], "unknown mgsm_aligned language code 'xx'"),
+        (["--batch-size", "0"], "--batch-size '0'"),
+        (["--max-gen-toks", "-5"], "--max-gen-toks -5 must be >= 0"),
+        (["--analysis-limit", "-1"], "--analysis-limit -1 must be >= 0"),
+        (["--load-in-4bit", "--device", "cpu"], "--load-in-4bit needs a CUDA GPU"),
+        (["--board", "FILE/board"], "--board FILE/board: it or a parent folder is a file"),
+        (["--model", "./no/such/model"], "model ./no/such/model does not exist"),
+        (["--recipe", "cpu_ddp"], "is an accelerate config, not a trainer recipe"),
+    ],
+)
+def test_run_checks_every_option_before_the_first_stage(monkeypatch, capsys, tmp_path, args, message) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("FILE").write_text("not a folder")
+    code, _, err = run_cli(monkeypatch, capsys, "run", "--out", "runs/x", *args)
+    assert code == 2 and err.startswith("error:") and message in err and err.count("\n") == 1, err
+    assert not Path("runs").exists()  # nothing ran: no stage output, not even the run folder
+
+
+def test_cpu_smoke_recipe_runs_on_the_tiny_model() -> None:
+    from mlalign_tasks.study import StudyConfig, build_stages, is_tiny
+
+    for recipe in (None, "cpu-smoke", "cpu-smoke.yaml"):
+        cfg = StudyConfig(recipe=recipe)
+        assert is_tiny(cfg)
+        stages, paths = build_stages(cfg)
+        assert stages[0].name == "model" and paths["model"] == cfg.out / "model"
+    assert not is_tiny(StudyConfig(recipe="qwen2.5-1.5b-12gb"))
+
+
+@pytest.mark.parametrize(
+    "command", [["tiny-model", "--out"], ["data", "build-qt", "--langs", "de", "--n", "2", "--out"]]
+)
+def test_output_under_a_file_is_one_error_line(monkeypatch, capsys, tmp_path, command) -> None:
+    (tmp_path / "afile").write_text("x")
+    code, _, err = run_cli(monkeypatch, capsys, *command, str(tmp_path / "afile" / "sub"))
+    assert code == 2 and err.count("\n") == 1 and "afile is a file, so it cannot hold the output folder" in err, err
+
+
+def test_recipes_lists_the_shipped_configs(monkeypatch, capsys) -> None:
+    from mlalign_trainer import sft
+
+    code, out, _ = run_cli(monkeypatch, capsys, "recipes")
+    assert code == 0 and all(name in out for name in ("cpu-smoke", "qwen2.5-1.5b-12gb", "llama2-7b-24gb", "cpu_ddp"))
+    code, out, _ = run_cli(monkeypatch, capsys, "recipes", "cpu_ddp")
+    assert code == 0 and Path(out.strip()) == sft.ACCELERATE_DIR / "cpu_ddp.yaml" and Path(out.strip()).is_file()
+    code, _, err = run_cli(monkeypatch, capsys, "recipes", "nope")
+    assert code == 2 and "neither a file nor a shipped recipe" in err

@@ -17,10 +17,12 @@ import json, sys
 from pathlib import Path
 import mlalign_tasks, mlalign_trainer
 from mlalign_tasks import data, evaluate, study, tiny_model
+from mlalign_trainer import sft
 tasks = evaluate.tasks_dir()
 print(json.dumps({
     "packages": [mlalign_tasks.__file__, mlalign_trainer.__file__, str(tasks)],
-    "recipes": sorted(p.stem for p in study.RECIPES_DIR.glob("*.yaml")),
+    "recipes": sorted(p.stem for p in sft.RECIPES_DIR.glob("*.yaml")),
+    "configs": {name: str(path) for name, path in sft.shipped_configs().items()},
     "recipe": str(study.recipe_path("qwen2.5-1.5b-12gb")),
     "yaml": len(list(tasks.rglob("*.yaml"))),
     "templates": len(list(tasks.rglob("_template_yaml"))),
@@ -62,6 +64,8 @@ def test_wheel_holds_recipes_tasks_and_resources(tmp_path):
     assert all(p.startswith(str(site)) for p in got["packages"]), got["packages"]
     assert got["recipes"] == sorted(p.stem for p in (ROOT / "trainer" / "recipes").glob("*.yaml"))
     assert got["recipe"].startswith(str(site))
+    assert set(got["configs"]) == {*got["recipes"], "cpu_ddp"}
+    assert all(path.startswith(str(site)) for path in got["configs"].values())
     source_tasks = ROOT / "tasks_yaml"
     assert got["yaml"] == len(list(source_tasks.rglob("*.yaml"))) > 80
     assert got["templates"] == len(list(source_tasks.rglob("_template_yaml"))) > 0

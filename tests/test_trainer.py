@@ -90,6 +90,10 @@ def test_paper_defaults_and_recipes(tmp_path):
         assert model_args.lora_target_modules == ["q_proj", "v_proj"] and args.lr_scheduler_type == "cosine"
     qt, args, _ = sft.parse_args(["--config", str(RECIPES / "cpu-smoke.yaml"), "--max_steps", "7"])
     assert args.max_steps == 7 and qt.languages == "de,fr"  # the command line overrides the recipe
+    for by_name in (["--config", "cpu-smoke"], ["--config=cpu-smoke.yaml"]):  # shipped recipes by name
+        assert sft.parse_args([*by_name, "--max_steps", "7"])[1].max_steps == 7
+    with pytest.raises(MlalignError, match="neither a file nor a shipped recipe"):
+        sft.parse_args(["--config", "no-such-recipe"])
 
 
 def test_dataset_path_overrides_the_data_selection_of_a_recipe(tmp_path):
@@ -384,19 +388,34 @@ def _free_port() -> int:
 def test_two_process_accelerate_ddp_on_cpu(tiny_model_dir, tmp_path):
     out = tmp_path / "ddp"
     accelerate = Path(sys.executable).with_name("accelerate")
+    # The documented command: shipped accelerate config and recipe by name (the tiny model's path given).
     cmd = [
-        str(accelerate), "launch", "--config_file", str(ROOT / "trainer/accelerate/cpu_ddp.yaml"),
-        "--main_process_port", str(_free_port()), "-m", "mlalign_trainer.sft",
-        *_args(tiny_model_dir, out, "--per_device_train_batch_size", "2", "--effective_batch_size", "8"),
-        *RUN_DATA, "--max_steps", "3", "--save_steps", "3",
+        str(accelerate), "launch", "--config_file", str(sft.config_path("cpu_ddp")),
+        "--main_process_port", str(_free_port()), "-m", "mlalign_trainer.sft", "--config", "cpu-smoke",
+        "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), "--examples_per_language", "16",
+        "--max_length", "384", "--max_steps", "3", "--save_steps", "3",
     ]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     meta = json.loads((out / METADATA_FILE).read_text())
     hp = meta["hyperparameters"]
-    assert (hp["world_size"], hp["gradient_accumulation_steps"], hp["effective_batch_size"]) == (2, 2, 8)
+    assert (hp["world_size"], hp["gradient_accumulation_steps"], hp["effective_batch_size"]) == (2, 1, 4)
     assert meta["global_step"] == 3 and (out / "adapter_model.safetensors").is_file()
     assert run.stdout.count("adapter written to") == 1  # only the main process writes
+
+
+def test_relative_base_path_is_recorded_absolute_and_short_runs_keep_their_loss(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tiny_model_dir.parent)
+    out = tmp_path / "rel"
+    argv = [
+        "--model_name_or_path", tiny_model_dir.name, "--output_dir", str(out), *SMALL, "--languages", "de",
+        "--examples_per_language", "4", "--max_steps", "1", "--save_strategy", "no",
+    ]  # fmt: skip
+    assert sft.main(argv) == 0
+    base = json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"]
+    meta = json.loads((out / METADATA_FILE).read_text())
+    assert base == meta["base_model"] == str(tiny_model_dir.resolve())  # usable from any working directory
+    assert meta["final_loss"] is not None and meta["final_loss"] > 0  # 1 step < logging_steps: the run's mean loss
 
 
 def test_bad_inputs(tiny_model_dir, tmp_path):
@@ -421,8 +440,11 @@ def test_bad_inputs(tiny_model_dir, tmp_path):
         sft.main(["--model_name_or_path", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "m"),
                   "--languages", "de", "--examples_per_language", "4"])  # fmt: skip
     assert not (tmp_path / "o").exists() and sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
-    with pytest.raises(MlalignError, match="bad training arguments"):
+    with pytest.raises(MlalignError, match="missing.yaml' is neither a file nor a shipped recipe"):
         sft.main(["--config", str(tmp_path / "missing.yaml")])
+    (tmp_path / "broken.yaml").write_text("learning_rate: [1\n")
+    with pytest.raises(MlalignError, match="bad training arguments"):
+        sft.main(["--config", str(tmp_path / "broken.yaml")])
     small = [*base, "--languages", "de", "--examples_per_language", "4"]
     with pytest.raises(MlalignError, match="cannot load model .*attn_implementation"):
         sft.main([*small, "--attn_implementation", "no-such-kernel"])

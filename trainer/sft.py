@@ -42,7 +42,7 @@ PAPER_DEFAULTS: dict[str, object] = {
     "seed": 42,
 }
 # Batching that leaves every optimizer step's examples (and so its update) unchanged but cuts padding: each effective
-# batch is drawn at random as usual, then split into micro-batches of similar lengths (bench/bench_train.py).
+# batch is drawn at random as usual, then split into micro-batches of similar lengths (bench/bench_batching.py).
 BATCHING_DEFAULTS: dict[str, object] = {"train_sampling_strategy": "batch_rebalance"}
 # QLoRA: NF4 with double quantisation, bf16 compute, paged 8-bit AdamW, gradient checkpointing.
 CUDA_DEFAULTS: dict[str, object] = {
@@ -62,6 +62,39 @@ CPU_DEFAULTS: dict[str, object] = {
     "optim": "adamw_torch",
     "gradient_checkpointing": False,
 }
+# Shipped configuration files: trainer recipes (--config NAME) and accelerate configs (--config_file).
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+ACCELERATE_DIR = Path(__file__).resolve().parent / "accelerate"
+
+
+def shipped_configs() -> dict[str, Path]:
+    """Name -> path of every shipped recipe and accelerate config (`mlalign recipes` lists them)."""
+    return {p.stem: p for folder in (RECIPES_DIR, ACCELERATE_DIR) for p in sorted(folder.glob("*.yaml"))}
+
+
+def config_path(name: str) -> Path:
+    """A YAML file given by path, or a shipped recipe / accelerate config by name (e.g. 'qwen2.5-1.5b-12gb')."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    if found := shipped_configs().get(path.name.removesuffix(".yaml")):
+        return found
+    raise MlalignError(f"{name!r} is neither a file nor a shipped recipe ({', '.join(shipped_configs())})")
+
+
+def _resolve_config_flag(argv: list[str]) -> list[str]:
+    """``--config NAME`` or ``--config=NAME`` (a shipped recipe's name, or a file) becomes ``--config PATH``."""
+    out: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--config" or arg.startswith("--config="):
+            value = arg.split("=", 1)[1] if "=" in arg else next(args, None)
+            out += ["--config", str(config_path(value))] if value is not None else [arg]
+        else:
+            out.append(arg)
+    return out
+
+
 # Candidate padding tokens when a tokenizer has none distinct from EOS.
 _PAD_CANDIDATES = ("<pad>", "<|pad|>", "<|finetune_right_pad_id|>", "<|endoftext|>")
 
@@ -101,7 +134,12 @@ def make_parser():
     import torch
     from trl import ModelConfig, SFTConfig, TrlParser
 
-    parser = TrlParser((QTArguments, SFTConfig, ModelConfig), prog="mlalign train")
+    parser = TrlParser(
+        (QTArguments, SFTConfig, ModelConfig),
+        prog="mlalign train",
+        description="Question-alignment SFT. --config NAME|FILE: a shipped recipe (`mlalign recipes`) or a YAML file "
+        "of flags; flags on the command line win over it.",
+    )
     parser.set_defaults(
         **PAPER_DEFAULTS, **BATCHING_DEFAULTS, **(CUDA_DEFAULTS if torch.cuda.is_available() else CPU_DEFAULTS)
     )
@@ -111,9 +149,12 @@ def make_parser():
 def parse_args(argv: list[str] | None = None):
     """(qt_args, training_args, model_args); config-file and value errors become MlalignError."""
     parser = make_parser()
+    argv = _resolve_config_flag(sys.argv[1:] if argv is None else argv)
+    import yaml
+
     try:
         return parser.parse_args_and_config(args=argv)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, yaml.YAMLError) as e:
         raise MlalignError(f"bad training arguments: {e}") from None
 
 
@@ -268,7 +309,7 @@ def padding_free_attention_note(args, model_args) -> str | None:
     return (
         f"padding-free batches with attn_implementation={model_args.attn_implementation or 'sdpa'} attend through a "
         "dense block-diagonal mask over the whole flattened batch: exact, but slower than padded batches on the "
-        "CPU (bench/bench_train.py); the gain needs --attn_implementation flash_attention_2 on a GPU"
+        "CPU (mlalign's bench/bench_batching.py); the gain needs --attn_implementation flash_attention_2 on a GPU"
     )
 
 
@@ -331,7 +372,10 @@ def last_complete_checkpoint(output_dir: Path, remove_incomplete: bool = True) -
 
 
 def _final_loss(log_history: list[dict]) -> float | None:
-    losses = [e["loss"] for e in log_history if "loss" in e]
+    """The last logged training loss, else the run's mean (``train_loss``: fewer steps than ``logging_steps``)."""
+    losses = [e["loss"] for e in log_history if "loss" in e] or [
+        e["train_loss"] for e in log_history if "train_loss" in e
+    ]
     return float(losses[-1]) if losses else None
 
 
@@ -345,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     qt, args, model_args = parse_args(argv)
     if not model_args.model_name_or_path:
         raise MlalignError("no base model: give --model_name_or_path (a Hugging Face model id or a local path)")
+    local = Path(model_args.model_name_or_path).expanduser()
+    if local.is_dir():  # the adapter and its metadata then name the base model wherever they are used from
+        model_args.model_name_or_path = str(local.resolve())
     apply_batch_size(qt, args)
     say = print if args.process_index == 0 else (lambda *a, **k: None)
     dataset, info = load_training_data(qt, args.seed)
@@ -410,6 +457,9 @@ def cli(argv: list[str] | None = None) -> None:
         code = main(argv)
     except MlalignError as e:
         print(f"error: {e}", file=sys.stderr)
+        code = 2
+    except OSError as e:  # e.g. an output path under a file, a full disk
+        print(f"error: {e.strerror or e}: {e.filename}" if e.filename else f"error: {e}", file=sys.stderr)
         code = 2
     sys.exit(code)
 
