@@ -99,11 +99,21 @@ def cache_dir() -> Path:
     return Path(xdg) / "mlalign" / "data"
 
 
+def offline_variable() -> str | None:
+    """The variable that switches downloads off (MLALIGN_OFFLINE, or HF_HUB_OFFLINE), if one is set to true."""
+    return next(
+        (
+            v
+            for v in ("MLALIGN_OFFLINE", "HF_HUB_OFFLINE")
+            if os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
+        ),
+        None,
+    )
+
+
 def is_offline() -> bool:
     """True when MLALIGN_OFFLINE (or HF_HUB_OFFLINE) is set to a true value."""
-    return any(
-        os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in ("MLALIGN_OFFLINE", "HF_HUB_OFFLINE")
-    )
+    return offline_variable() is not None
 
 
 def sha256_file(path: Path) -> str:
@@ -152,7 +162,11 @@ def resolve(
         return _check(entry, *found)
     offline = is_offline() if offline is None else offline
     if offline or entry.path is None:
-        reason = "offline mode is on (MLALIGN_OFFLINE)" if offline else "it cannot be downloaded as a file"
+        reason = (
+            f"offline mode is on ({offline_variable() or 'offline=True'})"
+            if offline
+            else "it cannot be downloaded as a file"
+        )
         searched = ", ".join(str(d) for d in (explicit_dir(data_dir), cache_dir()) if d is not None)
         raise DataError(f"data file {name} not found in {searched} and {reason}: {entry.how_to_get()}")
     return download(entry, base_url=base_url)

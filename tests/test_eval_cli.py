@@ -298,6 +298,7 @@ def test_tasks_path(monkeypatch, capsys) -> None:
         (["--board", "FILE/board"], "--board FILE/board: it or a parent folder is a file"),
         (["--model", "./no/such/model"], "model ./no/such/model does not exist"),
         (["--recipe", "cpu_ddp"], "is an accelerate config, not a trainer recipe"),
+        (["--data-dir", "nodata"], "data file paper_tasks/prompts.json not found in nodata"),
     ],
 )
 def test_run_checks_every_option_before_the_first_stage(monkeypatch, capsys, tmp_path, args, message) -> None:
