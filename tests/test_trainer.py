@@ -428,6 +428,8 @@ def test_bad_inputs(tiny_model_dir, tmp_path):
         sft.main([*base, "--languages", "de", "--per_device_train_batch_size", "3"])
     with pytest.raises(MlalignError, match="needs --eval_examples"):
         sft.main([*base, "--languages", "de", "--examples_per_language", "8", "--eval_strategy", "steps"])
+    with pytest.raises(MlalignError, match="nothing to train"):
+        sft.main([*base, "--languages", "de", "--num_train_epochs", "0"])
     with pytest.raises(MlalignError, match="no base model"):
         sft.main(["--output_dir", str(tmp_path / "o"), "--languages", "de"])
     foreign = tmp_path / "foreign"

@@ -393,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     if local.is_dir():  # the adapter and its metadata then name the base model wherever they are used from
         model_args.model_name_or_path = str(local.resolve())
     apply_batch_size(qt, args)
+    if args.max_steps <= 0 and args.num_train_epochs <= 0:
+        raise MlalignError("nothing to train: give --num_train_epochs or --max_steps a positive value")
     say = print if args.process_index == 0 else (lambda *a, **k: None)
     dataset, info = load_training_data(qt, args.seed)
     if qt.dataset_path and qt.languages:
