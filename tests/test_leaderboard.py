@@ -191,14 +191,18 @@ def test_deltas_tests_consistency_and_averages(board_dir) -> None:
         cons[("qalign", "mgsm_aligned", "de")]["both_correct"],
     ) == (0.9, 0.3)
     assert cons[("tiny-base", "mgsm_aligned", "de")]["same_answer"] == 0.1  # "[invalid]" never agrees
-    avg = {(a["model"], a["split_of"], a["family"], a["split"]): a["value"] for a in data["averages"]}
+    avg = {(a["model"], a["base"], a["aligned"], a["family"], a["split"]): a["value"] for a in data["averages"]}
     expected = {
         ("qalign", "english"): 0.5, ("qalign", "seen"): 0.65, ("qalign", "unseen"): 0.3, ("qalign", "non_english"): 0.475,
         ("tiny-base", "english"): 0.4, ("tiny-base", "seen"): 0.15, ("tiny-base", "unseen"): 0.05, ("tiny-base", "non_english"): 0.1,
     }  # fmt: skip
     for (model, split), value in expected.items():
-        assert avg[(model, "qalign", "all", split)] == pytest.approx(value)
-    assert ("tiny-base", "tiny-base", "all", "seen") not in avg  # a base alone has no seen/unseen split
+        assert avg[(model, "tiny-base", "qalign", "all", split)] == pytest.approx(value)
+    # both models are only averaged as a pair (same cells); a base alone would have no seen/unseen split anyway
+    assert {k[:3] for k in avg} == {("tiny-base", "tiny-base", "qalign"), ("qalign", "tiny-base", "qalign")}
+    with (out / "averages.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [{**r, "value": float(r["value"]), "n": int(r["n"])} for r in rows] == data["averages"]
 
 
 def test_readme_html_plots_and_model_card(board_dir) -> None:
@@ -225,6 +229,14 @@ def test_readme_html_plots_and_model_card(board_dir) -> None:
     assert values == {t: json.loads(next(aligned.rglob("results_*.json")).read_text())["results"][t][m] for t, m in
                       ((t, "acc,none" if t.startswith("snli") else "exact_match,last_number") for t in ALIGNED_TASKS)}  # fmt: skip
     assert not (out / "model_cards" / "tiny-base.yaml").exists()
+
+
+def test_documented_columns_are_the_written_ones(board_dir) -> None:
+    out, _, _ = board_dir
+    docs = (Path(__file__).parents[1] / "leaderboards" / "README.md").read_text()
+    for name in ("results", "comparisons", "consistency", "averages"):
+        header = (out / f"{name}.csv").read_text().splitlines()[0].replace(",", ", ")
+        assert f"| `{name}.csv`" in docs and header in docs, (name, header)
 
 
 def test_missing_samples_still_builds_and_says_so(tmp_path: Path) -> None:
@@ -358,6 +370,144 @@ def test_board_inside_the_searched_results_folder_rebuilds(tmp_path: Path) -> No
     first = make_leaderboard([runs], runs / "board")
     second = make_leaderboard([runs], runs / "board")  # its embedded copies in runs/board/inputs are not inputs
     assert second.rows == first.rows and len(second.comparisons) == 6
+
+
+def test_several_boards_inside_the_searched_results_folder(tmp_path: Path) -> None:
+    base, aligned, _ = write_inputs(tmp_path)
+    runs, other = tmp_path / "runs", tmp_path / "runs" / "other"
+    first = make_leaderboard([runs], other / "b1")
+    second = make_leaderboard([runs], other / "b2")  # b1/inputs holds copies of the same runs: not read
+    again = make_leaderboard([runs], other / "b1")  # with b2 beside it
+    originals = sorted(p.resolve() for p in runs.rglob("results_*.json") if "other" not in p.parts)
+    data = {b: json.loads((other / b / "results.json").read_text()) for b in ("b1", "b2")}
+    for board in (second, again):
+        assert sorted(r.path for m in board.models for r in m.runs) == originals
+        assert (board.rows, board.comparisons, board.consistency, board.averages) == (
+            first.rows, first.comparisons, first.consistency, first.averages
+        )  # fmt: skip
+    for key in ("rows", "comparisons", "consistency", "averages"):
+        assert data["b2"][key] == data["b1"][key]
+    assert data["b1"]["averages"] and len(data["b1"]["comparisons"]) == 6
+    # a board named explicitly (or its inputs) is read: it rebuilds from its embedded copies
+    from_inputs = make_leaderboard([other / "b2" / "inputs"], other / "b2", other / "b2" / "inputs" / "manifest.yaml")
+    from_board = make_leaderboard([other / "b1"], tmp_path / "b3")
+    for board in (from_inputs, from_board):
+        assert {r.path.parent.parent for m in board.models for r in m.runs} != {runs}
+        assert (board.rows, board.comparisons, board.averages) == (first.rows, first.comparisons, first.averages)
+    with pytest.raises(MlalignError, match=r"no lm-eval results file .* outside the board\(s\) .*b1, .*b2"):
+        make_leaderboard([other], tmp_path / "b4")
+    assert (base, aligned) == (runs / "base", runs / "aligned")
+
+
+def write_adapter(root: Path, name: str, languages: list[str]) -> Path:
+    """An adapter folder with the trainer's metadata (its training languages)."""
+    adapter = root / "adapters" / name
+    adapter.mkdir(parents=True)
+    (adapter / "mlalign_training.json").write_text(json.dumps({"base_model": "org/tiny-base", "languages": languages}))
+    return adapter
+
+
+def pair_averages(board, family: str = "all") -> dict[tuple[str, str | None], dict[str, float]]:
+    """(model, aligned model of its pair) -> split -> mean (%)."""
+    out: dict[tuple[str, str | None], dict[str, float]] = {}
+    for a in board.averages:
+        if a["family"] == family:
+            out.setdefault((a["model"], a["aligned"]), {})[a["split"]] = round(a["value"] * 100, 9)
+    return out
+
+
+PAPER_LANGS = ("en", "zh", "de", "fr", "es", "it", "nl", "ja", "ru", "sv", "sl", "pl", "bg", "no", "ms", "is", "hi", "th", "sw", "bn")  # fmt: skip
+
+
+def write_partial_language_runs(root: Path) -> Path:
+    """Base on all 20 sentiment_aligned languages; the aligned model (trained on zh, de, sw) only on de, en, fr,
+    with the base's answers there: every Δ is 0."""
+    adapter = write_adapter(root, "qalign", ["zh", "de", "sw"])
+    right = dict.fromkeys(PAPER_LANGS, 2) | {"en": 5, "de": 4, "fr": 6, "zh": 1, "sw": 1}
+    base = {f"sentiment_aligned_{lang}": mc(k) for lang, k in right.items()}
+    write_run(root / "runs", {"pretrained": "org/tiny-base"}, base)
+    aligned = {t: base[t] for t in ("sentiment_aligned_en", "sentiment_aligned_de", "sentiment_aligned_fr")}
+    write_run(root / "runs", f"pretrained=org/tiny-base,peft={adapter}", aligned)
+    return root / "runs"
+
+
+def test_averages_of_a_pair_are_over_the_languages_both_have(tmp_path: Path) -> None:
+    board = make_leaderboard([write_partial_language_runs(tmp_path)], tmp_path / "board")
+    assert [(c["language"], c["delta_pp"], c["p_value"]) for c in board.comparisons] == [
+        ("en", 0.0, 1.0), ("de", 0.0, 1.0), ("fr", 0.0, 1.0)
+    ]  # fmt: skip
+    same = {"english": 50.0, "seen": 40.0, "unseen": 60.0, "non_english": 50.0}  # en; de; fr; de and fr
+    for family in ("sentiment_aligned", "all"):
+        assert pair_averages(board, family) == {("tiny-base", "qalign"): same, ("qalign", "qalign"): same}
+    assert (
+        "qalign vs tiny-base: averages over the 3 (family, language) cells both evaluated; 17 cells only one of them "
+        "has are left out (only tiny-base has sentiment_aligned: zh, es, it, nl, ja, ru, sv, sl, … (+9))"
+    ) in board.notes
+    readme = (tmp_path / "board" / "README.md").read_text()
+    assert readme.count("| **Δ qalign − tiny-base** (pp) |  | +0.0 | +0.0 | +0.0 | +0.0 |") == 2  # all; the family
+    assert "| tiny-base | qalign vs tiny-base | 50.0 | 40.0 | 60.0 | 50.0 |" in readme
+    assert "| zh | qalign | 10.0 ± 10.0 | – | – |" in readme  # cells of one model stay in the language table
+    assert "| sw | qalign | 10.0 ± 10.0 | – | – |" in readme and "| bn |  | 20.0 ± 13.3 | – | – |" in readme
+
+
+def test_averages_of_a_pair_are_over_the_families_both_have(tmp_path: Path) -> None:
+    """Base on mgsm and the paper families; qalign (de) only on mgsm, other (sw) only on snli en, sw."""
+    qalign, other = write_adapter(tmp_path, "qalign", ["de"]), write_adapter(tmp_path, "other", ["sw"])
+    base = {t: items for t, items in BASE_TASKS.items() if t.startswith("mgsm")}
+    for family, right in (("snli_aligned", (9, 8, 7)), ("paws_aligned", (8, 8, 8)), ("sentiment_aligned", (8, 8, 8))):
+        base |= {f"{family}_{lang}": mc(k) for lang, k in zip(("en", "de", "sw"), right, strict=True)}
+    runs = tmp_path / "runs"
+    write_run(runs, {"pretrained": "org/tiny-base"}, base, GENERATIVE)
+    mgsm = {t: items for t, items in ALIGNED_TASKS.items() if t.startswith("mgsm")}
+    write_run(runs, f"pretrained=org/tiny-base,peft={qalign}", mgsm, GENERATIVE)
+    write_run(runs, f"pretrained=org/tiny-base,peft={other}", {"snli_aligned_en": mc(7), "snli_aligned_sw": mc(6)})
+    board = make_leaderboard([runs], tmp_path / "board")
+    assert [m.name for m in board.models] == ["tiny-base", "other", "qalign"]  # runs in path order
+    # each pair over its own common cells: the base's numbers differ per pair (mgsm en/de/sw vs snli en/sw)
+    expected = {
+        ("tiny-base", "qalign"): {"english": 30.0, "seen": 10.0, "unseen": 0.0, "non_english": 5.0},
+        ("qalign", "qalign"): {"english": 40.0, "seen": 30.0, "unseen": 20.0, "non_english": 25.0},
+        ("tiny-base", "other"): {"english": 90.0, "seen": 70.0, "non_english": 70.0},
+        ("other", "other"): {"english": 70.0, "seen": 60.0, "non_english": 60.0},
+    }
+    assert pair_averages(board) == expected
+    assert pair_averages(board, "mgsm_aligned") == {k: v for k, v in expected.items() if k[1] == "qalign"}
+    assert pair_averages(board, "snli_aligned") == {k: v for k, v in expected.items() if k[1] == "other"}
+    assert {(a["family"], a["n"]) for a in board.averages if a["aligned"] == "qalign"} == {
+        ("mgsm_aligned", 1), ("mgsm_aligned", 2), ("all", 1)
+    }  # fmt: skip
+    readme = (tmp_path / "board" / "README.md").read_text()
+    assert "| **Δ qalign − tiny-base** (pp) |  | +10.0 | +20.0 | +20.0 | +20.0 |" in readme
+    assert "| **Δ other − tiny-base** (pp) |  | -20.0 | -10.0 | – | -10.0 |" in readme
+    assert (
+        "qalign vs tiny-base: averages over the 3 (family, language) cells both evaluated; 9 cells only one of them "
+        "has are left out (only tiny-base has snli_aligned: en, de, sw; paws_aligned: en, de, sw; "
+        "sentiment_aligned: en, de, sw)"
+    ) in board.notes
+    assert (
+        "other vs tiny-base: averages over the 2 (family, language) cells both evaluated; 10 cells only one of them "
+        "has are left out (only tiny-base has mgsm_aligned: en, de, sw; snli_aligned: de; paws_aligned: en, de, sw; "
+        "sentiment_aligned: en, de, sw)"
+    ) in board.notes
+    with (tmp_path / "board" / "averages.csv").open() as f:
+        assert {(r["model"], r["base"], r["aligned"]) for r in csv.DictReader(f)} == {
+            ("tiny-base", "tiny-base", "qalign"), ("qalign", "tiny-base", "qalign"),
+            ("tiny-base", "tiny-base", "other"), ("other", "tiny-base", "other"),
+        }  # fmt: skip
+
+
+def test_a_model_in_no_pair_is_averaged_over_its_own_cells(tmp_path: Path) -> None:
+    adapter = write_adapter(tmp_path, "qalign", ["de"])
+    write_run(
+        tmp_path / "runs",
+        f"pretrained=org/absent-base,peft={adapter}",
+        {"snli_aligned_en": mc(4), "snli_aligned_de": mc(8)},
+    )
+    board = make_leaderboard([tmp_path / "runs"], tmp_path / "board")
+    assert pair_averages(board) == {("qalign", None): {"english": 40.0, "seen": 80.0, "non_english": 80.0}}
+    assert "| qalign | – | 40.0 | 80.0 | – | 80.0 |" in (tmp_path / "board" / "README.md").read_text()
+    with (tmp_path / "board" / "averages.csv").open() as f:
+        assert {(r["base"], r["aligned"]) for r in csv.DictReader(f)} == {("", "")}
 
 
 def test_names_that_reduce_to_one_file_name_get_distinct_files(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ COMPARISON_FIELDS = (
     "n_paired", "only_base", "only_aligned", "p_value",
 )  # fmt: skip
 CONSISTENCY_FIELDS = ("model", "family", "language", "n", "same_answer", "both_correct")
+AVERAGE_FIELDS = ("model", "base", "aligned", "family", "split", "value", "n")  # base/aligned: the pair, if any
 MANIFEST_KEYS = {"title", "description", "metrics", "models"}
 MANIFEST_MODEL_KEYS = {"match", "name", "base", "languages"}
 
@@ -226,13 +227,9 @@ def _primary_metrics(models: list[Model], overrides: dict[str, str]) -> dict[str
     return chosen
 
 
-def _mean(values: list[float]) -> float | None:
-    return statistics.fmean(values) if values else None
-
-
 def build_board(results: list[Path], manifest_path: Path | None = None, out: Path | None = None) -> Board:
     """Read every results file (and its samples) and compute the board's tables; `out` is the board folder
-    to be written, whose embedded inputs a search of `results` skips."""
+    to be written, which a search of `results` skips (as it skips every board folder inside them)."""
     manifest = read_manifest(manifest_path) if manifest_path else {}
     runs = [load_run(p) for p in find_results_files(results, skip=out)]
     models, notes = collect_models(runs, manifest)
@@ -295,7 +292,8 @@ def build_board(results: list[Path], manifest_path: Path | None = None, out: Pat
     )
     board.comparisons = _comparisons(board, primary, samples)
     board.consistency = _consistency(board, samples)
-    board.averages = _averages(board, primary)
+    board.averages, pair_notes = _averages(board, primary)
+    board.notes += pair_notes
     if "first-token" in scorings:
         board.notes.append(
             "the paper tasks' label words are scored on their first token, as in the paper "
@@ -368,37 +366,93 @@ def _consistency(board: Board, samples: Samples) -> list[dict[str, Any]]:
     return out
 
 
-def _averages(board: Board, primary: dict[tuple[str, str, str], float]) -> list[dict[str, Any]]:
-    """Mean primary score per model, family and split; family 'all' is the mean of the family means.
+Cell = tuple[str, str]  # (family, language)
 
-    A base model is averaged over the splits of each aligned model compared with it (`split_of`).
+
+def _averages(board: Board, primary: dict[tuple[str, str, str], float]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Mean primary score per family and split (family 'all': the mean of the family means), and notes.
+
+    Both models of a base -> aligned pair are averaged over the cells both have, split by the aligned
+    model's training languages, so their Δ compares the same tasks (a base in several pairs has one set of
+    rows per pair); a model in no pair is averaged over all its cells.
     """
+    cells: dict[str, set[Cell]] = {m.key: set() for m in board.models}
+    for key, family, lang in primary:
+        cells[key].add((family, lang))
     out: list[dict[str, Any]] = []
-    views = [(m, m) for m in board.models] + [(base, aligned) for base, aligned in board.pairs()]
-    for model, splitter in views:
-        per_split: dict[str, list[float]] = {s: [] for s in SPLITS}
-        for family in board.families:
-            buckets: dict[str, list[float]] = {s: [] for s in SPLITS}
-            for lang in board.languages:
-                value = primary.get((model.key, family, lang))
-                if value is None:
-                    continue
-                split = splitter.split(lang)
-                if split in buckets:
-                    buckets[split].append(value)
-                if lang != "en":
-                    buckets["non_english"].append(value)
-            for split, values in buckets.items():
-                mean = _mean(values)
-                if mean is None:
-                    continue
-                per_split[split].append(mean)
-                out.append(_avg_row(model, splitter, family, split, mean, len(values)))
-        for split, values in per_split.items():
+    notes: list[str] = []
+    for base, aligned in board.pairs():
+        common = cells[base.key] & cells[aligned.key]
+        for model in (base, aligned):
+            out += _split_means(board, primary, model, aligned, common, (base.name, aligned.name))
+        only = [(m.name, cells[m.key] - common) for m in (base, aligned)]
+        left = sum(len(c) for _, c in only)
+        listed = "; ".join(f"only {name} has {_cell_list(board, c)}" for name, c in only if c)
+        if not common:
+            notes.append(
+                f"{aligned.name} vs {base.name}: no (family, language) cell evaluated by both: no averages ({listed})"
+            )
+        elif left:
+            notes.append(
+                f"{aligned.name} vs {base.name}: averages over the {_cells(len(common), '(family, language) ')} both "
+                f"evaluated; {_cells(left)} only one of them has {'is' if left == 1 else 'are'} left out ({listed})"
+            )
+    paired = {m.key for pair in board.pairs() for m in pair}
+    for model in board.models:
+        if model.key not in paired:
+            out += _split_means(board, primary, model, model, cells[model.key], (None, None))
+    return out, notes
+
+
+def _cells(n: int, kind: str = "") -> str:
+    return f"{n} {kind}cell{'' if n == 1 else 's'}"
+
+
+def _cell_list(board: Board, cells: set[Cell]) -> str:
+    """`snli_aligned: de, fr; mgsm_aligned: sw` in board order, at most 8 languages named per family."""
+    parts = []
+    for family in board.families:
+        langs = [lang for lang in board.languages if (family, lang) in cells]
+        if langs:
+            more = f", … (+{len(langs) - 8})" if len(langs) > 8 else ""
+            parts.append(f"{family}: {', '.join(langs[:8])}{more}")
+    return "; ".join(parts)
+
+
+def _split_means(
+    board: Board,
+    primary: dict[tuple[str, str, str], float],
+    model: Model,
+    splitter: Model,
+    cells: set[Cell],
+    pair: tuple[str | None, str | None],
+) -> list[dict[str, Any]]:
+    """Average rows of `model` over `cells`, with the seen/unseen split of `splitter`."""
+    out: list[dict[str, Any]] = []
+    per_split: dict[str, list[float]] = {s: [] for s in SPLITS}
+    for family in board.families:
+        buckets: dict[str, list[float]] = {s: [] for s in SPLITS}
+        for lang in board.languages:
+            if (family, lang) not in cells:
+                continue
+            value = primary[(model.key, family, lang)]
+            split = splitter.split(lang)
+            if split in buckets:
+                buckets[split].append(value)
+            if lang != "en":
+                buckets["non_english"].append(value)
+        for split, values in buckets.items():
             if values:
-                out.append(_avg_row(model, splitter, ALL_FAMILIES, split, statistics.fmean(values), len(values)))
+                per_split[split].append(statistics.fmean(values))
+                out.append(_avg_row(model, pair, family, split, per_split[split][-1], len(values)))
+    for split, values in per_split.items():
+        if values:
+            out.append(_avg_row(model, pair, ALL_FAMILIES, split, statistics.fmean(values), len(values)))
     return out
 
 
-def _avg_row(model: Model, splitter: Model, family: str, split: str, value: float, n: int) -> dict[str, Any]:
-    return {"model": model.name, "split_of": splitter.name, "family": family, "split": split, "value": value, "n": n}
+def _avg_row(
+    model: Model, pair: tuple[str | None, str | None], family: str, split: str, value: float, n: int
+) -> dict[str, Any]:
+    values = (model.name, *pair, family, split, value, n)
+    return dict(zip(AVERAGE_FIELDS, values, strict=True))

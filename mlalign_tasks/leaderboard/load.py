@@ -78,11 +78,34 @@ def parse_model_args(model_args: str | dict[str, Any] | None) -> dict[str, str]:
     return {}
 
 
+BOARD_MARKERS = ("results.json", "index.html")  # files every board writes (and lm-eval never does)
+
+
+def is_board(folder: Path) -> bool:
+    """Whether `folder` is a board written by `mlalign leaderboard` (embedded inputs or not)."""
+    return all((folder / name).is_file() for name in BOARD_MARKERS)
+
+
+def _search(root: Path, skip: Path | None) -> tuple[list[Path], list[Path]]:
+    """`results_*.json` under `root`, and the boards (or `skip`, resolved) below it that were not entered.
+
+    `root` itself is searched even when it is (or lies inside) a board: naming a board's inputs rebuilds it.
+    """
+    found: list[Path] = []
+    left: list[Path] = []
+    for folder, dirs, files in os.walk(root.resolve()):  # like rglob: symlinked folders are not entered
+        here = Path(folder)
+        left += [here / d for d in dirs if here / d == skip or is_board(here / d)]
+        dirs[:] = [d for d in dirs if here / d not in left]
+        found += [here / f for f in files if f.startswith("results_") and f.endswith(".json")]
+    return sorted(found), left
+
+
 def find_results_files(paths: list[Path], skip: Path | None = None) -> list[Path]:
     """Expand directories into their `results_*.json` files (searched recursively); keep files as given.
 
-    A search does not enter `skip` (the board folder being rewritten: its embedded inputs are copies)
-    unless the directory searched lies inside it.
+    A search does not enter a board folder (one with `BOARD_MARKERS`: its embedded inputs are copies) nor
+    `skip` (the board being written) unless the directory searched lies inside it.
     """
     if not paths:
         raise ResultsError("no results given: pass lm-eval output directories or results_*.json files")
@@ -90,13 +113,13 @@ def find_results_files(paths: list[Path], skip: Path | None = None) -> list[Path
     found: list[Path] = []
     for p in paths:
         if p.is_dir():
-            files = sorted(p.rglob("results_*.json"))
-            if skip is not None and not p.resolve().is_relative_to(skip):
-                files = [f for f in files if not f.resolve().is_relative_to(skip)]
+            files, boards = _search(p, skip)
             if not files:
                 raise ResultsError(
-                    f"no lm-eval results file (results_*.json) under {p}: pass the --output_path of "
-                    "`lm_eval ... --log_samples` or `mlalign eval`"
+                    f"no lm-eval results file (results_*.json) under {p}"
+                    + (f" outside the board(s) {', '.join(map(str, boards))}" if boards else "")
+                    + ": pass the --output_path of `lm_eval ... --log_samples` or `mlalign eval`"
+                    + (", or a board's inputs folder to rebuild it" if boards else "")
                 )
             found.extend(files)
         elif p.is_file():

@@ -96,31 +96,32 @@ def delta_heatmap(board: Board, out: Path) -> list[Path]:
 
 def split_bars(board: Board, out: Path) -> list[Path]:
     """Mean score over task families for English / seen / unseen / all non-English, one group per model;
-    for an aligned model, black ticks mark its base model on the same languages."""
+    an aligned model and its base (black ticks) are both averaged over the cells both have."""
     import numpy as np
     from matplotlib.figure import Figure
 
-    values: dict[tuple[str, str], dict[str, float]] = {}
+    values: dict[tuple[str, str | None], dict[str, float]] = {}  # (model, aligned model of its pair) -> means
     for r in board.averages:
         if r["family"] == ALL_FAMILIES:
-            values.setdefault((r["model"], r["split_of"]), {})[r["split"]] = r["value"] * 100
+            values.setdefault((r["model"], r["aligned"]), {})[r["split"]] = r["value"] * 100
     base_of = {a.name: b.name for b, a in board.pairs()}
     paired_bases = set(base_of.values())
     groups = [m.name for m in board.models if m.name in base_of or m.name not in paired_bases]
+    own = {g: g if g in base_of else None for g in groups}
     x = np.arange(len(groups))
     width = 0.8 / len(SPLIT_COLOURS)
     fig = Figure(figsize=(max(4.5, 0.55 * len(groups) + 2), 3.4))
     ax = fig.subplots()
     for k, (split, colour) in enumerate(SPLIT_COLOURS.items()):
         offset = x + (k - (len(SPLIT_COLOURS) - 1) / 2) * width
-        heights = [values.get((g, g), {}).get(split, np.nan) for g in groups]
+        heights = [values.get((g, own[g]), {}).get(split, np.nan) for g in groups]
         bars = ax.bar(offset, heights, width, label=split.replace("_", "-"), color=colour)
         if len(groups) <= MAX_LABELLED_GROUPS:
             ax.bar_label(bars, fmt="%.1f", fontsize=6.5, padding=1)
         base = [values.get((base_of[g], g), {}).get(split, np.nan) if g in base_of else np.nan for g in groups]
         ax.scatter(offset, base, marker="_", s=200 * width * 4, color="black", linewidths=2, zorder=3)
     if base_of:
-        ax.scatter([], [], marker="_", color="black", linewidths=2, label="base model, same languages")
+        ax.scatter([], [], marker="_", color="black", linewidths=2, label="base model, same cells")
     labels = [f"{g}\n(vs {base_of[g]})" if g in base_of else g for g in groups]
     ax.set_xticks(
         x, labels, rotation=30 if len(groups) > 3 else 0, ha="right" if len(groups) > 3 else "center", fontsize=7

@@ -16,11 +16,19 @@ import yaml
 
 from mlalign_tasks.atomic import atomic_dir
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.leaderboard.build import ALL_FAMILIES, COMPARISON_FIELDS, CONSISTENCY_FIELDS, SPLITS, Board, Model
+from mlalign_tasks.leaderboard.build import (
+    ALL_FAMILIES,
+    AVERAGE_FIELDS,
+    COMPARISON_FIELDS,
+    CONSISTENCY_FIELDS,
+    SPLITS,
+    Board,
+    Model,
+)
+from mlalign_tasks.leaderboard.load import is_board
 from mlalign_tasks.leaderboard.stats import SIGNIFICANCE
 
 ROW_FIELDS = ["model", "base_model", "adapter", "task", "family", "language", "metric", "value", "stderr", "n", "split"]
-BOARD_MARKERS = ("results.json", "index.html")
 INPUTS = "inputs"
 
 
@@ -80,27 +88,31 @@ def model_table(board: Board) -> tuple[list[str], list[list[str]]]:
 
 
 def average_table(board: Board, family: str = ALL_FAMILIES) -> tuple[list[str], list[list[str]]]:
-    """Model (with the model whose training languages define seen/unseen) x split means, for one family or all."""
-    avg = {(r["model"], r["split_of"], r["split"]): r["value"] for r in board.averages if r["family"] == family}
-    header = ["model", "seen/unseen per", "English", "seen", "unseen", "all non-English"]
+    """Split means for one family or all: per base -> aligned pair both models over the cells both have and
+    their Δ, then every model in no pair over its own cells."""
+    avg = {
+        (r["model"], r["base"], r["aligned"], r["split"]): r["value"] for r in board.averages if r["family"] == family
+    }
+    header = ["model", "pair", "English", "seen", "unseen", "all non-English"]
     rows: list[list[str]] = []
 
-    def line(model: str, split_of: str) -> list[float | None]:
-        return [avg.get((model, split_of, s)) for s in SPLITS]
+    def line(model: str, base: str | None, aligned: str | None) -> list[float | None]:
+        return [avg.get((model, base, aligned, s)) for s in SPLITS]
 
     pairs = board.pairs()
-    paired = {m.name for pair in pairs for m in pair}
     for base, aligned in pairs:
-        b, a = line(base.name, aligned.name), line(aligned.name, aligned.name)
-        rows.append([base.name, aligned.name, *(pct(v) for v in b)])
-        rows.append([aligned.name, aligned.name, *(pct(v) for v in a)])
+        label = f"{aligned.name} vs {base.name}"
+        b, a = line(base.name, base.name, aligned.name), line(aligned.name, base.name, aligned.name)
+        rows.append([base.name, label, *(pct(v) for v in b)])
+        rows.append([aligned.name, label, *(pct(v) for v in a)])
         deltas = [
             f"{(y - x) * 100:+.1f}" if x is not None and y is not None else "–" for x, y in zip(b, a, strict=True)
         ]
         rows.append([f"**Δ {aligned.name} − {base.name}** (pp)", "", *deltas])
+    paired = {m.name for pair in pairs for m in pair}
     for model in board.models:
         if model.name not in paired:
-            rows.append([model.name, "–", *(pct(v) for v in line(model.name, model.name))])
+            rows.append([model.name, "–", *(pct(v) for v in line(model.name, None, None))])
     return header, rows
 
 
@@ -155,11 +167,12 @@ def markdown(board: Board, command: str) -> str:
         "Scores are each task family's primary metric in percent ± the standard error lm-eval reports. "
         "Δ = aligned − base in percentage points; p = two-sided exact McNemar test on the items both models "
         f"were scored on (from the per-sample logs; no multiple-comparison correction); * p < {SIGNIFICANCE}. "
-        "Seen languages are the ones the aligned model was trained on; averages over all families are the "
-        "mean of the per-family means.",
+        "Seen languages are the ones the aligned model was trained on. Averages: a base and an aligned model "
+        "are both averaged over the (family, language) cells both were evaluated on (the notes name those left "
+        "out), so their Δ compares the same tasks; over all families, the mean of the per-family means.",
         "",
         "Open `index.html` for sortable tables and plots. Data: `results.csv` / `results.json` (tidy), "
-        "`comparisons.csv`, `consistency.csv`; model-card snippets in `model_cards/`.",
+        "`comparisons.csv`, `consistency.csv`, `averages.csv`; model-card snippets in `model_cards/`.",
         "",
     ]
     if board.notes:
@@ -312,7 +325,7 @@ def embed_inputs(board: Board, out: Path) -> Path:
 def _check_target(out: Path, inputs: list[Path], embed: bool) -> None:
     if out.exists() and not out.is_dir():
         raise MlalignError(f"--out {out} is a file; give a folder for the board")
-    if out.is_dir() and any(out.iterdir()) and not all((out / m).exists() for m in BOARD_MARKERS):
+    if out.is_dir() and any(out.iterdir()) and not is_board(out):
         raise MlalignError(f"--out {out} is a non-empty folder that is not a leaderboard; refusing to replace it")
     resolved = out.resolve()
     inside = [p for p in inputs if p.resolve().is_relative_to(resolved)]
@@ -334,6 +347,7 @@ def write_board(board: Board, out: Path, command: str, inputs: list[Path], embed
         _write_csv(tmp / "results.csv", board.rows, ROW_FIELDS)
         _write_csv(tmp / "comparisons.csv", board.comparisons, list(COMPARISON_FIELDS))
         _write_csv(tmp / "consistency.csv", board.consistency, list(CONSISTENCY_FIELDS))
+        _write_csv(tmp / "averages.csv", board.averages, list(AVERAGE_FIELDS))
         (tmp / "results.json").write_text(results_json(board, command), encoding="utf-8")
         cards = tmp / "model_cards"
         cards.mkdir()
