@@ -292,10 +292,12 @@ def analyze_logit_lens(
     """Label-word probabilities, entropy and top tokens after every layer on the paper's few-shot prompts."""
     from mlalign_tasks.analysis.logit_lens import run_logit_lens
 
-    run_logit_lens(
+    result = run_logit_lens(
         model, task, langs, out, peft=peft, limit=limit, batch_size=batch_size, device=device, dtype=dtype,
         load_in_4bit=load_in_4bit, seed=seed, top_k=top_k, data_dir=data_dir,
     )  # fmt: skip
+    for note in result["notes"]:
+        console.print(f"note: {note}", highlight=False)
     console.print(f"logit lens written to {out}")
 
 

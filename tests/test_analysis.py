@@ -286,3 +286,12 @@ def test_four_bit_on_gpu_matches_its_own_head(tiny_model_dir, adapter_dir, promp
                 batch_size=4,
             )
         assert torch.allclose(out["p"], out["own"], atol=1e-3)
+
+
+def test_logit_lens_notes_label_words_that_share_first_tokens(tiny_model_dir, tmp_path):
+    result = run_logit_lens(str(tiny_model_dir), "paws", "de,en", tmp_path / "paws", limit=2, device="cpu")
+    en = result["variants"]["base"]["en"]  # English native labels are the English labels: every token is shared
+    assert sorted(en["shared_label_tokens"]) == sorted(en["english_label_tokens"]) and en["shared_label_tokens"]
+    assert result["variants"]["base"]["de"]["shared_label_tokens"] == []  # PAWS has no German label words
+    assert [note.split(":")[0] for note in result["notes"]] == ["en"]
+    assert json.loads((tmp_path / "paws" / "logit_lens.json").read_text())["notes"] == result["notes"]

@@ -166,6 +166,8 @@ def language_lens(
     return {
         "english_label_tokens": [decode([i]) for i in en_ids],
         "native_label_tokens": [decode([i]) if i is not None else None for i in nat_ids],
+        # Tokens that start an English and a native label alike count in both curves (they then coincide).
+        "shared_label_tokens": [decode([i]) for i in sorted(set(en_ids) & set(nat_present))],
         "english_prob": _means(stats["english_prob"]),
         "native_prob": _means(stats["native_prob"]) if nat_set is not None else None,
         "entropy": _means(stats["entropy"]),
@@ -218,6 +220,11 @@ def run_logit_lens(
                     )
                     for lang in codes
                 }
+        shared = {
+            lang: tokens
+            for lang, tokens in ((lang, variants[lm.variants()[0]][lang]["shared_label_tokens"]) for lang in codes)
+            if tokens
+        }
         result = {
             "analysis": "logit_lens",
             "model": model,
@@ -233,6 +240,11 @@ def run_logit_lens(
             "native_labels": native,
             "variants": variants,
             "versions": versions(),
+            "notes": [
+                f"{lang}: the English and native label words share first tokens {tokens} with this tokenizer, so "
+                "their curves count the same probability there"
+                for lang, tokens in shared.items()
+            ],
         }
         write_json_atomic(tmp / RESULT_FILE, result)
         plots.logit_lens_curves(result, tmp / "logit_lens_curves")
