@@ -295,6 +295,12 @@ def preloaded_lm(req: EvalRequest, device: str):
 def run(req: EvalRequest) -> dict[str, Any]:
     """Validate, evaluate and (if asked) save; return lm-eval's results dict (without samples)."""
     _check_fewshot(req)
+    first_token = label_scoring.check_scoring(req.label_scoring) == "first-token"
+    if first_token and req.apply_chat_template and label_scoring.paper_families() & set(req.tasks.langs):
+        raise MlalignError(
+            "--label-scoring first-token scores the token after the prompt's opening quote, which a chat template "
+            "moves into a user turn; drop --apply-chat-template (the paper scores the plain prompt)"
+        )
     device = resolve_device(req.device, req.load_in_4bit)
     if req.output_path is not None and req.output_path.exists() and not req.output_path.is_dir():
         raise MlalignError(f"--output-path {req.output_path} is a file; pass a directory")

@@ -32,6 +32,13 @@ def check_scoring(scoring: str) -> str:
     return scoring
 
 
+def paper_families() -> set[str]:
+    """The task families whose label words this module rescores."""
+    from mlalign_tasks.paper_prompts import PAPER_TASKS
+
+    return set(PAPER_TASKS.values())
+
+
 def first_token_choices(tokenizer, prompt: str, labels: list[str]) -> list[str]:
     """The text of each label's first token after `prompt`, as lm-eval splits prompt + label into tokens.
 
@@ -65,9 +72,7 @@ def apply_first_token(tasks: dict, tokenizer) -> list[str]:
     """
     from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 
-    from mlalign_tasks.paper_prompts import PAPER_TASKS
-
-    families = set(PAPER_TASKS.values())
+    families = paper_families()
     names = [name for name in tasks if name.rpartition("_")[0] in families]
     cache: dict[tuple[str, tuple[str, ...]], list[str]] = {}
 
