@@ -325,7 +325,7 @@ def test_resume_after_sigkill_reaches_the_planned_steps(resumed_run):
     for key in ("base_model", "languages", "examples_per_language", "data_hash", "hyperparameters", "versions"):
         assert key in meta
     assert meta["languages"] == ["de", "fr"] and meta["examples_per_language"] == 16 and meta["seed"] == 7
-    assert 0 < meta["examples_trained"] <= 32
+    assert 0 < meta["dataset_examples"] <= 32 and meta["examples_seen"] == meta["global_step"] * 4
     assert isinstance(meta["final_loss"], float) and meta["versions"]["trl"]
 
 
@@ -402,6 +402,14 @@ def test_two_process_accelerate_ddp_on_cpu(tiny_model_dir, tmp_path):
     assert (hp["world_size"], hp["gradient_accumulation_steps"], hp["effective_batch_size"]) == (2, 1, 4)
     assert meta["global_step"] == 3 and (out / "adapter_model.safetensors").is_file()
     assert run.stdout.count("adapter written to") == 1  # only the main process writes
+    # The same effective batches in one process (2 x 2 accumulation): the final loss is the batch's, not one
+    # process's share (3 steps < the recipe's logging_steps, so the last step is logged on purpose).
+    args = cmd[cmd.index("--config") :]
+    args[args.index("--output_dir") + 1] = str(tmp_path / "single")
+    assert sft.main(args) == 0
+    single = json.loads((tmp_path / "single" / METADATA_FILE).read_text())
+    assert single["hyperparameters"]["gradient_accumulation_steps"] == 2
+    assert meta["final_loss"] == pytest.approx(single["final_loss"], abs=1e-3)
 
 
 def test_relative_base_path_is_recorded_absolute_and_short_runs_keep_their_loss(tiny_model_dir, tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Trainer callbacks: the bitsandbytes AVX512-BF16 guard and a graceful SIGINT (checkpoint, then stop)."""
+"""Trainer callbacks: the bitsandbytes AVX512-BF16 guard, a graceful SIGINT (checkpoint, then stop), a last-step log."""
 
 from __future__ import annotations
 
@@ -61,4 +61,17 @@ class GracefulInterrupt(TrainerCallback):
         if self.fired:
             control.should_save = True
             control.should_training_stop = True
+        return control
+
+
+class LogLastStep(TrainerCallback):
+    """Log at the last step too, so the run's final loss is a logged one: averaged over all processes.
+
+    Without it a run whose last step is not a logging step ends with only the Trainer's ``train_loss``, which
+    under DDP is the main process's own share of the loss, not the loss of the batch.
+    """
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            control.should_log = True
         return control

@@ -315,7 +315,7 @@ def padding_free_attention_note(args, model_args) -> str | None:
 
 def build_trainer(qt: QTArguments, args, model_args, train_dataset, eval_dataset=None, callbacks=()):
     """The SFTTrainer with our model, tokenizer, LoRA config and callbacks."""
-    from mlalign_trainer.callbacks import Avx512Bf16Guard
+    from mlalign_trainer.callbacks import Avx512Bf16Guard, LogLastStep
     from mlalign_trainer.qt_trainer import QTTrainer
     from transformers import AutoTokenizer
     from trl import get_peft_config
@@ -348,7 +348,7 @@ def build_trainer(qt: QTArguments, args, model_args, train_dataset, eval_dataset
             eval_dataset=eval_dataset,
             processing_class=tokenizer,
             peft_config=get_peft_config(model_args),
-            callbacks=[Avx512Bf16Guard(), *callbacks],
+            callbacks=[Avx512Bf16Guard(), LogLastStep(), *callbacks],
         )
     except ValueError as e:  # TRL's and transformers' checks of the settings
         raise MlalignError(f"the trainer refused the settings: {e}") from None
@@ -372,10 +372,8 @@ def last_complete_checkpoint(output_dir: Path, remove_incomplete: bool = True) -
 
 
 def _final_loss(log_history: list[dict]) -> float | None:
-    """The last logged training loss, else the run's mean (``train_loss``: fewer steps than ``logging_steps``)."""
-    losses = [e["loss"] for e in log_history if "loss" in e] or [
-        e["train_loss"] for e in log_history if "train_loss" in e
-    ]
+    """The last logged training loss (`LogLastStep` logs the last step, averaged over all processes)."""
+    losses = [e["loss"] for e in log_history if "loss" in e]
     return float(losses[-1]) if losses else None
 
 
@@ -444,7 +442,8 @@ def main(argv: list[str] | None = None) -> int:
             global_step=trainer.state.global_step,
             resumed_from=Path(last).name if last else None,
             start_step=int(Path(last).name.rsplit("-", 1)[1]) if last else 0,
-            examples_trained=len(trainer.train_dataset),  # after dropping over-long examples
+            dataset_examples=len(trainer.train_dataset),  # after dropping over-long examples
+            examples_seen=trainer.state.global_step * settings["hyperparameters"]["effective_batch_size"],
         )
         write_json_atomic(out / metadata.METADATA_FILE, meta)
         say(f"adapter written to {out} (step {trainer.state.global_step}, final loss {meta['final_loss']})")
