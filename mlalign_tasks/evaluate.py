@@ -208,6 +208,10 @@ def resolve_device(device: str | None, load_in_4bit: bool) -> str:
     import torch
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise MlalignError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise MlalignError(f"--device {device}, but no CUDA GPU is visible; use --device cpu")
     if load_in_4bit and not device.startswith("cuda"):
@@ -355,7 +359,8 @@ def run(req: EvalRequest) -> dict[str, Any]:
             "version": version("mlalign"),
             "tasks": names,
             "load_in_4bit": req.load_in_4bit,
-            "label_scoring": req.label_scoring,
+            # how the paper tasks' labels were scored (None: no paper task in this run)
+            "label_scoring": req.label_scoring if label_scoring.paper_families() & set(req.tasks.langs) else None,
         }
         samples = results.pop("samples", None)
         if tracker is not None:
@@ -409,7 +414,11 @@ def score_table(results: dict, selection: Selection):
     families = list(selection.langs)
     limit = results.get("config", {}).get("limit")
     title = str(results.get("config", {}).get("model_args") or results.get("model_name"))
-    table = Table("lang", *families, title=title, caption=f"scores in % (limit: {limit or 'all'} per language)")
+    scoring = results.get("mlalign", {}).get("label_scoring")
+    caption = f"scores in % (limit: {limit or 'all'} per language" + (
+        f"; labels: {scoring} scoring)" if scoring else ")"
+    )
+    table = Table("lang", *families, title=title, caption=caption)
     cells: dict[str, dict[str, float]] = {f: {} for f in families}
     for family in families:
         for lang in selection.langs[family]:

@@ -82,8 +82,16 @@ def why_stale(out_dir: Path, expected_hash: str) -> str | None:
 def run_stages(
     stages: list[Stage], root: Path, on_start: Callable[[Stage, str], None] | None = None
 ) -> list[StageResult]:
-    """Run `stages` (in dependency order) under `root`, skipping the ones whose outputs are current."""
+    """Run `stages` (in dependency order) under `root`, skipping the ones whose outputs are current.
+
+    Temporary folders that a killed earlier run left behind (``.<stage>.tmp-*`` / ``.<stage>.old-*``) are removed
+    first: one run at a time owns a run directory.
+    """
     root.mkdir(parents=True, exist_ok=True)
+    for stage in stages:
+        for pattern in (f".{stage.name}.tmp-*", f"..{stage.name}.tmp-*", f".{stage.name}.old-*"):
+            for leftover in root.glob(pattern):
+                shutil.rmtree(leftover, ignore_errors=True)
     by_name: dict[str, Stage] = {}
     results = []
     for stage in stages:

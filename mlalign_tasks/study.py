@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mlalign_trainer import sft
+from mlalign_trainer.qt_data import SOURCES as QT_SOURCES
 
 from mlalign_tasks.atomic import write_json_atomic, write_text_atomic
 from mlalign_tasks.errors import MlalignError
@@ -95,6 +96,8 @@ def check_config(cfg: StudyConfig) -> None:
     from mlalign_tasks.languages import parse_langs
 
     parse_langs(cfg.languages)
+    if cfg.qt_source not in QT_SOURCES:
+        raise MlalignError(f"--qt-source {cfg.qt_source!r}: choose one of {', '.join(QT_SOURCES)}")
     evaluate.parse_tasks(cfg.eval_tasks)
     evaluate.parse_limit(cfg.eval_limit)
     evaluate.parse_batch_size(cfg.batch_size)
@@ -156,6 +159,7 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     ]  # fmt: skip
     # The trainer's own defaults are part of the configuration: changing one (in a new release) retrains.
     defaults = {**sft.PAPER_DEFAULTS, **sft.BATCHING_DEFAULTS}
+    sft.parse_args([*train_flags, "--output_dir", str(out / "train")])  # bad trainer flags: refused before any stage
     train_cfg = {
         "recipe": recipe,
         "flags": train_flags[2 if recipe_file else 0 :],

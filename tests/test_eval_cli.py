@@ -300,6 +300,9 @@ def test_tasks_path(monkeypatch, capsys) -> None:
         (["--model", "./no/such/model"], "model ./no/such/model does not exist"),
         (["--recipe", "cpu_ddp"], "is an accelerate config, not a trainer recipe"),
         (["--data-dir", "nodata"], "data file paper_tasks/prompts.json not found in nodata"),
+        (["--train-flag=--bogus_flag=1"], "bad training arguments"),
+        (["--qt-source", "nope"], "--qt-source 'nope'"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
     ],
 )
 def test_run_checks_every_option_before_the_first_stage(monkeypatch, capsys, tmp_path, args, message) -> None:

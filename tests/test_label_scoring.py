@@ -65,6 +65,7 @@ def test_first_token_eval_is_one_forward_per_item_and_the_papers_numbers(
     results = evaluate.run(req)
     assert sum(calls) == 10  # 2 tasks x 5 items, batch 1: one forward each (labels: 3 and 2 choices)
     assert results["mlalign"]["label_scoring"] == "first-token"
+    assert "labels: first-token scoring" in str(evaluate.score_table(results, req.tasks).caption)
     assert results["configs"]["snli_aligned_de"]["metadata"]["label_scoring"] == "first-token"
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()

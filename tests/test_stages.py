@@ -96,3 +96,31 @@ def test_work_dir_is_per_configuration(tmp_path):
     run_stages([Stage("train", {"steps": 2}, run)], tmp_path)
     assert seen[0] != seen[1] and seen[0].name.startswith("train-")
     assert not seen[0].exists() and (seen[1] / "checkpoint").is_file()
+
+
+def test_leftovers_of_a_killed_run_are_removed(tmp_path):
+    """A run killed inside a stage leaves its temporary folder; the next run removes it and finishes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import time, sys\n"
+        "from pathlib import Path\n"
+        "from mlalign_tasks.stages import Stage, run_stages\n"
+        "def slow(out, work):\n"
+        "    (out / 'b.txt').write_text('half'); time.sleep(60)\n"
+        "run_stages([Stage('b', {'v': 'b'}, slow)], Path(sys.argv[1]))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)])
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".b.tmp-*/b.txt")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list(tmp_path.glob(".b.tmp-*")), "the killed run should have left its temporary folder"
+    calls: list[str] = []
+    results = run_stages(make_stages(calls), tmp_path)
+    assert [r.status for r in results] == ["ran"] * 3 and (tmp_path / "b" / "b.txt").read_text() == "b"
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name or ".old-" in p.name]

@@ -11,6 +11,7 @@ left alone; a directory holding a run with other settings is an error.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import warnings
@@ -79,7 +80,11 @@ def config_path(name: str) -> Path:
         return path
     if found := shipped_configs().get(path.name.removesuffix(".yaml")):
         return found
-    raise MlalignError(f"{name!r} is neither a file nor a shipped recipe ({', '.join(shipped_configs())})")
+    recipes = ", ".join(p.stem for p in sorted(RECIPES_DIR.glob("*.yaml")))
+    accelerate = ", ".join(p.stem for p in sorted(ACCELERATE_DIR.glob("*.yaml")))
+    raise MlalignError(
+        f"{name!r} is neither a file nor a shipped recipe (recipes: {recipes}; accelerate configs: {accelerate})"
+    )
 
 
 def _resolve_config_flag(argv: list[str]) -> list[str]:
@@ -143,6 +148,12 @@ def make_parser():
     parser.set_defaults(
         **PAPER_DEFAULTS, **BATCHING_DEFAULTS, **(CUDA_DEFAULTS if torch.cuda.is_available() else CPU_DEFAULTS)
     )
+    for action in parser._actions:  # transformers' help names its own default
+        if action.dest == "train_sampling_strategy":
+            action.help = (
+                "Sampler: batch_rebalance (mlalign's default: each random effective batch split into micro-batches "
+                "of similar lengths, same updates, less padding), random (TRL's default), sequential, group_by_length."
+            )
     return parser
 
 
@@ -457,7 +468,8 @@ def cli(argv: list[str] | None = None) -> None:
     try:
         code = main(argv)
     except MlalignError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under accelerate launch, one process says it
+            print(f"error: {e}", file=sys.stderr)
         code = 2
     except OSError as e:  # e.g. an output path under a file, a full disk
         print(f"error: {e.strerror or e}: {e.filename}" if e.filename else f"error: {e}", file=sys.stderr)
