@@ -322,7 +322,7 @@ def run(req: EvalRequest) -> dict[str, Any]:
     if unknown := [n for n in req.tasks.other if n not in manager.all_tasks]:
         raise MlalignError(f"unknown lm-eval task(s) {', '.join(unknown)}; `lm_eval ls tasks` lists them")
     loaded = manager.load(names)  # reads and checks all task data before the model is loaded
-    if label_scoring.check_scoring(req.label_scoring) == "first-token":
+    if first_token:
         from transformers import AutoTokenizer
 
         label_scoring.apply_first_token(loaded["tasks"], AutoTokenizer.from_pretrained(req.model))
