@@ -300,7 +300,8 @@ def run(req: EvalRequest) -> dict[str, Any]:
     """Validate, evaluate and (if asked) save; return lm-eval's results dict (without samples)."""
     _check_fewshot(req)
     first_token = label_scoring.check_scoring(req.label_scoring) == "first-token"
-    if first_token and req.apply_chat_template and label_scoring.paper_families() & set(req.tasks.langs):
+    paper_tasks = bool(label_scoring.paper_families() & set(req.tasks.langs))  # the tasks label scoring applies to
+    if first_token and req.apply_chat_template and paper_tasks:
         raise MlalignError(
             "--label-scoring first-token scores the token after the prompt's opening quote, which a chat template "
             "moves into a user turn; drop --apply-chat-template (the paper scores the plain prompt)"
@@ -360,7 +361,7 @@ def run(req: EvalRequest) -> dict[str, Any]:
             "tasks": names,
             "load_in_4bit": req.load_in_4bit,
             # how the paper tasks' labels were scored (None: no paper task in this run)
-            "label_scoring": req.label_scoring if label_scoring.paper_families() & set(req.tasks.langs) else None,
+            "label_scoring": req.label_scoring if paper_tasks else None,
         }
         samples = results.pop("samples", None)
         if tracker is not None:
