@@ -1,39 +1,52 @@
-"""QLoRA throughput and memory on a CUDA GPU with real architectures at real sizes and random weights.
+"""QLoRA throughput and memory on a CUDA GPU: a plain HF QLoRA loop against `mlalign train`'s settings, side by side.
 
-For each shape (Llama-2-7B, Qwen2.5-1.5B) the script writes a random-weight bf16 checkpoint from the config,
-loads it the way `mlalign train` does (``sft.load_model``: NF4, double quantisation, bf16 compute,
-``prepare_model_for_kbit_training``, non-reentrant gradient checkpointing), adds LoRA on q_proj,v_proj and runs
-``SFTTrainer`` steps with paged 8-bit AdamW on fixed-length random token rows at each sequence length.
-Throughput does not depend on weight values.
+Per shape (Llama-2-7B, Qwen2.5-1.5B; random weights, see bench/random_model.py) the base model is written once as a
+bf16 checkpoint and loaded once the way `mlalign train` loads it (``sft.load_model``: NF4, double quantisation, bf16
+compute, ``prepare_model_for_kbit_training``, non-reentrant gradient checkpointing). Each variant then adds LoRA,
+trains and removes it again (``unload``), on the same rows:
 
-Reported per (shape, sequence length): tokens/s and s/step over the timed steps (after warm-up), peak GPU memory
-(``torch.cuda.max_memory_allocated``, and reserved), the process's peak host RSS, and model FLOPs utilisation.
-Model FLOPs per token (`model_flops_per_token`, checked against ``torch.utils.flop_counter`` in
+- ``plain``: the textbook transformers + PEFT + bitsandbytes QLoRA loop: ``get_peft_model``, random micro-batches
+  padded to their longest row, the model's own loss on full logits, bf16 autocast, ``bnb.optim.PagedAdamW8bit``.
+- ``mlalign``: ``QTTrainer`` (TRL ``SFTTrainer``) with `mlalign train`'s defaults for CUDA (the parser's, not a copy):
+  length-balanced micro-batches (``batch_rebalance``), TRL's fused LM-head loss (no full logits), bf16 LoRA weights.
+- ``no-cudnn-attn``: the same with PyTorch's cuDNN attention backend off (``enable_cudnn_sdp(False)``), so SDPA
+  takes the flash or memory-efficient kernels: on an H100 (torch 2.11) SDPA picked cuDNN, which builds a new
+  execution graph on the host for every new batch shape, and variable-length batches are all new shapes.
+- ``padding-free``: the same with ``--padding_free``: each micro-batch is one row without padding.
+- ``liger``: the same with ``--use_liger_kernel`` (fused RMSNorm/RoPE/SwiGLU); run last, it patches the model.
+
+Settings are the 12/24 GB recipes': LoRA r 16 on q_proj,v_proj, micro-batch 4, effective batch 16 (4 accumulation
+steps), lr 5e-5. Rows are random token ids of lengths drawn uniformly from [seq/8, seq] (like question-translation
+data, whose lengths vary), the first four exactly `seq` long, so the peak memory is that of micro-batches of up to
+4 x seq tokens. Throughput counts real (non-padding) tokens per second over the optimizer steps after the warm-up,
+so every variant is credited with the same work, whatever padding it also computed.
+
+Model FLOPs per token (``model_flops_per_token``, checked against ``torch.utils.flop_counter`` in
 tests/test_bench_qlora.py) of LoRA training on a frozen base: the weight matmuls forward (2 N) and backward to the
 activations only (2 N; no weight gradients), N = non-embedding matmul parameters + the LM head; the attention
-matmuls (QK^T and PV) forward (4 * layers * seq * q_dim) and backward (twice that: dQ, dK, dP, dV); and the LoRA
-matmuls (6 * r * (in + out) per adapted projection: forward, activation and weight gradients). Attention counts
-the full seq x seq square although it is causal (the PaLM appendix B / Megatron-LM convention); recomputation by
-gradient checkpointing is not counted. Backward includes the first layer's input gradient, which TRL's
-``enable_input_require_grads`` (gradient checkpointing with PEFT) makes autograd compute. MFU = model FLOPs/s /
-the GPU's dense bf16 peak.
+matmuls (QK^T and PV) forward (4 * layers * seq * q_dim) and backward (twice that); the LoRA matmuls (6 * r * (in +
+out) per adapted projection). Attention counts the full square of each row's own length (PaLM appendix B);
+recomputation by gradient checkpointing and padding are not counted. MFU = model FLOPs/s / the GPU's dense bf16 peak.
 
-Unsloth publishes ~1.9x the throughput of plain HF QLoRA; this script measures the plain HF path
-(transformers + bitsandbytes + PEFT + TRL), so that ratio is the gap. ``--attn flash_attention_2`` (needs the
-flash-attn package) and ``--liger`` (needs liger-kernel; fused RoPE/RMSNorm/SwiGLU/cross-entropy) try fused kernels.
+Peak memory is ``torch.cuda.max_memory_allocated`` (and reserved) from just before the variant's first step, with the
+4-bit base model resident; the paged optimizer's state lives in CUDA unified memory outside PyTorch's allocator (for
+LoRA r 16 on q_proj,v_proj of a 7B model: about 8 MB).
 
-``--device cpu`` is a smoke check of the same path (still 4-bit NF4 via bitsandbytes, gradient checkpointing,
-LoRA), with what needs CUDA swapped: fp32 compute, ``adamw_torch``, no GPU memory figures (``peak_mem_gib``
-is None) and no MFU unless ``--peak-tflops`` is given. Its numbers are not QLoRA-on-GPU figures.
+``--profile`` records where the time goes (GPU busy fraction, kernel launches per step, top ops) under
+torch.profiler, whose overhead makes its own throughput figures worthless: profile in a run of its own.
 
-Usage: python bench/bench_qlora_gpu.py [--shapes llama2-7b,qwen2.5-1.5b] [--seq 512,1024] [--batch 4]
-       [--steps 10] [--warmup 3] [--attn sdpa] [--liger] [--peak-tflops 989]
-       python bench/bench_qlora_gpu.py --device cpu --shapes tiny-llama --seq 64 --batch 2 --steps 2 --warmup 1
+``--device cpu`` is a smoke check of the same code (4-bit NF4 on the CPU, fp32 compute, AdamW): its numbers are not
+QLoRA-on-GPU figures. Results are written to ``--json`` after every variant, so a run cut short keeps what it has.
+
+Usage: python bench/bench_qlora_gpu.py [--shapes llama2-7b:1024+512,qwen2.5-1.5b:1024]
+       [--variants plain,mlalign,no-cudnn-attn,padding-free,liger] [--steps 3] [--warmup 1] [--json PATH]
+       python bench/bench_qlora_gpu.py --device cpu --shapes tiny-llama:64 --steps 2 --warmup 1
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -42,56 +55,23 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from random_model import SHAPES, write_random_checkpoint
 
 from mlalign_tasks.atomic import write_json_atomic
 
-SHAPES = {
-    "llama2-7b": (
-        "llama",
-        {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
-         "num_key_value_heads": 32, "vocab_size": 32000, "max_position_embeddings": 4096,
-         "tie_word_embeddings": False},
-    ),
-    "qwen2.5-1.5b": (
-        "qwen2",
-        {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28, "num_attention_heads": 12,
-         "num_key_value_heads": 2, "vocab_size": 151936, "max_position_embeddings": 32768, "rope_theta": 1e6,
-         "tie_word_embeddings": True},
-    ),
-    # For smoke runs (--device cpu): seconds per step on a laptop CPU.
-    "tiny-llama": (
-        "llama",
-        {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-         "num_key_value_heads": 2, "vocab_size": 1024, "max_position_embeddings": 2048,
-         "tie_word_embeddings": False},
-    ),
-}  # fmt: skip
 # Dense bf16 peak TFLOP/s by device name fragment (no sparsity).
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 70.0, "4090": 165.0, "3090": 71.0}
-LORA_R = 16
-LORA_TARGETS = ("q_proj", "v_proj")
-
-
-def write_random_checkpoint(shape: str, out: Path, device: str = "cuda") -> Path:
-    """A random-weight bf16 checkpoint of `shape` with a tokenizer-free config (initialised on `device`)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    model_type, sizes = SHAPES[shape]
-    config = AutoConfig.for_model(model_type, **sizes, torch_dtype="bfloat16")
-    with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    model.save_pretrained(out)
-    del model
-    if device == "cuda":
-        torch.cuda.empty_cache()
-    return out
+VARIANTS = ("plain", "mlalign", "no-cudnn-attn", "padding-free", "liger")
+MICRO_BATCH, EFFECTIVE_BATCH = 4, 16
+FIRST_ID = 16  # random rows use ids >= this: never a special token (padding included)
 
 
 def model_flops_per_token(config, seq: int, lora_r: int = 0, lora_targets: Iterable[str] = ()) -> float:
-    """Model FLOPs per trained token of LoRA on a frozen base at sequence length `seq` (see the module docstring).
+    """Model FLOPs per trained token of LoRA on a frozen base in a row of `seq` tokens (see the module docstring).
 
     `lora_targets` are projection names (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj) adapted
     with rank `lora_r` in every layer.
@@ -125,121 +105,334 @@ def peak_rss_gib() -> float:
     return round(kib * (1 if sys.platform.startswith("linux") else 1 / 1024) / 2**20, 2)
 
 
-def run(shape: str, ckpt: Path, seq: int, a: argparse.Namespace) -> dict:
-    import bitsandbytes as bnb
-    from datasets import Dataset
+def bench_rows(vocab: int, seq: int, n: int, seed: int = 0) -> list[list[int]]:
+    """`n` rows of random ids, lengths uniform in [seq/8, seq], the first four `seq` long."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(max(2, seq // 8), seq + 1, (n,), generator=g)
+    lengths[: min(n, MICRO_BATCH)] = seq
+    return [torch.randint(FIRST_ID, vocab, (int(k),), generator=g).tolist() for k in lengths]
+
+
+def trainer_settings(ckpt: Path, out: Path, seq: int, steps: int, a: argparse.Namespace, variant: str):
+    """(qt, training_args, model_args) exactly as `mlalign train` parses them, plus the benchmark's flags."""
     from mlalign_trainer import sft
-    from mlalign_trainer.callbacks import Avx512Bf16Guard
+
+    flags = [
+        "--model_name_or_path", str(ckpt), "--output_dir", str(out), "--max_steps", str(steps),
+        "--per_device_train_batch_size", str(MICRO_BATCH), "--effective_batch_size", str(EFFECTIVE_BATCH),
+        "--max_length", str(seq), "--save_strategy", "no", "--report_to", "none", "--logging_steps", "1",
+        "--disable_tqdm", "true", "--attn_implementation", a.attn,
+    ]  # fmt: skip
+    if a.device == "cpu":  # the same 4-bit path on the CPU (fp32 compute): a smoke check
+        flags += ["--load_in_4bit", "true", "--gradient_checkpointing", "true"]
+    if variant == "padding-free":
+        flags += ["--padding_free", "true"]
+    if variant == "liger":
+        flags += ["--use_liger_kernel", "true"]
+    qt, args, model_args = sft.parse_args(flags)
+    sft.apply_batch_size(qt, args)
+    args.include_num_input_tokens_seen = "non_padding"  # the clock's token count (the parser takes only a bool)
+    if args.padding_free:
+        args.max_length = None  # as `mlalign train`: the rows are <= seq already
+    return qt, args, model_args
+
+
+class StepClock:
+    """Wall time and tokens seen at the end of every optimizer step (CUDA-synchronised)."""
+
+    def __init__(self, cuda: bool) -> None:
+        self.cuda = cuda
+        self.times: list[float] = []
+        self.tokens: list[int] = []
+        self.losses: list[float] = []
+
+    def start(self) -> None:
+        self._sync()
+        self.times, self.tokens = [time.perf_counter()], [0]
+
+    def step(self, tokens_so_far: int) -> None:
+        self._sync()
+        self.times.append(time.perf_counter())
+        self.tokens.append(int(tokens_so_far))
+
+    def _sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+
+
+def clock_callback(clock: StepClock):
     from transformers import TrainerCallback
-    from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config
+
+    class Clock(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            clock.start()
+
+        def on_step_end(self, args, state, control, **kw):
+            clock.step(state.num_input_tokens_seen)
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                clock.losses.append(float(logs["loss"]))
+
+    return Clock()
+
+
+def run_mlalign(model, rows, args, model_args, clock: StepClock):
+    """Train `model` with `mlalign train`'s trainer; returns the PEFT-wrapped model."""
+    from datasets import Dataset
+    from mlalign_trainer.callbacks import Avx512Bf16Guard
+    from mlalign_trainer.qt_trainer import QTTrainer
+    from transformers import PrinterCallback
+    from trl import get_peft_config
 
     from mlalign_tasks.tiny_model import build_tokenizer
 
+    # The rows are token ids already; the tokenizer only supplies the padding id (no row contains it).
+    trainer = QTTrainer(
+        model=model, args=args, train_dataset=Dataset.from_dict({"input_ids": rows}),
+        processing_class=build_tokenizer(), peft_config=get_peft_config(model_args),
+        callbacks=[Avx512Bf16Guard(), clock_callback(clock)],
+    )  # fmt: skip
+    trainer.remove_callback(PrinterCallback)  # a line per logged step is noise here
+    trainer.train()
+    peft_model = trainer.model
+    del trainer
+    return peft_model
+
+
+def run_plain(model, rows, args, model_args, clock: StepClock):
+    """The textbook QLoRA loop on the same rows and settings; returns the PEFT-wrapped model."""
+    from peft import get_peft_model
+    from trl import get_peft_config
+
+    cuda = clock.cuda
+    peft_model = get_peft_model(model, get_peft_config(model_args))
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    if cuda:
+        import bitsandbytes as bnb
+
+        optimizer = bnb.optim.PagedAdamW8bit(params, lr=args.learning_rate)
+    else:
+        optimizer = torch.optim.AdamW(params, lr=args.learning_rate)
+    device = next(peft_model.parameters()).device
+    g = torch.Generator().manual_seed(args.seed)
+    order = torch.randperm(len(rows), generator=g).tolist()
+    micro = [order[i : i + MICRO_BATCH] for i in range(0, len(order), MICRO_BATCH)]
+    accumulation = args.gradient_accumulation_steps
+    peft_model.train()
+    clock.start()
+    seen = 0
+    for step in range(len(micro) // accumulation):
+        total = 0.0
+        for chunk in micro[step * accumulation : (step + 1) * accumulation]:
+            width = max(len(rows[i]) for i in chunk)
+            ids = torch.zeros(len(chunk), width, dtype=torch.long)
+            mask = torch.zeros(len(chunk), width, dtype=torch.long)
+            for j, i in enumerate(chunk):
+                ids[j, : len(rows[i])] = torch.tensor(rows[i])
+                mask[j, : len(rows[i])] = 1
+            labels = ids.masked_fill(mask == 0, -100)
+            ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                loss = peft_model(input_ids=ids, attention_mask=mask, labels=labels).loss / accumulation
+            loss.backward()
+            total += loss.item()
+            seen += int(mask.sum())
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        clock.losses.append(total)
+        clock.step(seen)
+    del optimizer
+    return peft_model
+
+
+def run_variant(variant: str, model, ckpt: Path, shape: str, seq: int, a: argparse.Namespace, work: Path) -> dict:
+    """One variant on the loaded base model (LoRA added, trained, removed); its figures."""
+    import bitsandbytes as bnb
+
     cuda = a.device == "cuda"
-
-    class StepTimer(TrainerCallback):
-        def __init__(self) -> None:
-            self.times: list[float] = []
-
-        def on_step_begin(self, args, state, control, **kw):
-            if cuda:
-                torch.cuda.synchronize()
-            self._t = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kw):
-            if cuda:
-                torch.cuda.synchronize()
-            self.times.append(time.perf_counter() - self._t)
-
-    # CUDA: QLoRA as `mlalign train` runs it. CPU: the same 4-bit path with fp32 compute and plain AdamW
-    # (bf16 autocast and the paged 8-bit optimizer need CUDA).
-    dtype = "bfloat16" if cuda else "float32"
-    precision = {"optim": "paged_adamw_8bit", "bf16": True} if cuda else {"optim": "adamw_torch", "use_cpu": True}
-    model_args = ModelConfig(
-        model_name_or_path=str(ckpt), dtype=dtype, load_in_4bit=True, bnb_4bit_quant_type="nf4",
-        use_bnb_nested_quant=True, use_peft=True, lora_target_modules=list(LORA_TARGETS), lora_r=LORA_R,
-        lora_alpha=32, lora_dropout=0.05, attn_implementation=a.attn,
-    )  # fmt: skip
-    args = SFTConfig(
-        output_dir=str(ckpt.parent / f"trainer-{seq}"), max_steps=a.warmup + a.steps, per_device_train_batch_size=a.batch,
-        gradient_accumulation_steps=1, learning_rate=5e-5, **precision,
-        gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False}, max_length=seq,
-        save_strategy="no", report_to="none", logging_steps=1000, disable_tqdm=True, use_liger_kernel=a.liger,
-    )  # fmt: skip
+    steps = a.warmup + a.steps
+    _, args, model_args = trainer_settings(ckpt, work / f"{shape}-{seq}-{variant}", seq, steps, a, variant)
+    rows = bench_rows(model.config.vocab_size, seq, EFFECTIVE_BATCH * steps)
+    clock = StepClock(cuda)
+    gc.collect()
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    model = sft.load_model(model_args, args)
-    g = torch.Generator().manual_seed(0)
-    rows = torch.randint(10, model.config.vocab_size, (a.batch * (a.warmup + a.steps), seq), generator=g)
-    dataset = Dataset.from_dict({"input_ids": rows.tolist()})
-    timer = StepTimer()
-    # The rows are token ids already; the tokenizer only supplies the padding id (no row needs padding).
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=build_tokenizer(),
-                         peft_config=get_peft_config(model_args), callbacks=[Avx512Bf16Guard(), timer])  # fmt: skip
-    trainer.train()
-    step_s = sum(timer.times[a.warmup :]) / a.steps
-    tokens_s = a.batch * seq / step_s
+    runner = run_plain if variant == "plain" else run_mlalign
+    with profiled(a.profile, cuda) as prof, cudnn_attention_off(variant == "no-cudnn-attn"):
+        peft_model = runner(model, rows, args, model_args, clock)
+    if len(clock.times) != steps + 1:
+        raise RuntimeError(f"{variant}: {len(clock.times) - 1} optimizer steps timed, expected {steps}")
+    timed_s = clock.times[-1] - clock.times[a.warmup]
+    tokens = clock.tokens[-1] - clock.tokens[a.warmup]
     name = device_name(a.device)
     peak = a.peak_tflops or (next((v for k, v in PEAK_TFLOPS.items() if k in name), None) if cuda else None)
-    flops = model_flops_per_token(model.config, seq, LORA_R, LORA_TARGETS) * tokens_s
-    lora_b = [p for n, p in trainer.model.named_parameters() if "lora_B" in n]
+    lengths = [len(r) for r in rows]
+    lora = (model_args.lora_r, model_args.lora_target_modules)
+    flops_per_token = sum(k * model_flops_per_token(model.config, k, *lora) for k in lengths) / sum(lengths)
+    flops = flops_per_token * tokens / timed_s
+    lora_b = [p for n, p in peft_model.named_parameters() if "lora_B" in n]
     result = {
-        "shape": shape, "seq": seq, "batch": a.batch, "attn": a.attn, "liger": a.liger, "device": name,
-        "device_kind": a.device, "s_per_step": round(step_s, 4), "tokens_per_s": round(tokens_s, 1),
+        "shape": shape, "seq": seq, "variant": variant, "micro_batch": MICRO_BATCH,
+        "effective_batch": EFFECTIVE_BATCH, "timed_steps": a.steps, "attn": a.attn, "device": name,
+        "device_kind": a.device, "s_per_step": round(timed_s / a.steps, 4), "tokens_per_s": round(tokens / timed_s, 1),
+        "tokens_timed": tokens, "mean_row_tokens": round(sum(lengths) / len(lengths), 1),
         "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
         "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2) if cuda else None,
-        "peak_rss_gib": peak_rss_gib(),
-        "model_tflops_per_s": round(flops / 1e12, 4), "mfu": round(flops / (peak * 1e12), 4) if peak else None,
-        "linear4bit_modules": sum(isinstance(m, bnb.nn.Linear4bit) for m in trainer.model.modules()),
+        "peak_rss_gib": peak_rss_gib(), "model_tflops_per_s": round(flops / 1e12, 4),
+        "mfu": round(flops / (peak * 1e12), 4) if peak else None,
+        "first_loss": round(clock.losses[0], 4) if clock.losses else None,
+        "last_loss": round(clock.losses[-1], 4) if clock.losses else None,
+        "linear4bit_modules": sum(isinstance(m, bnb.nn.Linear4bit) for m in peft_model.modules()),
         "lora_b_max_abs": max(p.detach().abs().max().item() for p in lora_b) if lora_b else None,
     }  # fmt: skip
-    del trainer, model
-    if cuda:
-        torch.cuda.empty_cache()
+    if prof is not None:
+        result["profile"] = profile_summary(prof, clock.times[-1] - clock.times[0], steps)
+    base = peft_model.unload()  # the base model without LoRA, for the next variant
+    if base is not model:
+        raise RuntimeError("unloading LoRA did not give back the base model")
     return result
+
+
+@contextmanager
+def cudnn_attention_off(active: bool):
+    """PyTorch's cuDNN SDPA backend off for the block when `active` (restored after)."""
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    torch.backends.cuda.enable_cudnn_sdp(before and not active)
+    try:
+        yield
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(before)
+
+
+@contextmanager
+def profiled(enabled: bool, cuda: bool):
+    """torch.profiler over the block (CPU ops, and CUDA kernels on a GPU), or nothing."""
+    if not enabled:
+        yield None
+        return
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        yield prof
+
+
+def profile_summary(prof, wall_s: float, steps: int) -> dict:
+    """Where the time went: GPU kernel time over wall time, kernel launches per step, the top ops."""
+    events = prof.key_averages()
+
+    def gpu(e) -> float:  # microseconds of the op's own kernels
+        return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0) or 0
+
+    print(events.table(sort_by="self_cpu_time_total", row_limit=15), flush=True)
+    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC"))
+    top_gpu = sorted(events, key=gpu, reverse=True)[:8]
+    top_cpu = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
+    return {
+        "wall_s": round(wall_s, 2),
+        "gpu_busy_fraction": round(sum(gpu(e) for e in events) / 1e6 / wall_s, 3),
+        "kernel_launches_per_step": round(launches / steps),
+        "top_gpu_ops_ms": {e.key[:60]: round(gpu(e) / 1e3, 1) for e in top_gpu},
+        "top_cpu_ops_ms": {e.key[:60]: round(e.self_cpu_time_total / 1e3, 1) for e in top_cpu},
+    }
+
+
+def load_base(ckpt: Path, seq: int, a: argparse.Namespace):
+    """The 4-bit base model as `mlalign train` loads it; (model, seconds)."""
+    from mlalign_trainer import sft
+
+    _, args, model_args = trainer_settings(ckpt, ckpt.parent / "load", seq, 1, a, "mlalign")
+    start = time.perf_counter()
+    model = sft.load_model(model_args, args)
+    return model, round(time.perf_counter() - start, 2)
+
+
+def parse_shapes(text: str) -> list[tuple[str, list[int]]]:
+    """'llama2-7b:1024+512,qwen2.5-1.5b:1024' -> [(shape, [seq, ...]), ...]."""
+    out = []
+    for item in text.split(","):
+        shape, _, seqs = item.partition(":")
+        if shape not in SHAPES:
+            sys.exit(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
+        try:
+            out.append((shape, [int(s) for s in (seqs or "1024").split("+")]))
+        except ValueError:
+            sys.exit(f"bad sequence lengths in {item!r}; e.g. llama2-7b:1024+512")
+    return out
+
+
+def available_variants(names: list[str], device: str) -> tuple[list[str], dict[str, str]]:
+    """(variants to run, skipped variant -> reason)."""
+    import importlib.util
+
+    skipped = {}
+    if "liger" in names and (device != "cuda" or importlib.util.find_spec("liger_kernel") is None):
+        skipped["liger"] = "needs a CUDA GPU and the liger-kernel package"
+    run = [v for v in VARIANTS if v in names and v not in skipped]  # liger last: it patches the model
+    return run, skipped
+
+
+def print_table(results: list[dict]) -> None:
+    print(f"\n{'shape':14s} {'seq':>5s} {'variant':13s} {'tok/s':>9s} {'x plain':>8s} {'peak GiB':>9s} {'MFU':>6s}")
+    for r in results:
+        if "variant" not in r:
+            continue
+        base = next((b for b in results if b.get("variant") == "plain" and b["shape"] == r["shape"]
+                     and b["seq"] == r["seq"]), None)  # fmt: skip
+        ratio = f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}" if base else "n/a"
+        mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
+        mem = f"{r['peak_mem_gib']:.2f}" if r["peak_mem_gib"] is not None else "n/a"
+        print(f"{r['shape']:14s} {r['seq']:5d} {r['variant']:13s} {r['tokens_per_s']:9.0f} {ratio:>8s} {mem:>9s} "
+              f"{mfu:>6s}")  # fmt: skip
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--shapes", default="llama2-7b,qwen2.5-1.5b")
-    p.add_argument("--seq", default="512,1024")
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--shapes", default="llama2-7b:1024+512,qwen2.5-1.5b:1024", help="SHAPE:SEQ[+SEQ...],...")
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--steps", type=int, default=3, help="Timed optimizer steps (each of 16 rows).")
+    p.add_argument("--warmup", type=int, default=1, help="Untimed optimizer steps first.")
     p.add_argument("--attn", default="sdpa")
-    p.add_argument("--liger", action="store_true")
     p.add_argument("--peak-tflops", type=float, default=None)
-    p.add_argument(
-        "--device", choices=("cuda", "cpu"), default="cuda", help="cpu: a smoke check of the same path (fp32)."
-    )
-    p.add_argument("--json", type=Path, default=None, help="Also write the results to this JSON file.")
+    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: a smoke check of the same code.")
+    p.add_argument("--checkpoint-dir", type=Path, default=None, help="Where to write the random checkpoints.")
+    p.add_argument("--json", type=Path, default=None, help="Write the results here (after every variant).")
+    p.add_argument("--profile", action="store_true", help="torch.profiler over each variant (slows it: no timings).")
     a = p.parse_args()
     if a.device == "cpu":
-        # Hide any GPU before CUDA initialises, so the 4-bit model is placed on the CPU (see sft.kbit_device_map).
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before CUDA initialises: the 4-bit model goes to the CPU
     elif not torch.cuda.is_available():
         sys.exit(
             "bench_qlora_gpu.py needs a CUDA GPU (bitsandbytes 4-bit QLoRA) and none is visible; run it on a GPU "
             "machine, or pass --device cpu for a smoke check. For CPU numbers use bench/bench_train.py."
         )
-    unknown = set(a.shapes.split(",")) - set(SHAPES)
-    if unknown:
-        sys.exit(f"unknown shape(s) {sorted(unknown)}; known: {', '.join(SHAPES)}")
-    results = []
-    for shape in a.shapes.split(","):
-        with tempfile.TemporaryDirectory() as tmp:
-            ckpt = write_random_checkpoint(shape, Path(tmp) / shape, a.device)
-            for seq in (int(s) for s in a.seq.split(",")):
-                results.append(run(shape, ckpt, seq, a))
-                print(json.dumps(results[-1]), flush=True)
-    print(f"\n{'shape':14s} {'seq':>5s} {'tok/s':>9s} {'s/step':>7s} {'peak GiB':>9s} {'MFU':>6s}")
-    for r in results:
-        mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
-        mem = f"{r['peak_mem_gib']:.2f}" if r["peak_mem_gib"] is not None else "n/a"
-        print(f"{r['shape']:14s} {r['seq']:5d} {r['tokens_per_s']:9.0f} {r['s_per_step']:7.3f} {mem:>9s} {mfu:>6s}")
-    if a.json:
-        write_json_atomic(a.json, results)
+    variants, skipped = available_variants([v.strip() for v in a.variants.split(",")], a.device)
+    if unknown := set(a.variants.split(",")) - set(VARIANTS):
+        sys.exit(f"unknown variant(s) {sorted(unknown)}; known: {', '.join(VARIANTS)}")
+    results: list[dict] = [{"skipped": skipped}] if skipped else []
+
+    def save() -> None:
+        if a.json:
+            write_json_atomic(a.json, results)
+
+    for shape, seqs in parse_shapes(a.shapes):
+        with tempfile.TemporaryDirectory(dir=a.checkpoint_dir) as tmp:
+            ckpt = Path(tmp) / shape
+            timing = write_random_checkpoint(shape, ckpt, a.device, tokenizer=False)
+            model, load_s = load_base(ckpt, seqs[0], a)
+            results.append({"shape": shape, "checkpoint": timing, "load_s": load_s})
+            for variant in variants:  # liger last: it patches the model's modules for good
+                for seq in seqs:
+                    results.append(run_variant(variant, model, ckpt, shape, seq, a, Path(tmp)))
+                    print(json.dumps(results[-1]), flush=True)
+                    save()
+            del model
+            gc.collect()
+            if a.device == "cuda":
+                torch.cuda.empty_cache()
+    print_table(results)
+    save()
 
 
 if __name__ == "__main__":
