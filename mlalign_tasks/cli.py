@@ -50,6 +50,22 @@ def tiny_model(
     console.print(f"tiny model written to {path}")
 
 
+@app.command("toy-model")
+def toy_model(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the model and tokenizer to.")],
+) -> None:
+    """Copy the toy world's pretrained model (packaged; `scripts/build_toy_model.py` rebuilds it) to a directory."""
+    import shutil
+
+    from mlalign_tasks.atomic import atomic_dir, check_new_dir
+    from mlalign_tasks.toy_model import packaged_dir
+
+    check_new_dir(out)
+    with atomic_dir(out) as tmp:
+        shutil.copytree(packaged_dir(), tmp, dirs_exist_ok=True)
+    console.print(f"toy model written to {out}")
+
+
 @app.command("tasks-path")
 def tasks_path() -> None:
     """Print the lm-eval task directory, for `lm_eval --include_path "$(mlalign tasks-path)"`."""
@@ -189,7 +205,7 @@ def data_verify(
 def data_build_qt(
     out: Annotated[Path, typer.Option("--out", help="New directory for the dataset and its qt_build.json.")],
     langs: Annotated[str, typer.Option("--langs", help="Source languages, e.g. 'de,fr,sw' (files: the one language).")],
-    source: Annotated[str, typer.Option(help="gsm8k, snli, or files (your own parallel data).")] = "gsm8k",
+    source: Annotated[str, typer.Option(help="gsm8k, snli, toy (the toy world), or files (your own parallel data).")] = "gsm8k",
     n: Annotated[int | None, typer.Option("--n", help="Examples per language (default: all usable).")] = None,
     seed: Annotated[int, typer.Option(help="Sampling and shuffling seed.")] = 0,
     fmt: Annotated[str, typer.Option("--format", help="plain (the paper's prompt) or chat (chat template).")] = "plain",
@@ -353,44 +369,81 @@ def leaderboard(
         err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
 
 
+def _default(option: str) -> str:
+    """Help text naming an option's defaults in the toy world and elsewhere."""
+    from mlalign_tasks.study import DEFAULTS, REAL, TOY
+
+    return f"Default: {DEFAULTS[TOY][option]} (toy world), else {DEFAULTS[REAL][option]}."
+
+
 @app.command("run")
 def run_cmd(
     model: Annotated[
-        str | None, typer.Option(help="Base model id or path (default: the recipe's, else the tiny model).")
+        str | None,
+        typer.Option(
+            help="Base model id or path, or 'toy' (the toy world's model, the default without a recipe) or 'tiny' "
+            "(the random-weight test model and the real benchmarks). Default: the recipe's model, else toy."
+        ),
     ] = None,
     recipe: Annotated[
         str | None,
         typer.Option(
-            help="Trainer recipe: a name (`mlalign recipes` lists them) or a YAML file. Default: cpu-smoke on the "
-            "tiny model; with --model, none (the paper's defaults for the device)."
+            help="Trainer recipe: a name (`mlalign recipes` lists them) or a YAML file. Default: toy-world on the "
+            "toy model, cpu-smoke on the tiny one; with another --model, none (the paper's defaults for the device)."
         ),
     ] = None,
     langs: Annotated[
-        str, typer.Option("--langs", help="Training languages (question translation).")
-    ] = StudyDefaults.languages,
+        str | None, typer.Option("--langs", help=f"Training languages (question translation). {_default('languages')}")
+    ] = None,
     qt_source: Annotated[
-        str, typer.Option("--qt-source", help="gsm8k or snli question translations.")
-    ] = StudyDefaults.qt_source,
+        str | None, typer.Option("--qt-source", help=f"Question translations: gsm8k, snli or toy. {_default('qt_source')}")
+    ] = None,
     examples_per_language: Annotated[
-        int | None, typer.Option("--examples-per-language", help="Training pairs per language (0: all).")
-    ] = StudyDefaults.examples_per_language,
+        int | None,
+        typer.Option(
+            "--examples-per-language",
+            help=f"Training pairs per language (0: all). {_default('examples_per_language')}",
+        ),
+    ] = None,
     train_flag: Annotated[
         list[str] | None, typer.Option("--train-flag", help="Extra trainer flag, e.g. '--max_steps=200' (repeat).")
     ] = None,
-    tasks: Annotated[str, typer.Option(help="Evaluation tasks (as for `mlalign eval`).")] = StudyDefaults.eval_tasks,
+    tasks: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Evaluation tasks (as for `mlalign eval`); the real benchmarks on the toy model: "
+            f"--tasks mgsm_aligned,msvamp_aligned,paper_aligned. {_default('eval_tasks')}"
+        ),
+    ] = None,
     limit: Annotated[
-        str | None, typer.Option(help="Evaluation items per task ('none': all).")
-    ] = StudyDefaults.eval_limit,
+        str | None, typer.Option(help=f"Evaluation items per task ('none': all). {_default('eval_limit')}")
+    ] = None,
     max_gen_toks: Annotated[
-        int, typer.Option("--max-gen-toks", help="Generated tokens per MGSM/MSVAMP item (0: the task's default).")
-    ] = StudyDefaults.max_gen_toks,
-    batch_size: Annotated[str, typer.Option("--batch-size", help="Evaluation batch size.")] = StudyDefaults.batch_size,
+        int | None,
+        typer.Option(
+            "--max-gen-toks",
+            help=f"Generated tokens per MGSM-format item (0: the task's default). {_default('max_gen_toks')}",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        str | None, typer.Option("--batch-size", help=f"Evaluation batch size. {_default('batch_size')}")
+    ] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: cuda if available).")] = None,
     load_in_4bit: Annotated[bool, typer.Option("--load-in-4bit", help="Evaluate/analyse in 4-bit NF4 (CUDA).")] = False,
-    label_scoring: LabelScoringOpt = Scoring.label,
+    label_scoring: Annotated[
+        Scoring | None,
+        typer.Option(
+            "--label-scoring",
+            help="Paper-format tasks: 'label' scores the whole English label word (as plain lm_eval); 'first-token' "
+            f"its first token, as the paper did (one forward per item). {_default('label_scoring')}",
+        ),
+    ] = None,
     analysis_limit: Annotated[
-        int, typer.Option("--analysis-limit", help="Items per language in the analyses (0: all).")
-    ] = StudyDefaults.analysis_limit,
+        int | None,
+        typer.Option(
+            "--analysis-limit", help=f"Items per language in the analyses (0: all). {_default('analysis_limit')}"
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Run directory (stages, resumable).")] = StudyDefaults.out,
     board: Annotated[Path, typer.Option(help="Leaderboard folder to publish.")] = StudyDefaults.board,
     seed: Annotated[int, typer.Option(help="Seed of data sampling, training and analyses.")] = StudyDefaults.seed,
@@ -402,11 +455,10 @@ def run_cmd(
     from mlalign_tasks.study import StudyConfig, run_study
 
     cfg = StudyConfig(
-        model=model, recipe=recipe, languages=langs, qt_source=qt_source,
-        examples_per_language=examples_per_language or None, train_flags=train_flag or [], eval_tasks=tasks,
-        eval_limit=None if (limit or "").lower() == "none" else limit, max_gen_toks=max_gen_toks or None,
-        batch_size=batch_size, device=device, load_in_4bit=load_in_4bit, label_scoring=label_scoring.value,
-        analysis_limit=analysis_limit or None,
+        model=model, recipe=recipe, languages=langs, qt_source=qt_source, examples_per_language=examples_per_language,
+        train_flags=train_flag or [], eval_tasks=tasks, eval_limit=limit, max_gen_toks=max_gen_toks,
+        batch_size=batch_size, device=device, load_in_4bit=load_in_4bit,
+        label_scoring=label_scoring.value if label_scoring else None, analysis_limit=analysis_limit,
         out=out, board=board, seed=seed, data_dir=str(data_dir) if data_dir else None,
     )  # fmt: skip
     results, paths = run_study(cfg, on_start=lambda st, why: console.rule(f"[bold]{st.name}[/bold] ({why})"))

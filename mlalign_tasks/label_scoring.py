@@ -1,4 +1,5 @@
-"""How the paper tasks (SNLI, PAWS, sentiment) score their English label words after the prompt's opening quote.
+"""How the paper-format tasks (SNLI, PAWS, sentiment, and the toy world's reviews) score their English label words
+after the prompt's opening quote.
 
 - ``label`` (the tasks' YAML, and what plain ``lm_eval`` runs): the log-likelihood of the whole label word.
 - ``first-token`` (the paper's scripts): the probability of each label's first token after the quote. Each choice
@@ -33,10 +34,11 @@ def check_scoring(scoring: str) -> str:
 
 
 def paper_families() -> set[str]:
-    """The task families whose label words this module rescores."""
+    """The task families in the paper tasks' format, whose label words this module rescores."""
     from mlalign_tasks.paper_prompts import PAPER_TASKS
+    from mlalign_tasks.toy_tasks import SENTIMENT_FAMILY
 
-    return set(PAPER_TASKS.values())
+    return {*PAPER_TASKS.values(), SENTIMENT_FAMILY}
 
 
 def first_token_choices(tokenizer, prompt: str, labels: list[str]) -> list[str]:

@@ -16,6 +16,30 @@ class Language:
     name: str
 
 
+@dataclass(frozen=True)
+class ToyLanguage(Language):
+    """A synthetic language of the toy world (`mlalign_tasks.toy_world`), coded in ISO 639-2's local-use range
+    qaa-qtz so that no code names a real language. Languages of one family share part of their words."""
+
+    family: str
+    script: str = "latin"  # the letters its words are written in (toy_world.SCRIPTS)
+    digits: str = "ascii"  # the digits its numbers are written with (toy_world.DIGITS)
+    reverse: bool = False  # each sentence's words in reverse order
+
+
+TOY_LANGUAGES: dict[str, ToyLanguage] = {
+    lang.code: lang
+    for lang in (
+        ToyLanguage("qaa", "Alvi", "alvic"),
+        ToyLanguage("qab", "Belvi", "alvic", digits="devanagari"),
+        ToyLanguage("qac", "Celvi", "alvic"),
+        ToyLanguage("qba", "Borin", "borish", script="cyrillic"),
+        ToyLanguage("qbb", "Barin", "borish", script="cyrillic", digits="arabic"),
+        ToyLanguage("qca", "Corin", "corian", script="greek", reverse=True),
+        ToyLanguage("qcb", "Curin", "corian", script="greek", reverse=True, digits="devanagari"),
+    )
+}
+
 LANGUAGES: dict[str, Language] = {
     lang.code: lang
     for lang in (
@@ -41,7 +65,7 @@ LANGUAGES: dict[str, Language] = {
         Language("bn", "Bengali"),
         Language("te", "Telugu"),
     )
-}
+} | TOY_LANGUAGES
 
 MGSM_LANGS = ("bn", "de", "en", "es", "fr", "ja", "ru", "sw", "te", "th", "zh")
 MSVAMP_LANGS = ("bn", "de", "en", "es", "fr", "ja", "ru", "sw", "th", "zh")
@@ -51,18 +75,25 @@ PAPER_LANGS = (
 )  # fmt: skip
 GSM8K_QT_LANGS = ("de", "es", "fr", "ja", "ru", "sw", "zh")
 SNLI_QT_LANGS = ("de", "es", "it", "sw", "zh")
+TOY_LANGS = ("en", *TOY_LANGUAGES)  # the toy world's English and its synthetic languages
 
 # lm-eval task family (group name) -> languages it covers; tasks are named f"{family}_{code}".
-FAMILIES: dict[str, tuple[str, ...]] = {
+BENCHMARK_FAMILIES: dict[str, tuple[str, ...]] = {
     "mgsm_aligned": MGSM_LANGS,
     "msvamp_aligned": MSVAMP_LANGS,
     "snli_aligned": PAPER_LANGS,
     "paws_aligned": PAPER_LANGS,
     "sentiment_aligned": PAPER_LANGS,
 }
+TOY_FAMILIES: dict[str, tuple[str, ...]] = {
+    "toy_sentiment_aligned": TOY_LANGS,  # the paper tasks' format (mlalign_tasks.toy_tasks)
+    "toy_math_aligned": TOY_LANGS,  # MGSM's format
+}
+FAMILIES: dict[str, tuple[str, ...]] = BENCHMARK_FAMILIES | TOY_FAMILIES
 # Groups over families.
 SUPER_GROUPS: dict[str, tuple[str, ...]] = {
     "paper_aligned": ("snli_aligned", "paws_aligned", "sentiment_aligned"),
+    "toy_aligned": tuple(TOY_FAMILIES),
 }
 
 

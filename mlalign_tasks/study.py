@@ -1,15 +1,17 @@
 """The whole study in one resumable run: data -> question-aligned training -> evaluation -> leaderboard -> analyses.
 
-With no arguments it runs the embedded default offline on CPU: the tiny model, two training
-languages, small evaluation limits. With a recipe or a real model id the same stages run at full
-size. Every stage is skipped when its outputs exist, verify, and match its configuration hash.
+With no arguments it runs the embedded default offline on CPU: the toy world's model (packaged), question
+alignment on two languages of one family, evaluation on every toy language. ``--model tiny`` runs the same
+stages on the tiny random-weight model and the real benchmarks (a check of the machinery); with a recipe or
+a real model id they run at full size. Options left unset take the defaults of the kind of model
+(`DEFAULTS`). Every stage is skipped when its outputs exist, verify, and match its configuration hash.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from mlalign_trainer import sft
@@ -20,35 +22,76 @@ from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.evaluate import missing_local
 from mlalign_tasks.stages import Stage, StageResult, run_stages
 
-DEMO_RECIPE = "cpu-smoke"
-TINY = "tiny"
+TOY, TINY, REAL = "toy", "tiny", "real"
+BUILTIN_RECIPES = {TOY: "toy-world", TINY: "cpu-smoke"}  # the trainer recipe of each built-in model
+_BENCHMARK_DEFAULTS = {
+    "languages": "de,zh",
+    "qt_source": "gsm8k",
+    "examples_per_language": 32,
+    "eval_tasks": "mgsm_aligned,msvamp_aligned,paper_aligned",
+    "eval_limit": "8",
+    "max_gen_toks": 48,
+    "batch_size": "8",
+    "label_scoring": "label",
+    "analysis_task": "sentiment",
+    "lens_langs": "en,de,zh,sw,ja",
+    "pca_langs": "en,de,fr,hi,sw",
+    "analysis_limit": 16,
+}
+# The value of every option left unset, per kind of model. Toy world: train on two languages of the Alvic
+# family (qac, its third language, and the other families stay unseen), evaluate every toy language.
+DEFAULTS: dict[str, dict[str, object]] = {
+    TOY: {
+        "languages": "qaa,qab",
+        "qt_source": "toy",
+        "examples_per_language": 1000,
+        "eval_tasks": "toy_aligned",
+        "eval_limit": "200",
+        "max_gen_toks": 64,
+        "batch_size": "32",
+        # the paper's first-token comparison (one forward per item); the paper's token-set scoring will be
+        # the same one-word change here
+        "label_scoring": "first-token",
+        "analysis_task": "toy_sentiment",
+        "lens_langs": "en,qaa,qab,qac,qba,qca",
+        "pca_langs": "en,qaa,qab,qac,qba,qbb,qca,qcb",
+        "analysis_limit": 64,
+    },
+    TINY: _BENCHMARK_DEFAULTS,
+    REAL: _BENCHMARK_DEFAULTS,
+}
 
 
 @dataclass
 class StudyConfig:
-    """What `mlalign run` does; the defaults are the embedded demo."""
+    """What `mlalign run` does. None: the default for the kind of model (`DEFAULTS`, see `resolved`)."""
 
-    model: str | None = None  # None: the recipe's model_name_or_path, or the tiny model without a recipe
+    model: str | None = None  # None: the recipe's model_name_or_path, or the toy model without a recipe
     recipe: str | None = None
-    languages: str = "de,zh"
-    qt_source: str = "gsm8k"
-    examples_per_language: int | None = 32
+    languages: str | None = None
+    qt_source: str | None = None
+    examples_per_language: int | None = None  # 0: all usable pairs
     train_flags: list[str] = field(default_factory=list)
-    eval_tasks: str = "mgsm_aligned,msvamp_aligned,paper_aligned"
-    eval_limit: str | None = "8"
-    max_gen_toks: int | None = 48
-    batch_size: str = "8"
+    eval_tasks: str | None = None
+    eval_limit: str | None = None  # "none": all items
+    max_gen_toks: int | None = None  # 0: the task's default
+    batch_size: str | None = None
     device: str | None = None
     load_in_4bit: bool = False
-    label_scoring: str = "label"  # paper tasks: "label" or "first-token" (the paper's)
-    analysis_task: str = "sentiment"
-    lens_langs: str = "en,de,zh,sw,ja"
-    pca_langs: str = "en,de,fr,hi,sw"
-    analysis_limit: int | None = 16
+    label_scoring: str | None = None  # paper-format tasks: "label" or "first-token" (the paper's)
+    analysis_task: str | None = None
+    lens_langs: str | None = None
+    pca_langs: str | None = None
+    analysis_limit: int | None = None  # 0: all items
     out: Path = Path("runs/demo")
     board: Path = Path("leaderboards/demo")
     seed: int = 0
     data_dir: str | None = None
+
+    def resolved(self) -> StudyConfig:
+        """This configuration with every unset option at the default for its kind of model."""
+        defaults = DEFAULTS[model_kind(self)]
+        return replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
 
 
 def recipe_path(name: str) -> Path:
@@ -60,13 +103,14 @@ def recipe_path(name: str) -> Path:
 
 
 def _recipe(cfg: StudyConfig) -> tuple[Path | None, dict]:
-    """The trainer recipe (path and values): the given one, the CPU smoke recipe for the tiny model, or none
-    for a real model without one (the trainer's paper defaults for the device then apply)."""
+    """The trainer recipe (path and values): the given one, the built-in model's, or none for a real model
+    without one (the trainer's paper defaults for the device then apply)."""
     import yaml
 
-    if cfg.recipe is None and not is_tiny(cfg):
+    kind = model_kind(cfg)
+    if cfg.recipe is None and kind == REAL:
         return None, {}
-    path = recipe_path(cfg.recipe or DEMO_RECIPE)
+    path = recipe_path(cfg.recipe or BUILTIN_RECIPES[kind])
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
@@ -82,15 +126,20 @@ def _copy_adapter(run_dir: Path, dest: Path) -> None:
             shutil.copy2(item, dest / item.name)
 
 
-def is_tiny(cfg: StudyConfig) -> bool:
-    """True when the study runs on the embedded tiny model (no --model, and no recipe or the CPU smoke one)."""
+def model_kind(cfg: StudyConfig) -> str:
+    """TOY or TINY when the study runs on a built-in model (named by --model, or by its recipe, or no --model
+    and no recipe: the toy model), else REAL."""
     if cfg.model is not None:
-        return cfg.model == TINY
-    return cfg.recipe is None or recipe_path(cfg.recipe).resolve() == recipe_path(DEMO_RECIPE).resolve()
+        return cfg.model if cfg.model in BUILTIN_RECIPES else REAL
+    if cfg.recipe is None:
+        return TOY
+    path = recipe_path(cfg.recipe).resolve()
+    return next((kind for kind, name in BUILTIN_RECIPES.items() if recipe_path(name).resolve() == path), REAL)
 
 
 def check_config(cfg: StudyConfig) -> None:
-    """Check every option before the first stage runs, so that no bad flag surfaces after hours of training."""
+    """Check every option (of a resolved configuration) before the first stage runs, so that no bad flag
+    surfaces after hours of training."""
     from mlalign_tasks import data, evaluate, label_scoring, paper_prompts
     from mlalign_tasks.analysis import paper_items
     from mlalign_tasks.languages import parse_langs
@@ -98,19 +147,22 @@ def check_config(cfg: StudyConfig) -> None:
     parse_langs(cfg.languages)
     if cfg.qt_source not in QT_SOURCES:
         raise MlalignError(f"--qt-source {cfg.qt_source!r}: choose one of {', '.join(QT_SOURCES)}")
-    evaluate.parse_tasks(cfg.eval_tasks)
+    tasks = evaluate.parse_tasks(cfg.eval_tasks)
     evaluate.parse_limit(cfg.eval_limit)
     evaluate.parse_batch_size(cfg.batch_size)
     evaluate.resolve_device(cfg.device, cfg.load_in_4bit)
     label_scoring.check_scoring(cfg.label_scoring)
-    if cfg.max_gen_toks is not None and cfg.max_gen_toks < 0:
+    if cfg.examples_per_language < 0:
+        raise MlalignError(f"--examples-per-language {cfg.examples_per_language} must be >= 0 (0: all pairs)")
+    if cfg.max_gen_toks < 0:
         raise MlalignError(f"--max-gen-toks {cfg.max_gen_toks} must be >= 0 (0: the task's default)")
-    if cfg.analysis_limit is not None and cfg.analysis_limit < 1:
+    if cfg.analysis_limit < 0:
         raise MlalignError(f"--analysis-limit {cfg.analysis_limit} must be >= 0 (0: all items)")
     for langs in (cfg.lens_langs, cfg.pca_langs):
-        paper_items.check_inputs(cfg.analysis_task, langs, cfg.analysis_limit)
-    # The analyses (and the paper tasks) need the paper's prompts, the one data file that cannot be downloaded.
-    data.resolve(paper_prompts.PROMPTS_FILE, data_dir=cfg.data_dir)
+        paper_items.check_inputs(cfg.analysis_task, langs, cfg.analysis_limit or None)
+    # The paper tasks (and their analyses) need the paper's prompts, the one data file that cannot be downloaded.
+    if cfg.analysis_task in paper_prompts.PAPER_TASKS or set(paper_prompts.PAPER_TASKS.values()) & set(tasks.langs):
+        data.resolve(paper_prompts.PROMPTS_FILE, data_dir=cfg.data_dir)
     for flag, path in (("--out", cfg.out), ("--board", cfg.board)):
         if any(p.exists() and not p.is_dir() for p in (path, *path.parents)):
             raise MlalignError(f"{flag} {path}: it or a parent folder is a file; choose a folder path")
@@ -118,20 +170,29 @@ def check_config(cfg: StudyConfig) -> None:
 
 def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     """The study's stages and the paths of its main artefacts."""
+    cfg = cfg.resolved()
     check_config(cfg)
     out = cfg.out
     recipe_file, recipe = _recipe(cfg)
-    tiny = is_tiny(cfg)
-    model = str(out / "model") if tiny else (cfg.model or recipe.get("model_name_or_path"))
+    kind = model_kind(cfg)
+    builtin = kind != REAL
+    model = str(out / "model") if builtin else (cfg.model or recipe.get("model_name_or_path"))
     if not model:
         raise MlalignError(f"recipe {recipe_file} names no model_name_or_path; give --model")
-    if not tiny and missing_local(model):
+    if not builtin and missing_local(model):
         raise MlalignError(f"model {model} does not exist; pass --model a model directory or a Hugging Face model id")
     adapter = out / "train" / "adapter"
     paths = {"model": Path(model), "dataset": out / "data", "adapter": adapter}
     stages: list[Stage] = []
 
-    if tiny:
+    if kind == TOY:
+        from mlalign_tasks import toy_model
+
+        def copy_model(o: Path, w: Path) -> None:
+            shutil.copytree(toy_model.packaged_dir(), o, dirs_exist_ok=True)
+
+        stages.append(Stage("model", {"toy": toy_model.packaged_hashes()}, copy_model))
+    elif kind == TINY:
         from mlalign_tasks.tiny_model import DEFAULT_SIZES, build_tiny_model
 
         def make_model(o: Path, w: Path) -> None:
@@ -143,7 +204,7 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
         from mlalign_trainer.qt_data import build_qt_dataset, save_build
 
         build = build_qt_dataset(
-            cfg.qt_source, cfg.languages, cfg.examples_per_language, seed=cfg.seed, data_dir=cfg.data_dir
+            cfg.qt_source, cfg.languages, cfg.examples_per_language or None, seed=cfg.seed, data_dir=cfg.data_dir
         )
         save_build(build, o)
 
@@ -175,7 +236,7 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
             raise MlalignError(f"training stopped (exit code {code}); rerun `mlalign run` to resume it")
         _copy_adapter(w, o / "adapter")
 
-    stages.append(Stage("train", train_cfg, train, deps=("model", "data") if tiny else ("data",)))
+    stages.append(Stage("train", train_cfg, train, deps=("model", "data") if builtin else ("data",)))
 
     eval_cfg = {
         k: getattr(cfg, k)
@@ -206,7 +267,7 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
 
         return run
 
-    base_deps = ("model",) if tiny else ()
+    base_deps = ("model",) if builtin else ()
     stages.append(Stage("eval-base", {**eval_cfg, "model": model}, evaluate_stage(None), deps=base_deps))
     stages.append(Stage("eval-aligned", eval_cfg, evaluate_stage(adapter), deps=("train",)))
     paths["eval-base"], paths["eval-aligned"] = out / "eval-base", out / "eval-aligned"
@@ -232,7 +293,7 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
         from mlalign_tasks.analysis.logit_lens import run_logit_lens
 
         run_logit_lens(
-            model, cfg.analysis_task, cfg.lens_langs, o, peft=adapter, limit=cfg.analysis_limit,
+            model, cfg.analysis_task, cfg.lens_langs, o, peft=adapter, limit=cfg.analysis_limit or None,
             device=cfg.device or "auto", load_in_4bit=cfg.load_in_4bit, seed=cfg.seed, data_dir=cfg.data_dir,
         )  # fmt: skip
 
@@ -240,7 +301,7 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
         from mlalign_tasks.analysis.pca import run_pca
 
         run_pca(
-            model, cfg.pca_langs, o, peft=adapter, task=cfg.analysis_task, limit=cfg.analysis_limit,
+            model, cfg.pca_langs, o, peft=adapter, task=cfg.analysis_task, limit=cfg.analysis_limit or None,
             device=cfg.device or "auto", load_in_4bit=cfg.load_in_4bit, seed=cfg.seed, data_dir=cfg.data_dir,
         )  # fmt: skip
 
@@ -252,27 +313,41 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
 
 def board_manifest(cfg: StudyConfig, model: str, adapter: Path) -> dict:
     """Title, description and model names of the study's leaderboard."""
-    tiny = is_tiny(cfg)
-    title = "mlalign demo: tiny random-weight model" if tiny else f"{model}: base vs question-aligned"
-    description = (
-        f"Base: the tiny model; aligned: a LoRA adapter trained by `mlalign run` for a few CPU steps on "
-        f"{cfg.languages} question translation ({cfg.qt_source})."
-        if tiny
-        else f"Base model {model} and its question-aligned LoRA adapter, trained on {cfg.languages} "
-        f"question translation ({cfg.qt_source})."
-    )
+    kind = model_kind(cfg)
+    if kind == TOY:
+        from mlalign_tasks.toy_world import describe
+
+        title = "mlalign demo: question alignment in the toy world"
+        description = (
+            f"{describe()} Base: the toy model; aligned: a LoRA adapter trained by `mlalign run` on question "
+            f"translation ({cfg.languages} to English, no answers) only."
+        )
+    elif kind == TINY:
+        title = "mlalign demo: tiny random-weight model"
+        description = (
+            f"Base: the tiny model; aligned: a LoRA adapter trained by `mlalign run` for a few CPU steps on "
+            f"{cfg.languages} question translation ({cfg.qt_source})."
+        )
+    else:
+        title = f"{model}: base vs question-aligned"
+        description = (
+            f"Base model {model} and its question-aligned LoRA adapter, trained on {cfg.languages} "
+            f"question translation ({cfg.qt_source})."
+        )
+    name = {TOY: "toy", TINY: "tiny"}.get(kind)
     return {
         "title": title,
         "description": description,
         "models": [
-            {"match": model, "name": "tiny-base" if tiny else f"{Path(model).name} (base)"},
-            {"match": str(adapter), "name": "tiny-aligned" if tiny else f"{Path(model).name} + QAlign", "base": model},
+            {"match": model, "name": f"{name}-base" if name else f"{Path(model).name} (base)"},
+            {"match": str(adapter), "name": f"{name}-aligned" if name else f"{Path(model).name} + QAlign", "base": model},
         ],
     }
 
 
 def run_study(cfg: StudyConfig, on_start=None) -> tuple[list[StageResult], dict[str, Path]]:
     """Run (or resume) the study; returns the stage results and the artefact paths."""
+    cfg = cfg.resolved()
     stages, paths = build_stages(cfg)
     cfg.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(cfg.out / "study.json", json.loads(json.dumps(asdict(cfg), default=str)))

@@ -32,8 +32,9 @@ def corpus_lines() -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
-def build_tokenizer(vocab_size: int = DEFAULT_SIZES["vocab_size"]):
-    """Train a byte-level BPE tokenizer (exact round-trip for any UTF-8 text) on the packaged corpus."""
+def build_tokenizer(vocab_size: int = DEFAULT_SIZES["vocab_size"], lines: list[str] | None = None):
+    """Train a byte-level BPE tokenizer (exact round-trip for any UTF-8 text) on `lines` (default: the packaged
+    corpus), with the special tokens and the chat template of both built-in models."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -47,7 +48,7 @@ def build_tokenizer(vocab_size: int = DEFAULT_SIZES["vocab_size"]):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(corpus_lines(), trainer=trainer)
+    tok.train_from_iterator(corpus_lines() if lines is None else lines, trainer=trainer)
     bos = SPECIAL_TOKENS["bos_token"]
     tok.post_processor = processors.TemplateProcessing(
         single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, tok.token_to_id(bos))]

@@ -313,15 +313,20 @@ def test_run_checks_every_option_before_the_first_stage(monkeypatch, capsys, tmp
     assert not Path("runs").exists()  # nothing ran: no stage output, not even the run folder
 
 
-def test_cpu_smoke_recipe_runs_on_the_tiny_model() -> None:
-    from mlalign_tasks.study import StudyConfig, build_stages, is_tiny
+def test_built_in_models_and_their_defaults() -> None:
+    from mlalign_tasks.study import DEFAULTS, REAL, TINY, TOY, StudyConfig, build_stages, model_kind
 
-    for recipe in (None, "cpu-smoke", "cpu-smoke.yaml"):
-        cfg = StudyConfig(recipe=recipe)
-        assert is_tiny(cfg)
-        stages, paths = build_stages(cfg)
-        assert stages[0].name == "model" and paths["model"] == cfg.out / "model"
-    assert not is_tiny(StudyConfig(recipe="qwen2.5-1.5b-12gb"))
+    for recipe in ("cpu-smoke", "cpu-smoke.yaml"):
+        assert model_kind(StudyConfig(recipe=recipe)) == TINY
+    cfg = StudyConfig(model="tiny")
+    stages, paths = build_stages(cfg)
+    assert stages[0].name == "model" and paths["model"] == cfg.out / "model"
+    assert cfg.resolved().eval_tasks == DEFAULTS[TINY]["eval_tasks"]
+    assert model_kind(StudyConfig()) == model_kind(StudyConfig(recipe="toy-world")) == TOY
+    toy = StudyConfig().resolved()
+    assert (toy.languages, toy.qt_source, toy.eval_tasks) == ("qaa,qab", "toy", "toy_aligned")
+    assert StudyConfig(languages="qac").resolved().languages == "qac"  # what is given wins
+    assert model_kind(StudyConfig(recipe="qwen2.5-1.5b-12gb")) == REAL
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""`mlalign run` end to end on the embedded default (reduced limits): artefacts, consistency, resume."""
+"""`mlalign run` end to end on the tiny random-weight model (reduced limits): artefacts, consistency, resume."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from mlalign_tasks.cli import app
 pytestmark = pytest.mark.slow
 
 ARGS = [
+    "--model", "tiny",
     "--tasks", "mgsm_aligned:en,de,sw,paper_aligned:en,de,sw",
     "--limit", "3",
     "--max-gen-toks", "8",

@@ -1,8 +1,9 @@
 """Question-translation SFT data: a question in language X -> the same question in English (no answers).
 
 Sources: the GSM8K question translations (``question_translation/gsm8k/{lang}-en``), the SNLI task-question
-translations of the paper (``paper_tasks/snli/snli_{lang}10k_train_question.json``), or the user's own parallel
-files (two line-aligned text files, or JSON lines with source/target fields). The result is a ``datasets``
+translations of the paper (``paper_tasks/snli/snli_{lang}10k_train_question.json``), the toy world's questions
+(``toy``: both toy tasks' questions, generated, without the test items), or the user's own parallel files (two
+line-aligned text files, or JSON lines with source/target fields). The result is a ``datasets``
 prompt/completion dataset in the paper's format (``{question}\\nTranslate the input from German to English:\\n``
 -> English question) or, with ``fmt="chat"``, the same pair as conversational messages for the model's chat template.
 """
@@ -25,12 +26,13 @@ from mlalign_tasks.languages import (
     GSM8K_QT_LANGS,
     LANGUAGES,
     SNLI_QT_LANGS,
+    TOY_LANGUAGES,
     UnknownLanguageError,
     check_lang,
     parse_langs,
 )
 
-SOURCES: dict[str, tuple[str, ...]] = {"gsm8k": GSM8K_QT_LANGS, "snli": SNLI_QT_LANGS}
+SOURCES: dict[str, tuple[str, ...]] = {"gsm8k": GSM8K_QT_LANGS, "snli": SNLI_QT_LANGS, "toy": tuple(TOY_LANGUAGES)}
 FORMATS = ("plain", "chat")
 INSTRUCTION = "Translate the input from {language} to English:"
 _SNLI_INSTRUCTION = re.compile(r"\n?Translate the input from (?P<language>[A-Za-z ]+) to English:\n?$")
@@ -130,6 +132,15 @@ def snli_pairs(lang: str, data_dir=None) -> list[tuple[str, str]]:
             raise DataError(f"{name} item {i} says it translates from {m.group('language')}, expected {expected}")
         pairs.append((text[: m.start()] if m else text, str(row.get("answer", ""))))
     return pairs
+
+
+def toy_pairs(lang: str) -> list[tuple[str, str]]:
+    """(question in toy language `lang`, toy English question) for the toy world's questions."""
+    from mlalign_tasks import toy_tasks
+
+    check_lang(lang, SOURCES["toy"], what="toy question-translation language")
+    world = toy_tasks.DEFAULT_WORLD
+    return [(world.translate(question, lang), question) for question in toy_tasks.questions()]
 
 
 def file_pairs(
@@ -249,7 +260,7 @@ def build_qt_dataset(
                 f"no {source} question translations for {', '.join(missing)}; available: {', '.join(SOURCES[source])}"
             )
     else:
-        raise MlalignError(f"unknown question-translation source {source!r}; choose one of gsm8k, snli, files")
+        raise MlalignError(f"unknown question-translation source {source!r}; choose one of {', '.join(SOURCES)}, files")
 
     rows: list[dict] = []
     stats: dict[str, LangStats] = {}
@@ -258,6 +269,8 @@ def build_qt_dataset(
             raw = gsm8k_pairs(lang, data_dir)
         elif source == "snli":
             raw = snli_pairs(lang, data_dir)
+        elif source == "toy":
+            raw = toy_pairs(lang)
         else:
             raw = file_pairs(src_file, tgt_file, jsonl, source_field, target_field)
         stats[lang] = LangStats()

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import torch
 
-from mlalign_tasks import paper_prompts
 from mlalign_tasks.analysis import paper_items, plots
 from mlalign_tasks.analysis.hidden_states import Batch, LoadedModel, load_model, run_batches
 from mlalign_tasks.analysis.outputs import atomic_output_dir, versions
@@ -207,8 +206,7 @@ def run_logit_lens(
     with atomic_output_dir(out, RESULT_FILE) as tmp:
         torch.manual_seed(seed)
         chosen, items = paper_items.prompts(task, codes, limit, seed, data_dir)
-        english = paper_prompts.english_labels(task, data_dir)
-        native = {lang: paper_prompts.native_labels(task, lang, data_dir) for lang in codes}
+        english, native = paper_items.labels(task, codes, data_dir)
         lm = load_model(model, peft, device=device, dtype=dtype, load_in_4bit=load_in_4bit)
         lens = LogitLens(lm.model)
         variants: dict[str, dict] = {}

@@ -16,12 +16,17 @@ from mlalign_tasks.languages import FAMILIES, LANGUAGES, parse_langs
 from mlalign_tasks.leaderboard.load import Run, Sample, find_results_files, load_all_samples, load_run
 from mlalign_tasks.leaderboard.stats import consistency, paired_test
 from mlalign_tasks.tiny_model import MARKER_FILE as TINY_MODEL_MARKER
+from mlalign_tasks.toy_model import MARKER_FILE as TOY_MODEL_MARKER
 
 SPLITS = ("english", "seen", "unseen", "non_english")
 ALL_FAMILIES = "all"
 TINY_WARNING = (
     "Built from mlalign's tiny random-weight test model (`mlalign tiny-model`): the scores are noise and say "
     "nothing about question alignment; this board only shows the format and the statistics."
+)
+TOY_WARNING = (
+    "Built from mlalign's toy world (`mlalign toy-model`): a model of about a million parameters pretrained on "
+    "synthetic languages; it shows the mechanism on a CPU and says nothing about real models or languages."
 )
 COMPARISON_FIELDS = (
     "base", "aligned", "family", "language", "split", "metric", "base_value", "aligned_value", "delta_pp",
@@ -274,8 +279,9 @@ def build_board(results: list[Path], manifest_path: Path | None = None, out: Pat
     samples = dict(zip(jobs, load_all_samples(list(jobs.values())), strict=True))
 
     description = str(manifest.get("description") or "")
-    if any((Path(m.pretrained) / TINY_MODEL_MARKER).is_file() for m in models) and TINY_WARNING not in description:
-        description = f"{TINY_WARNING} {description}".strip()
+    for marker, warning in ((TINY_MODEL_MARKER, TINY_WARNING), (TOY_MODEL_MARKER, TOY_WARNING)):
+        if any((Path(m.pretrained) / marker).is_file() for m in models) and warning not in description:
+            description = f"{warning} {description}".strip()
     board = Board(
         title=str(manifest.get("title") or "mlalign leaderboard"),
         description=description,

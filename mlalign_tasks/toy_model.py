@@ -1,0 +1,200 @@
+"""The toy world's model: a small Llama pretrained from scratch on a generated corpus (transformers Trainer, CPU).
+
+The corpus is English-centric, as a real LLM's: English review documents with their labels in the paper
+tasks' format, English word problems with worked solutions in MGSM's prompt, English everyday text, and
+monolingual text in every synthetic language (reviews, word problems and sentences, never a task answer,
+never a translation). The model ships in the package (``resources/toy_model``), built by
+``scripts/build_toy_model.py``, which rebuilds it byte for byte; `ToyModelConfig` holds every knob.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from mlalign_tasks import toy_tasks
+from mlalign_tasks.atomic import atomic_dir, write_json_atomic
+from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.languages import TOY_LANGUAGES
+from mlalign_tasks.toy_world import World, review, sentence, word_problem
+
+MARKER_FILE = "mlalign_toy.json"  # beside the weights: marks a model as the toy world's, with its configuration
+
+
+@dataclass(frozen=True)
+class CorpusMix:
+    """How many documents of each kind the pretraining corpus holds."""
+
+    review_docs: int = 3000  # English: 2-4 reviews, each followed by its label, as in the 2-shot prompts
+    problem_docs: int = 3000  # English: a word problem and its worked solution in MGSM's prompt
+    text_docs: int = 3000  # English: everyday sentences and unlabelled reviews
+    docs_per_language: int = 800  # each synthetic language: reviews, word problems and sentences, no answers
+    code_switch: float = 0.0  # chance that a word of synthetic-language text is left in English
+    repeat: float = 0.3  # chance that a text document repeats one of its sentences
+
+
+@dataclass(frozen=True)
+class ToyModelConfig:
+    """Every knob of the toy model: world, corpus, architecture, pretraining."""
+
+    world: World = field(default_factory=World)
+    corpus: CorpusMix = field(default_factory=CorpusMix)
+    vocab_size: int = 2048
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    block_size: int = 256
+    batch_size: int = 16
+    steps: int = 300
+    learning_rate: float = 3e-3
+    seed: int = 0
+    threads: int = 2  # torch CPU threads: part of what makes the build reproducible bit for bit
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def corpus(cfg: ToyModelConfig) -> list[str]:
+    """The pretraining documents, shuffled; no test item or exemplar of the toy tasks appears in them."""
+    world, mix = cfg.world, cfg.corpus
+    rng = random.Random(f"{world.seed}:corpus")
+    skip = toy_tasks.held_out(world)
+
+    def fresh(make):
+        while True:
+            item = make(rng)
+            if (item if isinstance(item, str) else item[0]) not in skip:
+                return item
+
+    def with_repeat(parts: list[str]) -> list[str]:
+        return [*parts, rng.choice(parts)] if rng.random() < mix.repeat else parts
+
+    docs = []
+    for _ in range(mix.review_docs):
+        docs.append("\n".join(toy_tasks.labelled(*fresh(review), "en", world) for _ in range(rng.randint(2, 4))))
+    for _ in range(mix.problem_docs):
+        question, solution, _ = fresh(word_problem)
+        docs.append(toy_tasks.math_prompt(question) + " " + solution)
+    for _ in range(mix.text_docs):
+        parts = [fresh(sentence) if rng.random() < 0.6 else fresh(review)[0] for _ in range(rng.randint(2, 5))]
+        docs.append(" ".join(with_repeat(parts)))
+    makers = ((0.4, lambda r: review(r)[0]), (0.7, lambda r: word_problem(r)[0]), (1.0, sentence))
+    for code in TOY_LANGUAGES:
+        for _ in range(mix.docs_per_language):
+            parts = []
+            for _ in range(rng.randint(2, 4)):
+                roll = rng.random()
+                parts.append(fresh(next(make for bound, make in makers if roll < bound)))
+            texts = []
+            for part in with_repeat(parts):
+                keep = frozenset(w for w in part.split() if rng.random() < mix.code_switch) if mix.code_switch else None
+                texts.append(world.translate(part, code, keep or frozenset()))
+            docs.append("\n".join(texts))
+    rng.shuffle(docs)
+    return docs
+
+
+def corpus_hash(docs: list[str]) -> str:
+    return hashlib.sha256("\0".join(docs).encode("utf-8")).hexdigest()
+
+
+def build_toy_model(out: str | Path, cfg: ToyModelConfig | None = None, log=print) -> Path:
+    """Pretrain the toy model and write it (weights, tokenizer, `MARKER_FILE`) to `out` atomically."""
+    import torch
+    from datasets import Dataset
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
+
+    from mlalign_tasks.tiny_model import build_tokenizer
+
+    cfg = cfg or ToyModelConfig()
+    out = Path(out)
+    if out.exists() and not (out / "config.json").is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise MlalignError(f"{out} exists and is not a model directory; choose an empty or new --out")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        docs = corpus(cfg)
+        tokenizer = build_tokenizer(cfg.vocab_size, docs)
+        ids = [i for doc in docs for i in [*tokenizer(doc)["input_ids"], tokenizer.eos_token_id]]
+        blocks = [ids[i : i + cfg.block_size] for i in range(0, len(ids) - cfg.block_size + 1, cfg.block_size)]
+        log(f"toy corpus: {len(docs)} documents, {len(ids)} tokens, {len(blocks)} blocks of {cfg.block_size}")
+        config = LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=cfg.hidden_size,
+            intermediate_size=3 * cfg.hidden_size,
+            num_hidden_layers=cfg.num_layers,
+            num_attention_heads=cfg.num_heads,
+            num_key_value_heads=cfg.num_heads,
+            max_position_embeddings=1024,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            tie_word_embeddings=False,
+            dtype="float32",
+        )
+        torch.manual_seed(cfg.seed)
+        model = LlamaForCausalLM(config)
+        model.generation_config = GenerationConfig(
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        with atomic_dir(out) as tmp:
+            args = TrainingArguments(
+                output_dir=str(tmp / ".trainer"),
+                per_device_train_batch_size=cfg.batch_size,
+                learning_rate=cfg.learning_rate,
+                max_steps=cfg.steps,
+                lr_scheduler_type="cosine",
+                warmup_steps=0.05,
+                weight_decay=0.01,
+                logging_steps=max(1, cfg.steps // 10),
+                save_strategy="no",
+                report_to="none",
+                use_cpu=True,
+                seed=cfg.seed,
+                full_determinism=True,
+                disable_tqdm=True,
+            )
+            dataset = Dataset.from_dict({"input_ids": blocks, "labels": blocks})
+            trainer = Trainer(model=model, args=args, train_dataset=dataset)
+            trainer.train()
+            losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            write_json_atomic(
+                tmp / MARKER_FILE,
+                {
+                    "config": cfg.as_dict(),
+                    "corpus_sha256": corpus_hash(docs),
+                    "corpus_tokens": len(ids),
+                    "final_loss": round(float(losses[-1]), 4) if losses else None,
+                    "torch": torch.__version__,
+                },
+            )
+            (tmp / ".trainer").rmdir() if (tmp / ".trainer").is_dir() and not any((tmp / ".trainer").iterdir()) else None
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def packaged_dir() -> Path:
+    """The toy model shipped in the package."""
+    return Path(str(resources.files("mlalign_tasks").joinpath("resources/toy_model")))
+
+
+def packaged_hashes() -> dict[str, str]:
+    """sha256 of every file of the packaged toy model, by name."""
+    from mlalign_tasks.data import sha256_file
+
+    return {p.name: sha256_file(p) for p in sorted(packaged_dir().iterdir()) if p.is_file()}
+
+
+def read_marker(model_dir: str | Path) -> dict | None:
+    """The toy model's record (configuration, corpus hash), or None when `model_dir` is not a toy model."""
+    path = Path(model_dir) / MARKER_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

@@ -1,0 +1,10 @@
+"""lm-eval hooks of toy_math_aligned (filter and metric come from the included mgsm_aligned template)."""
+
+from __future__ import annotations
+
+from mlalign_tasks import toy_tasks
+
+
+def load_dataset(lang: str, **_: object):
+    """custom_dataset hook, called as fn(**metadata, **dataset_kwargs); other keyword arguments are ignored."""
+    return toy_tasks.dataset(toy_tasks.MATH_FAMILY, lang)

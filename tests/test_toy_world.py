@@ -1,0 +1,131 @@
+"""The toy world: lexicons, translation, parallel tasks in the real formats, corpus and training data kept apart."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from mlalign_tasks import toy_tasks
+from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.languages import FAMILIES, LANGUAGES, TOY_LANGUAGES, UnknownLanguageError
+from mlalign_tasks.toy_world import (
+    DIGITS,
+    FAMILY_SOUNDS,
+    NEGATIVE,
+    POSITIVE,
+    SCRIPTS,
+    WORDS,
+    World,
+    review,
+    word_problem,
+)
+
+WORLD = toy_tasks.DEFAULT_WORLD
+
+
+def test_language_table_is_complete_and_local_use_coded():
+    for code, lang in TOY_LANGUAGES.items():
+        assert "qaa" <= code <= "qtz" and LANGUAGES[code] is lang  # ISO 639-2 local-use range, in the one table
+        assert lang.script in SCRIPTS and lang.digits in DIGITS and lang.family in FAMILY_SOUNDS
+    assert FAMILIES["toy_sentiment_aligned"] == FAMILIES["toy_math_aligned"] == ("en", *TOY_LANGUAGES)
+
+
+def test_lexicons_are_deterministic_distinct_and_share_words_within_a_family_only():
+    again = World(seed=WORLD.seed, overlap=WORLD.overlap).lexicons
+    assert again == WORLD.lexicons
+    for lexicon in again.values():
+        assert set(lexicon) == set(WORDS) and len(set(lexicon.values())) == len(WORDS)
+        assert not set(lexicon.values()) & set(WORDS)
+    shared = {
+        (a, b): sum(WORLD.lexicons[a][w] == WORLD.lexicons[b][w] for w in WORDS) / len(WORDS)
+        for a in TOY_LANGUAGES
+        for b in TOY_LANGUAGES
+        if a < b
+    }
+    for (a, b), share in shared.items():
+        if TOY_LANGUAGES[a].family == TOY_LANGUAGES[b].family:
+            assert 0.1 < share < 0.45, (a, b, share)  # both take the family's word: about overlap² = 0.25
+        else:
+            assert share == 0, (a, b)
+    assert World(overlap=0.0).lexicons["qaa"]["good"] != World(overlap=0.0).lexicons["qac"]["good"]
+    assert World(overlap=1.0).lexicons["qaa"] == World(overlap=1.0).lexicons["qac"]
+    with pytest.raises(MlalignError, match="overlap 1.5"):
+        World(overlap=1.5)
+
+
+def test_translation_maps_words_digits_names_and_order():
+    text = "tom has 7 coins . how many coins does tom have now ?"
+    assert WORLD.translate(text, "en") == text
+    latin = WORLD.translate(text, "qaa").split()
+    assert latin[0] == "tom" and latin[2] == "7" and len(latin) == len(text.split())
+    assert WORLD.translate(text, "qab").split()[2] == "७"  # Devanagari digits
+    cyrillic = WORLD.translate(text, "qbb").split()
+    assert cyrillic[0] == "том" and cyrillic[2] == "٧"
+    reversed_words = WORLD.translate(text, "qca").split()
+    assert reversed_words[:4] == [WORLD.word(w, "qca") for w in ("coins",)] + ["7", WORLD.word("has", "qca"), "τομ"]
+    assert reversed_words[4] == "."  # each sentence reversed, its end kept last
+    assert WORLD.translate(text, "qaa", keep=frozenset({"coins"})).split()[3] == "coins"
+    with pytest.raises(UnknownLanguageError, match="unknown toy language code 'de'"):
+        WORLD.translate(text, "de")
+
+
+def test_sentiment_items_are_parallel_in_the_paper_format():
+    en = toy_tasks.sentiment_items("en")
+    assert len(en) == toy_tasks.SENTIMENT_ITEMS and len({it["prompt"] for it in en}) == len(en)
+    assert {it["label"] for it in en} == {0, 1} and 0.4 < sum(it["label"] for it in en) / len(en) < 0.6
+    first = en[0]["prompt"].split("\n")
+    assert first[1] == 'Emotion: "positive"' and first[3] == 'Emotion: "negative"' and first[-1] == 'Emotion: "'
+    for code in TOY_LANGUAGES:
+        items = toy_tasks.sentiment_items(code)
+        assert [it["label"] for it in items] == [it["label"] for it in en]  # gold from English by index
+        lines = items[3]["prompt"].split("\n")
+        assert lines[1] == 'Emotion: "positive"' and lines[-1] == 'Emotion: "'  # English labels after X
+        assert lines[-2] == WORLD.translate(en[3]["prompt"].split("\n")[-2], code)
+
+
+def test_math_items_are_parallel_with_english_solutions():
+    en, shots = toy_tasks.math_items("en")
+    qcb, qcb_shots = toy_tasks.math_items("qcb")
+    assert len(en) == toy_tasks.MATH_ITEMS and len(shots) == toy_tasks.MATH_FEWSHOT
+    assert [r["answer"] for r in qcb] == [r["answer"] for r in en]
+    assert qcb[0]["question"] == WORLD.translate(en[0]["question"], "qcb")
+    assert qcb_shots[0]["solution"] == shots[0]["solution"] and shots[0]["solution"].endswith(
+        f"the answer is {shots[0]['answer']} ."
+    )
+
+
+def test_held_out_items_are_not_in_the_question_pool():
+    held = toy_tasks.held_out()
+    pool = toy_tasks.questions()
+    assert len(pool) == len(set(pool)) == toy_tasks.QUESTION_POOL and not held & set(pool)
+    kinds = {"review": sum("how many" not in q for q in pool), "problem": sum("how many" in q for q in pool)}
+    assert kinds["review"] == kinds["problem"]
+
+
+def test_generators_are_consistent():
+    rng = random.Random(0)
+    for _ in range(200):
+        text, label = review(rng)
+        words = set(text.split())
+        assert words & set((POSITIVE, NEGATIVE)[label]) and not words & set((POSITIVE, NEGATIVE)[1 - label])
+        question, solution, answer = word_problem(rng)
+        assert solution.startswith(question.split(" how many")[0]) and solution.endswith(f"is {answer} .")
+        assert answer == eval(solution.split(" so ")[1].split(" = ")[0].split(" has ")[1])  # a + b or a - b
+
+
+def test_lm_eval_renders_the_toy_prompts():
+    from lm_eval.tasks import TaskManager
+
+    from mlalign_tasks.evaluate import tasks_dir
+
+    loaded = TaskManager(include_path=str(tasks_dir()), include_defaults=False).load(["toy_aligned"])
+    sentiment = loaded["tasks"]["toy_sentiment_aligned_qba"]
+    doc = sentiment.test_docs()[5]
+    assert sentiment.fewshot_context(doc, 0) == toy_tasks.sentiment_items("qba")[5]["prompt"]
+    assert sentiment.doc_to_choice(doc) == ["positive", "negative"]
+    math = loaded["tasks"]["toy_math_aligned_qab"]
+    doc = math.test_docs()[2]
+    question = toy_tasks.math_items("qab")[0][2]["question"]
+    assert math.fewshot_context(doc, 0) == toy_tasks.math_prompt(question)
+    assert "toy_aligned" in loaded["groups"]
