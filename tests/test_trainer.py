@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ from transformers import TrainerCallback
 
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.languages import UnknownLanguageError
+from mlalign_tasks.quiet import BNB_CPU_LOGGER, KERNELS_NOTICE
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "trainer" / "recipes"
@@ -486,3 +488,37 @@ def test_bad_inputs(tiny_model_dir, tmp_path):
         sft.main([*small, "--assistant_only_loss", "true"])  # plain prompts have no assistant turn
     assert not (tmp_path / "o").exists()
     assert not (tmp_path / "m" / RUN_FILE).exists()  # nothing recorded for a run that never started
+
+
+def test_train_help_starts_without_the_bitsandbytes_kernels_notice():
+    """``mlalign train --help`` prints its usage and nothing of bitsandbytes' optional-kernel notice."""
+    from bitsandbytes.functional import has_avx512bf16
+
+    run = subprocess.run(
+        [str(Path(sys.executable).with_name("mlalign")), "train", "--help"],
+        capture_output=True, text=True, env=_env(), timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0 and run.stdout.startswith("usage: mlalign train"), run.stdout + run.stderr
+    assert KERNELS_NOTICE not in run.stdout + run.stderr
+    assert run.stderr == ""
+    # The control: where bitsandbytes does say it (an AVX512-BF16 CPU without the optional `kernels` package),
+    # importing it without mlalign first shows the notice, word for word as the filter expects it.
+    kernels_missing = subprocess.run([sys.executable, "-c", "import kernels"], capture_output=True).returncode != 0
+    if has_avx512bf16() and kernels_missing:
+        bare = subprocess.run([sys.executable, "-c", "import bitsandbytes"], capture_output=True, text=True, env=_env())
+        assert f"{KERNELS_NOTICE}: No module named 'kernels'" in bare.stderr
+
+
+def test_the_quiet_filter_drops_only_the_missing_kernels_package_notice(caplog):
+    logger = logging.getLogger(BNB_CPU_LOGGER)  # the filter is installed by importing mlalign_tasks
+    notice = KERNELS_NOTICE + ": %s. Please make sure you already `pip install kernels` and the kernels >= 0.11.1"
+    with caplog.at_level(logging.WARNING, logger=BNB_CPU_LOGGER):
+        logger.warning(notice, ModuleNotFoundError("No module named 'kernels'", name="kernels"))  # dropped
+        logger.warning(notice, ModuleNotFoundError("No module named 'hub_kit'", name="hub_kit"))  # kernels broken
+        logger.warning(notice, OSError("cannot reach the Hub"))  # kernels installed, the download failed
+        logger.warning("Input type into Linear4bit is torch.float16 ...")  # any other bitsandbytes message
+    assert [r.getMessage().split(".")[0] for r in caplog.records] == [
+        f"{KERNELS_NOTICE}: No module named 'hub_kit'",
+        f"{KERNELS_NOTICE}: cannot reach the Hub",
+        "Input type into Linear4bit is torch",
+    ]
