@@ -11,12 +11,12 @@ tasks' choices for the model's tokenizer before evaluating.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from mlalign_tasks.errors import MlalignError
 
 
-class Scoring(str, Enum):
+class Scoring(StrEnum):
     """The label scorings (values as given on the command line)."""
 
     label = "label"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ from transformers import TrainerCallback
 
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.languages import UnknownLanguageError
+from mlalign_tasks.quiet import BNB_CPU_LOGGER, KERNELS_NOTICE
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "trainer" / "recipes"
@@ -49,7 +51,10 @@ def _short(tiny_model_dir: Path, lang: str, n: int, max_tokens: int = 256):
 
 
 def _lora_grads(model) -> torch.Tensor:
-    return torch.cat([p.grad.flatten() for n, p in model.named_parameters() if "lora_" in n and p.grad is not None])
+    """Every LoRA parameter's gradient, flattened; one that got none counts as zeros (what the optimizer sees)."""
+    lora = [p for n, p in model.named_parameters() if "lora_" in n]
+    assert lora, "the model has no LoRA parameters"
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in lora])
 
 
 class GradProbe(TrainerCallback):
@@ -138,13 +143,22 @@ def test_overfit_lowers_loss_and_lora_grads_survive_mid_training_eval(tiny_model
         "--lora_dropout", "0", "--lora_target_modules", "all-linear", "--lora_modules_to_save", "lm_head",
         "--warmup_steps", "0", "--eval_strategy", "steps", "--eval_steps", "8", "--logging_steps", "1",
         "--save_strategy", "no",
-        eval_dataset=split["test"], callbacks=[probe],
+        eval_dataset=split["test"],
     )  # fmt: skip
+    # The loss over all 32 training examples, before and after: the same examples both times, so the comparison
+    # measures the training, not which micro-batches happened to come first and last (logged per-step losses of
+    # 4 examples each vary by 1.5 nats between batches at the start).
+    fit_loss = lambda: trainer.evaluate(trainer.train_dataset, metric_key_prefix="fit")["fit_loss"]  # noqa: E731
+    before = fit_loss()
+    trainer.add_callback(probe)  # added after the fit evaluation, so it counts only the evaluations during training
     trainer.train()
+    after = fit_loss()
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     evals = [e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e]
     assert len(losses) == 24 and len(evals) == 3
-    assert sum(losses[-4:]) / 4 < 0.75 * sum(losses[:4]) / 4, losses  # overfits 32 examples clearly
+    # From about ln(vocabulary) = 6.9 to about 4.8 nats (0.69 of it) on a CPU with AVX512 or without; the limit
+    # asks for a drop of more than 1.3 nats, with a margin of over 0.7 nats to what the training reaches.
+    assert after < 0.8 * before, (before, after, losses)  # overfits 32 examples clearly
     after_eval = [norm for _, norm, evaluated in probe.steps if evaluated]
     assert len(after_eval) == 16 and min(after_eval) > 1e-4  # LoRA still learns after evaluating
 
@@ -235,13 +249,23 @@ def _grads_after(model, evaluate_first: bool, ids: torch.Tensor) -> torch.Tensor
 
 
 def test_cpu_4bit_guard_keeps_lora_gradients_exact_after_evaluation(tiny_model_dir):
+    from bitsandbytes.functional import has_avx512bf16
+
     ids = torch.randint(8, 1000, (2, 24), generator=torch.Generator().manual_seed(0))
     reference = _grads_after(_4bit_model(tiny_model_dir, False), False, ids)
     guarded = _grads_after(_4bit_model(tiny_model_dir, None), True, ids)
     repacked = _grads_after(_4bit_model(tiny_model_dir, True), True, ids)
-    assert reference.abs().max() > 1e-3
+    assert reference.abs().max() > 1e-3 and reference.count_nonzero() > reference.numel() // 2
     assert torch.equal(guarded, reference)  # the guard: evaluation leaves the gradients exactly as they were
-    assert not torch.allclose(repacked, reference, atol=1e-4)  # without it, the repacked weights corrupt them
+    # Without it (the control), evaluation repacks the weights for good, and how the damage shows depends on the CPU
+    # (bitsandbytes >= 0.49 sends every later matmul of a repacked layer to its gemv_4bit op):
+    if has_avx512bf16():
+        # bitsandbytes' own AVX512-BF16 kernel for that op has no backward: every repacked layer stops the
+        # gradient, and the LoRA layers (all below a repacked o_proj) get none at all.
+        assert repacked.count_nonzero() == 0
+    else:
+        # the generic kernel dequantises the repacked layout as if it were the usual one: wrong gradients.
+        assert repacked.abs().max() > 1e-3 and not torch.allclose(repacked, reference, atol=1e-4)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="tests the CPU 4-bit path")
@@ -257,6 +281,8 @@ def test_cpu_4bit_training_with_mid_training_eval(tiny_model_dir, tmp_path):
     )  # fmt: skip
     assert trainer.model.is_loaded_in_4bit
     assert any(isinstance(cb, Avx512Bf16Guard) for cb in trainer.callback_handler.callbacks)
+    layers = [m for m in trainer.model.modules() if isinstance(m, Linear4bit)]
+    assert len(layers) == 28 and not any(m.support_avx512bf16_for_cpu for m in layers)  # guarded from the start
     trainer.train()
     layers = [m for m in trainer.model.modules() if isinstance(m, Linear4bit)]
     assert len(layers) == 28 and not any(m.support_avx512bf16_for_cpu for m in layers)
@@ -462,3 +488,37 @@ def test_bad_inputs(tiny_model_dir, tmp_path):
         sft.main([*small, "--assistant_only_loss", "true"])  # plain prompts have no assistant turn
     assert not (tmp_path / "o").exists()
     assert not (tmp_path / "m" / RUN_FILE).exists()  # nothing recorded for a run that never started
+
+
+def test_train_help_starts_without_the_bitsandbytes_kernels_notice():
+    """``mlalign train --help`` prints its usage and nothing of bitsandbytes' optional-kernel notice."""
+    from bitsandbytes.functional import has_avx512bf16
+
+    run = subprocess.run(
+        [str(Path(sys.executable).with_name("mlalign")), "train", "--help"],
+        capture_output=True, text=True, env=_env(), timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0 and run.stdout.startswith("usage: mlalign train"), run.stdout + run.stderr
+    assert KERNELS_NOTICE not in run.stdout + run.stderr
+    assert run.stderr == ""
+    # The control: where bitsandbytes does say it (an AVX512-BF16 CPU without the optional `kernels` package),
+    # importing it without mlalign first shows the notice, word for word as the filter expects it.
+    kernels_missing = subprocess.run([sys.executable, "-c", "import kernels"], capture_output=True).returncode != 0
+    if has_avx512bf16() and kernels_missing:
+        bare = subprocess.run([sys.executable, "-c", "import bitsandbytes"], capture_output=True, text=True, env=_env())
+        assert f"{KERNELS_NOTICE}: No module named 'kernels'" in bare.stderr
+
+
+def test_the_quiet_filter_drops_only_the_missing_kernels_package_notice(caplog):
+    logger = logging.getLogger(BNB_CPU_LOGGER)  # the filter is installed by importing mlalign_tasks
+    notice = KERNELS_NOTICE + ": %s. Please make sure you already `pip install kernels` and the kernels >= 0.11.1"
+    with caplog.at_level(logging.WARNING, logger=BNB_CPU_LOGGER):
+        logger.warning(notice, ModuleNotFoundError("No module named 'kernels'", name="kernels"))  # dropped
+        logger.warning(notice, ModuleNotFoundError("No module named 'hub_kit'", name="hub_kit"))  # kernels broken
+        logger.warning(notice, OSError("cannot reach the Hub"))  # kernels installed, the download failed
+        logger.warning("Input type into Linear4bit is torch.float16 ...")  # any other bitsandbytes message
+    assert [r.getMessage().split(".")[0] for r in caplog.records] == [
+        f"{KERNELS_NOTICE}: No module named 'hub_kit'",
+        f"{KERNELS_NOTICE}: cannot reach the Hub",
+        "Input type into Linear4bit is torch",
+    ]
