@@ -32,8 +32,9 @@ LabelScoringOpt = Annotated[
     Scoring,
     typer.Option(
         "--label-scoring",
-        help="Paper tasks (SNLI, PAWS, sentiment): 'label' scores the whole English label word (as plain lm_eval); "
-        "'first-token' scores its first token, as the paper did (one forward per item).",
+        help="Paper tasks (SNLI, PAWS, sentiment and its label variants): 'paper' sums the next-token probability "
+        "over each label's token set, as the papers' scripts (one forward per item); 'first-token' scores each "
+        "label's first token; 'label' the whole label word (plain lm_eval).",
     ),
 ]
 
@@ -87,7 +88,7 @@ def eval_cmd(
         bool, typer.Option("--apply-chat-template", help="Wrap prompts in the model's chat template.")
     ] = False,
     seed: Annotated[int, typer.Option(help="Random seed (python, numpy, torch).")] = 0,
-    label_scoring: LabelScoringOpt = Scoring.label,
+    label_scoring: LabelScoringOpt = Scoring.paper,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show lm-eval's log.")] = False,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -387,7 +388,7 @@ def run_cmd(
     batch_size: Annotated[str, typer.Option("--batch-size", help="Evaluation batch size.")] = StudyDefaults.batch_size,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: cuda if available).")] = None,
     load_in_4bit: Annotated[bool, typer.Option("--load-in-4bit", help="Evaluate/analyse in 4-bit NF4 (CUDA).")] = False,
-    label_scoring: LabelScoringOpt = Scoring.label,
+    label_scoring: LabelScoringOpt = Scoring.paper,
     analysis_limit: Annotated[
         int, typer.Option("--analysis-limit", help="Items per language in the analyses (0: all).")
     ] = StudyDefaults.analysis_limit,

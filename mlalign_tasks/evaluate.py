@@ -243,7 +243,7 @@ class EvalRequest:
     apply_chat_template: bool = False
     data_dir: Path | None = None
     seed: int = 0
-    label_scoring: str = "label"  # paper tasks: "label" or "first-token" (see mlalign_tasks.label_scoring)
+    label_scoring: str = "paper"  # paper tasks: paper, first-token or label (see mlalign_tasks.label_scoring)
 
     @property
     def model_args(self) -> str:
@@ -280,7 +280,7 @@ def nf4_config(compute_dtype=None):
     )
 
 
-def preloaded_lm(req: EvalRequest, device: str):
+def preloaded_lm(req: EvalRequest, device: str, token_sets: dict | None):
     """The base model loaded here (NF4: lm-eval's own load_in_4bit fails on transformers 5), plus the
     optional adapter, wrapped for lm-eval; the results still name both through `req.model_args`."""
     from lm_eval.models.huggingface import HFLM
@@ -293,17 +293,34 @@ def preloaded_lm(req: EvalRequest, device: str):
         model = PeftModel.from_pretrained(model, req.adapter)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(req.model)
+    if token_sets:
+        from mlalign_tasks.token_set_lm import TokenSetLM
+
+        return TokenSetLM(pretrained=model, tokenizer=tokenizer, batch_size=req.batch_size, token_sets=token_sets)
     return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=req.batch_size)
+
+
+def make_lm(req: EvalRequest, device: str, token_sets: dict | None):
+    """What `simple_evaluate` runs: lm-eval's "hf" model by name, or a model object built here (4-bit, paper scoring)."""
+    if req.load_in_4bit:
+        return preloaded_lm(req, device, token_sets)
+    if not token_sets:
+        return "hf"
+    from mlalign_tasks.token_set_lm import TokenSetLM
+
+    return TokenSetLM(
+        pretrained=req.model, peft=req.adapter, batch_size=req.batch_size, device=device, token_sets=token_sets
+    )
 
 
 def run(req: EvalRequest) -> dict[str, Any]:
     """Validate, evaluate and (if asked) save; return lm-eval's results dict (without samples)."""
     _check_fewshot(req)
-    first_token = label_scoring.check_scoring(req.label_scoring) == "first-token"
+    scoring = label_scoring.check_scoring(req.label_scoring)
     paper_tasks = bool(label_scoring.paper_families() & set(req.tasks.langs))  # the tasks label scoring applies to
-    if first_token and req.apply_chat_template and paper_tasks:
+    if scoring is not label_scoring.Scoring.label and req.apply_chat_template and paper_tasks:
         raise MlalignError(
-            "--label-scoring first-token scores the token after the prompt's opening quote, which a chat template "
+            f"--label-scoring {scoring.value} scores the token after the prompt's opening quote, which a chat template "
             "moves into a user turn; drop --apply-chat-template (the paper scores the plain prompt)"
         )
     device = resolve_device(req.device, req.load_in_4bit)
@@ -323,13 +340,15 @@ def run(req: EvalRequest) -> dict[str, Any]:
     if unknown := [n for n in req.tasks.other if n not in manager.all_tasks]:
         raise MlalignError(f"unknown lm-eval task(s) {', '.join(unknown)}; `lm_eval ls tasks` lists them")
     loaded = manager.load(names)  # reads and checks all task data before the model is loaded
-    if first_token:
+    token_sets = None
+    if paper_tasks:
         from transformers import AutoTokenizer
 
-        label_scoring.apply_first_token(loaded["tasks"], AutoTokenizer.from_pretrained(req.model))
+        tokenizer = AutoTokenizer.from_pretrained(req.model) if scoring is not label_scoring.Scoring.label else None
+        token_sets = label_scoring.apply_scoring(loaded["tasks"], tokenizer, scoring, req.seed)
     built = [loaded["groups"][n] if n in loaded["groups"] else loaded["tasks"][n] for n in names]
 
-    lm = preloaded_lm(req, device) if req.load_in_4bit else "hf"
+    lm = make_lm(req, device, token_sets)
     staging, created = None, False
     if req.output_path is not None:
         created = not req.output_path.exists()

@@ -46,6 +46,11 @@ _SPECS: dict[str, _Spec] = {
 DataDir = str | os.PathLike | None
 
 
+def label_families() -> tuple[str, ...]:
+    """Every lm-eval family whose items are paper prompts scored over label words (`--label-scoring` applies)."""
+    return tuple(PAPER_TASKS.values())
+
+
 def check_task(task: str) -> str:
     """Return `task` if it is one of PAPER_TASKS, else raise with the valid names."""
     if task not in PAPER_TASKS:

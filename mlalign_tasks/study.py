@@ -40,7 +40,7 @@ class StudyConfig:
     batch_size: str = "8"
     device: str | None = None
     load_in_4bit: bool = False
-    label_scoring: str = "label"  # paper tasks: "label" or "first-token" (the paper's)
+    label_scoring: str = "paper"  # paper tasks: paper, first-token or label (mlalign_tasks.label_scoring)
     analysis_task: str = "sentiment"
     lens_langs: str = "en,de,zh,sw,ja"
     pca_langs: str = "en,de,fr,hi,sw"

@@ -137,6 +137,7 @@ def test_gen_kwargs_and_batch_size() -> None:
         (["--batch-size", "0"], "--batch-size '0'"),
         (["--gen-kwargs", "oops"], "--gen-kwargs"),
         (["--label-scoring", "first-token", "--apply-chat-template", "-t", "snli_aligned_de"], "drop --apply-chat"),
+        (["--apply-chat-template", "-t", "snli_aligned_de"], "--label-scoring paper scores the token after"),
     ],
 )
 def test_bad_input_is_one_error_line(monkeypatch, capsys, tmp_path, tiny_model_dir, args, message) -> None:

@@ -581,4 +581,4 @@ def test_label_scorings_must_agree(tmp_path: Path) -> None:
     assert not (tmp_path / "mixed").exists()
     _set_label_scoring(base, "first-token")
     make_leaderboard([base, aligned], tmp_path / "board")
-    assert "scored on their first token, as in the paper" in (tmp_path / "board" / "README.md").read_text()
+    assert "scored on the probability of each label's first token" in (tmp_path / "board" / "README.md").read_text()

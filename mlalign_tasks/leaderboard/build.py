@@ -294,11 +294,7 @@ def build_board(results: list[Path], manifest_path: Path | None = None, out: Pat
     board.consistency = _consistency(board, samples)
     board.averages, pair_notes = _averages(board, primary)
     board.notes += pair_notes
-    if "first-token" in scorings:
-        board.notes.append(
-            "the paper tasks' label words are scored on their first token, as in the paper "
-            "(mlalign eval --label-scoring first-token)"
-        )
+    board.notes += [SCORING_NOTES[s] for s in sorted(scorings) if s in SCORING_NOTES]
     for name, tasks in missing.items():
         board.notes.append(
             f"no per-sample logs for {name} ({len(tasks)} task(s), e.g. {tasks[0]}): paired tests and "
@@ -310,6 +306,14 @@ def build_board(results: list[Path], manifest_path: Path | None = None, out: Pat
                 f"{run.path.name}: ignored tasks not named <family>_<language>: {', '.join(run.ignored_tasks)}"
             )
     return board
+
+
+SCORING_NOTES = {
+    "paper": "the paper tasks' label words are scored as in the papers' scripts: the next-token probability summed "
+    "over each label's token set after the prompt (mlalign eval --label-scoring paper)",
+    "first-token": "the paper tasks' label words are scored on the probability of each label's first token after "
+    "the prompt (mlalign eval --label-scoring first-token)",
+}
 
 
 def _label_scorings(models: list[Model]) -> set[str]:
