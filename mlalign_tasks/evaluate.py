@@ -19,9 +19,17 @@ from typing import Any
 
 from mlalign_tasks import label_scoring
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.languages import FAMILIES, LANGUAGES, SUPER_GROUPS, UnknownLanguageError, check_lang, task_name
+from mlalign_tasks.languages import (
+    DEFAULT_FAMILIES,
+    FAMILIES,
+    LANGUAGES,
+    SUPER_GROUPS,
+    UnknownLanguageError,
+    check_lang,
+    task_name,
+)
 
-DEFAULT_TASKS = ",".join(FAMILIES)
+DEFAULT_TASKS = ",".join(DEFAULT_FAMILIES)
 TASK_SPEC_HELP = (
     "Comma-separated: groups (mgsm_aligned, paper_aligned), tasks (mgsm_aligned_de), or FAMILY:LANG "
     "with more languages following it, e.g. 'mgsm_aligned:de,fr,sw,paper_aligned:zh'."

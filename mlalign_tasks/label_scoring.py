@@ -89,12 +89,22 @@ class SeededArgmax:
         return {"acc": float(pick == doc["label"])}
 
 
-def _task_labels(task) -> list[str]:
-    """The label words of a loaded paper task (the same for all its items)."""
-    choices = {tuple(doc["choices"]) for doc in task.dataset[task.config.test_split]}
-    if len(choices) != 1:
-        raise MlalignError(f"{task.config.task}: items have different label words {sorted(choices)}")
-    return list(choices.pop())
+def _paper_labels(task) -> list[str]:
+    """The words the papers' scripts score in a loaded paper task (the same for all its items).
+
+    Where they differ from the whole label words (the Thai native-label case), each item's prompt is extended by
+    its ``paper_suffix`` and its choices become its ``paper_choices``.
+    """
+    split = task.config.test_split
+    docs = task.dataset[split]
+    labels = {tuple(doc["paper_choices"]) for doc in docs}
+    if len(labels) != 1:
+        raise MlalignError(f"{task.config.task}: items have different label words {sorted(labels)}")
+    if any(doc["paper_suffix"] or doc["paper_choices"] != doc["choices"] for doc in docs):
+        task.dataset[split] = _map_quietly(
+            docs, lambda d: {"prompt": d["prompt"] + d["paper_suffix"], "choices": d["paper_choices"]}
+        )
+    return list(labels.pop())
 
 
 def apply_scoring(tasks: dict, tokenizer, scoring: Scoring, seed: int) -> dict[str, dict[str, list[int]]]:
@@ -113,7 +123,7 @@ def apply_scoring(tasks: dict, tokenizer, scoring: Scoring, seed: int) -> dict[s
         task = tasks[name]
         metadata = {"label_scoring": scoring.value}
         if scoring is Scoring.paper:
-            labels = _task_labels(task)
+            labels = _paper_labels(task)
             sets = label_tokens.paper_token_sets(tokenizer, labels, what=name)
             token_sets[name] = dict(zip(labels, sets, strict=True))
             metadata["label_token_sets"] = {
@@ -126,8 +136,6 @@ def apply_scoring(tasks: dict, tokenizer, scoring: Scoring, seed: int) -> dict[s
 
 def _rewrite_first_token(tasks: list, tokenizer) -> None:
     """Replace each item's choices by the text of the labels' first tokens after its prompt."""
-    from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
-
     cache: dict[tuple[str, tuple[str, ...]], list[str]] = {}
 
     def rewrite(doc: dict) -> dict:
@@ -138,12 +146,19 @@ def _rewrite_first_token(tasks: list, tokenizer) -> None:
             cache[key] = first_token_choices(tokenizer, doc["prompt"], doc["choices"])
         return {"choices": cache[key]}
 
+    for task in tasks:
+        split = task.config.test_split
+        task.dataset[split] = _map_quietly(task.dataset[split], rewrite)
+
+
+def _map_quietly(dataset, fn):
+    """`dataset.map(fn)` without a progress bar and without datasets' cache."""
+    from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
+
     bars = is_progress_bar_enabled()
     disable_progress_bar()
     try:
-        for task in tasks:
-            split = task.config.test_split
-            task.dataset[split] = task.dataset[split].map(rewrite, load_from_cache_file=False)
+        return dataset.map(fn, load_from_cache_file=False)
     finally:
         if bars:
             enable_progress_bar()

@@ -59,7 +59,12 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "snli_aligned": PAPER_LANGS,
     "paws_aligned": PAPER_LANGS,
     "sentiment_aligned": PAPER_LANGS,
+    # the papers' evaluation variants (mlalign_tasks.paper_prompts.LABEL_VARIANTS)
+    "sentiment_native_aligned": PAPER_LANGS,
+    "sentiment_irrelevant_aligned": PAPER_LANGS,
 }
+# What `mlalign eval` runs without --tasks: our task families, not the protocol variants beside them.
+DEFAULT_FAMILIES = ("mgsm_aligned", "msvamp_aligned", "snli_aligned", "paws_aligned", "sentiment_aligned")
 # Groups over families.
 SUPER_GROUPS: dict[str, tuple[str, ...]] = {
     "paper_aligned": ("snli_aligned", "paws_aligned", "sentiment_aligned"),

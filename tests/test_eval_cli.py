@@ -14,7 +14,15 @@ import pytest
 from mlalign_tasks import cli
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.evaluate import parse_batch_size, parse_gen_kwargs, parse_limit, parse_tasks, tasks_dir
-from mlalign_tasks.languages import FAMILIES, LANGUAGES, PAPER_LANGS, SUPER_GROUPS, UnknownLanguageError, task_name
+from mlalign_tasks.languages import (
+    DEFAULT_FAMILIES,
+    FAMILIES,
+    LANGUAGES,
+    PAPER_LANGS,
+    SUPER_GROUPS,
+    UnknownLanguageError,
+    task_name,
+)
 
 BIN = Path(sys.executable).parent
 FAST = ["--limit", "1", "--gen-kwargs", "max_gen_toks=4", "--device", "cpu"]
@@ -65,7 +73,7 @@ def test_task_spec_syntax() -> None:
     }
     assert parse_tasks("paper_aligned,mgsm_aligned").lm_eval_tasks() == ["paper_aligned", "mgsm_aligned"]
     assert parse_tasks("snli_aligned,mgsm_aligned:en").lm_eval_tasks() == ["snli_aligned", "mgsm_aligned_en"]
-    full = parse_tasks(",".join(FAMILIES))
+    full = parse_tasks(",".join(DEFAULT_FAMILIES))
     assert full.lm_eval_tasks() == ["paper_aligned", "mgsm_aligned", "msvamp_aligned"]
 
 
@@ -193,9 +201,9 @@ def test_eval_every_group(monkeypatch, capsys, tmp_path, tiny_model_dir) -> None
     )
     assert code == 0, stderr[-3000:]
     results, samples = read_run(out)
-    tasks = {task_name(f, lang) for f, langs in FAMILIES.items() for lang in langs}
+    tasks = {task_name(f, lang) for f in DEFAULT_FAMILIES for lang in FAMILIES[f]}  # the default --tasks
     assert set(results["results"]) >= tasks
-    assert set(results["groups"]) == {*FAMILIES, *SUPER_GROUPS}
+    assert set(results["groups"]) == {*DEFAULT_FAMILIES, *SUPER_GROUPS}
     assert {p.name.split("_2")[0].removeprefix("samples_") for p in samples} == tasks
     assert results["config"]["model_args"] == f"pretrained={tiny_model_dir}"
     assert results["model_name"] == str(tiny_model_dir)
@@ -216,7 +224,7 @@ def test_eval_every_group(monkeypatch, capsys, tmp_path, tiny_model_dir) -> None
     assert set(rows) >= {*PAPER_LANGS, "te", "mean"}
     assert "┃ lang" in stdout and list(rows)[-1] == "mean"
     assert [code for code in rows if code in LANGUAGES] == [code for code in LANGUAGES if code in rows]
-    assert all(f in stdout for f in FAMILIES)
+    assert all(f in stdout for f in DEFAULT_FAMILIES)
     assert [p.name for p in out.iterdir()] == [results["config"]["model_args"].split("=")[1].replace("/", "__")]
 
 
@@ -275,8 +283,8 @@ def test_plain_lm_eval_command_line(tmp_path, tiny_model_dir) -> None:
     result = subprocess.run(["bash", "-c", line], capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     results, samples = read_run(out)
-    assert set(results["groups"]) == {*FAMILIES, *SUPER_GROUPS}
-    tasks = [task_name(family, lang) for family, langs in FAMILIES.items() for lang in langs]
+    assert set(results["groups"]) == {*DEFAULT_FAMILIES, *SUPER_GROUPS}
+    tasks = [task_name(family, lang) for family in DEFAULT_FAMILIES for lang in FAMILIES[family]]
     assert len(samples) == len(tasks) == 81
     assert all(results["n-samples"][task]["effective"] == 1 for task in tasks)
     assert "mgsm_aligned_te" in result.stdout and "sentiment_aligned_bn" in result.stdout
