@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from mlalign_tasks.analysis.protocols import LensProtocol
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP
 from mlalign_tasks.label_scoring import Scoring
@@ -277,12 +278,21 @@ SeedOpt = Annotated[int, typer.Option(help="Seed of the item sample (and torch).
 @analyze_app.command("logit-lens")
 def analyze_logit_lens(
     model: ModelOpt,
-    task: Annotated[str, typer.Option(help="Paper task: sentiment, snli or paws.")],
     langs: Annotated[str, typer.Option(help="Comma-separated paper languages, e.g. zh,sw,de.")],
     out: AnalysisOutOpt,
+    protocol: Annotated[
+        LensProtocol,
+        typer.Option(
+            help="'paper': the paper's lens (sentiment, native-label prompts, token sets, blocks 1..L, mean ± 95%, "
+            "entropy in bits); 'english-output': mlalign's lens on the English-output prompts of any paper task."
+        ),
+    ] = LensProtocol.paper,
+    task: Annotated[str, typer.Option(help="Paper task: sentiment, snli or paws (paper protocol: sentiment).")] = (
+        "sentiment"
+    ),
     peft: PeftOpt = None,
     limit: LimitOpt = None,
-    top_k: Annotated[int, typer.Option("--top-k", help="Top tokens recorded per layer.")] = 5,
+    top_k: Annotated[int, typer.Option("--top-k", help="english-output: top tokens recorded per layer.")] = 5,
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
@@ -290,12 +300,12 @@ def analyze_logit_lens(
     seed: SeedOpt = 0,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Label-word probabilities, entropy and top tokens after every layer on the paper's few-shot prompts."""
+    """Label-word probabilities and entropy after every layer on the paper's few-shot prompts."""
     from mlalign_tasks.analysis.logit_lens import run_logit_lens
 
     result = run_logit_lens(
         model, task, langs, out, peft=peft, limit=limit, batch_size=batch_size, device=device, dtype=dtype,
-        load_in_4bit=load_in_4bit, seed=seed, top_k=top_k, data_dir=data_dir,
+        load_in_4bit=load_in_4bit, seed=seed, top_k=top_k, data_dir=data_dir, protocol=protocol,
     )  # fmt: skip
     for note in result["notes"]:
         console.print(f"note: {note}", highlight=False)

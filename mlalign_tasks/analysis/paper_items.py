@@ -30,9 +30,17 @@ def sample_indices(candidates: list[int], limit: int | None, seed: int) -> list[
     return sorted(int(candidates[i]) for i in rng.choice(len(candidates), size=limit, replace=False))
 
 
-def prompts(task: str, langs: list[str], limit: int | None, seed: int, data_dir=None) -> tuple[list[int], dict]:
-    """The chosen item indices and, per language, the items ({"idx", "prompt", "label"}) at those indices."""
-    by_lang = {lang: paper_prompts.load_items(task, lang, data_dir=data_dir) for lang in langs}
+def prompts(
+    task: str,
+    langs: list[str],
+    limit: int | None,
+    seed: int,
+    data_dir=None,
+    words: paper_prompts.LabelWords = paper_prompts.LabelWords.english,
+) -> tuple[list[int], dict]:
+    """The chosen item indices and, per language, the items ({"idx", "prompt", "label"}) at those indices, their
+    shots answered with `words` (English label words, or each language's own)."""
+    by_lang = {lang: paper_prompts.load_items(task, lang, data_dir=data_dir, words=words) for lang in langs}
     chosen = sample_indices(list(range(len(by_lang[langs[0]]))), limit, seed)
     return chosen, {lang: [items[i] for i in chosen] for lang, items in by_lang.items()}
 
