@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from mlalign_tasks.analysis.protocols import LensProtocol
+from mlalign_tasks.analysis.protocols import PAPER_PAIRS, LensProtocol, PcaInput, Pooling
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP
 from mlalign_tasks.label_scoring import Scoring
@@ -315,10 +315,33 @@ def analyze_logit_lens(
 @analyze_app.command("pca")
 def analyze_pca(
     model: ModelOpt,
-    langs: Annotated[str, typer.Option(help="Comma-separated paper languages (English is always added).")],
     out: AnalysisOutOpt,
+    langs: Annotated[
+        str, typer.Option(help="Comma-separated paper languages (English is always added).")
+    ] = "en,de,fr,hi,th,sw,ms",
     peft: PeftOpt = None,
-    task: Annotated[str, typer.Option(help="Test set of the parallel sentences: snli, paws or sentiment.")] = "snli",
+    source: Annotated[
+        PcaInput,
+        typer.Option(
+            "--input",
+            help="'prompt': the paper's, each item's full 2-shot native-label sentiment prompt; 'sentence': "
+            "mlalign's, the task's sentences alone.",
+        ),
+    ] = PcaInput.prompt,
+    pooling: Annotated[
+        Pooling,
+        typer.Option(
+            help="'all': mean over every token, BOS included (the paper); 'content': special tokens left out."
+        ),
+    ] = Pooling.all,
+    pairs: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Language pairs for the PC1 Pearson correlation, e.g. 'en-de,de-fr' (default: the paper's "
+            f"{', '.join(PAPER_PAIRS)} among --langs)."
+        ),
+    ] = None,
+    task: Annotated[str, typer.Option(help="sentiment; with --input sentence also snli or paws.")] = "sentiment",
     layers: Annotated[
         str | None, typer.Option(help="Layers, e.g. '0,8,-1' or '4-8' (default: L/4, L/2, 3L/4, L).")
     ] = None,
@@ -330,12 +353,13 @@ def analyze_pca(
     seed: SeedOpt = 0,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """2-D PCA of mean-pooled hidden states per layer and the PC1 correlation of each language with English."""
+    """2-D PCA of mean-pooled hidden states per layer and the PC1 correlation of language pairs."""
     from mlalign_tasks.analysis.pca import run_pca
 
     run_pca(
         model, langs, out, peft=peft, task=task, layers=layers, limit=limit, batch_size=batch_size, device=device,
-        dtype=dtype, load_in_4bit=load_in_4bit, seed=seed, data_dir=data_dir,
+        dtype=dtype, load_in_4bit=load_in_4bit, seed=seed, data_dir=data_dir, source=source, pooling=pooling,
+        pairs=pairs,
     )  # fmt: skip
     console.print(f"PCA written to {out}")
 

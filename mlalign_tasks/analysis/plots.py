@@ -133,13 +133,14 @@ def pca_scatter(result: dict, base: Path) -> list[Path]:
                 ax.scatter([p[0] for p in xy], [p[1] for p in xy], s=8, alpha=0.7, color=colours[lang], label=lang)
             ratio = entry["explained_variance_ratio"]
             rs = [r for r in entry["pc1_correlation"].values() if r is not None]
-            mean_r = f", mean r(PC1, en) {sum(rs) / len(rs):.2f}" if rs else ""
+            mean_r = f", mean PC1 r over {len(rs)} pairs {sum(rs) / len(rs):.2f}" if rs else ""
             ax.set_title(f"{variant}, layer {layer}{mean_r}", fontsize="medium")
             ax.set_xlabel(f"PC1 ({ratio[0]:.0%})")
             ax.set_ylabel(f"PC2 ({ratio[1]:.0%})")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right center", markerscale=2)
-    fig.suptitle(f"PCA of mean-pooled hidden states ({result['task']} test sentences)")
+    what = "native-label prompts" if result["input"] == "prompt" else "test sentences"
+    fig.suptitle(f"PCA of mean-pooled hidden states ({result['task']} {what}, pooling: {result['pooling']} tokens)")
     return save(fig, base)
 
 

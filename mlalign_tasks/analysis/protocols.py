@@ -10,3 +10,21 @@ class LensProtocol(str, Enum):
 
     paper = "paper"
     english_output = "english-output"
+
+
+class PcaInput(str, Enum):
+    """What a PCA point is made of (mlalign_tasks.analysis.pca)."""
+
+    prompt = "prompt"  # the paper's: the full 2-shot native-label sentiment prompt of an item
+    sentence = "sentence"  # mlalign's: the task's first input field alone (premise, sentence1, review)
+
+
+class Pooling(str, Enum):
+    """Which token positions a point's mean runs over."""
+
+    all = "all"  # the paper's: every token, BOS included
+    content = "content"  # mlalign's: special tokens (BOS) left out
+
+
+# The language pairs whose PC1 correlation the paper reports (knowledge_finding.ipynb and the paper's table).
+PAPER_PAIRS = ("en-de", "en-fr", "en-hi", "de-fr", "de-hi", "fr-hi", "en-th", "en-sw", "en-ms")
