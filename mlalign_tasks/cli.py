@@ -11,7 +11,7 @@ from rich.console import Console
 
 from mlalign_tasks.analysis.protocols import PAPER_PAIRS, LensProtocol, PcaInput, Pooling
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP
+from mlalign_tasks.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP, Dtype
 from mlalign_tasks.label_scoring import Scoring
 from mlalign_tasks.study import StudyConfig as StudyDefaults
 
@@ -88,8 +88,11 @@ def eval_cmd(
     apply_chat_template: Annotated[
         bool, typer.Option("--apply-chat-template", help="Wrap prompts in the model's chat template.")
     ] = False,
-    seed: Annotated[int, typer.Option(help="Random seed (python, numpy, torch).")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed (python, numpy, torch; paper scoring's ties).")] = 0,
     label_scoring: LabelScoringOpt = Scoring.paper,
+    dtype: Annotated[
+        Dtype, typer.Option(help="Weights' dtype in full precision (auto: the model config's; QAlign used bfloat16).")
+    ] = Dtype.auto,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show lm-eval's log.")] = False,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -113,6 +116,7 @@ def eval_cmd(
         data_dir=data_dir,
         seed=seed,
         label_scoring=label_scoring.value,
+        dtype=dtype,
     )
     results = evaluate.run(req)
     if req.tasks.langs:

@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -233,6 +234,15 @@ def resolve_device(device: str | None, load_in_4bit: bool) -> str:
 # ----------------------------------------------------------------------------- running
 
 
+class Dtype(str, Enum):
+    """The weights' dtype for full-precision evaluation (auto: the model config's)."""
+
+    auto = "auto"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+    float32 = "float32"
+
+
 @dataclass
 class EvalRequest:
     """Everything `mlalign eval` needs, already parsed."""
@@ -252,21 +262,25 @@ class EvalRequest:
     data_dir: Path | None = None
     seed: int = 0
     label_scoring: str = "paper"  # paper tasks: paper, first-token or label (see mlalign_tasks.label_scoring)
+    dtype: Dtype = Dtype.auto  # weights' dtype (full precision only)
 
     @property
     def model_args(self) -> str:
-        """lm-eval's model_args string naming base model and adapter (also for a pre-loaded model)."""
-        return f"pretrained={self.model}" + (f",peft={self.adapter}" if self.adapter else "")
+        """lm-eval's model_args string naming base model, adapter and a chosen dtype (also for a pre-loaded model)."""
+        dtype = f",dtype={self.dtype.value}" if self.dtype is not Dtype.auto else ""
+        return f"pretrained={self.model}" + (f",peft={self.adapter}" if self.adapter else "") + dtype
 
 
 def _check_fewshot(req: EvalRequest) -> None:
     k = req.num_fewshot
     if k is None:
         return
-    from mlalign_tasks.math_tasks import MATH_FAMILIES, MAX_FEWSHOT
+    from mlalign_tasks.math_tasks import MATH_FAMILIES, MAX_FEWSHOT, QALIGN_FAMILIES
 
     if k < 0:
         raise MlalignError(f"--num-fewshot {k} must be >= 0")
+    if k and (zero_shot := [f for f in req.tasks.langs if f in QALIGN_FAMILIES]):
+        raise MlalignError(f"--num-fewshot {k}: {', '.join(zero_shot)} follow QAlign's zero-shot protocol")
     math_selected = [f for f in req.tasks.langs if f in MATH_FAMILIES]
     if k > MAX_FEWSHOT and math_selected:
         raise MlalignError(
@@ -317,8 +331,9 @@ def make_lm(req: EvalRequest, device: str, token_sets: dict | None):
     from mlalign_tasks.token_set_lm import TokenSetLM
 
     return TokenSetLM(
-        pretrained=req.model, peft=req.adapter, batch_size=req.batch_size, device=device, token_sets=token_sets
-    )
+        pretrained=req.model, peft=req.adapter, batch_size=req.batch_size, device=device, dtype=req.dtype.value,
+        token_sets=token_sets,
+    )  # fmt: skip
 
 
 def run(req: EvalRequest) -> dict[str, Any]:
@@ -423,48 +438,63 @@ def _save(tracker, results: dict, samples: dict | None, staging: Path, output_pa
 # ----------------------------------------------------------------------------- reporting
 
 
-def primary_metric(results: dict, task: str) -> tuple[str, float] | None:
-    """(metric key, value) of the first metric of a task's config, e.g. ('exact_match,last_number', 0.25)."""
+def task_metrics(results: dict, task: str) -> list[tuple[str, float]]:
+    """(metric key, value) of a task's first config metric under each of its filters, e.g.
+    [('exact_match,qalign', 0.5), ('exact_match,last_number', 0.25)]."""
     scores = results.get("results", {}).get(task) or results.get("groups", {}).get(task)
     config = results.get("configs", {}).get(task, {})
     metrics = [m["metric"] for m in config.get("metric_list", [])] or ["exact_match", "acc"]
     for metric in metrics:
-        for key, value in (scores or {}).items():
-            if key.startswith(f"{metric},") and "_stderr" not in key and isinstance(value, (int, float)):
-                return key, float(value)
-    return None
+        found = [
+            (key, float(value))
+            for key, value in (scores or {}).items()
+            if key.startswith(f"{metric},") and "_stderr" not in key and isinstance(value, (int, float))
+        ]
+        if found:
+            return found
+    return []
+
+
+def primary_metric(results: dict, task: str) -> tuple[str, float] | None:
+    """(metric key, value) of the first metric of a task's config, e.g. ('exact_match,last_number', 0.25)."""
+    found = task_metrics(results, task)
+    return found[0] if found else None
 
 
 def score_table(results: dict, selection: Selection):
-    """A rich table: rows = languages, columns = families, last row = mean over the languages."""
+    """A rich table: rows = languages, columns = families (one per filter where a family has several, e.g. QAlign's
+    two extractions), last row = mean over the languages."""
     from rich.table import Table
 
-    families = list(selection.langs)
+    columns: list[tuple[str, str]] = []  # (family, metric key)
+    cells: dict[tuple[str, str], dict[str, float]] = {}
+    for family in selection.langs:
+        for lang in selection.langs[family]:
+            for key, value in task_metrics(results, task_name(family, lang)):
+                if (family, key) not in cells:
+                    columns.append((family, key))
+                cells.setdefault((family, key), {})[lang] = value
     limit = results.get("config", {}).get("limit")
     title = str(results.get("config", {}).get("model_args") or results.get("model_name"))
     scoring = results.get("mlalign", {}).get("label_scoring")
     caption = f"scores in % (limit: {limit or 'all'} per language" + (
         f"; labels: {scoring} scoring)" if scoring else ")"
     )
-    table = Table("lang", *families, title=title, caption=caption)
-    cells: dict[str, dict[str, float]] = {f: {} for f in families}
-    for family in families:
-        for lang in selection.langs[family]:
-            if found := primary_metric(results, task_name(family, lang)):
-                cells[family][lang] = found[1]
-    for lang in (code for code in LANGUAGES if any(code in selection.langs[f] for f in families)):
-        table.add_row(lang, *(f"{100 * cells[f][lang]:.1f}" if lang in cells[f] else "" for f in families))
+    several = {f for f in selection.langs if sum(c[0] == f for c in columns) > 1}
+    headers = [f"{f} ({key.partition(',')[2]})" if f in several else f for f, key in columns]
+    table = Table("lang", *headers, title=title, caption=caption)
+    langs = {lang for family in selection.langs for lang in selection.langs[family]}
+    for lang in (code for code in LANGUAGES if code in langs):
+        table.add_row(lang, *(f"{100 * cells[c][lang]:.1f}" if lang in cells[c] else "" for c in columns))
     means = []
-    for family in families:
+    for family, key in columns:
         group = results.get("groups", {}).get(family)
-        first = next(iter(cells[family]), None)
-        key = primary_metric(results, task_name(family, first))[0] if first else None
-        if group and key and isinstance(group.get(key), (int, float)):
+        if group and isinstance(group.get(key), (int, float)):
             means.append(group[key])
         else:
-            means.append(sum(cells[family].values()) / len(cells[family]) if cells[family] else None)
+            means.append(sum(cells[(family, key)].values()) / len(cells[(family, key)]))
     table.add_section()
-    table.add_row("mean", *(f"{100 * m:.1f}" if m is not None else "" for m in means), style="bold")
+    table.add_row("mean", *(f"{100 * m:.1f}" for m in means), style="bold")
     return table
 
 

@@ -45,6 +45,7 @@ LANGUAGES: dict[str, Language] = {
 
 MGSM_LANGS = ("bn", "de", "en", "es", "fr", "ja", "ru", "sw", "te", "th", "zh")
 MSVAMP_LANGS = ("bn", "de", "en", "es", "fr", "ja", "ru", "sw", "th", "zh")
+QALIGN_MGSM_LANGS = ("bn", "de", "en", "es", "fr", "ja", "ru", "sw", "th", "zh")  # QAlign's MGSM: no te
 PAPER_LANGS = (
     "en", "zh", "de", "fr", "es", "it", "nl", "ja", "ru", "sv",
     "sl", "pl", "bg", "no", "ms", "is", "hi", "th", "sw", "bn",
@@ -62,6 +63,11 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     # the papers' evaluation variants (mlalign_tasks.paper_prompts.LABEL_VARIANTS)
     "sentiment_native_aligned": PAPER_LANGS,
     "sentiment_irrelevant_aligned": PAPER_LANGS,
+    # QAlign's MGSM / MSVAMP protocol, and its cross mode (the English question in every language)
+    "qalign_mgsm": QALIGN_MGSM_LANGS,
+    "qalign_msvamp": MSVAMP_LANGS,
+    "qalign_mgsm_cross": QALIGN_MGSM_LANGS,
+    "qalign_msvamp_cross": MSVAMP_LANGS,
 }
 # What `mlalign eval` runs without --tasks: our task families, not the protocol variants beside them.
 DEFAULT_FAMILIES = ("mgsm_aligned", "msvamp_aligned", "snli_aligned", "paws_aligned", "sentiment_aligned")
