@@ -13,6 +13,7 @@ from mlalign_tasks.analysis.protocols import PAPER_PAIRS, LensProtocol, PcaInput
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP, Dtype
 from mlalign_tasks.label_scoring import Scoring
+from mlalign_tasks.nf4 import Nf4Preset
 from mlalign_tasks.study import StudyConfig as StudyDefaults
 
 app = typer.Typer(
@@ -28,6 +29,14 @@ err_console = Console(stderr=True)
 
 DataDirOpt = Annotated[
     Path | None, typer.Option("--data-dir", help="Directory with the data files (else $MLALIGN_DATA_DIR).")
+]
+Nf4PresetOpt = Annotated[
+    Nf4Preset,
+    typer.Option(
+        "--nf4-preset",
+        help="With --load-in-4bit: 'mlalign' (double quantisation, bf16 compute, the adapter on the quantised base) "
+        "or 'paper' (the papers' scripts: no double quantisation, fp16 compute, the adapter merged before quantising).",
+    ),
 ]
 LabelScoringOpt = Annotated[
     Scoring,
@@ -82,6 +91,7 @@ def eval_cmd(
         Path | None, typer.Option("--output-path", help="Write lm-eval results JSON and per-sample logs here.")
     ] = None,
     load_in_4bit: Annotated[bool, typer.Option("--load-in-4bit", help="Load the model in 4-bit NF4 (CUDA).")] = False,
+    nf4_preset: Nf4PresetOpt = Nf4Preset.mlalign,
     include_defaults: Annotated[
         bool, typer.Option("--include-defaults", help="Also index lm-eval's built-in tasks (slower start).")
     ] = False,
@@ -117,6 +127,7 @@ def eval_cmd(
         seed=seed,
         label_scoring=label_scoring.value,
         dtype=dtype,
+        nf4_preset=nf4_preset,
     )
     results = evaluate.run(req)
     if req.tasks.langs:
@@ -426,6 +437,7 @@ def run_cmd(
     batch_size: Annotated[str, typer.Option("--batch-size", help="Evaluation batch size.")] = StudyDefaults.batch_size,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: cuda if available).")] = None,
     load_in_4bit: Annotated[bool, typer.Option("--load-in-4bit", help="Evaluate/analyse in 4-bit NF4 (CUDA).")] = False,
+    nf4_preset: Nf4PresetOpt = Nf4Preset.mlalign,
     label_scoring: LabelScoringOpt = Scoring.paper,
     analysis_limit: Annotated[
         int, typer.Option("--analysis-limit", help="Items per language in the analyses (0: all).")
@@ -444,7 +456,8 @@ def run_cmd(
         model=model, recipe=recipe, languages=langs, qt_source=qt_source,
         examples_per_language=examples_per_language or None, train_flags=train_flag or [], eval_tasks=tasks,
         eval_limit=None if (limit or "").lower() == "none" else limit, max_gen_toks=max_gen_toks or None,
-        batch_size=batch_size, device=device, load_in_4bit=load_in_4bit, label_scoring=label_scoring.value,
+        batch_size=batch_size, device=device, load_in_4bit=load_in_4bit, nf4_preset=nf4_preset.value,
+        label_scoring=label_scoring.value,
         analysis_limit=analysis_limit or None,
         out=out, board=board, seed=seed, data_dir=str(data_dir) if data_dir else None,
     )  # fmt: skip

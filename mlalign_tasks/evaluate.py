@@ -29,6 +29,7 @@ from mlalign_tasks.languages import (
     check_lang,
     task_name,
 )
+from mlalign_tasks.nf4 import Nf4Preset
 
 DEFAULT_TASKS = ",".join(DEFAULT_FAMILIES)
 TASK_SPEC_HELP = (
@@ -263,6 +264,7 @@ class EvalRequest:
     seed: int = 0
     label_scoring: str = "paper"  # paper tasks: paper, first-token or label (see mlalign_tasks.label_scoring)
     dtype: Dtype = Dtype.auto  # weights' dtype (full precision only)
+    nf4_preset: Nf4Preset = Nf4Preset.mlalign  # with load_in_4bit (see mlalign_tasks.nf4)
 
     @property
     def model_args(self) -> str:
@@ -289,31 +291,15 @@ def _check_fewshot(req: EvalRequest) -> None:
         )
 
 
-def nf4_config(compute_dtype=None):
-    """bitsandbytes 4-bit NF4 with double quantization and (by default) bf16 compute: QLoRA's setting."""
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_compute_dtype=compute_dtype or torch.bfloat16,
-        bnb_4bit_use_double_quant=True,
-    )
-
-
 def preloaded_lm(req: EvalRequest, device: str, token_sets: dict | None):
-    """The base model loaded here (NF4: lm-eval's own load_in_4bit fails on transformers 5), plus the
-    optional adapter, wrapped for lm-eval; the results still name both through `req.model_args`."""
+    """The model loaded here in 4-bit (lm-eval's own load_in_4bit fails on transformers 5), as `req.nf4_preset`
+    says, wrapped for lm-eval; the results still name base model and adapter through `req.model_args`."""
     from lm_eval.models.huggingface import HFLM
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(req.model, quantization_config=nf4_config(), device_map={"": device})
-    if req.adapter:
-        from peft import PeftModel
+    from mlalign_tasks.nf4 import load_4bit
 
-        model = PeftModel.from_pretrained(model, req.adapter)
-    model.eval()
+    model = load_4bit(req.model, req.adapter, req.nf4_preset, device)
     tokenizer = AutoTokenizer.from_pretrained(req.model)
     if token_sets:
         from mlalign_tasks.token_set_lm import TokenSetLM
@@ -346,6 +332,10 @@ def run(req: EvalRequest) -> dict[str, Any]:
             f"--label-scoring {scoring.value} scores the token after the prompt's opening quote, which a chat template "
             "moves into a user turn; drop --apply-chat-template (the paper scores the plain prompt)"
         )
+    if not req.load_in_4bit and req.nf4_preset is not Nf4Preset.mlalign:
+        raise MlalignError(f"--nf4-preset {req.nf4_preset.value} applies to 4-bit evaluation; add --load-in-4bit")
+    if req.load_in_4bit and req.dtype is not Dtype.auto:
+        raise MlalignError(f"--dtype {req.dtype.value} applies to full precision; 4-bit compute follows --nf4-preset")
     device = resolve_device(req.device, req.load_in_4bit)
     if req.output_path is not None and req.output_path.exists() and not req.output_path.is_dir():
         raise MlalignError(f"--output-path {req.output_path} is a file; pass a directory")
@@ -402,6 +392,7 @@ def run(req: EvalRequest) -> dict[str, Any]:
             "version": version("mlalign"),
             "tasks": names,
             "load_in_4bit": req.load_in_4bit,
+            "nf4_preset": req.nf4_preset.value if req.load_in_4bit else None,
             # how the paper tasks' labels were scored (None: no paper task in this run)
             "label_scoring": req.label_scoring if paper_tasks else None,
         }

@@ -18,6 +18,7 @@ from mlalign_trainer.qt_data import SOURCES as QT_SOURCES
 from mlalign_tasks.atomic import write_json_atomic, write_text_atomic
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.evaluate import missing_local
+from mlalign_tasks.nf4 import Nf4Preset
 from mlalign_tasks.stages import Stage, StageResult, run_stages
 
 DEMO_RECIPE = "cpu-smoke"
@@ -40,6 +41,7 @@ class StudyConfig:
     batch_size: str = "8"
     device: str | None = None
     load_in_4bit: bool = False
+    nf4_preset: str = "mlalign"  # evaluation in 4-bit: mlalign or paper (mlalign_tasks.nf4)
     label_scoring: str = "paper"  # paper tasks: paper, first-token or label (mlalign_tasks.label_scoring)
     analysis_task: str = "sentiment"
     lens_langs: str = "en,de,zh,sw,ja"
@@ -103,6 +105,12 @@ def check_config(cfg: StudyConfig) -> None:
     evaluate.parse_batch_size(cfg.batch_size)
     evaluate.resolve_device(cfg.device, cfg.load_in_4bit)
     label_scoring.check_scoring(cfg.label_scoring)
+    if cfg.nf4_preset not in {p.value for p in Nf4Preset}:
+        raise MlalignError(
+            f"unknown --nf4-preset {cfg.nf4_preset!r}; choose one of {', '.join(p.value for p in Nf4Preset)}"
+        )
+    if cfg.nf4_preset != Nf4Preset.mlalign.value and not cfg.load_in_4bit:
+        raise MlalignError(f"--nf4-preset {cfg.nf4_preset} applies to 4-bit evaluation; add --load-in-4bit")
     if cfg.max_gen_toks is not None and cfg.max_gen_toks < 0:
         raise MlalignError(f"--max-gen-toks {cfg.max_gen_toks} must be >= 0 (0: the task's default)")
     if cfg.analysis_limit is not None and cfg.analysis_limit < 1:
@@ -179,7 +187,16 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
 
     eval_cfg = {
         k: getattr(cfg, k)
-        for k in ("eval_tasks", "eval_limit", "max_gen_toks", "batch_size", "load_in_4bit", "label_scoring", "seed")
+        for k in (
+            "eval_tasks",
+            "eval_limit",
+            "max_gen_toks",
+            "batch_size",
+            "load_in_4bit",
+            "nf4_preset",
+            "label_scoring",
+            "seed",
+        )  # fmt: skip
     }
 
     def evaluate_stage(peft: Path | None):
@@ -198,6 +215,7 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
                     gen_kwargs={"max_gen_toks": cfg.max_gen_toks} if cfg.max_gen_toks else None,
                     output_path=o,
                     load_in_4bit=cfg.load_in_4bit,
+                    nf4_preset=Nf4Preset(cfg.nf4_preset),
                     data_dir=cfg.data_dir,
                     seed=cfg.seed,
                     label_scoring=cfg.label_scoring,

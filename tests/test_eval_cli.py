@@ -146,6 +146,8 @@ def test_gen_kwargs_and_batch_size() -> None:
         (["--gen-kwargs", "oops"], "--gen-kwargs"),
         (["--label-scoring", "first-token", "--apply-chat-template", "-t", "snli_aligned_de"], "drop --apply-chat"),
         (["--apply-chat-template", "-t", "snli_aligned_de"], "--label-scoring paper scores the token after"),
+        (["--nf4-preset", "paper"], "--nf4-preset paper applies to 4-bit evaluation; add --load-in-4bit"),
+        (["--load-in-4bit", "--dtype", "float16"], "--dtype float16 applies to full precision"),
     ],
 )
 def test_bad_input_is_one_error_line(monkeypatch, capsys, tmp_path, tiny_model_dir, args, message) -> None:
@@ -247,12 +249,11 @@ def test_eval_with_adapter_and_fewshot(monkeypatch, capsys, tmp_path, tiny_model
 
 
 def test_preloaded_model_keeps_model_args(monkeypatch, tmp_path, tiny_model_dir, tiny_adapter) -> None:
-    """The --load-in-4bit path (a model object handed to HFLM) on CPU, with quantization switched off:
-    results still name base model and adapter (contract for the leaderboard)."""
+    """The --load-in-4bit path (a model object handed to HFLM), NF4 on the CPU: results still name base model and
+    adapter (contract for the leaderboard)."""
     from mlalign_tasks import evaluate
 
     monkeypatch.setattr(evaluate, "resolve_device", lambda device, load_in_4bit: "cpu")
-    monkeypatch.setattr(evaluate, "nf4_config", lambda: None)
     req = evaluate.EvalRequest(
         model=str(tiny_model_dir),
         adapter=str(tiny_adapter),
@@ -266,6 +267,7 @@ def test_preloaded_model_keeps_model_args(monkeypatch, tmp_path, tiny_model_dir,
     saved, samples = read_run(tmp_path / "out")
     assert saved["config"]["model_args"] == f"pretrained={tiny_model_dir},peft={tiny_adapter}"
     assert saved["model_name"] == str(tiny_adapter) and saved["mlalign"]["load_in_4bit"] is True
+    assert saved["mlalign"]["nf4_preset"] == "mlalign"
     assert len(samples) == 1 and results["results"]["msvamp_aligned_sw"]["exact_match,last_number"] in (0.0, 1.0)
 
 
@@ -312,6 +314,7 @@ def test_tasks_path(monkeypatch, capsys) -> None:
         (["--train-flag=--bogus_flag=1"], "bad training arguments"),
         (["--qt-source", "nope"], "--qt-source 'nope'"),
         (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--nf4-preset", "paper"], "--nf4-preset paper applies to 4-bit evaluation; add --load-in-4bit"),
     ],
 )
 def test_run_checks_every_option_before_the_first_stage(monkeypatch, capsys, tmp_path, args, message) -> None:

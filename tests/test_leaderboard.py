@@ -573,6 +573,30 @@ def _set_label_scoring(results_dir: Path, scoring: str) -> None:
     path.write_text(json.dumps(data))
 
 
+def _set_precision(results_dir: Path, preset: str | None) -> None:
+    """Mark a results file as `mlalign eval --load-in-4bit --nf4-preset PRESET` records it (None: full precision)."""
+    (path,) = results_dir.glob("*/results_*.json")
+    data = json.loads(path.read_text())
+    data["mlalign"] = {**data.get("mlalign", {}), "load_in_4bit": preset is not None, "nf4_preset": preset}
+    path.write_text(json.dumps(data))
+
+
+def test_precisions_must_agree(tmp_path: Path) -> None:
+    base, aligned, _ = write_inputs(tmp_path)
+    _set_precision(aligned, "paper")
+    with pytest.raises(
+        MlalignError, match=r"was evaluated at different precisions \(tiny-base: full, qalign: nf4-paper\)"
+    ):
+        make_leaderboard([base, aligned], tmp_path / "mixed")
+    _set_precision(base, "mlalign")
+    with pytest.raises(MlalignError, match="nf4-mlalign.*nf4-paper.*--load-in-4bit --nf4-preset"):
+        make_leaderboard([base, aligned], tmp_path / "mixed")
+    assert not (tmp_path / "mixed").exists()
+    _set_precision(base, "paper")
+    make_leaderboard([base, aligned], tmp_path / "board")
+    assert "4-bit NF4 as in the papers' scripts" in (tmp_path / "board" / "README.md").read_text()
+
+
 def test_label_scorings_must_agree(tmp_path: Path) -> None:
     base, aligned, _ = write_inputs(tmp_path)
     _set_label_scoring(aligned, "first-token")

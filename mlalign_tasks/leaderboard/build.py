@@ -239,7 +239,7 @@ def build_board(results: list[Path], manifest_path: Path | None = None, out: Pat
     tasks_seen = {(r.family, r.lang) for m in models for run in m.runs for r in run.tasks.values()}
     languages = [code for code in LANGUAGES if any(lang == code for _, lang in tasks_seen)]
 
-    scorings = _label_scorings(models)
+    scorings, precisions = _like_with_like(models)
     rows: list[dict[str, Any]] = []
     primary: dict[tuple[str, str, str], float] = {}  # (model key, family, lang) -> value
     jobs: dict[tuple[str, str, str], tuple[Path, str]] = {}  # samples file and metric to read them for
@@ -295,6 +295,7 @@ def build_board(results: list[Path], manifest_path: Path | None = None, out: Pat
     board.averages, pair_notes = _averages(board, primary)
     board.notes += pair_notes
     board.notes += [SCORING_NOTES[s] for s in sorted(scorings) if s in SCORING_NOTES]
+    board.notes += [PRECISION_NOTES[p] for p in sorted(precisions) if p in PRECISION_NOTES]
     for name, tasks in missing.items():
         board.notes.append(
             f"no per-sample logs for {name} ({len(tasks)} task(s), e.g. {tasks[0]}): paired tests and "
@@ -316,21 +317,38 @@ SCORING_NOTES = {
 }
 
 
-def _label_scorings(models: list[Model]) -> set[str]:
-    """The label scorings of the runs; models scored differently on the same task cannot be compared."""
-    by_task: dict[str, dict[str, str]] = {}
+PRECISION_NOTES = {
+    "nf4-mlalign": "the models were evaluated in 4-bit NF4 with double quantisation and bfloat16 compute, adapters on "
+    "the quantised base (mlalign eval --load-in-4bit --nf4-preset mlalign)",
+    "nf4-paper": "the models were evaluated in 4-bit NF4 as in the papers' scripts: no double quantisation, float16 "
+    "compute, adapters merged before quantising (mlalign eval --load-in-4bit --nf4-preset paper)",
+}
+
+
+def _like_with_like(models: list[Model]) -> tuple[set[str], set[str]]:
+    """The label scorings and precisions of the runs; models scored or loaded differently on the same task cannot be
+    compared. Returns (scorings, precisions)."""
+    scorings: dict[str, dict[str, str]] = {}
+    precisions: dict[str, dict[str, str]] = {}
     for model in models:
         for run in model.runs:
             for r in run.tasks.values():
-                by_task.setdefault(r.task, {})[model.name] = r.label_scoring
-    for task, by_model in by_task.items():
-        if len(set(by_model.values())) > 1:
-            listed = ", ".join(f"{name}: {scoring}" for name, scoring in by_model.items())
-            raise MlalignError(
-                f"{task} was scored in different ways ({listed}); evaluate every model with the same "
-                "`mlalign eval --label-scoring`"
-            )
-    return {scoring for by_model in by_task.values() for scoring in by_model.values()}
+                scorings.setdefault(r.task, {})[model.name] = r.label_scoring
+                precisions.setdefault(r.task, {})[model.name] = run.precision
+    for by_task, what, flag in (
+        (scorings, "scored in different ways", "--label-scoring"),
+        (precisions, "evaluated at different precisions", "--load-in-4bit --nf4-preset"),
+    ):
+        for task, by_model in by_task.items():
+            if len(set(by_model.values())) > 1:
+                listed = ", ".join(f"{name}: {value}" for name, value in by_model.items())
+                raise MlalignError(
+                    f"{task} was {what} ({listed}); evaluate every model with the same `mlalign eval {flag}`"
+                )
+    return (
+        {v for by_model in scorings.values() for v in by_model.values()},
+        {v for by_model in precisions.values() for v in by_model.values()},
+    )
 
 
 Samples = dict[tuple[str, str, str], dict[int, Sample]]  # (model key, family, lang) -> per-item samples

@@ -52,6 +52,7 @@ class Run:
     lm_eval_version: str
     tasks: dict[str, TaskResult] = field(default_factory=dict)
     ignored_tasks: list[str] = field(default_factory=list)
+    precision: str = "full"  # how the model was loaded: full, or nf4-<preset> (mlalign eval --nf4-preset)
 
     @property
     def key(self) -> str:
@@ -173,11 +174,13 @@ def load_run(path: Path) -> Run:
         raise ResultsError(
             f"{path}: config.model_args does not name the model (expected 'pretrained=<model>[,peft=<adapter>]')"
         )
+    info = data.get("mlalign") if isinstance(data.get("mlalign"), dict) else {}
     run = Run(
         path=path,
         pretrained=str(pretrained),
         peft=args.get("peft"),
         lm_eval_version=version,
+        precision=f"nf4-{info.get('nf4_preset') or 'mlalign'}" if info.get("load_in_4bit") else "full",
     )
     subtasks = data.get("group_subtasks") or {}
     groups = {g for g, children in subtasks.items() if children} | set(data.get("groups") or {})
