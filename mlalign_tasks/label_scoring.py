@@ -52,7 +52,7 @@ def first_token_choices(tokenizer, prompt: str, labels: list[str]) -> list[str]:
     """The text of each label's first token after `prompt`, as lm-eval splits prompt + label into tokens.
 
     Raises when a label's first token cannot be isolated (the prompt's last token merges with the label) or
-    when two labels share their first token (the paper's comparison would be a tie).
+    when two labels share their first token (their scores would tie).
     """
     context = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     choices = []
