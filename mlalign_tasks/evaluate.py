@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -235,7 +235,7 @@ def resolve_device(device: str | None, load_in_4bit: bool) -> str:
 # ----------------------------------------------------------------------------- running
 
 
-class Dtype(str, Enum):
+class Dtype(StrEnum):
     """The weights' dtype for full-precision evaluation (auto: the model config's)."""
 
     auto = "auto"

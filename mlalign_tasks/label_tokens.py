@@ -23,12 +23,12 @@ SentencePiece: it would only add the bare marker ``▁``, which every non-ASCII 
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 
 from mlalign_tasks.errors import MlalignError
 
 
-class Vocabulary(str, Enum):
+class Vocabulary(StrEnum):
     """The vocabulary families the paper's rule is defined for, by their word-start marker."""
 
     sentencepiece = "▁"

@@ -10,11 +10,11 @@
 from __future__ import annotations
 
 import tempfile
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 
-class Nf4Preset(str, Enum):
+class Nf4Preset(StrEnum):
     """The 4-bit presets (values as given on the command line)."""
 
     mlalign = "mlalign"

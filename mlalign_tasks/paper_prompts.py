@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from mlalign_tasks import data
@@ -31,7 +31,7 @@ PAPER_TASKS: dict[str, str] = {"snli": "snli_aligned", "paws": "paws_aligned", "
 _LABEL_KEYS = ("positive_answers", "neutral_answers", "negative_answers")
 
 
-class LabelWords(str, Enum):
+class LabelWords(StrEnum):
     """Which words the few-shot answers and the scored labels are (the papers' evaluation variants)."""
 
     english = "english"  # the English label words in every language (the "enout" scripts)

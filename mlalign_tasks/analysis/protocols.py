@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class LensProtocol(str, Enum):
+class LensProtocol(StrEnum):
     """Which logit lens runs (mlalign_tasks.analysis.logit_lens)."""
 
     paper = "paper"
     english_output = "english-output"
 
 
-class PcaInput(str, Enum):
+class PcaInput(StrEnum):
     """What a PCA point is made of (mlalign_tasks.analysis.pca)."""
 
     prompt = "prompt"  # the paper's: the full 2-shot native-label sentiment prompt of an item
     sentence = "sentence"  # mlalign's: the task's first input field alone (premise, sentence1, review)
 
 
-class Pooling(str, Enum):
+class Pooling(StrEnum):
     """Which token positions a point's mean runs over."""
 
     all = "all"  # the paper's: every token, BOS included
