@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mlalign_tasks import data
-from mlalign_tasks.atomic import atomic_dir, check_new_dir, write_json_atomic
+from mlalign_tasks.atomic import atomic_dir, write_json_atomic
 from mlalign_tasks.errors import DataError, MlalignError
 from mlalign_tasks.languages import (
     GSM8K_QT_LANGS,
@@ -29,6 +29,7 @@ from mlalign_tasks.languages import (
     check_lang,
     parse_langs,
 )
+from mlalign_tasks.output_dirs import check_replaceable
 
 SOURCES: dict[str, tuple[str, ...]] = {"gsm8k": GSM8K_QT_LANGS, "snli": SNLI_QT_LANGS}
 FORMATS = ("plain", "chat")
@@ -287,7 +288,7 @@ def build_qt_dataset(
 def save_build(build: QTBuild, out: str | Path) -> Path:
     """Write the dataset (``save_to_disk``) and its ``qt_build.json`` to `out` atomically (temp dir + rename)."""
     out = Path(out)
-    check_new_dir(out)
+    check_replaceable(out, "--out")
     with atomic_dir(out) as tmp:
         build.dataset.save_to_disk(str(tmp / "dataset"))
         write_json_atomic(tmp / BUILD_INFO, build.info())
