@@ -91,8 +91,8 @@ def read_manifest(path: Path) -> dict[str, Any]:
     """Load and check the manifest YAML (title, description, metrics per family, models)."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise MlalignError(f"cannot read manifest {path}: {e}") from e
+    except (OSError, yaml.YAMLError, RecursionError) as e:
+        raise MlalignError(f"cannot read manifest {path}: {' '.join(str(e).split())}") from None
     if not isinstance(data, dict) or set(data) - MANIFEST_KEYS:
         raise MlalignError(f"manifest {path}: expected a mapping with keys {sorted(MANIFEST_KEYS)}")
     if not isinstance(data.get("metrics") or {}, dict):
@@ -123,8 +123,8 @@ def _training_metadata(adapter: str, near: list[Path]) -> dict[str, Any] | None:
         if meta.is_file():
             try:
                 return json.loads(meta.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as e:
-                raise MlalignError(f"cannot read adapter metadata {meta}: {e}") from e
+            except (OSError, ValueError, RecursionError) as e:
+                raise MlalignError(f"cannot read adapter metadata {meta}: {type(e).__name__}") from None
     return None
 
 
