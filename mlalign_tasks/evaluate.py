@@ -30,8 +30,10 @@ from mlalign_tasks.languages import (
     task_name,
 )
 from mlalign_tasks.nf4 import Nf4Preset
+from mlalign_tasks.output_dirs import remove_leftovers, try_lock
 
 DEFAULT_TASKS = ",".join(DEFAULT_FAMILIES)
+STAGING_PREFIX = ".mlalign-eval-"  # results are written here, inside --output-path, then moved into place
 TASK_SPEC_HELP = (
     "Comma-separated: groups (mgsm_aligned, paper_aligned), tasks (mgsm_aligned_de), or FAMILY:LANG "
     "with more languages following it, e.g. 'mgsm_aligned:de,fr,sw,paper_aligned:zh'."
@@ -183,10 +185,22 @@ def missing_local(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1
 
 
+def check_model_arg(value: str, flag: str) -> None:
+    """Refuse a model or adapter path that lm-eval's `model_args` string would split into other settings."""
+    if "," in value or "=" in value:
+        raise MlalignError(
+            f"{flag} {value!r} contains ',' or '=', which lm-eval would read as further model settings "
+            "(e.g. ',trust_remote_code=True'); rename the folder or link to it from a path without them"
+        )
+
+
 def check_model(model: str, adapter: str | None) -> None:
-    """Fail early, with the fix, if the model or the adapter cannot be found."""
+    """Fail early, with the fix, if the model or the adapter cannot be found or cannot be named to lm-eval."""
     from transformers import AutoConfig
 
+    check_model_arg(model, "--model")
+    if adapter is not None:
+        check_model_arg(adapter, "--peft")
     if missing_local(model):
         raise MlalignError(
             f"model path {model} does not exist; pass a directory saved with save_pretrained or a model id"
@@ -362,11 +376,13 @@ def run(req: EvalRequest) -> dict[str, Any]:
     built = [loaded["groups"][n] if n in loaded["groups"] else loaded["tasks"][n] for n in names]
 
     lm = make_lm(req, device, token_sets)
-    staging, created = None, False
+    staging, created, lock = None, False, None
     if req.output_path is not None:
         created = not req.output_path.exists()
         req.output_path.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".mlalign-eval-", dir=req.output_path))
+        remove_leftovers(req.output_path, f"{STAGING_PREFIX}*")  # of killed runs; a live run holds its lock
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=req.output_path))
+        lock = try_lock(staging)
     try:
         tracker = EvaluationTracker(output_path=str(staging)) if staging else None
         results = simple_evaluate(
@@ -407,6 +423,8 @@ def run(req: EvalRequest) -> dict[str, Any]:
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
+        if lock is not None:
+            os.close(lock)
 
 
 def _save(tracker, results: dict, samples: dict | None, staging: Path, output_path: Path) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -354,3 +356,63 @@ def test_recipes_lists_the_shipped_configs(monkeypatch, capsys) -> None:
     assert code == 0 and Path(out.strip()) == sft.ACCELERATE_DIR / "cpu_ddp.yaml" and Path(out.strip()).is_file()
     code, _, err = run_cli(monkeypatch, capsys, "recipes", "nope")
     assert code == 2 and "neither a file nor a shipped recipe" in err
+
+
+def test_a_comma_in_a_model_path_cannot_smuggle_lm_eval_settings(monkeypatch, capsys, tmp_path, tiny_model_dir) -> None:
+    """`-m "$PWD/evil,trust_remote_code=True"` names a real folder, but lm-eval's model_args string would load `evil`
+    with trust_remote_code=True and run its code. Refused in one line by eval and run; the analyses, which pass
+    the path to transformers whole, load the folder that was named. No code of `evil` runs anywhere."""
+    executed = tmp_path / "EXECUTED"
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    auto_map = {"AutoConfig": "evil_code.EvilConfig", "AutoModelForCausalLM": "evil_code.EvilModel"}
+    (evil / "config.json").write_text(json.dumps({"model_type": "evil", "auto_map": auto_map}))
+    (evil / "evil_code.py").write_text(f"open({str(executed)!r}, 'w').write('ran')\n")
+    smuggled = tmp_path / "evil,trust_remote_code=True"
+    shutil.copytree(tiny_model_dir, smuggled)
+    out = tmp_path / "out"
+    for args in (
+        ["eval", "-m", str(smuggled), "-t", "mgsm_aligned:de", "--output-path", str(out), *FAST],
+        ["eval", "-m", str(tiny_model_dir), "--peft", str(smuggled), "-t", "mgsm_aligned:de", *FAST],
+    ):
+        code, _, err = run_cli(monkeypatch, capsys, *args)
+        assert code == 2 and err.count("\n") == 1 and "contains ',' or '=', which lm-eval would read" in err, err
+    assert not out.exists()
+    code, _, err = run_cli(
+        monkeypatch, capsys, "analyze", "pca", "--model", str(smuggled), "--langs", "de", "--task", "snli",
+        "--limit", "2", "--device", "cpu", "--out", str(out / "pca"),
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads((out / "pca" / "pca.json").read_text())["model"] == str(smuggled)
+    assert not executed.exists()
+
+
+@pytest.mark.slow
+def test_a_killed_eval_leaves_nothing_the_leaderboard_reads(tmp_path, tiny_model_dir) -> None:
+    """`mlalign eval` killed (SIGKILL) while it moves its files into place: its hidden staging folder, holding the
+    results file, is not a run for the leaderboard, and the next eval removes it (no "duplicate model")."""
+    out = tmp_path / "results"
+    args = ["eval", "-m", str(tiny_model_dir), "-t", "mgsm_aligned:de", "--output-path", str(out), *FAST]
+    pause = (  # holds the process where a kill leaves the most behind: samples moved, results still staged
+        "import os, sys, time\n"
+        "move = os.replace\n"
+        "os.replace = lambda a, b: time.sleep(300) if os.path.basename(a).startswith('results_') else move(a, b)\n"
+        f"sys.argv = ['mlalign', *{args!r}]\n"
+        "from mlalign_tasks.cli import main\nmain()\n"
+    )
+    killed = subprocess.Popen([sys.executable, "-c", pause], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not (list(out.glob(".mlalign-eval-*/*/results_*.json")) and list(out.glob("*/samples_*.jsonl"))):
+        assert killed.poll() is None and time.monotonic() < deadline, "the evaluation did not reach its last move"
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    board = [sys.executable, "-m", "mlalign_tasks.cli", "leaderboard", str(out), "--out", str(tmp_path / "board")]
+    refused = subprocess.run(board, capture_output=True, text=True)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: no lm-eval results file"), refused.stderr
+    again = subprocess.run([sys.executable, "-m", "mlalign_tasks.cli", *args], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert not list(out.glob(".mlalign-eval-*")) and len(list(out.glob("*/results_*.json"))) == 1
+    built = subprocess.run(board, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    assert len(json.loads((tmp_path / "board" / "results.json").read_text())["models"]) == 1
