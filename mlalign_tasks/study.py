@@ -17,12 +17,15 @@ from mlalign_trainer.qt_data import SOURCES as QT_SOURCES
 
 from mlalign_tasks.atomic import write_json_atomic, write_text_atomic
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.evaluate import missing_local
+from mlalign_tasks.evaluate import check_model_arg, missing_local
 from mlalign_tasks.nf4 import Nf4Preset
+from mlalign_tasks.output_dirs import check_replaceable, exclusive
 from mlalign_tasks.stages import Stage, StageResult, run_stages
 
 DEMO_RECIPE = "cpu-smoke"
 TINY = "tiny"
+STUDY_FILE = "study.json"  # the options of the last run: marks a folder as an `mlalign run` folder
+LOCK_FILE = ".mlalign-run.lock"
 
 
 @dataclass
@@ -96,6 +99,7 @@ def check_config(cfg: StudyConfig) -> None:
     from mlalign_tasks import data, evaluate, label_scoring, paper_prompts
     from mlalign_tasks.analysis import paper_items
     from mlalign_tasks.languages import parse_langs
+    from mlalign_tasks.leaderboard.render import check_board_folder
 
     parse_langs(cfg.languages)
     if cfg.qt_source not in QT_SOURCES:
@@ -122,6 +126,8 @@ def check_config(cfg: StudyConfig) -> None:
     for flag, path in (("--out", cfg.out), ("--board", cfg.board)):
         if any(p.exists() and not p.is_dir() for p in (path, *path.parents)):
             raise MlalignError(f"{flag} {path}: it or a parent folder is a file; choose a folder path")
+    check_replaceable(cfg.out, "--out", (STUDY_FILE,), f"an `mlalign run` folder (no {STUDY_FILE})")
+    check_board_folder(cfg.board, "--board")
 
 
 def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
@@ -136,6 +142,8 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     if not tiny and missing_local(model):
         raise MlalignError(f"model {model} does not exist; pass --model a model directory or a Hugging Face model id")
     adapter = out / "train" / "adapter"
+    check_model_arg(model, "--out" if tiny else "--model")
+    check_model_arg(str(adapter), "--out")
     paths = {"model": Path(model), "dataset": out / "data", "adapter": adapter}
     stages: list[Stage] = []
 
@@ -233,12 +241,13 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
         import yaml
 
         from mlalign_tasks.leaderboard import make_leaderboard
+        from mlalign_tasks.leaderboard.render import board_files
 
         manifest = out / "leaderboard.yaml"  # beside the stages, so the board's regenerate command stays valid
         write_text_atomic(manifest, yaml.safe_dump(board_cfg["manifest"], sort_keys=False, allow_unicode=True))
         # The per-sample logs hold benchmark items: keep them in the run directory, not in the published board.
         make_leaderboard([out / "eval-base", out / "eval-aligned"], cfg.board, manifest, embed=False)
-        return [cfg.board]
+        return board_files(cfg.board)  # not the other files the board folder may hold (a .git)
 
     board_cfg = {"board": str(cfg.board), "manifest": board_manifest(cfg, model, adapter), "embed": False}
     stages.append(Stage("leaderboard", board_cfg, leaderboard, deps=("eval-base", "eval-aligned")))
@@ -290,8 +299,11 @@ def board_manifest(cfg: StudyConfig, model: str, adapter: Path) -> dict:
 
 
 def run_study(cfg: StudyConfig, on_start=None) -> tuple[list[StageResult], dict[str, Path]]:
-    """Run (or resume) the study; returns the stage results and the artefact paths."""
+    """Run (or resume) the study; returns the stage results and the artefact paths.
+
+    One run at a time owns `cfg.out`: a second one started meanwhile stops with an error and writes nothing.
+    """
     stages, paths = build_stages(cfg)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(cfg.out / "study.json", json.loads(json.dumps(asdict(cfg), default=str)))
-    return run_stages(stages, cfg.out, on_start=on_start), paths
+    with exclusive(cfg.out / LOCK_FILE, f"--out {cfg.out}"):
+        write_json_atomic(cfg.out / STUDY_FILE, json.loads(json.dumps(asdict(cfg), default=str)))
+        return run_stages(stages, cfg.out, on_start=on_start), paths

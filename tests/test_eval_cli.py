@@ -317,14 +317,19 @@ def test_tasks_path(monkeypatch, capsys) -> None:
         (["--qt-source", "nope"], "--qt-source 'nope'"),
         (["--device", "tpu"], "unknown device 'tpu'"),
         (["--nf4-preset", "paper"], "--nf4-preset paper applies to 4-bit evaluation; add --load-in-4bit"),
+        (["--board", "mine"], "--board mine (a folder) exists and is not empty and not a leaderboard; refusing"),
+        (["--out", "mine"], "--out mine (a folder) exists and is not empty and not an `mlalign run` folder"),
     ],
 )
 def test_run_checks_every_option_before_the_first_stage(monkeypatch, capsys, tmp_path, args, message) -> None:
     monkeypatch.chdir(tmp_path)
     Path("FILE").write_text("not a folder")
+    Path("mine").mkdir()
+    Path("mine/notes.txt").write_text("the user's")
     code, _, err = run_cli(monkeypatch, capsys, "run", "--out", "runs/x", *args)
     assert code == 2 and err.startswith("error:") and message in err and err.count("\n") == 1, err
     assert not Path("runs").exists()  # nothing ran: no stage output, not even the run folder
+    assert [p.name for p in Path("mine").iterdir()] == ["notes.txt"]
 
 
 def test_cpu_smoke_recipe_runs_on_the_tiny_model() -> None:
@@ -374,6 +379,7 @@ def test_a_comma_in_a_model_path_cannot_smuggle_lm_eval_settings(monkeypatch, ca
     for args in (
         ["eval", "-m", str(smuggled), "-t", "mgsm_aligned:de", "--output-path", str(out), *FAST],
         ["eval", "-m", str(tiny_model_dir), "--peft", str(smuggled), "-t", "mgsm_aligned:de", *FAST],
+        ["run", "--model", str(smuggled), "--out", str(out / "run"), "--board", str(out / "board")],
     ):
         code, _, err = run_cli(monkeypatch, capsys, *args)
         assert code == 2 and err.count("\n") == 1 and "contains ',' or '=', which lm-eval would read" in err, err
