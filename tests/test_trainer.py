@@ -370,6 +370,44 @@ def test_rerun_of_finished_run_does_nothing_and_other_settings_are_refused(resum
 
 
 @pytest.mark.slow
+def test_resume_compares_every_setting_and_skips_a_cut_off_trainer_state(tiny_model_dir, tmp_path):
+    """Killed (SIGKILL) after its checkpoints at steps 2 and 4: a rerun with settings the comparison once left out
+    (rsLoRA, max_grad_norm, Adam's beta2, NEFTune, DoRA) is refused, naming them; with the last checkpoint's
+    trainer_state.json cut off, the same command resumes from the checkpoint before it."""
+    out = tmp_path / "adapter"
+    cmd = [sys.executable, "-m", "mlalign_tasks.cli", "train", *_args(tiny_model_dir, out), *RUN_DATA]
+    cmd += ["--max_steps", "8", "--save_steps", "2", "--save_total_limit", "4"]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
+    deadline = time.monotonic() + 240
+    while not (out / "checkpoint-4" / "trainer_state.json").is_file():
+        assert first.poll() is None and time.monotonic() < deadline, "no second checkpoint"
+        time.sleep(0.02)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    changes = [
+        (["--use_rslora", "true", "--max_grad_norm", "0.01"], ["use_rslora: False -> True", "max_grad_norm: 1.0 -> 0.01"]),
+        (["--adam_beta2", "0.9", "--neftune_noise_alpha", "5"], ["adam_beta2: 0.999 -> 0.9", "neftune_noise_alpha: None -> 5"]),
+        (["--use_dora", "true"], ["use_dora: False -> True"]),
+    ]  # fmt: skip
+    for extra, named in changes:
+        with pytest.raises(MlalignError, match="holds a run with other settings") as refused:
+            sft.main([*cmd[4:], *extra])
+        assert all(f"hyperparameters.{n}" in str(refused.value) for n in named), str(refused.value)
+    done = sorted((p for p in out.glob("checkpoint-*") if sft._complete(p)), key=lambda p: int(p.name.split("-")[1]))
+    assert len(done) >= 2 and not (out / METADATA_FILE).exists()
+    state = done[-1] / "trainer_state.json"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])  # a save cut off by a full disk
+    second = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert (
+        f"resuming from {done[-2]}" in second.stdout and f"removing incomplete checkpoint {done[-1]}" in second.stdout
+    )
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["use_rslora"] is False and config["use_dora"] is False
+    assert json.loads((out / METADATA_FILE).read_text())["global_step"] == 8
+
+
+@pytest.mark.slow
 def test_adapter_changes_loglikelihoods_and_loads_in_lm_eval(resumed_run, tiny_model_dir):
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM

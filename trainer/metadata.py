@@ -63,7 +63,8 @@ def check_run_dir(output_dir: Path, settings: dict) -> str:
     current = _flatten(settings)
     changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
     if changed:
-        diffs = "; ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in changed)
+        diffs = "; ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in changed[:6])
+        diffs += f"; and {len(changed) - 6} more" if len(changed) > 6 else ""
         raise MlalignError(
             f"output directory {output_dir} holds a run with other settings ({diffs}); rerun with the same "
             f"settings to resume it, or choose a new --output_dir"

@@ -11,11 +11,12 @@ left alone; a directory holding a run with other settings is an error.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mlalign_tasks.atomic import write_json_atomic
@@ -217,47 +218,44 @@ def apply_batch_size(qt: QTArguments, args) -> None:
     args.gradient_accumulation_steps = qt.effective_batch_size // per_step
 
 
-def run_settings(qt: QTArguments, args, model_args, info: dict) -> dict:
-    """Everything that decides the result of a run: compared on rerun, recorded in the metadata."""
-    selected = {lang: s["selected"] for lang, s in info["stats"].items()}
-    hp = {
-        "learning_rate": args.learning_rate,
-        "num_train_epochs": args.num_train_epochs,
-        "max_steps": args.max_steps,
-        "per_device_train_batch_size": args.per_device_train_batch_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "world_size": args.world_size,
-        "effective_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
-        "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
-        "warmup_steps": args.warmup_steps,
-        "weight_decay": args.weight_decay,
-        "optim": str(getattr(args.optim, "value", args.optim)),
-        "train_sampling_strategy": args.train_sampling_strategy,
-        "max_length": args.max_length,
-        "packing": args.packing,
-        "padding_free": args.padding_free,
-        "completion_only_loss": args.completion_only_loss,
-        "use_peft": model_args.use_peft,
-        "lora_r": model_args.lora_r,
-        "lora_alpha": model_args.lora_alpha,
-        "lora_dropout": model_args.lora_dropout,
-        "lora_target_modules": model_args.lora_target_modules,
-        "load_in_4bit": model_args.load_in_4bit,
-        "bnb_4bit_quant_type": model_args.bnb_4bit_quant_type if model_args.load_in_4bit else None,
-        "use_bnb_nested_quant": model_args.use_bnb_nested_quant if model_args.load_in_4bit else None,
-        "dtype": model_args.dtype,
-        "bf16": args.bf16,
-        "gradient_checkpointing": args.gradient_checkpointing,
-        "eval_examples": qt.eval_examples,
-        "seed": args.seed,
+# Settings that cannot change the trained adapter: where and how often to log and save, uploads, progress bars,
+# data-loading workers, the process's own rank. The data-selection flags are left out as well: the data they
+# select is compared through its hash. Every other setting of the run is compared before it resumes.
+RESULT_NEUTRAL = frozenset(
+    {
+        "output_dir", "run_name", "project", "report_to", "trackio_space_id", "trackio_bucket_id",
+        "trackio_static_space_id", "logging_strategy", "logging_steps", "logging_first_step", "logging_nan_inf_filter",
+        "log_level", "log_level_replica", "log_on_each_node", "disable_tqdm", "skip_memory_metrics",
+        "include_num_input_tokens_seen", "save_strategy", "save_steps", "save_total_limit", "save_on_each_node",
+        "save_only_model", "resume_from_checkpoint", "push_to_hub", "hub_model_id", "hub_strategy", "hub_token",
+        "hub_private_repo", "hub_always_push", "hub_revision", "local_rank", "ddp_timeout", "dataloader_num_workers",
+        "dataloader_pin_memory", "dataloader_persistent_workers", "dataloader_prefetch_factor",
+        "dataloader_multiprocessing_context", "dataset_num_proc", "torch_empty_cache_steps",
+        "dataset_path", "data_dir", "qt_source", "languages", "examples_per_language", "qt_format",
     }
+)  # fmt: skip
+
+
+def run_settings(qt: QTArguments, args, model_args, info: dict) -> dict:
+    """Everything that decides the result of a run: compared on rerun, recorded in the metadata.
+
+    The hyperparameters are the run's whole configuration (our flags, TRL's SFTConfig, its ModelConfig) less
+    `RESULT_NEUTRAL`, plus the number of processes and the effective batch size they make.
+    """
+    selected = {lang: s["selected"] for lang, s in info["stats"].items()}
+    train = args.to_dict()  # enums as their values; it masks every `*_token` field, only hub_token is a secret
+    train |= {key: getattr(args, key) for key in train if key.endswith("_token") and key not in RESULT_NEUTRAL}
+    config = {**asdict(qt), **train, **asdict(model_args)}
+    hp = {key: value for key, value in sorted(config.items()) if key not in RESULT_NEUTRAL}
+    hp["world_size"] = args.world_size
+    hp["effective_batch_size"] = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
     return {
         "base_model": model_args.model_name_or_path,
         "languages": info["languages"],
         "examples_per_language": info["examples_per_language"] or min(selected.values()),
         "data_hash": info["data_hash"],
         "data_source": {k: info[k] for k in ("source", "format", "seed", "num_rows")} | {"selected": selected},
-        "hyperparameters": hp,
+        "hyperparameters": json.loads(json.dumps(hp, default=str)),  # as the run file records them
     }
 
 
@@ -365,15 +363,24 @@ def build_trainer(qt: QTArguments, args, model_args, train_dataset, eval_dataset
         raise MlalignError(f"the trainer refused the settings: {e}") from None
 
 
-def last_complete_checkpoint(output_dir: Path, remove_incomplete: bool = True) -> str | None:
-    """The newest ``checkpoint-N`` holding ``trainer_state.json`` (the Trainer writes it last).
+def _complete(checkpoint: Path) -> bool:
+    """Whether `checkpoint` holds a whole ``trainer_state.json`` (the Trainer writes it last)."""
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
 
-    Newer checkpoints without it were cut off mid-save (e.g. by SIGKILL) and are removed.
+
+def last_complete_checkpoint(output_dir: Path, remove_incomplete: bool = True) -> str | None:
+    """The newest ``checkpoint-N`` holding a readable ``trainer_state.json``.
+
+    Newer checkpoints without one were cut off mid-save (e.g. by SIGKILL, or a full disk) and are removed.
     """
     from transformers.trainer_utils import get_last_checkpoint
 
     while (last := get_last_checkpoint(str(output_dir))) is not None:
-        if (Path(last) / "trainer_state.json").is_file():
+        if _complete(Path(last)):
             return last
         if not remove_incomplete:
             return None
