@@ -181,7 +181,7 @@ def data_verify(
     patterns: Annotated[list[str] | None, typer.Argument(help="Glob patterns (default: all files).")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Check the sha256 of every locally present file; exit 2 if one is corrupt."""
+    """Check that every file is present and has its pinned sha256; exit 2 if one is missing or corrupt."""
     from mlalign_tasks import data
 
     ok, missing, bad = 0, [], []
@@ -198,7 +198,15 @@ def data_verify(
     for line in bad:
         err_console.print(f"[red]corrupt:[/red] {line}")
     console.print(f"{ok} verified, {len(bad)} corrupt, {len(missing)} missing")
-    if bad:
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        err_console.print(
+            f"[red]missing:[/red] {missing[0]}{more}: run `mlalign data fetch` or point --data-dir at a folder "
+            "that has them",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if bad or missing:
         raise typer.Exit(2)
 
 

@@ -14,6 +14,7 @@ import http.client
 import json
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -21,10 +22,14 @@ from functools import cache
 from pathlib import Path
 
 from mlalign_tasks.errors import DataError
+from mlalign_tasks.output_dirs import remove_leftovers, try_lock
 
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com"
 _REGISTRY_FILE = Path(__file__).with_name("data_registry.json")
 _CHUNK = 1 << 20
+MIN_RATE = 64 << 10  # bytes per second: a download slower than this on average is given up
+# A transformed file is pinned after the transform; its source may be this much larger (a Python module vs JSON).
+SOURCE_SIZE_FACTOR, SOURCE_SIZE_SLACK = 4, 64 << 10
 
 
 @dataclass(frozen=True)
@@ -172,21 +177,50 @@ def resolve(
     return download(entry, base_url=base_url)
 
 
+def _receive(entry: DataFile, resp, out, url: str, timeout: float) -> None:
+    """Copy the response body to `out`, stopping (with a DataError) past the pinned size or the time allowed."""
+    limit = entry.size if entry.transform is None else entry.size * SOURCE_SIZE_FACTOR + SOURCE_SIZE_SLACK
+    too_large = DataError(
+        f"download of {entry.name} from {url} is larger than the {limit} bytes it may have (pinned: {entry.size}); "
+        "nothing was kept: the source is not the pinned file"
+    )
+    declared = resp.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    allowed = timeout + limit / MIN_RATE
+    deadline, got = time.monotonic() + allowed, 0
+    while chunk := resp.read1(_CHUNK):
+        got += len(chunk)
+        if got > limit:
+            raise too_large
+        out.write(chunk)
+        if time.monotonic() > deadline:
+            raise DataError(
+                f"download of {entry.name} from {url} took over {allowed:.0f} s ({got} of {entry.size} bytes); "
+                f"nothing was kept, retry `mlalign data fetch {entry.name}` or set MLALIGN_DATA_DIR"
+            )
+
+
 def download(entry: DataFile, base_url: str | None = None, timeout: float = 60.0) -> Path:
-    """Download `entry` into the cache, verify size and sha256, and move it into place atomically."""
+    """Download `entry` into the cache, verify size and sha256, and move it into place atomically.
+
+    No more than its pinned size is read, and no longer than `timeout` plus the pinned size at `MIN_RATE`; the
+    ``.part`` files of killed downloads are removed first (a live download holds a lock on its own).
+    """
     url = entry.url(base_url)
     if url is None:
         raise DataError(f"data file {entry.name} cannot be downloaded as a file: {entry.how_to_get()}")
     target = cache_dir() / entry.name
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(target.parent, f".{target.name}.*.part")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     tmp = Path(tmp_name)
+    lock = try_lock(tmp)
     try:
         with os.fdopen(fd, "wb") as out:
             try:
                 with urllib.request.urlopen(url, timeout=timeout) as resp:
-                    while chunk := resp.read(_CHUNK):
-                        out.write(chunk)
+                    _receive(entry, resp, out, url, timeout)
             except urllib.error.HTTPError as e:
                 raise DataError(f"download of {entry.name} failed: HTTP {e.code} from {url}; retry later") from None
             except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
@@ -212,6 +246,8 @@ def download(entry: DataFile, base_url: str | None = None, timeout: float = 60.0
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+        if lock is not None:
+            os.close(lock)
     return target
 
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -22,10 +23,20 @@ class MirrorHandler(BaseHTTPRequestHandler):
 
     mirror: Path
     mode = "ok"
+    sent = 0
     by_url: dict[str, data.DataFile] = {}
 
     def log_message(self, *args) -> None:
         pass
+
+    def stream(self, body: bytes) -> None:
+        """Write `body` in 64 KiB pieces, counting what went out, until the client hangs up."""
+        try:
+            for start in range(0, len(body), 64 << 10):
+                self.wfile.write(body[start : start + (64 << 10)])
+                type(self).sent += len(body[start : start + (64 << 10)])
+        except OSError:
+            pass
 
     def do_GET(self) -> None:
         entry = self.by_url.get(self.path)
@@ -42,8 +53,17 @@ class MirrorHandler(BaseHTTPRequestHandler):
         if self.mode == "corrupt":
             body = body[:-10] + b"0123456789"
         self.send_response(200)
+        if self.mode == "huge":  # 400 MiB without a length, as a hostile mirror sends it
+            self.end_headers()
+            self.stream(body + b"#" * (400 << 20))
+            return
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if self.mode == "drip":  # a byte every 50 ms for 10 s: never idle long enough for a socket timeout
+            for i in range(200):
+                self.stream(body[i : i + 1])
+                time.sleep(0.05)
+            return
         if self.mode == "cut":
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
@@ -56,6 +76,7 @@ class MirrorHandler(BaseHTTPRequestHandler):
 def server(shared_data, tmp_path, monkeypatch):
     MirrorHandler.mirror = shared_data
     MirrorHandler.mode = "ok"
+    MirrorHandler.sent = 0
     MirrorHandler.by_url = {"/" + e.url("").split("/", 3)[3]: e for e in data.registry().values() if e.path}
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), MirrorHandler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -191,3 +212,54 @@ def test_cli_offline_error_is_one_clear_line(tmp_path):
     assert res.returncode == 2
     assert res.stderr.strip().startswith("error: data file paper_tasks/prompts.json not found")
     assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("name", ["mgsm/mgsm_ja.tsv", "mgsm/exemplars.json"])
+def test_a_download_stops_at_its_pinned_size(server, tmp_path, name):
+    """A mirror serving 400 MiB for a file pinned at 81 KB (or for the exemplars module, converted after the
+    download): the client stops reading just past the size it may have, keeps nothing and says why."""
+    server.mode = "huge"
+    with pytest.raises(DataError, match=f"download of {name} .* is larger than the \\d+ bytes it may have"):
+        data.resolve(name)
+    assert cache_files(tmp_path) == [] and server.sent < 64 << 20  # what the sockets buffered, not 400 MiB
+
+
+def test_a_download_has_a_time_limit(server, tmp_path):
+    """A mirror that sends a byte every 50 ms never trips the socket timeout; the download gives up after the
+    time its size allows and keeps nothing."""
+    server.mode = "drip"
+    entry = data.lookup("mgsm/mgsm_ja.tsv")
+    start = time.monotonic()
+    with pytest.raises(DataError, match="download of mgsm/mgsm_ja.tsv .* took over 2 s"):
+        data.download(entry, timeout=1)
+    assert time.monotonic() - start < 10 and cache_files(tmp_path) == []
+
+
+def test_a_killed_download_leaves_no_part_file_behind(server, tmp_path):
+    """`mlalign data fetch` killed (SIGKILL) mid-download leaves its `.part` file; the next download removes it."""
+    import os
+    import signal
+
+    server.mode = "drip"
+    fetch = subprocess.Popen(
+        [sys.executable, "-m", "mlalign_tasks.cli", "data", "fetch", "mgsm/mgsm_ja.tsv"], env=dict(os.environ)
+    )
+    deadline = time.monotonic() + 60
+    while not (server.sent and list((tmp_path / "cache" / "mgsm").glob(".mgsm_ja.tsv.*.part"))):
+        assert fetch.poll() is None and time.monotonic() < deadline, "the download did not start"
+        time.sleep(0.05)
+    fetch.send_signal(signal.SIGKILL)
+    fetch.wait()
+    assert len(list((tmp_path / "cache").rglob("*.part"))) == 1
+    server.mode = "ok"
+    assert data.resolve("mgsm/mgsm_ja.tsv").is_file()
+    assert cache_files(tmp_path) == ["mgsm/mgsm_ja.tsv"]
+
+
+def test_verify_fails_when_files_are_missing(tmp_path):
+    import os
+
+    env = {**os.environ, "MLALIGN_DATA_DIR": str(tmp_path / "empty"), "MLALIGN_CACHE_DIR": str(tmp_path / "cache")}
+    res = run_cli("data", "verify", env=env)
+    assert res.returncode == 2 and "0 verified, 0 corrupt" in res.stdout
+    assert res.stderr.startswith("missing: ") and res.stderr.count("\n") == 1 and "mlalign data fetch" in res.stderr
