@@ -49,7 +49,7 @@ def exclusive(lock_file: Path, what: str) -> Iterator[None]:
     lock_file.touch()
     fd = try_lock(lock_file)
     if fd is None:
-        raise MlalignError(f"{what} is in use by another running process; wait for it to finish or choose another")
+        raise MlalignError(f"{what} is in use by another running process; wait for it to finish or use another folder")
     try:
         yield
     finally:

@@ -38,7 +38,7 @@ def files(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
-def test_rebuilding_a_board_keeps_what_it_did_not_write(tmp_path: Path) -> None:
+def test_rebuilding_a_board_keeps_what_it_did_not_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A board published from a gh-pages checkout: its .git, CNAME and a page the user added survive every rebuild;
     only the board's own files are replaced (and `inputs` removed when no longer embedded)."""
     inputs = write_pair(tmp_path)
@@ -55,7 +55,8 @@ def test_rebuilding_a_board_keeps_what_it_did_not_write(tmp_path: Path) -> None:
     manifest.write_text(yaml.safe_dump({"title": "Second edition"}))
     make_leaderboard(list(inputs), out, manifest)
     assert (out / "README.md").read_text().startswith("# Second edition") and (out / "inputs").is_dir()
-    make_leaderboard(list(inputs), out, manifest, embed=False)
+    monkeypatch.chdir(out)  # `--out .` from inside the checkout
+    make_leaderboard(list(inputs), Path("."), manifest, embed=False)
     assert not (out / "inputs").exists()
     assert {k: v for k, v in files(out).items() if k in theirs} == theirs
     assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name or ".old-" in p.name] == []
