@@ -304,7 +304,8 @@ def load_build(path: str | Path) -> tuple[object, dict]:
     if not info_file.is_file():
         raise DataError(f"{path} is not a dataset built by `mlalign data build-qt` (no {BUILD_INFO}); build one first")
     info = json.loads(info_file.read_text(encoding="utf-8"))
-    return load_from_disk(str(path / "dataset")), info
+    # In memory, so that what the trainer derives from it (filtered, tokenized) is not cached into `path`.
+    return load_from_disk(str(path / "dataset"), keep_in_memory=True), info
 
 
 def stats_table(build: QTBuild):
