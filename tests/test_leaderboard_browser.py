@@ -92,7 +92,8 @@ def open_page(url: str, profile: Path) -> Iterator[DevTools]:
             page = next(t for t in json.load(r) if t["type"] == "page")
         tools = DevTools(page["webSocketDebuggerUrl"])
         tools.call("Runtime.enable")
-        while tools.js("document.readyState") != "complete" and time.monotonic() < deadline:
+        loaded = f"location.href === {json.dumps(url)} && document.readyState === 'complete'"  # not about:blank
+        while not tools.js(loaded) and time.monotonic() < deadline:
             time.sleep(0.1)
         yield tools
     finally:
