@@ -385,7 +385,7 @@ def test_a_comma_in_a_model_path_cannot_smuggle_lm_eval_settings(monkeypatch, ca
         assert code == 2 and err.count("\n") == 1 and "contains ',' or '=', which lm-eval would read" in err, err
     assert not out.exists()
     code, _, err = run_cli(
-        monkeypatch, capsys, "analyze", "pca", "--model", str(smuggled), "--langs", "de", "--task", "snli",
+        monkeypatch, capsys, "analyze", "pca", "--model", str(smuggled), "--langs", "de", "--task", "sentiment",
         "--limit", "2", "--device", "cpu", "--out", str(out / "pca"),
     )  # fmt: skip
     assert code == 0, err
