@@ -143,18 +143,23 @@ def data_list(
     patterns: Annotated[list[str] | None, typer.Argument(help="Glob patterns, e.g. 'mgsm/*'.")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """List the pinned data files and where each is found locally."""
+    """List the pinned data files: where each is found locally, or whether it can be downloaded."""
     from rich.table import Table
 
     from mlalign_tasks import data
 
-    table = Table("file", "size", "found in", "source")
+    table = Table()
+    table.add_column("file", overflow="fold")
+    for column in ("size", "pinned by", "here", "source"):
+        table.add_column(column)
     for entry in data.select(patterns):
         found = data.locate(entry, data_dir)
+        here = found[1] if found else "[yellow]downloadable[/yellow]" if entry.path else "[red]missing[/red]"
         table.add_row(
             entry.name,
-            f"{entry.size / 1024:.0f} KiB",
-            found[1] if found else "[red]missing[/red]",
+            f"{entry.size / 1024:.0f} KiB" if entry.size is not None else "–",
+            entry.checksum()[0],
+            here,
             entry.url() or f"extracted from {entry.repo} scripts",
         )
     console.print(table)
@@ -181,7 +186,8 @@ def data_verify(
     patterns: Annotated[list[str] | None, typer.Argument(help="Glob patterns (default: all files).")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Check that every file is present and has its pinned sha256; exit 2 if one is missing or corrupt."""
+    """Check that every file is present and has its pinned checksum (sha256, or git blob id); exit 2 if one is
+    missing or corrupt."""
     from mlalign_tasks import data
 
     ok, missing, bad = 0, [], []
