@@ -223,12 +223,22 @@ def data_build_qt(
     source: Annotated[str, typer.Option(help="gsm8k, snli, or files (your own parallel data).")] = "gsm8k",
     n: Annotated[int | None, typer.Option("--n", help="Examples per language (default: all usable).")] = None,
     seed: Annotated[int, typer.Option(help="Sampling and shuffling seed.")] = 0,
-    fmt: Annotated[str, typer.Option("--format", help="plain (the paper's prompt) or chat (chat template).")] = "plain",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="plain (question + the paper's instruction line), qalign (QAlign's instruction in the Alpaca "
+            "template) or chat (chat template).",
+        ),
+    ] = "plain",
     src_file: Annotated[Path | None, typer.Option(help="files: questions in the source language, one a line.")] = None,
     tgt_file: Annotated[Path | None, typer.Option(help="files: the English questions, line-aligned.")] = None,
     jsonl: Annotated[Path | None, typer.Option(help="files: JSON lines with source and target fields.")] = None,
     source_field: Annotated[str, typer.Option(help="files: JSON field of the source question.")] = "source",
     target_field: Annotated[str, typer.Option(help="files: JSON field of the English question.")] = "target",
+    clean: Annotated[
+        bool, typer.Option("--clean/--no-clean", help="Drop empty, repeated, untranslated and misaligned pairs.")
+    ] = True,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Build a question-translation SFT dataset (question in X -> English question; no answers)."""
@@ -236,7 +246,7 @@ def data_build_qt(
 
     build = qt_data.build_qt_dataset(
         source, langs, n, seed=seed, fmt=fmt, data_dir=data_dir, src_file=src_file, tgt_file=tgt_file,
-        jsonl=jsonl, source_field=source_field, target_field=target_field,
+        jsonl=jsonl, source_field=source_field, target_field=target_field, clean=clean,
     )  # fmt: skip
     qt_data.save_build(build, out)
     console.print(qt_data.stats_table(build))
@@ -260,17 +270,22 @@ def recipes(
     name: Annotated[str | None, typer.Argument(help="Print only this recipe's or accelerate config's path.")] = None,
 ) -> None:
     """The shipped trainer recipes and accelerate configs, with their paths (`--config NAME` takes the names)."""
-    from mlalign_trainer import sft
+    from mlalign_trainer import recipes as shipped
 
     if name is not None:
-        print(sft.config_path(name))
+        print(shipped.config_path(name))
         return
     from rich.table import Table
 
     table = Table("name", "kind")
     table.add_column("path", overflow="fold")
-    for config, path in sft.shipped_configs().items():
-        table.add_row(config, "accelerate" if path.parent == sft.ACCELERATE_DIR else "recipe", str(path))
+    for config, path in shipped.shipped_configs().items():
+        if path.parent == shipped.ACCELERATE_DIR:
+            kind = "accelerate"
+        else:
+            stages = shipped.stages(shipped.read_recipe(path))
+            kind = f"recipe, stages {' + '.join(stages)}" if stages else "recipe"
+        table.add_row(config, kind, str(path))
     console.print(table)
 
 
@@ -426,7 +441,7 @@ def run_cmd(
         str | None,
         typer.Option(
             help="Trainer recipe: a name (`mlalign recipes` lists them) or a YAML file. Default: cpu-smoke on the "
-            "tiny model; with --model, none (the paper's defaults for the device)."
+            "tiny model; with --model, none (the trainer's defaults for the device)."
         ),
     ] = None,
     langs: Annotated[

@@ -50,7 +50,7 @@ PAPER_LANGS = (
     "en", "zh", "de", "fr", "es", "it", "nl", "ja", "ru", "sv",
     "sl", "pl", "bg", "no", "ms", "is", "hi", "th", "sw", "bn",
 )  # fmt: skip
-GSM8K_QT_LANGS = ("de", "es", "fr", "ja", "ru", "sw", "zh")
+GSM8K_QT_LANGS = ("bn", "de", "es", "fr", "ja", "ru", "sw", "th", "zh")  # QAlign's 9 (bn, th: downloaded)
 SNLI_QT_LANGS = ("de", "es", "it", "sw", "zh")
 
 # lm-eval task family (group name) -> languages it covers; tasks are named f"{family}_{code}".

@@ -353,12 +353,12 @@ def test_output_under_a_file_is_one_error_line(monkeypatch, capsys, tmp_path, co
 
 
 def test_recipes_lists_the_shipped_configs(monkeypatch, capsys) -> None:
-    from mlalign_trainer import sft
+    from mlalign_trainer import recipes
 
     code, out, _ = run_cli(monkeypatch, capsys, "recipes")
     assert code == 0 and all(name in out for name in ("cpu-smoke", "qwen2.5-1.5b-12gb", "llama2-7b-24gb", "cpu_ddp"))
     code, out, _ = run_cli(monkeypatch, capsys, "recipes", "cpu_ddp")
-    assert code == 0 and Path(out.strip()) == sft.ACCELERATE_DIR / "cpu_ddp.yaml" and Path(out.strip()).is_file()
+    assert code == 0 and Path(out.strip()) == recipes.ACCELERATE_DIR / "cpu_ddp.yaml" and Path(out.strip()).is_file()
     code, _, err = run_cli(monkeypatch, capsys, "recipes", "nope")
     assert code == 2 and "neither a file nor a shipped recipe" in err
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import pytest
 from mlalign_trainer import qt_data
 
 from mlalign_tasks.errors import DataError, MlalignError
-from mlalign_tasks.languages import UnknownLanguageError
+from mlalign_tasks.languages import GSM8K_QT_LANGS, UnknownLanguageError
 
 
 def _gsm8k_lines(shared_data, lang):
@@ -43,6 +44,10 @@ def test_cleaning_counts_on_real_data():
     # The zh file holds untranslated lines (the English question copied): they are dropped and counted.
     assert s.untranslated > 0
     assert s.usable == s.read - s.empty - s.duplicate - s.untranslated - s.misaligned
+    raw = qt_data.build_qt_dataset("gsm8k", "zh", None, seed=0, clean=False)  # the file as it is, as upstream trained
+    assert raw.stats["zh"].read == raw.stats["zh"].selected == len(raw.dataset) == 7363
+    assert sum(r["prompt"].split("\nTranslate the input")[0] == r["completion"] for r in raw.dataset) >= s.untranslated
+    assert raw.info()["clean"] is False and raw.data_hash != qt_data.build_qt_dataset("gsm8k", "zh", None).data_hash
 
 
 def test_seed_determinism_hash_and_per_language_independence():
@@ -63,6 +68,38 @@ def test_snli_instruction_is_stripped_and_rebuilt_once():
         name = {"it": "Italian", "zh": "Chinese"}[row["lang"]]
         assert row["prompt"].endswith(f'"\nTranslate the input from {name} to English:\n')
         assert row["completion"].startswith("Premise:") and row["completion"].endswith('Answer: "')
+
+
+def _protocols_span(text: str, before: str) -> str:
+    """The code span after `before` in PROTOCOLS.md, as Markdown renders it (a line break in a span is a space),
+    with its written escapes (``\\n``) as the characters they stand for."""
+    span = re.search(re.escape(before) + r"\s*\(?`([^`]+)`", text).group(1)
+    return re.sub(r"\s*\n\s*", " ", span).replace("\\n", "\n")
+
+
+def test_qalign_stage_one_is_byte_for_byte_the_protocol(shared_data):
+    """QAlign's stage I as ../shared/PROTOCOLS.md states it: its instruction inside the Alpaca no-input template."""
+    text = (shared_data.parent / "PROTOCOLS.md").read_text(encoding="utf-8")
+    template = _protocols_span(text, "in the Alpaca no-input template")
+    instruction = _protocols_span(text, "the others about 7.4k), instruction")
+    assert template.endswith("### Instruction:\n{instruction}\n\n### Response:")
+    assert instruction == "Translate the following sentences from {Language} to English. {question}"
+    languages = re.search(r"GSM8K questions in 9 languages \(([a-z ]+);", text).group(1).split()
+    assert GSM8K_QT_LANGS == tuple(languages) == ("bn", "de", "es", "fr", "ja", "ru", "sw", "th", "zh")
+    build = qt_data.build_qt_dataset("gsm8k", "de,ja", 3, seed=0, fmt="qalign")
+    for row in build.dataset:
+        source = {"de": "German", "ja": "Japanese"}[row["lang"]]
+        src_lines, en_lines = _gsm8k_lines(shared_data, row["lang"])
+        question = next(q for q in src_lines if row["prompt"].endswith(f"{q.strip()}\n\n### Response:"))
+        filled = instruction.replace("{Language}", source).replace("{question}", question.strip())
+        assert row["prompt"] == template.replace("{instruction}", filled)
+        assert row["completion"] == en_lines[src_lines.index(question)].strip()  # the English question, no answer
+
+
+def test_qalign_bengali_and_thai_come_from_the_blob_pinned_files_and_fail_offline_naming_them(tmp_path):
+    for lang in ("bn", "th"):
+        with pytest.raises(DataError, match=f"question_translation/gsm8k/{lang}-en/train.{lang} not found.*offline"):
+            qt_data.build_qt_dataset("gsm8k", lang, 5, fmt="qalign")
 
 
 def test_chat_format_holds_messages():
@@ -101,7 +138,7 @@ def test_bad_inputs(tmp_path):
         qt_data.build_qt_dataset("files", "de", None, src_file=tmp_path / "nope", tgt_file=tmp_path / "b.txt")
     with pytest.raises(UnknownLanguageError, match="unknown language code 'xx'.*Valid codes: en, zh"):
         qt_data.build_qt_dataset("gsm8k", "de,xx", 5)
-    with pytest.raises(UnknownLanguageError, match="no gsm8k question translations for it; available: de, es, fr"):
+    with pytest.raises(UnknownLanguageError, match="no gsm8k question translations for it; available: bn, de, es, fr"):
         qt_data.build_qt_dataset("gsm8k", "it", 5)  # it exists for SNLI only
     with pytest.raises(DataError, match=r"sw: only \d+ usable pairs \(of 10000 read\), asked for 20000"):
         qt_data.build_qt_dataset("snli", "sw", 20000)

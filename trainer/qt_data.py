@@ -1,10 +1,9 @@
 """Question-translation SFT data: a question in language X -> the same question in English (no answers).
 
-Sources: the GSM8K question translations (``question_translation/gsm8k/{lang}-en``), the SNLI task-question
-translations of the paper (``paper_tasks/snli/snli_{lang}10k_train_question.json``), or the user's own parallel
-files (two line-aligned text files, or JSON lines with source/target fields). The result is a ``datasets``
-prompt/completion dataset in the paper's format (``{question}\\nTranslate the input from German to English:\\n``
--> English question) or, with ``fmt="chat"``, the same pair as conversational messages for the model's chat template.
+Sources: the GSM8K question translations of QAlign (``question_translation/gsm8k/{lang}-en``), the SNLI
+task-question translations of the paper (``paper_tasks/snli/snli_{lang}10k_train_question.json``), or the user's own
+parallel files (two line-aligned text files, or JSON lines with source/target fields). The result is a ``datasets``
+prompt/completion dataset written in one of the formats of `mlalign_trainer.prompts`.
 """
 
 from __future__ import annotations
@@ -17,6 +16,8 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from mlalign_trainer.prompts import translation_row
 
 from mlalign_tasks import data
 from mlalign_tasks.atomic import atomic_dir, write_json_atomic
@@ -32,8 +33,7 @@ from mlalign_tasks.languages import (
 from mlalign_tasks.output_dirs import check_replaceable
 
 SOURCES: dict[str, tuple[str, ...]] = {"gsm8k": GSM8K_QT_LANGS, "snli": SNLI_QT_LANGS}
-FORMATS = ("plain", "chat")
-INSTRUCTION = "Translate the input from {language} to English:"
+FORMATS = ("plain", "qalign", "chat")
 _SNLI_INSTRUCTION = re.compile(r"\n?Translate the input from (?P<language>[A-Za-z ]+) to English:\n?$")
 # A pair whose length ratio is this many times above or below its language's median ratio is misaligned.
 MISALIGNED_RATIO = 3.0
@@ -55,7 +55,7 @@ class LangStats:
 
 @dataclass
 class QTBuild:
-    """A built dataset with its provenance."""
+    """A built training set (question translations, or stage II's question-answer pairs) with its provenance."""
 
     dataset: object  # datasets.Dataset
     source: str
@@ -64,6 +64,7 @@ class QTBuild:
     seed: int
     fmt: str
     data_hash: str
+    clean: bool = True
     stats: dict[str, LangStats] = field(default_factory=dict)
 
     def info(self) -> dict:
@@ -74,20 +75,11 @@ class QTBuild:
             "examples_per_language": self.examples_per_language,
             "seed": self.seed,
             "format": self.fmt,
+            "clean": self.clean,
             "data_hash": self.data_hash,
             "num_rows": len(self.dataset),
             "stats": {lang: asdict(s) for lang, s in self.stats.items()},
         }
-
-
-def instruction(lang: str) -> str:
-    """The paper's instruction line for a source language."""
-    return INSTRUCTION.format(language=LANGUAGES[check_lang(lang)].name)
-
-
-def make_prompt(question: str, lang: str) -> str:
-    """The paper's prompt: the question, then the instruction, each followed by a newline."""
-    return f"{question}\n{instruction(lang)}\n"
 
 
 def _lines(path: Path) -> list[str]:
@@ -204,17 +196,6 @@ def content_hash(rows: list[dict]) -> str:
     return h.hexdigest()
 
 
-def _row(src: str, tgt: str, lang: str, fmt: str) -> dict:
-    prompt = make_prompt(src, lang)
-    if fmt == "chat":
-        return {
-            "prompt": [{"role": "user", "content": prompt}],
-            "completion": [{"role": "assistant", "content": tgt}],
-            "lang": lang,
-        }
-    return {"prompt": prompt, "completion": tgt, "lang": lang}
-
-
 def build_qt_dataset(
     source: str,
     languages: str | list[str],
@@ -227,11 +208,13 @@ def build_qt_dataset(
     jsonl: str | Path | None = None,
     source_field: str = "source",
     target_field: str = "target",
+    clean: bool = True,
 ) -> QTBuild:
     """Build the prompt/completion dataset: `examples_per_language` pairs per language (None: all), shuffled.
 
     Each language is sampled with its own seeded generator, so adding a language leaves the others' samples as
-    they were. ``source='files'`` takes exactly one language: the language of the user's source side.
+    they were. ``source='files'`` takes exactly one language: the language of the user's source side. `clean`
+    drops bad pairs (`clean_pairs`); without it the pairs are trained as the files hold them.
     """
     from datasets import Dataset
 
@@ -262,7 +245,9 @@ def build_qt_dataset(
         else:
             raw = file_pairs(src_file, tgt_file, jsonl, source_field, target_field)
         stats[lang] = LangStats()
-        pairs = clean_pairs(raw, stats[lang])
+        pairs = clean_pairs(raw, stats[lang]) if clean else raw
+        if not clean:
+            stats[lang].read = stats[lang].usable = len(raw)
         n = len(pairs) if examples_per_language is None else examples_per_language
         if n > len(pairs):
             raise DataError(
@@ -271,7 +256,7 @@ def build_qt_dataset(
             )
         chosen = random.Random(f"{seed}:{lang}").sample(pairs, n)
         stats[lang].selected = n
-        rows.extend(_row(s, t, lang, fmt) for s, t in chosen)
+        rows.extend({**translation_row(s, t, lang, "en", fmt), "lang": lang} for s, t in chosen)
     random.Random(seed).shuffle(rows)
     return QTBuild(
         dataset=Dataset.from_list(rows),
@@ -281,6 +266,7 @@ def build_qt_dataset(
         seed=seed,
         fmt=fmt,
         data_hash=content_hash(rows),
+        clean=clean,
         stats=stats,
     )
 
