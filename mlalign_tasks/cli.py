@@ -220,6 +220,9 @@ def data_verify(
 def data_build_qt(
     out: Annotated[Path, typer.Option("--out", help="New directory for the dataset and its qt_build.json.")],
     langs: Annotated[str, typer.Option("--langs", help="Source languages, e.g. 'de,fr,sw' (files: the one language).")],
+    target: Annotated[
+        str, typer.Option("--target", help="Target language: en, or another of the source's (e.g. zh; files: theirs).")
+    ] = "en",
     source: Annotated[str, typer.Option(help="gsm8k, snli, or files (your own parallel data).")] = "gsm8k",
     n: Annotated[int | None, typer.Option("--n", help="Examples per language (default: all usable).")] = None,
     seed: Annotated[int, typer.Option(help="Sampling and shuffling seed.")] = 0,
@@ -241,12 +244,12 @@ def data_build_qt(
     ] = True,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Build a question-translation SFT dataset (question in X -> English question; no answers)."""
+    """Build a question-translation SFT dataset (question in X -> the question in English or --target; no answers)."""
     from mlalign_trainer import qt_data
 
     build = qt_data.build_qt_dataset(
         source, langs, n, seed=seed, fmt=fmt, data_dir=data_dir, src_file=src_file, tgt_file=tgt_file,
-        jsonl=jsonl, source_field=source_field, target_field=target_field, clean=clean,
+        jsonl=jsonl, source_field=source_field, target_field=target_field, clean=clean, target=target,
     )  # fmt: skip
     qt_data.save_build(build, out)
     console.print(qt_data.stats_table(build))

@@ -178,12 +178,12 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
 
         build = build_qt_dataset(
             cfg.qt_source, cfg.languages, cfg.examples_per_language, seed=cfg.seed, data_dir=cfg.data_dir,
-            fmt=question.prompt_format, clean=question.clean_pairs,
+            fmt=question.prompt_format, clean=question.clean_pairs, target=question.target_language,
         )  # fmt: skip
         save_build(build, o)
 
     data_cfg = {k: getattr(cfg, k) for k in ("qt_source", "languages", "examples_per_language", "seed")}
-    data_cfg |= {"prompt_format": question.prompt_format, "clean_pairs": question.clean_pairs}
+    data_cfg |= {k: getattr(question, k) for k in ("prompt_format", "clean_pairs", "target_language")}
     stages.append(Stage("data", data_cfg, build_data))
 
     # The trainer's own defaults are part of the configuration: changing one (in a new release) retrains.

@@ -102,6 +102,31 @@ def test_qalign_bengali_and_thai_come_from_the_blob_pinned_files_and_fail_offlin
             qt_data.build_qt_dataset("gsm8k", lang, 5, fmt="qalign")
 
 
+def test_any_target_language_joins_the_pairs_on_their_english_side(shared_data):
+    build = qt_data.build_qt_dataset("gsm8k", "de,en", 10, seed=0, target="zh")
+    de, de_en = _gsm8k_lines(shared_data, "de")
+    zh, zh_en = _gsm8k_lines(shared_data, "zh")
+    english_of = {q.strip(): en.strip() for q, en in zip(de, de_en, strict=True)}
+    chinese_of: dict[str, str] = {}
+    for q, en in zip(zh, zh_en, strict=True):
+        chinese_of.setdefault(en.strip(), q.strip())
+    assert build.info()["target_language"] == "zh" and {r["lang"] for r in build.dataset} == {"de", "en"}
+    for row in build.dataset:
+        question, instruction, _ = row["prompt"].rsplit("\n", 2)
+        english = english_of[question] if row["lang"] == "de" else question
+        assert row["completion"] == chinese_of[english]  # the same question, in Chinese
+        assert instruction == f"Translate the input from {'German' if row['lang'] == 'de' else 'English'} to Chinese:"
+    row = qt_data.build_qt_dataset("snli", "de", 1, seed=0, target="it", fmt="qalign").dataset[0]
+    assert "Translate the following sentences from German to Italian. Prämisse:" in row["prompt"]
+    assert row["completion"].startswith("Premessa:")
+    with pytest.raises(MlalignError, match="zh is the target language"):
+        qt_data.build_qt_dataset("gsm8k", "de,zh", 5, target="zh")
+    with pytest.raises(UnknownLanguageError, match="no gsm8k question translations into it; targets: en, bn"):
+        qt_data.build_qt_dataset("gsm8k", "de", 5, target="it")
+    with pytest.raises(UnknownLanguageError, match="unknown target language code 'xx'"):
+        qt_data.build_qt_dataset("gsm8k", "de", 5, target="xx")
+
+
 def test_chat_format_holds_messages():
     row = qt_data.build_qt_dataset("gsm8k", "fr", 2, seed=0, fmt="chat").dataset[0]
     assert row["prompt"][0]["role"] == "user" and row["prompt"][0]["content"].endswith("French to English:\n")

@@ -569,6 +569,22 @@ def test_overlong_examples_are_dropped_or_truncated(tiny_model_dir, tmp_path):
         _trainer(tiny_model_dir, tmp_path / "p", dataset, "--overlong", "truncate", "--padding_free", "true")
 
 
+def test_target_language_is_trained_recorded_and_seen(tiny_model_dir, tmp_path):
+    out = tmp_path / "to-zh"
+    argv = [
+        "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), *SMALL, "--languages", "de,en",
+        "--target_language", "zh", "--examples_per_language", "4", "--max_steps", "1", "--save_strategy", "no",
+    ]  # fmt: skip
+    assert sft.main(argv) == 0
+    meta = json.loads((out / METADATA_FILE).read_text())
+    assert (meta["languages"], meta["target_language"], meta["seen_languages"]) == (["de", "en"], "zh", ["de", "zh"])
+    assert meta["stages"][0]["target_language"] == "zh"
+    with pytest.raises(MlalignError, match="target_language: 'zh' -> 'fr'"):  # another target is another run
+        sft.main([*argv[:-8], "--target_language", "fr", "--examples_per_language", "4", "--max_steps", "1"])
+    with pytest.raises(MlalignError, match="unknown --target_language code 'xx'"):
+        sft.parse_args([*argv, "--target_language", "xx"])
+
+
 def test_relative_base_path_is_recorded_absolute_and_short_runs_keep_their_loss(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tiny_model_dir.parent)
     out = tmp_path / "rel"

@@ -22,6 +22,8 @@ from transformers.trainer_utils import SchedulerType
 from transformers.training_args import OptimizerNames
 from trl import ModelConfig, SFTConfig
 
+from mlalign_tasks.languages import check_lang
+
 CUDA = torch.cuda.is_available()
 
 
@@ -88,6 +90,13 @@ class QTArguments:
     )
     qt_source: QTSource = field(default=QTSource.gsm8k, metadata={"help": "Built-in question-translation source."})
     languages: str | None = field(default=None, metadata={"help": "Languages to train on, e.g. 'de,fr,sw'."})
+    target_language: str = field(
+        default="en",
+        metadata={
+            "help": "The language questions are translated into: English, or another language of the source (e.g. "
+            "zh, as the paper's X->zh experiments; English may then be a source language)."
+        },
+    )
     examples_per_language: int | None = field(
         default=None, metadata={"help": "Pairs per language, or stage-II examples (default: all usable)."}
     )
@@ -144,6 +153,7 @@ class QTArguments:
             except ValueError:
                 choices = ", ".join(k.value for k in kind)
                 raise ValueError(f"--{name} {getattr(self, name)!r}: choose one of {choices}") from None
+        check_lang(self.target_language, what="--target_language")
         if self.examples_per_language is not None and self.examples_per_language <= 0:
             raise ValueError(f"--examples_per_language {self.examples_per_language} must be positive")
         if self.effective_batch_size < 0:

@@ -85,8 +85,8 @@ def stage_record(meta: dict) -> dict:
 
 
 def seen_languages(stages: list[dict]) -> list[str]:
-    """The languages other than English that any stage trained on, in order of appearance."""
-    langs = [lang for stage in stages for lang in stage.get("languages", [])]
+    """The languages other than English that any stage trained on (translating from or into), in order."""
+    langs = [lang for stage in stages for lang in [*stage.get("languages", []), stage.get("target_language", "en")]]
     return [lang for lang in dict.fromkeys(langs) if lang != "en"]
 
 
@@ -103,6 +103,7 @@ def training_metadata(
         "stage": settings["stage"],
         "init_from": settings["init_from"],
         "languages": settings["languages"],
+        "target_language": settings["target_language"],
         "examples_per_language": settings["examples_per_language"],
         "data_hash": settings["data_hash"],
         "data_source": settings["data_source"],

@@ -1,4 +1,5 @@
-"""Question-translation SFT data: a question in language X -> the same question in English (no answers).
+"""Question-translation SFT data: a question in language X -> the same question in English, or in another target
+language (no answers).
 
 Sources: the GSM8K question translations of QAlign (``question_translation/gsm8k/{lang}-en``), the SNLI
 task-question translations of the paper (``paper_tasks/snli/snli_{lang}10k_train_question.json``), or the user's own
@@ -65,6 +66,7 @@ class QTBuild:
     fmt: str
     data_hash: str
     clean: bool = True
+    target: str = "en"
     stats: dict[str, LangStats] = field(default_factory=dict)
 
     def info(self) -> dict:
@@ -72,6 +74,7 @@ class QTBuild:
         return {
             "source": self.source,
             "languages": self.languages,
+            "target_language": self.target,
             "examples_per_language": self.examples_per_language,
             "seed": self.seed,
             "format": self.fmt,
@@ -123,6 +126,27 @@ def snli_pairs(lang: str, data_dir=None) -> list[tuple[str, str]]:
             raise DataError(f"{name} item {i} says it translates from {m.group('language')}, expected {expected}")
         pairs.append((text[: m.start()] if m else text, str(row.get("answer", ""))))
     return pairs
+
+
+def english_pairs(source: str, lang: str, data_dir=None) -> list[tuple[str, str]]:
+    """(question in `lang`, English question) of a built-in source."""
+    return gsm8k_pairs(lang, data_dir) if source == "gsm8k" else snli_pairs(lang, data_dir)
+
+
+def pivot_pairs(source: str, lang: str, target: str, data_dir=None) -> list[tuple[str, str]]:
+    """(question in `lang`, the same question in `target`): the two languages' pairs joined on their English side.
+
+    With ``target='en'`` the source's pairs as they are; with ``lang='en'`` the target's pairs reversed.
+    """
+    if target == "en":
+        return english_pairs(source, lang, data_dir)
+    to_target = english_pairs(source, target, data_dir)
+    if lang == "en":
+        return [(en, t) for t, en in to_target]
+    by_english: dict[str, str] = {}
+    for t, en in to_target:
+        by_english.setdefault(en.strip(), t)
+    return [(x, by_english[en.strip()]) for x, en in english_pairs(source, lang, data_dir) if en.strip() in by_english]
 
 
 def file_pairs(
@@ -209,12 +233,15 @@ def build_qt_dataset(
     source_field: str = "source",
     target_field: str = "target",
     clean: bool = True,
+    target: str = "en",
 ) -> QTBuild:
     """Build the prompt/completion dataset: `examples_per_language` pairs per language (None: all), shuffled.
 
     Each language is sampled with its own seeded generator, so adding a language leaves the others' samples as
     they were. ``source='files'`` takes exactly one language: the language of the user's source side. `clean`
-    drops bad pairs (`clean_pairs`); without it the pairs are trained as the files hold them.
+    drops bad pairs (`clean_pairs`); without it the pairs are trained as the files hold them. `target` is the
+    language questions are translated into: English, or any language of the source (the pairs are then joined on
+    their English side, and English may be a source language), or for ``files`` the language of the target side.
     """
     from datasets import Dataset
 
@@ -222,15 +249,25 @@ def build_qt_dataset(
         raise MlalignError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if examples_per_language is not None and examples_per_language <= 0:
         raise MlalignError(f"examples per language must be positive, got {examples_per_language}")
+    target = check_lang(target, what="target language")
     if source == "files":
         langs = parse_langs(languages)
-        if len(langs) != 1 or langs[0] == "en":
-            raise MlalignError("the 'files' source takes exactly one non-English --langs code: the source language")
+        if len(langs) != 1 or langs[0] == target:
+            raise MlalignError(
+                f"the 'files' source takes exactly one --langs code other than the target ({target}): the source language"
+            )
     elif source in SOURCES:
         langs = parse_langs(languages)
-        if missing := [c for c in langs if c not in SOURCES[source]]:
+        available = SOURCES[source] + (("en",) if target != "en" else ())
+        if target != "en" and target not in SOURCES[source]:
             raise UnknownLanguageError(
-                f"no {source} question translations for {', '.join(missing)}; available: {', '.join(SOURCES[source])}"
+                f"no {source} question translations into {target}; targets: en, {', '.join(SOURCES[source])}"
+            )
+        if target in langs:
+            raise MlalignError(f"{target} is the target language; the languages to translate from are the others")
+        if missing := [c for c in langs if c not in available]:
+            raise UnknownLanguageError(
+                f"no {source} question translations for {', '.join(missing)}; available: {', '.join(available)}"
             )
     else:
         raise MlalignError(f"unknown question-translation source {source!r}; choose one of gsm8k, snli, files")
@@ -238,12 +275,10 @@ def build_qt_dataset(
     rows: list[dict] = []
     stats: dict[str, LangStats] = {}
     for lang in langs:
-        if source == "gsm8k":
-            raw = gsm8k_pairs(lang, data_dir)
-        elif source == "snli":
-            raw = snli_pairs(lang, data_dir)
-        else:
+        if source == "files":
             raw = file_pairs(src_file, tgt_file, jsonl, source_field, target_field)
+        else:
+            raw = pivot_pairs(source, lang, target, data_dir)
         stats[lang] = LangStats()
         pairs = clean_pairs(raw, stats[lang]) if clean else raw
         if not clean:
@@ -256,7 +291,7 @@ def build_qt_dataset(
             )
         chosen = random.Random(f"{seed}:{lang}").sample(pairs, n)
         stats[lang].selected = n
-        rows.extend({**translation_row(s, t, lang, "en", fmt), "lang": lang} for s, t in chosen)
+        rows.extend({**translation_row(s, t, lang, target, fmt), "lang": lang} for s, t in chosen)
     random.Random(seed).shuffle(rows)
     return QTBuild(
         dataset=Dataset.from_list(rows),
@@ -267,6 +302,7 @@ def build_qt_dataset(
         fmt=fmt,
         data_hash=content_hash(rows),
         clean=clean,
+        target=target,
         stats=stats,
     )
 

@@ -104,6 +104,7 @@ def load_training_data(qt: QTArguments, seed: int):
         fmt=qt.prompt_format,
         data_dir=qt.data_dir,
         clean=qt.clean_pairs,
+        target=qt.target_language,
     )
     return build.dataset, build.info()
 
@@ -178,6 +179,7 @@ def run_settings(qt: QTArguments, args, model_args, info: dict, start: StartPoin
         "stage": qt.stage,
         "init_from": start.record() if start else None,
         "languages": info["languages"],
+        "target_language": info.get("target_language", "en"),
         "examples_per_language": info["examples_per_language"] or min(selected.values()),
         "data_hash": info["data_hash"],
         "data_source": {k: info[k] for k in ("source", "format", "seed", "num_rows")}
