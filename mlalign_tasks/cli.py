@@ -38,6 +38,17 @@ Nf4PresetOpt = Annotated[
         "or 'paper' (the papers' scripts: no double quantisation, fp16 compute, the adapter merged before quantising).",
     ),
 ]
+
+
+def _mixture_help() -> str:
+    from mlalign_trainer.qt_data import PAPER_FILES, mixtures
+
+    known = "; ".join(f"{source}: {', '.join(mixtures(source))}" for source in PAPER_FILES)
+    return f"One of the paper's mixture files of --source instead of --langs ({known})."
+
+
+MIXTURE_HELP = _mixture_help()
+
 LabelScoringOpt = Annotated[
     Scoring,
     typer.Option(
@@ -219,11 +230,16 @@ def data_verify(
 @data_app.command("build-qt")
 def data_build_qt(
     out: Annotated[Path, typer.Option("--out", help="New directory for the dataset and its qt_build.json.")],
-    langs: Annotated[str, typer.Option("--langs", help="Source languages, e.g. 'de,fr,sw' (files: the one language).")],
+    langs: Annotated[
+        str | None, typer.Option("--langs", help="Source languages, e.g. 'de,fr,sw' (files: the one language).")
+    ] = None,
     target: Annotated[
         str, typer.Option("--target", help="Target language: en, or another of the source's (e.g. zh; files: theirs).")
     ] = "en",
-    source: Annotated[str, typer.Option(help="gsm8k, snli, or files (your own parallel data).")] = "gsm8k",
+    source: Annotated[
+        str, typer.Option(help="gsm8k, snli, paws, sentiment, or files (your own parallel data).")
+    ] = "gsm8k",
+    mixture: Annotated[str | None, typer.Option(help=MIXTURE_HELP)] = None,
     n: Annotated[int | None, typer.Option("--n", help="Examples per language (default: all usable).")] = None,
     seed: Annotated[int, typer.Option(help="Sampling and shuffling seed.")] = 0,
     fmt: Annotated[
@@ -250,6 +266,7 @@ def data_build_qt(
     build = qt_data.build_qt_dataset(
         source, langs, n, seed=seed, fmt=fmt, data_dir=data_dir, src_file=src_file, tgt_file=tgt_file,
         jsonl=jsonl, source_field=source_field, target_field=target_field, clean=clean, target=target,
+        mixture=mixture,
     )  # fmt: skip
     qt_data.save_build(build, out)
     console.print(qt_data.stats_table(build))
@@ -451,7 +468,7 @@ def run_cmd(
         str, typer.Option("--langs", help="Training languages (question translation).")
     ] = StudyDefaults.languages,
     qt_source: Annotated[
-        str, typer.Option("--qt-source", help="gsm8k or snli question translations.")
+        str, typer.Option("--qt-source", help="Question translations: gsm8k, snli, paws or sentiment.")
     ] = StudyDefaults.qt_source,
     examples_per_language: Annotated[
         int | None, typer.Option("--examples-per-language", help="Training pairs per language (0: all).")

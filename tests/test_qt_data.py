@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import pytest
 from mlalign_trainer import qt_data
 
+from mlalign_tasks import data
 from mlalign_tasks.errors import DataError, MlalignError
 from mlalign_tasks.languages import GSM8K_QT_LANGS, UnknownLanguageError
 
@@ -125,6 +127,66 @@ def test_any_target_language_joins_the_pairs_on_their_english_side(shared_data):
         qt_data.build_qt_dataset("gsm8k", "de", 5, target="it")
     with pytest.raises(UnknownLanguageError, match="unknown target language code 'xx'"):
         qt_data.build_qt_dataset("gsm8k", "de", 5, target="xx")
+
+
+def test_the_papers_files_in_plain_format_are_their_own_text(shared_data):
+    """Unclean, in the plain format, an item of the paper's file is trained as the file holds it: input -> answer."""
+    rows = json.loads((shared_data / "paper_tasks/snli/snli_it10k_train_question.json").read_text(encoding="utf-8"))
+    answer_of = {r["input"]: r["answer"] for r in rows}
+    build = qt_data.build_qt_dataset("snli", "it", 50, seed=0, clean=False)
+    assert all(answer_of[r["prompt"]] == r["completion"] for r in build.dataset)
+
+
+def test_every_source_and_language_of_the_paper_is_pinned_and_offline_names_its_file():
+    for source, langs in qt_data.SOURCES.items():
+        for lang in langs:
+            name = qt_data.paper_file(source, lang) if source in qt_data.PAPER_FILES else None
+            assert name is None or data.lookup(name).commit  # in the registry
+    assert set(qt_data.mixtures("sentiment")) >= {"swhi", "zhde", "en2zhja2zh", "ja2zhit2zh", "sw2zhhi2zh", "zhdeit"}
+    assert qt_data.mixtures("paws") == ["swhi", "zhde", "zhes", "zhit"]
+    assert qt_data.mixtures("snli") == ["swbn", "swhi", "zhde", "zhes", "zhit"]
+    for source, lang, name in (
+        ("sentiment", "sw", "paper_tasks/ap_emotion/emotion_sw10k_question.json"),
+        ("paws", "hi", "paper_tasks/paws/paws_hi10k_train_question.json"),
+        ("snli", "bn", "paper_tasks/snli/snli_bn10k_train_question.json"),
+    ):
+        with pytest.raises(DataError, match=f"data file {name} not found .*offline mode is on"):
+            qt_data.build_qt_dataset(source, lang, 5)
+    with pytest.raises(DataError, match="paper_tasks/ap_emotion/emotion_swhi10k_question.json not found"):
+        qt_data.build_qt_dataset("sentiment", None, 5, mixture="swhi")
+    with pytest.raises(MlalignError, match="no paws mixture 'swth'; the paper's mixtures are snli: swbn"):
+        qt_data.build_qt_dataset("paws", None, 5, mixture="swth")
+
+
+@pytest.fixture
+def zhde_mixture(shared_data, tmp_path, monkeypatch):
+    """A data directory whose SNLI mixture `zhde` is 30 real zh items then 30 real de items, pinned by its blob id
+    (the real file is not in the offline mirror; its items are the one-language files' kind)."""
+    name = qt_data.paper_file("snli", "zhde")
+    rows = []
+    for lang in ("zh", "de"):
+        rows += json.loads((shared_data / qt_data.paper_file("snli", lang)).read_text(encoding="utf-8"))[:30]
+    path = tmp_path / "data" / name
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    git = subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True, check=True)
+    pinned = {**data.registry(), name: dataclasses.replace(data.lookup(name), git_blob=git.stdout.strip())}
+    monkeypatch.setattr(data, "registry", lambda: pinned)
+    return rows, tmp_path / "data"
+
+
+def test_a_mixture_takes_its_languages_from_each_items_instruction(zhde_mixture):
+    rows, data_dir = zhde_mixture
+    build = qt_data.build_qt_dataset("snli", None, None, seed=0, clean=False, mixture="zhde", data_dir=data_dir)
+    assert (build.languages, build.target, build.info()["mixture"]) == (["zh", "de"], "en", "zhde")
+    assert {lang: s.selected for lang, s in build.stats.items()} == {"zh": 30, "de": 30}
+    answer_of = {r["input"]: r["answer"] for r in rows}
+    assert all(answer_of[r["prompt"]] == r["completion"] for r in build.dataset)  # each item as the file holds it
+    assert {r["lang"] for r in build.dataset if "Prämisse" in r["prompt"]} == {"de"}
+    with pytest.raises(MlalignError, match="mixture zhde holds zh,de: drop the languages, or give exactly those"):
+        qt_data.build_qt_dataset("snli", "zh,it", None, mixture="zhde", data_dir=data_dir)
+    with pytest.raises(MlalignError, match="mixture zhde translates into en, not zh"):
+        qt_data.build_qt_dataset("snli", None, None, mixture="zhde", data_dir=data_dir, target="zh")
 
 
 def test_chat_format_holds_messages():

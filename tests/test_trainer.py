@@ -19,7 +19,7 @@ from mlalign_trainer.callbacks import Avx512Bf16Guard, GracefulInterrupt, guard_
 from mlalign_trainer.metadata import METADATA_FILE, RUN_FILE
 from transformers import AutoTokenizer, TrainerCallback
 
-from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.errors import DataError, MlalignError
 from mlalign_tasks.languages import UnknownLanguageError
 from mlalign_tasks.quiet import BNB_CPU_LOGGER, KERNELS_NOTICE
 
@@ -495,6 +495,7 @@ def test_zhang2024_recipe_is_the_papers_llama_factory_setup():
     assert (qt.val_size, args.eval_strategy, args.eval_steps) == (0.05, "steps", 50)
     assert args.load_best_model_at_end and args.metric_for_best_model == "eval_loss" and not args.greater_is_better
     assert qt.prompt_format == "plain" and not qt.clean_pairs and qt.examples_per_language is None
+    assert (qt.qt_source, qt.languages) == ("sentiment", "sw,hi")  # the published Qwen1.5-4B model's data
     assert sft.parse_args(["--config", "zhang2024", "--load_in_4bit", "true"])[2].load_in_4bit  # 4-bit: opt-in
 
 
@@ -527,7 +528,7 @@ def test_validation_split_and_best_checkpoint_of_the_zhang2024_recipe(tiny_model
     out = tmp_path / "zhang2024"
     argv = [
         "--config", "zhang2024", "--use_cpu", "true", "--model_name_or_path", str(tiny_model_dir), "--output_dir",
-        str(out), "--examples_per_language", "40", "--max_steps", "6", "--eval_steps", "2", "--save_steps", "2",
+        str(out), "--qt_source", "snli", "--languages", "zh,de", "--examples_per_language", "40", "--max_steps", "6", "--eval_steps", "2", "--save_steps", "2",
         "--effective_batch_size", "4", "--learning_rate", "5e-2", "--lr_scheduler_type", "constant",
         "--warmup_steps", "0", "--greater_is_better", "true",
     ]  # fmt: skip
@@ -605,6 +606,8 @@ def test_bad_inputs(tiny_model_dir, tmp_path):
         sft.main([*base, "--languages", "de,it"])
     with pytest.raises(MlalignError, match="no training data"):
         sft.main(base)
+    with pytest.raises(DataError, match="data file paper_tasks/ap_emotion/emotion_swhi10k_question.json not found"):
+        sft.main([*base, "--qt_source", "sentiment", "--mixture", "swhi"])  # the paper's mixture; offline here
     with pytest.raises(MlalignError, match="not a multiple of per-device batch 3"):
         sft.main([*base, "--languages", "de", "--per_device_train_batch_size", "3"])
     with pytest.raises(MlalignError, match="needs --val_size"):

@@ -52,8 +52,10 @@ class Overlong(enum.StrEnum):
 class QTSource(enum.StrEnum):
     """Built-in question-translation sources (`mlalign_trainer.qt_data`)."""
 
-    gsm8k = "gsm8k"
-    snli = "snli"
+    gsm8k = "gsm8k"  # QAlign's GSM8K question translations
+    snli = "snli"  # the paper's task items, translated
+    paws = "paws"
+    sentiment = "sentiment"  # Amazon polarity
 
 
 class ResponseSource(enum.StrEnum):
@@ -90,6 +92,13 @@ class QTArguments:
     )
     qt_source: QTSource = field(default=QTSource.gsm8k, metadata={"help": "Built-in question-translation source."})
     languages: str | None = field(default=None, metadata={"help": "Languages to train on, e.g. 'de,fr,sw'."})
+    mixture: str | None = field(
+        default=None,
+        metadata={
+            "help": "One of the paper's mixture files of --qt_source instead of --languages, e.g. swhi (sentiment), "
+            "zhde (snli, paws), en2zhja2zh (sentiment, into Chinese); `mlalign data build-qt --help` lists them."
+        },
+    )
     target_language: str = field(
         default="en",
         metadata={

@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None = None):
     import yaml
     from mlalign_trainer import recipes
 
+    # transformers 5 renames TRL's gradient_checkpointing* fields; the notices are not the user's to act on.
+    warnings.filterwarnings("ignore", message=".*deprecated and will be removed in v6", category=FutureWarning)
     parser = make_parser()
     path, argv = recipes.split_config_flag(list(sys.argv[1:] if argv is None else argv))
     try:
@@ -94,8 +96,8 @@ def load_training_data(qt: QTArguments, seed: int):
         return build.dataset, build.info()
     if qt.dataset_path:
         return qt_data.load_build(qt.dataset_path)
-    if not qt.languages:
-        raise MlalignError("no training data: give --languages (e.g. de,fr,sw) or --dataset_path DIR")
+    if not qt.languages and not qt.mixture:
+        raise MlalignError("no training data: give --languages (e.g. de,fr,sw), --mixture NAME or --dataset_path DIR")
     build = qt_data.build_qt_dataset(
         qt.qt_source,
         qt.languages,
@@ -105,6 +107,7 @@ def load_training_data(qt: QTArguments, seed: int):
         data_dir=qt.data_dir,
         clean=qt.clean_pairs,
         target=qt.target_language,
+        mixture=qt.mixture,
     )
     return build.dataset, build.info()
 
@@ -144,7 +147,8 @@ def hold_out(qt: QTArguments, args, dataset):
 
 # Settings that cannot change the trained adapter: where and how often to log and save, uploads, progress bars,
 # data-loading workers, the process's own rank. The data-selection flags are left out as well: the data they
-# select is compared through its hash. Every other setting of the run is compared before it resumes.
+# select is compared through its hash (and the run's languages, target and stage-I start point by name). Every
+# other setting of the run is compared before it resumes.
 RESULT_NEUTRAL = frozenset(
     {
         "output_dir", "run_name", "project", "report_to", "trackio_space_id", "trackio_bucket_id",
@@ -155,8 +159,8 @@ RESULT_NEUTRAL = frozenset(
         "hub_private_repo", "hub_always_push", "hub_revision", "local_rank", "ddp_timeout", "dataloader_num_workers",
         "dataloader_pin_memory", "dataloader_persistent_workers", "dataloader_prefetch_factor",
         "dataloader_multiprocessing_context", "dataset_num_proc", "torch_empty_cache_steps",
-        "dataset_path", "data_dir", "qt_source", "languages", "examples_per_language", "prompt_format", "clean_pairs",
-        "response_source", "init_from",
+        "dataset_path", "data_dir", "qt_source", "languages", "target_language", "mixture", "examples_per_language",
+        "prompt_format", "clean_pairs", "response_source", "init_from",
     }
 )  # fmt: skip
 
@@ -183,7 +187,7 @@ def run_settings(qt: QTArguments, args, model_args, info: dict, start: StartPoin
         "examples_per_language": info["examples_per_language"] or min(selected.values()),
         "data_hash": info["data_hash"],
         "data_source": {k: info[k] for k in ("source", "format", "seed", "num_rows")}
-        | {"clean": info.get("clean", True), "selected": selected},
+        | {"clean": info.get("clean", True), "mixture": info.get("mixture"), "selected": selected},
         "hyperparameters": json.loads(json.dumps(hp, default=str)),  # as the run file records them
     }
 
@@ -342,8 +346,6 @@ def main(argv: list[str] | None = None) -> int:
     from mlalign_trainer.callbacks import GracefulInterrupt
     from mlalign_trainer.config import PromptFormat
 
-    # transformers 5 renames TRL's gradient_checkpointing* fields; the notices are not the user's to act on.
-    warnings.filterwarnings("ignore", message=".*deprecated and will be removed in v6", category=FutureWarning)
     qt, args, model_args = parse_args(argv)
     say = print if args.process_index == 0 else (lambda *a, **k: None)
     start = continuation.start_point(qt.init_from) if qt.init_from else None
