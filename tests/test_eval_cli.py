@@ -357,6 +357,8 @@ def test_recipes_lists_the_shipped_configs(monkeypatch, capsys) -> None:
 
     code, out, _ = run_cli(monkeypatch, capsys, "recipes")
     assert code == 0 and all(name in out for name in ("cpu-smoke", "qwen2.5-1.5b-12gb", "llama2-7b-24gb", "cpu_ddp"))
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 2}
+    assert "question + response" in rows["qalign"] and "stages" not in rows["zhang2024"]
     code, out, _ = run_cli(monkeypatch, capsys, "recipes", "cpu_ddp")
     assert code == 0 and Path(out.strip()) == recipes.ACCELERATE_DIR / "cpu_ddp.yaml" and Path(out.strip()).is_file()
     code, _, err = run_cli(monkeypatch, capsys, "recipes", "nope")
