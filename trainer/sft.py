@@ -1,4 +1,5 @@
-"""Question-alignment SFT with TRL: LoRA (QLoRA on CUDA) on question-translation data, resumable.
+"""Question-alignment SFT with TRL: LoRA (QLoRA on CUDA) or the full model, on question-translation data (stage I)
+or, continuing a stage-I model, on English question-answer data (QAlign's stage II); resumable.
 
 Modelled on TRL's ``trl/scripts/sft.py``: dataclass arguments parsed by ``TrlParser`` (so ``--config recipe.yaml``
 works and command-line flags override it), ``ModelConfig`` + ``get_quantization_config`` + ``get_peft_config``,
