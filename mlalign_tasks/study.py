@@ -167,6 +167,11 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     question_flags = stage_flags("question", "--dataset_path", str(out / "data"))
     # bad trainer flags are refused before any stage runs
     question, _, model_args = sft.parse_args([*question_flags, "--output_dir", str(out / "train")])
+    if question.mixture:
+        raise MlalignError(
+            f"--mixture {question.mixture}: `mlalign run` builds stage I's data from --langs and --qt-source; train on "
+            "one of the paper's mixtures with `mlalign train --mixture` and evaluate with `mlalign eval`"
+        )
     if not model_args.use_peft:
         raise MlalignError(
             f"recipe {recipe_file} fine-tunes the whole model, and `mlalign run` evaluates LoRA adapters: train it with "

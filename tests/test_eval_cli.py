@@ -319,6 +319,8 @@ def test_tasks_path(monkeypatch, capsys) -> None:
         (["--nf4-preset", "paper"], "--nf4-preset paper applies to 4-bit evaluation; add --load-in-4bit"),
         (["--board", "mine"], "--board mine (a folder) exists and is not empty and not a leaderboard; refusing"),
         (["--out", "mine"], "--out mine (a folder) exists and is not empty and not an `mlalign run` folder"),
+        (["--train-flag=--mixture=swhi"], "--mixture swhi: `mlalign run` builds stage I's data from --langs"),
+        (["--recipe", "qalign", "--model", "tiny"], "fine-tunes the whole model, and `mlalign run` evaluates LoRA"),
     ],
 )
 def test_run_checks_every_option_before_the_first_stage(monkeypatch, capsys, tmp_path, args, message) -> None:
@@ -341,6 +343,7 @@ def test_cpu_smoke_recipe_runs_on_the_tiny_model() -> None:
         stages, paths = build_stages(cfg)
         assert stages[0].name == "model" and paths["model"] == cfg.out / "model"
     assert not is_tiny(StudyConfig(recipe="qwen2.5-1.5b-12gb"))
+    assert is_tiny(StudyConfig(recipe="qalign-cpu-smoke")) and not is_tiny(StudyConfig(recipe="qalign-qlora-24gb"))
 
 
 @pytest.mark.parametrize(
