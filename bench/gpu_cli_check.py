@@ -7,9 +7,9 @@ logit-lens`` and ``pca`` with ``--load-in-4bit``; ``mlalign merge`` and a bf16 P
 study with the recipe (``mlalign run --recipe ... --load-in-4bit``). Each command's exit code, seconds, checks and
 the end of its output go to ``--json`` as soon as it ends (full logs in ``--work``/logs).
 
-``--section eval-speed``: ``mlalign eval`` and ``lm_eval --model hf`` on the same bf16 model, tasks, limit, batch
-size and generation budget, alternated (A B A B); wall seconds, lm-eval's own evaluation seconds and generated
-tokens per second of each.
+``--section eval-speed``: ``mlalign eval --label-scoring label`` and ``lm_eval --model hf`` on the same bf16 model,
+tasks, limit, batch size and generation budget, alternated (A B A B); wall seconds, lm-eval's own evaluation
+seconds and generated tokens per second of each.
 
 ``--smoke`` runs the same commands on the CPU (tiny Qwen2 shape, the cpu-smoke recipe, no 4-bit): the tests use it.
 Needs the data (MLALIGN_DATA_DIR, or the cache) for German and English.
@@ -217,7 +217,8 @@ def eval_speed_section(rec: Recorder, work: Path, smoke: bool, repeats: int) -> 
         a = rec.command(
             f"speed-mlalign-{i}",
             mlalign("eval", "-m", str(model), "--tasks", "mgsm_aligned:de,paper_aligned:de", "--limit", limit,
-                    "--batch-size", batch, "--gen-kwargs", f"max_gen_toks={toks}", *device, "--output-path", str(out)),
+                    "--batch-size", batch, "--gen-kwargs", f"max_gen_toks={toks}", *device, "--output-path", str(out),
+                    "--label-scoring", "label"),  # plain lm_eval's scoring, so the scores must agree
             300, check=lambda out=out: measured(out),
         )  # fmt: skip
         out = work / f"speed-lmeval-{i}"

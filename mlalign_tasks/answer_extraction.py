@@ -17,7 +17,8 @@ This module keeps that rule and makes the number reading robust to how models wr
 Differences from QAlign's ``extract_last_num``: a generation without any number scores as wrong
 (QAlign reads it as 0.0, which would match a gold 0), negatives keep their sign, and ``12,5`` is
 12.5 rather than 125. Plain ASCII spaces never join digit groups (``1 000`` reads as two numbers);
-number words (``eleven``, ``十一``) are not read.
+number words (``eleven``, ``十一``) are not read. `qalign_last_number` is QAlign's rule itself, for the
+QAlign protocol's second metric.
 """
 
 from __future__ import annotations
@@ -116,6 +117,18 @@ def extract_answer(text: str) -> float | None:
     """The last number of a generation (QAlign's rule), or None if it has none."""
     numbers = find_numbers(text)
     return numbers[-1] if numbers else None
+
+
+_QALIGN_COMMA = re.compile(r"(\d),(\d)")
+_QALIGN_NUMBER = re.compile(r"(\d+(\.\d+)?)")
+
+
+def qalign_last_number(text: str) -> float:
+    """QAlign's ``extract_last_num``, exactly: commas between two digits removed (one left-to-right pass, so
+    ``1,2,3`` becomes ``12,3``), then the last match of ``\\d+(\\.\\d+)?`` read with ``float`` (Python's ``\\d``
+    and ``float`` take any script's decimal digits); no sign; 0.0 when the text has no number."""
+    found = _QALIGN_NUMBER.findall(_QALIGN_COMMA.sub(r"\g<1>\g<2>", text))
+    return float(found[-1][0]) if found else 0.0
 
 
 def parse_gold(answer: str | float | int) -> float:

@@ -6,21 +6,15 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlalign_tasks.errors import MlalignError
-
-
-def check_new_dir(out: Path) -> None:
-    """Refuse to write a new output directory over a file or a non-empty directory."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise MlalignError(f"{out} exists and is not empty; choose a new --out or delete it")
+from mlalign_tasks.output_dirs import remove_leftovers, try_lock
 
 
 def replace_dir(new: Path, target: Path) -> None:
-    """Move directory `new` into place as `target`; an old `target` is removed only once `new` is there."""
+    """Move `new` into place as `target`; an old `target` is removed only once `new` is there."""
     old = None
     if target.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
@@ -36,18 +30,51 @@ def replace_dir(new: Path, target: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+def _replace_entries(new: Path, target: Path, owned: Collection[str]) -> None:
+    """Move every entry of `new` into `target` (each one atomically) and remove the `owned` names it lacks."""
+    remove_leftovers(target, *(f".{name}.old-*" for name in owned))
+    written = sorted(new.iterdir())
+    for entry in written:
+        old = target / entry.name
+        if entry.is_dir() or (old.is_dir() and not old.is_symlink()):
+            replace_dir(entry, old)
+        else:
+            os.replace(entry, old)
+    for name in set(owned) - {entry.name for entry in written}:
+        stale = target / name
+        if not (stale.exists() or stale.is_symlink()):
+            continue
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale)
+        else:
+            stale.unlink()
+
+
 @contextmanager
-def atomic_dir(out: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory beside `out`; when the block succeeds it replaces `out`, else it is removed."""
-    out = Path(out)
+def atomic_dir(out: str | Path, owned: Collection[str] | None = None) -> Iterator[Path]:
+    """Yield a temporary directory beside `out`; when the block succeeds it replaces `out`, else it is removed.
+
+    With `owned` (every name this writer may put into `out`), an existing `out` is updated entry by entry
+    instead: what the block wrote replaces the entries of the same names, owned names it did not write are
+    removed, and anything else in `out` (a ``.git``, a user's file) is left alone. Temporary folders of a
+    killed earlier writer of `out` are removed first (each live writer holds a lock on its own).
+    """
+    out = Path(os.path.abspath(out))  # `.` has no name to put beside it
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out.parent, f".{out.name}.tmp-*", f".{out.name}.old-*")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    lock = try_lock(tmp)
     try:
         yield tmp
         os.chmod(tmp, 0o755)
-        replace_dir(tmp, out)
+        if owned is not None and out.is_dir():
+            _replace_entries(tmp, out, owned)
+        else:
+            replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if lock is not None:
+            os.close(lock)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -9,9 +9,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from mlalign_tasks.analysis.protocols import PAPER_PAIRS, LensProtocol, PcaInput, Pooling
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP
+from mlalign_tasks.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP, Dtype
 from mlalign_tasks.label_scoring import Scoring
+from mlalign_tasks.nf4 import Nf4Preset
 from mlalign_tasks.study import StudyConfig as StudyDefaults
 
 app = typer.Typer(
@@ -28,12 +30,32 @@ err_console = Console(stderr=True)
 DataDirOpt = Annotated[
     Path | None, typer.Option("--data-dir", help="Directory with the data files (else $MLALIGN_DATA_DIR).")
 ]
+Nf4PresetOpt = Annotated[
+    Nf4Preset,
+    typer.Option(
+        "--nf4-preset",
+        help="With --load-in-4bit: 'mlalign' (double quantisation, bf16 compute, the adapter on the quantised base) "
+        "or 'paper' (the papers' scripts: no double quantisation, fp16 compute, the adapter merged before quantising).",
+    ),
+]
+
+
+def _mixture_help() -> str:
+    from mlalign_trainer.qt_data import PAPER_FILES, mixtures
+
+    known = "; ".join(f"{source}: {', '.join(mixtures(source))}" for source in PAPER_FILES)
+    return f"One of the paper's mixture files of --source instead of --langs ({known})."
+
+
+MIXTURE_HELP = _mixture_help()
+
 LabelScoringOpt = Annotated[
     Scoring,
     typer.Option(
         "--label-scoring",
-        help="Paper tasks (SNLI, PAWS, sentiment): 'label' scores the whole English label word (as plain lm_eval); "
-        "'first-token' scores its first token, as the paper did (one forward per item).",
+        help="Paper tasks (SNLI, PAWS, sentiment and its label variants): 'paper' sums the next-token probability "
+        "over each label's token set, as the papers' scripts (one forward per item); 'first-token' scores each "
+        "label's first token; 'label' the whole label word (plain lm_eval).",
     ),
 ]
 
@@ -96,14 +118,18 @@ def eval_cmd(
         Path | None, typer.Option("--output-path", help="Write lm-eval results JSON and per-sample logs here.")
     ] = None,
     load_in_4bit: Annotated[bool, typer.Option("--load-in-4bit", help="Load the model in 4-bit NF4 (CUDA).")] = False,
+    nf4_preset: Nf4PresetOpt = Nf4Preset.mlalign,
     include_defaults: Annotated[
         bool, typer.Option("--include-defaults", help="Also index lm-eval's built-in tasks (slower start).")
     ] = False,
     apply_chat_template: Annotated[
         bool, typer.Option("--apply-chat-template", help="Wrap prompts in the model's chat template.")
     ] = False,
-    seed: Annotated[int, typer.Option(help="Random seed (python, numpy, torch).")] = 0,
-    label_scoring: LabelScoringOpt = Scoring.label,
+    seed: Annotated[int, typer.Option(help="Random seed (python, numpy, torch; paper scoring's ties).")] = 0,
+    label_scoring: LabelScoringOpt = Scoring.paper,
+    dtype: Annotated[
+        Dtype, typer.Option(help="Weights' dtype in full precision (auto: the model config's; QAlign used bfloat16).")
+    ] = Dtype.auto,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show lm-eval's log.")] = False,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -127,6 +153,8 @@ def eval_cmd(
         data_dir=data_dir,
         seed=seed,
         label_scoring=label_scoring.value,
+        dtype=dtype,
+        nf4_preset=nf4_preset,
     )
     results = evaluate.run(req)
     if req.tasks.langs:
@@ -142,18 +170,23 @@ def data_list(
     patterns: Annotated[list[str] | None, typer.Argument(help="Glob patterns, e.g. 'mgsm/*'.")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """List the pinned data files and where each is found locally."""
+    """List the pinned data files: where each is found locally, or whether it can be downloaded."""
     from rich.table import Table
 
     from mlalign_tasks import data
 
-    table = Table("file", "size", "found in", "source")
+    table = Table()
+    table.add_column("file", overflow="fold")
+    for column in ("size", "pinned by", "here", "source"):
+        table.add_column(column)
     for entry in data.select(patterns):
         found = data.locate(entry, data_dir)
+        here = found[1] if found else "[yellow]downloadable[/yellow]" if entry.path else "[red]missing[/red]"
         table.add_row(
             entry.name,
-            f"{entry.size / 1024:.0f} KiB",
-            found[1] if found else "[red]missing[/red]",
+            f"{entry.size / 1024:.0f} KiB" if entry.size is not None else "–",
+            entry.checksum()[0],
+            here,
             entry.url() or f"extracted from {entry.repo} scripts",
         )
     console.print(table)
@@ -180,7 +213,8 @@ def data_verify(
     patterns: Annotated[list[str] | None, typer.Argument(help="Glob patterns (default: all files).")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Check the sha256 of every locally present file; exit 2 if one is corrupt."""
+    """Check that every file is present and has its pinned checksum (sha256, or git blob id); exit 2 if one is
+    missing or corrupt."""
     from mlalign_tasks import data
 
     ok, missing, bad = 0, [], []
@@ -197,31 +231,58 @@ def data_verify(
     for line in bad:
         err_console.print(f"[red]corrupt:[/red] {line}")
     console.print(f"{ok} verified, {len(bad)} corrupt, {len(missing)} missing")
-    if bad:
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        err_console.print(
+            f"[red]missing:[/red] {missing[0]}{more}: run `mlalign data fetch` or point --data-dir at a folder "
+            "that has them",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if bad or missing:
         raise typer.Exit(2)
 
 
 @data_app.command("build-qt")
 def data_build_qt(
     out: Annotated[Path, typer.Option("--out", help="New directory for the dataset and its qt_build.json.")],
-    langs: Annotated[str, typer.Option("--langs", help="Source languages, e.g. 'de,fr,sw' (files: the one language).")],
-    source: Annotated[str, typer.Option(help="gsm8k, snli, toy (the toy world), or files (your own parallel data).")] = "gsm8k",
+    langs: Annotated[
+        str | None, typer.Option("--langs", help="Source languages, e.g. 'de,fr,sw' (files: the one language).")
+    ] = None,
+    target: Annotated[
+        str, typer.Option("--target", help="Target language: en, or another of the source's (e.g. zh; files: theirs).")
+    ] = "en",
+    source: Annotated[
+        str, typer.Option(help="gsm8k, snli, paws, sentiment, toy (the toy world), or files (your own parallel data).")
+    ] = "gsm8k",
+    mixture: Annotated[str | None, typer.Option(help=MIXTURE_HELP)] = None,
     n: Annotated[int | None, typer.Option("--n", help="Examples per language (default: all usable).")] = None,
     seed: Annotated[int, typer.Option(help="Sampling and shuffling seed.")] = 0,
-    fmt: Annotated[str, typer.Option("--format", help="plain (the paper's prompt) or chat (chat template).")] = "plain",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="plain (question + the paper's instruction line), qalign (QAlign's instruction in the Alpaca "
+            "template) or chat (chat template).",
+        ),
+    ] = "plain",
     src_file: Annotated[Path | None, typer.Option(help="files: questions in the source language, one a line.")] = None,
     tgt_file: Annotated[Path | None, typer.Option(help="files: the English questions, line-aligned.")] = None,
     jsonl: Annotated[Path | None, typer.Option(help="files: JSON lines with source and target fields.")] = None,
     source_field: Annotated[str, typer.Option(help="files: JSON field of the source question.")] = "source",
     target_field: Annotated[str, typer.Option(help="files: JSON field of the English question.")] = "target",
+    clean: Annotated[
+        bool, typer.Option("--clean/--no-clean", help="Drop empty, repeated, untranslated and misaligned pairs.")
+    ] = True,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Build a question-translation SFT dataset (question in X -> English question; no answers)."""
+    """Build a question-translation SFT dataset (question in X -> the question in English or --target; no answers)."""
     from mlalign_trainer import qt_data
 
     build = qt_data.build_qt_dataset(
         source, langs, n, seed=seed, fmt=fmt, data_dir=data_dir, src_file=src_file, tgt_file=tgt_file,
-        jsonl=jsonl, source_field=source_field, target_field=target_field,
+        jsonl=jsonl, source_field=source_field, target_field=target_field, clean=clean, target=target,
+        mixture=mixture,
     )  # fmt: skip
     qt_data.save_build(build, out)
     console.print(qt_data.stats_table(build))
@@ -245,17 +306,22 @@ def recipes(
     name: Annotated[str | None, typer.Argument(help="Print only this recipe's or accelerate config's path.")] = None,
 ) -> None:
     """The shipped trainer recipes and accelerate configs, with their paths (`--config NAME` takes the names)."""
-    from mlalign_trainer import sft
+    from mlalign_trainer import recipes as shipped
 
     if name is not None:
-        print(sft.config_path(name))
+        print(shipped.config_path(name))
         return
     from rich.table import Table
 
     table = Table("name", "kind")
     table.add_column("path", overflow="fold")
-    for config, path in sft.shipped_configs().items():
-        table.add_row(config, "accelerate" if path.parent == sft.ACCELERATE_DIR else "recipe", str(path))
+    for config, path in shipped.shipped_configs().items():
+        if path.parent == shipped.ACCELERATE_DIR:
+            kind = "accelerate"
+        else:
+            stages = shipped.stages(shipped.read_recipe(path))
+            kind = f"recipe, stages {' + '.join(stages)}" if stages else "recipe"
+        table.add_row(config, kind, str(path))
     console.print(table)
 
 
@@ -292,12 +358,21 @@ SeedOpt = Annotated[int, typer.Option(help="Seed of the item sample (and torch).
 @analyze_app.command("logit-lens")
 def analyze_logit_lens(
     model: ModelOpt,
-    task: Annotated[str, typer.Option(help="Paper task: sentiment, snli or paws.")],
     langs: Annotated[str, typer.Option(help="Comma-separated paper languages, e.g. zh,sw,de.")],
     out: AnalysisOutOpt,
+    protocol: Annotated[
+        LensProtocol,
+        typer.Option(
+            help="'paper': the paper's lens (sentiment, native-label prompts, token sets, blocks 1..L, mean ± 95%, "
+            "entropy in bits); 'english-output': mlalign's lens on the English-output prompts of any paper task."
+        ),
+    ] = LensProtocol.paper,
+    task: Annotated[str, typer.Option(help="Paper task: sentiment, snli or paws (paper protocol: sentiment).")] = (
+        "sentiment"
+    ),
     peft: PeftOpt = None,
     limit: LimitOpt = None,
-    top_k: Annotated[int, typer.Option("--top-k", help="Top tokens recorded per layer.")] = 5,
+    top_k: Annotated[int, typer.Option("--top-k", help="english-output: top tokens recorded per layer.")] = 5,
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "auto",
@@ -305,12 +380,12 @@ def analyze_logit_lens(
     seed: SeedOpt = 0,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Label-word probabilities, entropy and top tokens after every layer on the paper's few-shot prompts."""
+    """Label-word probabilities and entropy after every layer on the paper's few-shot prompts."""
     from mlalign_tasks.analysis.logit_lens import run_logit_lens
 
     result = run_logit_lens(
         model, task, langs, out, peft=peft, limit=limit, batch_size=batch_size, device=device, dtype=dtype,
-        load_in_4bit=load_in_4bit, seed=seed, top_k=top_k, data_dir=data_dir,
+        load_in_4bit=load_in_4bit, seed=seed, top_k=top_k, data_dir=data_dir, protocol=protocol,
     )  # fmt: skip
     for note in result["notes"]:
         console.print(f"note: {note}", highlight=False)
@@ -320,10 +395,33 @@ def analyze_logit_lens(
 @analyze_app.command("pca")
 def analyze_pca(
     model: ModelOpt,
-    langs: Annotated[str, typer.Option(help="Comma-separated paper languages (English is always added).")],
     out: AnalysisOutOpt,
+    langs: Annotated[
+        str, typer.Option(help="Comma-separated paper languages (English is always added).")
+    ] = "en,de,fr,hi,th,sw,ms",
     peft: PeftOpt = None,
-    task: Annotated[str, typer.Option(help="Test set of the parallel sentences: snli, paws or sentiment.")] = "snli",
+    source: Annotated[
+        PcaInput,
+        typer.Option(
+            "--input",
+            help="'prompt': the paper's, each item's full 2-shot native-label sentiment prompt; 'sentence': "
+            "mlalign's, the task's sentences alone.",
+        ),
+    ] = PcaInput.prompt,
+    pooling: Annotated[
+        Pooling,
+        typer.Option(
+            help="'all': mean over every token, BOS included (the paper); 'content': special tokens left out."
+        ),
+    ] = Pooling.all,
+    pairs: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Language pairs for the PC1 Pearson correlation, e.g. 'en-de,de-fr' (default: the paper's "
+            f"{', '.join(PAPER_PAIRS)} among --langs)."
+        ),
+    ] = None,
+    task: Annotated[str, typer.Option(help="sentiment; with --input sentence also snli or paws.")] = "sentiment",
     layers: Annotated[
         str | None, typer.Option(help="Layers, e.g. '0,8,-1' or '4-8' (default: L/4, L/2, 3L/4, L).")
     ] = None,
@@ -335,12 +433,13 @@ def analyze_pca(
     seed: SeedOpt = 0,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """2-D PCA of mean-pooled hidden states per layer and the PC1 correlation of each language with English."""
+    """2-D PCA of mean-pooled hidden states per layer and the PC1 correlation of language pairs."""
     from mlalign_tasks.analysis.pca import run_pca
 
     run_pca(
         model, langs, out, peft=peft, task=task, layers=layers, limit=limit, batch_size=batch_size, device=device,
-        dtype=dtype, load_in_4bit=load_in_4bit, seed=seed, data_dir=data_dir,
+        dtype=dtype, load_in_4bit=load_in_4bit, seed=seed, data_dir=data_dir, source=source, pooling=pooling,
+        pairs=pairs,
     )  # fmt: skip
     console.print(f"PCA written to {out}")
 
@@ -389,14 +488,17 @@ def run_cmd(
         str | None,
         typer.Option(
             help="Trainer recipe: a name (`mlalign recipes` lists them) or a YAML file. Default: toy-world on the "
-            "toy model, cpu-smoke on the tiny one; with another --model, none (the paper's defaults for the device)."
+            "toy model, cpu-smoke on the tiny one; with another --model, none (the trainer's defaults for the device)."
         ),
     ] = None,
     langs: Annotated[
         str | None, typer.Option("--langs", help=f"Training languages (question translation). {_default('languages')}")
     ] = None,
     qt_source: Annotated[
-        str | None, typer.Option("--qt-source", help=f"Question translations: gsm8k, snli or toy. {_default('qt_source')}")
+        str | None,
+        typer.Option(
+            "--qt-source", help=f"Question translations: gsm8k, snli, paws, sentiment or toy. {_default('qt_source')}"
+        ),
     ] = None,
     examples_per_language: Annotated[
         int | None,
@@ -430,14 +532,8 @@ def run_cmd(
     ] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: cuda if available).")] = None,
     load_in_4bit: Annotated[bool, typer.Option("--load-in-4bit", help="Evaluate/analyse in 4-bit NF4 (CUDA).")] = False,
-    label_scoring: Annotated[
-        Scoring | None,
-        typer.Option(
-            "--label-scoring",
-            help="Paper-format tasks: 'label' scores the whole English label word (as plain lm_eval); 'first-token' "
-            f"its first token, as the paper did (one forward per item). {_default('label_scoring')}",
-        ),
-    ] = None,
+    nf4_preset: Nf4PresetOpt = Nf4Preset.mlalign,
+    label_scoring: LabelScoringOpt = Scoring.paper,
     analysis_limit: Annotated[
         int | None,
         typer.Option(
@@ -457,8 +553,8 @@ def run_cmd(
     cfg = StudyConfig(
         model=model, recipe=recipe, languages=langs, qt_source=qt_source, examples_per_language=examples_per_language,
         train_flags=train_flag or [], eval_tasks=tasks, eval_limit=limit, max_gen_toks=max_gen_toks,
-        batch_size=batch_size, device=device, load_in_4bit=load_in_4bit,
-        label_scoring=label_scoring.value if label_scoring else None, analysis_limit=analysis_limit,
+        batch_size=batch_size, device=device, load_in_4bit=load_in_4bit, nf4_preset=nf4_preset.value,
+        label_scoring=label_scoring.value, analysis_limit=analysis_limit,
         out=out, board=board, seed=seed, data_dir=str(data_dir) if data_dir else None,
     )  # fmt: skip
     results, paths = run_study(cfg, on_start=lambda st, why: console.rule(f"[bold]{st.name}[/bold] ({why})"))

@@ -14,14 +14,26 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from mlalign_tasks import label_scoring
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.languages import FAMILIES, LANGUAGES, SUPER_GROUPS, UnknownLanguageError, check_lang, task_name
+from mlalign_tasks.languages import (
+    DEFAULT_FAMILIES,
+    FAMILIES,
+    LANGUAGES,
+    SUPER_GROUPS,
+    UnknownLanguageError,
+    check_lang,
+    task_name,
+)
+from mlalign_tasks.nf4 import Nf4Preset
+from mlalign_tasks.output_dirs import remove_leftovers, try_lock
 
-DEFAULT_TASKS = ",".join(FAMILIES)
+DEFAULT_TASKS = ",".join(DEFAULT_FAMILIES)
+STAGING_PREFIX = ".mlalign-eval-"  # results are written here, inside --output-path, then moved into place
 TASK_SPEC_HELP = (
     "Comma-separated: groups (mgsm_aligned, paper_aligned), tasks (mgsm_aligned_de), or FAMILY:LANG "
     "with more languages following it, e.g. 'mgsm_aligned:de,fr,sw,paper_aligned:zh'."
@@ -173,10 +185,22 @@ def missing_local(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1
 
 
+def check_model_arg(value: str, flag: str) -> None:
+    """Refuse a model or adapter path that lm-eval's `model_args` string would split into other settings."""
+    if "," in value or "=" in value:
+        raise MlalignError(
+            f"{flag} {value!r} contains ',' or '=', which lm-eval would read as further model settings "
+            "(e.g. ',trust_remote_code=True'); rename the folder or link to it from a path without them"
+        )
+
+
 def check_model(model: str, adapter: str | None) -> None:
-    """Fail early, with the fix, if the model or the adapter cannot be found."""
+    """Fail early, with the fix, if the model or the adapter cannot be found or cannot be named to lm-eval."""
     from transformers import AutoConfig
 
+    check_model_arg(model, "--model")
+    if adapter is not None:
+        check_model_arg(adapter, "--peft")
     if missing_local(model):
         raise MlalignError(
             f"model path {model} does not exist; pass a directory saved with save_pretrained or a model id"
@@ -225,6 +249,15 @@ def resolve_device(device: str | None, load_in_4bit: bool) -> str:
 # ----------------------------------------------------------------------------- running
 
 
+class Dtype(StrEnum):
+    """The weights' dtype for full-precision evaluation (auto: the model config's)."""
+
+    auto = "auto"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+    float32 = "float32"
+
+
 @dataclass
 class EvalRequest:
     """Everything `mlalign eval` needs, already parsed."""
@@ -243,22 +276,27 @@ class EvalRequest:
     apply_chat_template: bool = False
     data_dir: Path | None = None
     seed: int = 0
-    label_scoring: str = "label"  # paper tasks: "label" or "first-token" (see mlalign_tasks.label_scoring)
+    label_scoring: str = "paper"  # paper tasks: paper, first-token or label (see mlalign_tasks.label_scoring)
+    dtype: Dtype = Dtype.auto  # weights' dtype (full precision only)
+    nf4_preset: Nf4Preset = Nf4Preset.mlalign  # with load_in_4bit (see mlalign_tasks.nf4)
 
     @property
     def model_args(self) -> str:
-        """lm-eval's model_args string naming base model and adapter (also for a pre-loaded model)."""
-        return f"pretrained={self.model}" + (f",peft={self.adapter}" if self.adapter else "")
+        """lm-eval's model_args string naming base model, adapter and a chosen dtype (also for a pre-loaded model)."""
+        dtype = f",dtype={self.dtype.value}" if self.dtype is not Dtype.auto else ""
+        return f"pretrained={self.model}" + (f",peft={self.adapter}" if self.adapter else "") + dtype
 
 
 def _check_fewshot(req: EvalRequest) -> None:
     k = req.num_fewshot
     if k is None:
         return
-    from mlalign_tasks.math_tasks import MATH_FAMILIES, MAX_FEWSHOT
+    from mlalign_tasks.math_tasks import MATH_FAMILIES, MAX_FEWSHOT, QALIGN_FAMILIES
 
     if k < 0:
         raise MlalignError(f"--num-fewshot {k} must be >= 0")
+    if k and (zero_shot := [f for f in req.tasks.langs if f in QALIGN_FAMILIES]):
+        raise MlalignError(f"--num-fewshot {k}: {', '.join(zero_shot)} follow QAlign's zero-shot protocol")
     math_selected = [f for f in req.tasks.langs if f in MATH_FAMILIES]
     if k > MAX_FEWSHOT and math_selected:
         raise MlalignError(
@@ -267,45 +305,51 @@ def _check_fewshot(req: EvalRequest) -> None:
         )
 
 
-def nf4_config(compute_dtype=None):
-    """bitsandbytes 4-bit NF4 with double quantization and (by default) bf16 compute: QLoRA's setting."""
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_compute_dtype=compute_dtype or torch.bfloat16,
-        bnb_4bit_use_double_quant=True,
-    )
-
-
-def preloaded_lm(req: EvalRequest, device: str):
-    """The base model loaded here (NF4: lm-eval's own load_in_4bit fails on transformers 5), plus the
-    optional adapter, wrapped for lm-eval; the results still name both through `req.model_args`."""
+def preloaded_lm(req: EvalRequest, device: str, token_sets: dict | None):
+    """The model loaded here in 4-bit (lm-eval's own load_in_4bit fails on transformers 5), as `req.nf4_preset`
+    says, wrapped for lm-eval; the results still name base model and adapter through `req.model_args`."""
     from lm_eval.models.huggingface import HFLM
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(req.model, quantization_config=nf4_config(), device_map={"": device})
-    if req.adapter:
-        from peft import PeftModel
+    from mlalign_tasks.nf4 import load_4bit
 
-        model = PeftModel.from_pretrained(model, req.adapter)
-    model.eval()
+    model = load_4bit(req.model, req.adapter, req.nf4_preset, device)
     tokenizer = AutoTokenizer.from_pretrained(req.model)
+    if token_sets:
+        from mlalign_tasks.token_set_lm import TokenSetLM
+
+        return TokenSetLM(pretrained=model, tokenizer=tokenizer, batch_size=req.batch_size, token_sets=token_sets)
     return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=req.batch_size)
+
+
+def make_lm(req: EvalRequest, device: str, token_sets: dict | None):
+    """What `simple_evaluate` runs: lm-eval's "hf" model by name, or a model object built here (4-bit, paper scoring)."""
+    if req.load_in_4bit:
+        return preloaded_lm(req, device, token_sets)
+    if not token_sets:
+        return "hf"
+    from mlalign_tasks.token_set_lm import TokenSetLM
+
+    return TokenSetLM(
+        pretrained=req.model, peft=req.adapter, batch_size=req.batch_size, device=device, dtype=req.dtype.value,
+        token_sets=token_sets,
+    )  # fmt: skip
 
 
 def run(req: EvalRequest) -> dict[str, Any]:
     """Validate, evaluate and (if asked) save; return lm-eval's results dict (without samples)."""
     _check_fewshot(req)
-    first_token = label_scoring.check_scoring(req.label_scoring) == "first-token"
+    scoring = label_scoring.check_scoring(req.label_scoring)
     paper_tasks = bool(label_scoring.paper_families() & set(req.tasks.langs))  # the tasks label scoring applies to
-    if first_token and req.apply_chat_template and paper_tasks:
+    if scoring is not label_scoring.Scoring.label and req.apply_chat_template and paper_tasks:
         raise MlalignError(
-            "--label-scoring first-token scores the token after the prompt's opening quote, which a chat template "
+            f"--label-scoring {scoring.value} scores the token after the prompt's opening quote, which a chat template "
             "moves into a user turn; drop --apply-chat-template (the paper scores the plain prompt)"
         )
+    if not req.load_in_4bit and req.nf4_preset is not Nf4Preset.mlalign:
+        raise MlalignError(f"--nf4-preset {req.nf4_preset.value} applies to 4-bit evaluation; add --load-in-4bit")
+    if req.load_in_4bit and req.dtype is not Dtype.auto:
+        raise MlalignError(f"--dtype {req.dtype.value} applies to full precision; 4-bit compute follows --nf4-preset")
     device = resolve_device(req.device, req.load_in_4bit)
     if req.output_path is not None and req.output_path.exists() and not req.output_path.is_dir():
         raise MlalignError(f"--output-path {req.output_path} is a file; pass a directory")
@@ -323,18 +367,22 @@ def run(req: EvalRequest) -> dict[str, Any]:
     if unknown := [n for n in req.tasks.other if n not in manager.all_tasks]:
         raise MlalignError(f"unknown lm-eval task(s) {', '.join(unknown)}; `lm_eval ls tasks` lists them")
     loaded = manager.load(names)  # reads and checks all task data before the model is loaded
-    if first_token:
+    token_sets = None
+    if paper_tasks:
         from transformers import AutoTokenizer
 
-        label_scoring.apply_first_token(loaded["tasks"], AutoTokenizer.from_pretrained(req.model))
+        tokenizer = AutoTokenizer.from_pretrained(req.model) if scoring is not label_scoring.Scoring.label else None
+        token_sets = label_scoring.apply_scoring(loaded["tasks"], tokenizer, scoring, req.seed)
     built = [loaded["groups"][n] if n in loaded["groups"] else loaded["tasks"][n] for n in names]
 
-    lm = preloaded_lm(req, device) if req.load_in_4bit else "hf"
-    staging, created = None, False
+    lm = make_lm(req, device, token_sets)
+    staging, created, lock = None, False, None
     if req.output_path is not None:
         created = not req.output_path.exists()
         req.output_path.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".mlalign-eval-", dir=req.output_path))
+        remove_leftovers(req.output_path, f"{STAGING_PREFIX}*")  # of killed runs; a live run holds its lock
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=req.output_path))
+        lock = try_lock(staging)
     try:
         tracker = EvaluationTracker(output_path=str(staging)) if staging else None
         results = simple_evaluate(
@@ -360,6 +408,7 @@ def run(req: EvalRequest) -> dict[str, Any]:
             "version": version("mlalign"),
             "tasks": names,
             "load_in_4bit": req.load_in_4bit,
+            "nf4_preset": req.nf4_preset.value if req.load_in_4bit else None,
             # how the paper tasks' labels were scored (None: no paper task in this run)
             "label_scoring": req.label_scoring if paper_tasks else None,
         }
@@ -374,6 +423,8 @@ def run(req: EvalRequest) -> dict[str, Any]:
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
+        if lock is not None:
+            os.close(lock)
 
 
 def _save(tracker, results: dict, samples: dict | None, staging: Path, output_path: Path) -> None:
@@ -396,48 +447,63 @@ def _save(tracker, results: dict, samples: dict | None, staging: Path, output_pa
 # ----------------------------------------------------------------------------- reporting
 
 
-def primary_metric(results: dict, task: str) -> tuple[str, float] | None:
-    """(metric key, value) of the first metric of a task's config, e.g. ('exact_match,last_number', 0.25)."""
+def task_metrics(results: dict, task: str) -> list[tuple[str, float]]:
+    """(metric key, value) of a task's first config metric under each of its filters, e.g.
+    [('exact_match,qalign', 0.5), ('exact_match,last_number', 0.25)]."""
     scores = results.get("results", {}).get(task) or results.get("groups", {}).get(task)
     config = results.get("configs", {}).get(task, {})
     metrics = [m["metric"] for m in config.get("metric_list", [])] or ["exact_match", "acc"]
     for metric in metrics:
-        for key, value in (scores or {}).items():
-            if key.startswith(f"{metric},") and "_stderr" not in key and isinstance(value, (int, float)):
-                return key, float(value)
-    return None
+        found = [
+            (key, float(value))
+            for key, value in (scores or {}).items()
+            if key.startswith(f"{metric},") and "_stderr" not in key and isinstance(value, (int, float))
+        ]
+        if found:
+            return found
+    return []
+
+
+def primary_metric(results: dict, task: str) -> tuple[str, float] | None:
+    """(metric key, value) of the first metric of a task's config, e.g. ('exact_match,last_number', 0.25)."""
+    found = task_metrics(results, task)
+    return found[0] if found else None
 
 
 def score_table(results: dict, selection: Selection):
-    """A rich table: rows = languages, columns = families, last row = mean over the languages."""
+    """A rich table: rows = languages, columns = families (one per filter where a family has several, e.g. QAlign's
+    two extractions), last row = mean over the languages."""
     from rich.table import Table
 
-    families = list(selection.langs)
+    columns: list[tuple[str, str]] = []  # (family, metric key)
+    cells: dict[tuple[str, str], dict[str, float]] = {}
+    for family in selection.langs:
+        for lang in selection.langs[family]:
+            for key, value in task_metrics(results, task_name(family, lang)):
+                if (family, key) not in cells:
+                    columns.append((family, key))
+                cells.setdefault((family, key), {})[lang] = value
     limit = results.get("config", {}).get("limit")
     title = str(results.get("config", {}).get("model_args") or results.get("model_name"))
     scoring = results.get("mlalign", {}).get("label_scoring")
     caption = f"scores in % (limit: {limit or 'all'} per language" + (
         f"; labels: {scoring} scoring)" if scoring else ")"
     )
-    table = Table("lang", *families, title=title, caption=caption)
-    cells: dict[str, dict[str, float]] = {f: {} for f in families}
-    for family in families:
-        for lang in selection.langs[family]:
-            if found := primary_metric(results, task_name(family, lang)):
-                cells[family][lang] = found[1]
-    for lang in (code for code in LANGUAGES if any(code in selection.langs[f] for f in families)):
-        table.add_row(lang, *(f"{100 * cells[f][lang]:.1f}" if lang in cells[f] else "" for f in families))
+    several = {f for f in selection.langs if sum(c[0] == f for c in columns) > 1}
+    headers = [f"{f} ({key.partition(',')[2]})" if f in several else f for f, key in columns]
+    table = Table("lang", *headers, title=title, caption=caption)
+    langs = {lang for family in selection.langs for lang in selection.langs[family]}
+    for lang in (code for code in LANGUAGES if code in langs):
+        table.add_row(lang, *(f"{100 * cells[c][lang]:.1f}" if lang in cells[c] else "" for c in columns))
     means = []
-    for family in families:
+    for family, key in columns:
         group = results.get("groups", {}).get(family)
-        first = next(iter(cells[family]), None)
-        key = primary_metric(results, task_name(family, first))[0] if first else None
-        if group and key and isinstance(group.get(key), (int, float)):
+        if group and isinstance(group.get(key), (int, float)):
             means.append(group[key])
         else:
-            means.append(sum(cells[family].values()) / len(cells[family]) if cells[family] else None)
+            means.append(sum(cells[(family, key)].values()) / len(cells[(family, key)]))
     table.add_section()
-    table.add_row("mean", *(f"{100 * m:.1f}" if m is not None else "" for m in means), style="bold")
+    table.add_row("mean", *(f"{100 * m:.1f}" for m in means), style="bold")
     return table
 
 

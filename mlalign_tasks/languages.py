@@ -69,12 +69,17 @@ LANGUAGES: dict[str, Language] = {
 
 MGSM_LANGS = ("bn", "de", "en", "es", "fr", "ja", "ru", "sw", "te", "th", "zh")
 MSVAMP_LANGS = ("bn", "de", "en", "es", "fr", "ja", "ru", "sw", "th", "zh")
+QALIGN_MGSM_LANGS = ("bn", "de", "en", "es", "fr", "ja", "ru", "sw", "th", "zh")  # QAlign's MGSM: no te
 PAPER_LANGS = (
     "en", "zh", "de", "fr", "es", "it", "nl", "ja", "ru", "sv",
     "sl", "pl", "bg", "no", "ms", "is", "hi", "th", "sw", "bn",
 )  # fmt: skip
-GSM8K_QT_LANGS = ("de", "es", "fr", "ja", "ru", "sw", "zh")
-SNLI_QT_LANGS = ("de", "es", "it", "sw", "zh")
+GSM8K_QT_LANGS = ("bn", "de", "es", "fr", "ja", "ru", "sw", "th", "zh")  # QAlign's 9 (bn, th: downloaded)
+# The paper's question-translation files of its task items (besides its two-language mixtures); bn and hi of SNLI,
+# and all of PAWS and Amazon polarity, are downloaded (pinned by git blob id).
+SNLI_QT_LANGS = ("bn", "de", "es", "hi", "it", "sw", "zh")
+PAWS_QT_LANGS = ("de", "es", "hi", "it", "sw", "zh")
+SENTIMENT_QT_LANGS = ("bn", "de", "es", "hi", "it", "ja", "ru", "sv", "sw", "th", "zh")
 TOY_LANGS = ("en", *TOY_LANGUAGES)  # the toy world's English and its synthetic languages
 
 # lm-eval task family (group name) -> languages it covers; tasks are named f"{family}_{code}".
@@ -84,12 +89,22 @@ BENCHMARK_FAMILIES: dict[str, tuple[str, ...]] = {
     "snli_aligned": PAPER_LANGS,
     "paws_aligned": PAPER_LANGS,
     "sentiment_aligned": PAPER_LANGS,
+    # the papers' evaluation variants (mlalign_tasks.paper_prompts.LABEL_VARIANTS)
+    "sentiment_native_aligned": PAPER_LANGS,
+    "sentiment_irrelevant_aligned": PAPER_LANGS,
+    # QAlign's MGSM / MSVAMP protocol, and its cross mode (the English question in every language)
+    "qalign_mgsm": QALIGN_MGSM_LANGS,
+    "qalign_msvamp": MSVAMP_LANGS,
+    "qalign_mgsm_cross": QALIGN_MGSM_LANGS,
+    "qalign_msvamp_cross": MSVAMP_LANGS,
 }
 TOY_FAMILIES: dict[str, tuple[str, ...]] = {
     "toy_sentiment_aligned": TOY_LANGS,  # the paper tasks' format (mlalign_tasks.toy_tasks)
     "toy_math_aligned": TOY_LANGS,  # MGSM's format
 }
 FAMILIES: dict[str, tuple[str, ...]] = BENCHMARK_FAMILIES | TOY_FAMILIES
+# What `mlalign eval` runs without --tasks: our task families, not the protocol variants beside them.
+DEFAULT_FAMILIES = ("mgsm_aligned", "msvamp_aligned", "snli_aligned", "paws_aligned", "sentiment_aligned")
 # Groups over families.
 SUPER_GROUPS: dict[str, tuple[str, ...]] = {
     "paper_aligned": ("snli_aligned", "paws_aligned", "sentiment_aligned"),

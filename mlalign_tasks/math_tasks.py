@@ -1,7 +1,12 @@
-"""MGSM and MSVAMP for lm-eval: dataset loaders, few-shot exemplars, answer filter and metric.
+"""MGSM and MSVAMP for lm-eval: dataset loaders, few-shot exemplars, answer filters and metric.
 
-The prompt itself (QAlign's Alpaca-style instruction prompt) lives in
-``tasks_yaml/mgsm_aligned/_template_yaml``; the hooks in ``tasks_yaml/*/utils.py`` call this module.
+The prompt itself (QAlign's Alpaca-style instruction prompt) lives in ``tasks_yaml/mgsm_aligned/_template_yaml``
+and ``tasks_yaml/qalign_mgsm/_template_yaml``; the hooks in ``tasks_yaml/*/utils.py`` call this module.
+
+QAlign's protocol families (``qalign_*``) score every generation twice, once per filter: ``qalign`` (QAlign's
+``extract_last_num``, `qalign_last_number`) and ``last_number`` (mlalign's extraction). Their gold numbers are
+the same under both rules on every MGSM and MSVAMP row (a test checks it), so one metric function serves both.
+The cross families ask the English question in every language (QAlign's "Cross" strategy).
 
 Few-shot: ``--num_fewshot k`` (k <= 8) prepends the first k native chain-of-thought exemplars of
 MGSM (``mgsm/exemplars.json``) in the task's language, each as an instruction/response pair whose
@@ -15,12 +20,25 @@ import re
 from typing import Any
 
 from mlalign_tasks import data
-from mlalign_tasks.answer_extraction import extract_answer, format_number, is_correct, parse_gold
+from mlalign_tasks.answer_extraction import (
+    extract_answer,
+    format_number,
+    is_correct,
+    parse_gold,
+    qalign_last_number,
+)
 from mlalign_tasks.errors import DataError, MlalignError
 from mlalign_tasks.languages import FAMILIES, LANGUAGES, check_lang
 
 MAX_FEWSHOT = 8
 MATH_FAMILIES = ("mgsm_aligned", "msvamp_aligned")
+# QAlign's zero-shot protocol: family -> (benchmark, the English question in every language)
+QALIGN_FAMILIES = {
+    "qalign_mgsm": ("mgsm", False),
+    "qalign_msvamp": ("msvamp", False),
+    "qalign_mgsm_cross": ("mgsm", True),
+    "qalign_msvamp_cross": ("msvamp", True),
+}
 FEWSHOT_SOURCE = "mgsm/exemplars.json"
 _QUESTION_LABEL = re.compile(r"^[^:：\n]{1,30}[:：]\s*")
 
@@ -93,11 +111,20 @@ def exemplars(lang: str, data_dir: str | None = None) -> list[dict[str, str]]:
 
 
 def load_dataset(family: str, lang: str, data_dir: str | None = None):
-    """The lm-eval dataset of one task: splits "test" and "fewshot"."""
+    """The lm-eval dataset of one task: split "test" (and, for our families, "fewshot")."""
     import datasets
 
+    if family in QALIGN_FAMILIES:
+        benchmark, cross = QALIGN_FAMILIES[family]
+        check_lang(lang, FAMILIES[family], what=f"{family} language")
+        source = "en" if cross else lang
+        rows = load_mgsm(source, data_dir) if benchmark == "mgsm" else load_msvamp(source, data_dir)
+        for row in rows:
+            parse_gold(row["answer"])
+        return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
     if family not in MATH_FAMILIES:
-        raise MlalignError(f"unknown math task family {family!r}; valid: {', '.join(MATH_FAMILIES)}")
+        valid = ", ".join([*MATH_FAMILIES, *QALIGN_FAMILIES])
+        raise MlalignError(f"unknown math task family {family!r}; valid: {valid}")
     rows = load_mgsm(lang, data_dir) if family == "mgsm_aligned" else load_msvamp(lang, data_dir)
     for row in rows:
         parse_gold(row["answer"])  # fail early on a corrupt gold answer
@@ -112,6 +139,11 @@ def load_dataset(family: str, lang: str, data_dir: str | None = None):
 def extract_filter(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
     """lm-eval `custom` filter: each generation -> its extracted number as a string ('' if none)."""
     return [[format_number(extract_answer(r)) for r in doc_resps] for doc_resps in resps]
+
+
+def qalign_filter(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
+    """lm-eval `custom` filter: each generation -> the number QAlign's rule reads ('0' when there is none)."""
+    return [[format_number(qalign_last_number(r)) for r in doc_resps] for doc_resps in resps]
 
 
 def process_results(doc: dict, results: list[str]) -> dict[str, float]:

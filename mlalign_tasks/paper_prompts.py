@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from mlalign_tasks import data
@@ -28,6 +29,26 @@ PAPER_TASKS: dict[str, str] = {"snli": "snli_aligned", "paws": "paws_aligned", "
 
 # prompts.json label keys, in the order of the label indices.
 _LABEL_KEYS = ("positive_answers", "neutral_answers", "negative_answers")
+
+
+class LabelWords(StrEnum):
+    """Which words the few-shot answers and the scored labels are (the papers' evaluation variants)."""
+
+    english = "english"  # the English label words in every language (the "enout" scripts)
+    native = "native"  # language X's own label words (emotion_eval_2shot.py)
+    irrelevant = "irrelevant"  # "ox" and "horse" in every language (emotion_eval_2shot_irrelative.py)
+
+
+# The variant task families: family -> (task, label words). Upstream has them for the sentiment task only.
+LABEL_VARIANTS: dict[str, tuple[str, LabelWords]] = {
+    "sentiment_native_aligned": ("sentiment", LabelWords.native),
+    "sentiment_irrelevant_aligned": ("sentiment", LabelWords.irrelevant),
+}
+# emotion_eval_2shot_irrelative.py (LML @ 5605459): the shots answer "ox" (positive) and "horse" (negative).
+IRRELEVANT_WORDS = ("ox", "horse")
+# emotion_eval_2shot.py: Thai's native labels เชิงบวก / เชิงลบ share their start, so "เชิง" is appended to the
+# prompt and the rest, "บวก" vs "ลบ", is scored.
+THAI_NATIVE_SUFFIX, THAI_NATIVE_LABELS = "เชิง", ("บวก", "ลบ")
 
 
 @dataclass(frozen=True)
@@ -44,6 +65,11 @@ _SPECS: dict[str, _Spec] = {
     "sentiment": _Spec("paper_tasks/ap_emotion/emotion_{lang}500_test.json", {"i": "input"}),
 }
 DataDir = str | os.PathLike | None
+
+
+def label_families() -> tuple[str, ...]:
+    """Every lm-eval family whose items are paper prompts scored over label words (`--label-scoring` applies)."""
+    return (*PAPER_TASKS.values(), *LABEL_VARIANTS)
 
 
 def check_task(task: str) -> str:
@@ -79,6 +105,40 @@ def native_labels(task: str, lang: str, data_dir: DataDir = None) -> list[str]:
     check_lang(lang, PAPER_LANGS, what=f"{task} language")
     labels = _task_prompts(task, data_dir)["labels"]
     return [labels[k].get(lang, "") for k in _LABEL_KEYS if k in labels]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One language's label words in a variant: the shots' answers (the whole labels), and what the papers' scripts
+    score: `paper_labels` after `paper_suffix` is appended to the prompt (the Thai native case; else the labels)."""
+
+    shots: list[str]
+    paper_labels: list[str]
+    paper_suffix: str = ""
+
+
+def variant(task: str, lang: str, words: LabelWords, data_dir: DataDir = None) -> Variant:
+    """The label words of `task` in `lang` for the variant `words` (see LabelWords)."""
+    english = english_labels(task, data_dir)
+    if words is LabelWords.english:
+        return Variant(english, english)
+    if words is LabelWords.irrelevant:
+        return Variant(list(IRRELEVANT_WORDS), list(IRRELEVANT_WORDS))
+    native = native_labels(task, lang, data_dir)
+    if not all(native):
+        raise DataError(f"{PROMPTS_FILE} has no {task} label words in {lang!r}: the native-label variant needs them")
+    if lang == "th":
+        return Variant(native, list(THAI_NATIVE_LABELS), THAI_NATIVE_SUFFIX)
+    return Variant(native, native)
+
+
+def _shots_answering(prefix: str, english: list[str], shots: list[str], where: str) -> str:
+    """`prefix` with every quoted English label word ("positive") replaced by the variant's word ("ox")."""
+    for old, new in zip(english, shots, strict=True):
+        if f'"{old}"' not in prefix:
+            raise DataError(f"{PROMPTS_FILE}: the few-shot prefix of {where} has no answer {old!r}; restore the file")
+        prefix = prefix.replace(f'"{old}"', f'"{new}"')
+    return prefix
 
 
 def _read_rows(task: str, lang: str, data_dir: DataDir) -> list[dict]:
@@ -169,23 +229,39 @@ def _fill(entry: dict[str, Any], task: str, lang: str, row: dict) -> str:
         ) from None
 
 
-def load_items(task: str, lang: str, data_dir: DataDir = None, limit: int | None = None) -> list[dict]:
-    """Items of `task` in `lang`: {"idx", "prompt", "label"} with the gold label from English by index."""
+def load_items(
+    task: str,
+    lang: str,
+    data_dir: DataDir = None,
+    limit: int | None = None,
+    words: LabelWords = LabelWords.english,
+) -> list[dict]:
+    """Items of `task` in `lang`: {"idx", "prompt", "label"} with the gold label from English by index.
+
+    With `words` other than English the shots answer with that variant's words (see `variant`).
+    """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise MlalignError(f"limit must be a positive integer or None, got {limit!r}")
     gold, rows = _gold_and_rows(task, lang, data_dir)
-    entry = _task_prompts(task, data_dir)
+    entry = dict(_task_prompts(task, data_dir))
+    labels = variant(task, lang, words, data_dir)
+    if words is not LabelWords.english:
+        prefix = entry["fewshot_prefix"].get(lang, "")
+        shots = _shots_answering(prefix, english_labels(task, data_dir), labels.shots, f"{task} {lang}")
+        entry["fewshot_prefix"] = {lang: shots}
     n = len(rows) if limit is None else min(limit, len(rows))
     return [{"idx": i, "prompt": _fill(entry, task, lang, rows[i]), "label": gold[i]} for i in range(n)]
 
 
-def dataset(task: str, lang: str, data_dir: DataDir = None):
+def dataset(task: str, lang: str, data_dir: DataDir = None, words: LabelWords = LabelWords.english):
     """The items as a `datasets.DatasetDict` with one `test` split, for lm-eval's custom_dataset hook.
 
-    Each row also carries ``choices`` (the English label words), read by the task's ``doc_to_choice``.
+    Each row also carries ``choices`` (the whole label words), read by the task's ``doc_to_choice``, and
+    ``paper_suffix`` / ``paper_choices``: what `--label-scoring paper` scores instead (see `Variant`).
     """
     import datasets
 
-    choices = english_labels(task, data_dir)
-    items = [{**item, "choices": choices} for item in load_items(task, lang, data_dir)]
+    labels = variant(task, lang, words, data_dir)
+    extra = {"choices": labels.shots, "paper_suffix": labels.paper_suffix, "paper_choices": labels.paper_labels}
+    items = [{**item, **extra} for item in load_items(task, lang, data_dir, words=words)]
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(items)})

@@ -14,16 +14,23 @@ import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from mlalign_trainer import sft
+from mlalign_trainer import recipes, sft
 from mlalign_trainer.qt_data import SOURCES as QT_SOURCES
 
 from mlalign_tasks.atomic import write_json_atomic, write_text_atomic
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.evaluate import missing_local
+from mlalign_tasks.evaluate import check_model_arg, missing_local
+from mlalign_tasks.nf4 import Nf4Preset
+from mlalign_tasks.output_dirs import check_replaceable, exclusive
 from mlalign_tasks.stages import Stage, StageResult, run_stages
 
 TOY, TINY, REAL = "toy", "tiny", "real"
 BUILTIN_RECIPES = {TOY: "toy-world", TINY: "cpu-smoke"}  # the trainer recipe of each built-in model
+# The model_name_or_path of a recipe for a built-in model (toy-world; cpu-smoke, qalign-cpu-smoke)
+RECIPE_MODELS = {"toy-model": TOY, "tiny-model": TINY}
+STUDY_FILE = "study.json"  # the options of the last run: marks a folder as an `mlalign run` folder
+LOCK_FILE = ".mlalign-run.lock"
+TOY_ANALYSIS_TASK = "toy_sentiment"  # mlalign_tasks.analysis.paper_items.TOY_TASK
 _BENCHMARK_DEFAULTS = {
     "languages": "de,zh",
     "qt_source": "gsm8k",
@@ -32,7 +39,6 @@ _BENCHMARK_DEFAULTS = {
     "eval_limit": "8",
     "max_gen_toks": 48,
     "batch_size": "8",
-    "label_scoring": "label",
     "analysis_task": "sentiment",
     "lens_langs": "en,de,zh,sw,ja",
     "pca_langs": "en,de,fr,hi,sw",
@@ -49,10 +55,7 @@ DEFAULTS: dict[str, dict[str, object]] = {
         "eval_limit": "200",
         "max_gen_toks": 64,
         "batch_size": "32",
-        # the paper's first-token comparison (one forward per item); the paper's token-set scoring will be
-        # the same one-word change here
-        "label_scoring": "first-token",
-        "analysis_task": "toy_sentiment",
+        "analysis_task": TOY_ANALYSIS_TASK,
         "lens_langs": "en,qaa,qab,qac,qba,qca",
         "pca_langs": "en,qaa,qab,qac,qba,qbb,qca,qcb",
         "analysis_limit": 64,
@@ -78,7 +81,8 @@ class StudyConfig:
     batch_size: str | None = None
     device: str | None = None
     load_in_4bit: bool = False
-    label_scoring: str | None = None  # paper-format tasks: "label" or "first-token" (the paper's)
+    nf4_preset: str = "mlalign"  # evaluation in 4-bit: mlalign or paper (mlalign_tasks.nf4)
+    label_scoring: str = "paper"  # paper-format tasks: paper, first-token or label (mlalign_tasks.label_scoring)
     analysis_task: str | None = None
     lens_langs: str | None = None
     pca_langs: str | None = None
@@ -94,28 +98,14 @@ class StudyConfig:
         return replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
 
 
-def recipe_path(name: str) -> Path:
-    """A recipe by file path or by name (e.g. 'qwen2.5-1.5b-12gb'; `mlalign recipes` lists them)."""
-    path = sft.config_path(name)
-    if path.parent == sft.ACCELERATE_DIR:
-        raise MlalignError(f"{name!r} is an accelerate config, not a trainer recipe")
-    return path
-
-
 def _recipe(cfg: StudyConfig) -> tuple[Path | None, dict]:
     """The trainer recipe (path and values): the given one, the built-in model's, or none for a real model
-    without one (the trainer's paper defaults for the device then apply)."""
-    import yaml
-
+    without one (the trainer's defaults for the device then apply)."""
     kind = model_kind(cfg)
     if cfg.recipe is None and kind == REAL:
         return None, {}
-    path = recipe_path(cfg.recipe or BUILTIN_RECIPES[kind])
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise MlalignError(f"recipe {path} is not valid YAML: {e}") from None
-    return path, values
+    path = recipes.recipe_path(cfg.recipe or BUILTIN_RECIPES[kind])
+    return path, recipes.read_recipe(path)
 
 
 def _copy_adapter(run_dir: Path, dest: Path) -> None:
@@ -127,14 +117,16 @@ def _copy_adapter(run_dir: Path, dest: Path) -> None:
 
 
 def model_kind(cfg: StudyConfig) -> str:
-    """TOY or TINY when the study runs on a built-in model (named by --model, or by its recipe, or no --model
+    """TOY or TINY when the study runs on a built-in model (named by --model, or by a recipe for it, or no --model
     and no recipe: the toy model), else REAL."""
     if cfg.model is not None:
         return cfg.model if cfg.model in BUILTIN_RECIPES else REAL
     if cfg.recipe is None:
         return TOY
-    path = recipe_path(cfg.recipe).resolve()
-    return next((kind for kind, name in BUILTIN_RECIPES.items() if recipe_path(name).resolve() == path), REAL)
+    path = recipes.recipe_path(cfg.recipe)
+    return RECIPE_MODELS.get(
+        recipes.stage_flags(recipes.read_recipe(path), "question", path).get("model_name_or_path"), REAL
+    )
 
 
 def check_config(cfg: StudyConfig) -> None:
@@ -143,6 +135,7 @@ def check_config(cfg: StudyConfig) -> None:
     from mlalign_tasks import data, evaluate, label_scoring, paper_prompts
     from mlalign_tasks.analysis import paper_items
     from mlalign_tasks.languages import parse_langs
+    from mlalign_tasks.leaderboard.render import check_board_folder
 
     parse_langs(cfg.languages)
     if cfg.qt_source not in QT_SOURCES:
@@ -154,6 +147,12 @@ def check_config(cfg: StudyConfig) -> None:
     label_scoring.check_scoring(cfg.label_scoring)
     if cfg.examples_per_language < 0:
         raise MlalignError(f"--examples-per-language {cfg.examples_per_language} must be >= 0 (0: all pairs)")
+    if cfg.nf4_preset not in {p.value for p in Nf4Preset}:
+        raise MlalignError(
+            f"unknown --nf4-preset {cfg.nf4_preset!r}; choose one of {', '.join(p.value for p in Nf4Preset)}"
+        )
+    if cfg.nf4_preset != Nf4Preset.mlalign.value and not cfg.load_in_4bit:
+        raise MlalignError(f"--nf4-preset {cfg.nf4_preset} applies to 4-bit evaluation; add --load-in-4bit")
     if cfg.max_gen_toks < 0:
         raise MlalignError(f"--max-gen-toks {cfg.max_gen_toks} must be >= 0 (0: the task's default)")
     if cfg.analysis_limit < 0:
@@ -166,6 +165,8 @@ def check_config(cfg: StudyConfig) -> None:
     for flag, path in (("--out", cfg.out), ("--board", cfg.board)):
         if any(p.exists() and not p.is_dir() for p in (path, *path.parents)):
             raise MlalignError(f"{flag} {path}: it or a parent folder is a file; choose a folder path")
+    check_replaceable(cfg.out, "--out", (STUDY_FILE,), f"an `mlalign run` folder (no {STUDY_FILE})")
+    check_board_folder(cfg.board, "--board")
 
 
 def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
@@ -177,11 +178,15 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     kind = model_kind(cfg)
     builtin = kind != REAL
     model = str(out / "model") if builtin else (cfg.model or recipe.get("model_name_or_path"))
+    two_stage = "response" in recipes.stages(recipe)  # QAlign's: question translation, then question-answer data
     if not model:
         raise MlalignError(f"recipe {recipe_file} names no model_name_or_path; give --model")
     if not builtin and missing_local(model):
         raise MlalignError(f"model {model} does not exist; pass --model a model directory or a Hugging Face model id")
-    adapter = out / "train" / "adapter"
+    last_train = "train-response" if two_stage else "train"
+    adapter = out / last_train / "adapter"
+    check_model_arg(model, "--out" if builtin else "--model")
+    check_model_arg(str(adapter), "--out")
     paths = {"model": Path(model), "dataset": out / "data", "adapter": adapter}
     stages: list[Stage] = []
 
@@ -200,47 +205,83 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
 
         stages.append(Stage("model", {"tiny": DEFAULT_SIZES, "seed": cfg.seed}, make_model))
 
+    def stage_flags(stage: str, *flags: str) -> list[str]:
+        recipe_flags = ["--config", str(recipe_file)] if recipe_file else []
+        stage_flag = ["--stage", stage] if two_stage else []
+        return [
+            *recipe_flags,
+            *stage_flag,
+            "--model_name_or_path",
+            model,
+            *flags,
+            "--seed",
+            str(cfg.seed),
+            *cfg.train_flags,
+        ]
+
+    # the data stage builds stage I's set (it wins over a recipe's languages)
+    question_flags = stage_flags("question", "--dataset_path", str(out / "data"))
+    # bad trainer flags are refused before any stage runs
+    question, _, model_args = sft.parse_args([*question_flags, "--output_dir", str(out / "train")])
+    if question.mixture:
+        raise MlalignError(
+            f"--mixture {question.mixture}: `mlalign run` builds stage I's data from --langs and --qt-source; train on "
+            "one of the paper's mixtures with `mlalign train --mixture` and evaluate with `mlalign eval`"
+        )
+    if not model_args.use_peft:
+        raise MlalignError(
+            f"recipe {recipe_file} fine-tunes the whole model, and `mlalign run` evaluates LoRA adapters: train it with "
+            "`mlalign train` and evaluate the model with `mlalign eval`, or choose a LoRA recipe (`mlalign recipes`)"
+        )
+
     def build_data(o: Path, w: Path) -> None:
         from mlalign_trainer.qt_data import build_qt_dataset, save_build
 
         build = build_qt_dataset(
-            cfg.qt_source, cfg.languages, cfg.examples_per_language or None, seed=cfg.seed, data_dir=cfg.data_dir
-        )
+            cfg.qt_source, cfg.languages, cfg.examples_per_language or None, seed=cfg.seed, data_dir=cfg.data_dir,
+            fmt=question.prompt_format, clean=question.clean_pairs, target=question.target_language,
+        )  # fmt: skip
         save_build(build, o)
 
     data_cfg = {k: getattr(cfg, k) for k in ("qt_source", "languages", "examples_per_language", "seed")}
+    data_cfg |= {k: getattr(question, k) for k in ("prompt_format", "clean_pairs", "target_language")}
     stages.append(Stage("data", data_cfg, build_data))
 
-    train_flags = [
-        *(["--config", str(recipe_file)] if recipe_file else []),
-        "--model_name_or_path", model,
-        "--dataset_path", str(out / "data"),  # the data stage built the set (it wins over a recipe's languages)
-        "--seed", str(cfg.seed),
-        *cfg.train_flags,
-    ]  # fmt: skip
     # The trainer's own defaults are part of the configuration: changing one (in a new release) retrains.
-    defaults = {**sft.PAPER_DEFAULTS, **sft.BATCHING_DEFAULTS}
-    sft.parse_args([*train_flags, "--output_dir", str(out / "train")])  # bad trainer flags: refused before any stage
-    train_cfg = {
-        "recipe": recipe,
-        "flags": train_flags[2 if recipe_file else 0 :],
-        "model": model,
-        "defaults": defaults,
-    }
+    from mlalign_trainer.config import mlalign_defaults
 
-    def train(o: Path, w: Path) -> None:
-        from mlalign_trainer.sft import main as train_main
+    defaults = mlalign_defaults()
 
-        code = train_main([*train_flags, "--output_dir", str(w)])
-        if code != 0:
-            raise MlalignError(f"training stopped (exit code {code}); rerun `mlalign run` to resume it")
-        _copy_adapter(w, o / "adapter")
+    def train_stage(name: str, flags: list[str], deps: tuple[str, ...]) -> Stage:
+        def train(o: Path, w: Path) -> None:
+            from mlalign_trainer.sft import main as train_main
 
-    stages.append(Stage("train", train_cfg, train, deps=("model", "data") if builtin else ("data",)))
+            code = train_main([*flags, "--output_dir", str(w)])
+            if code != 0:
+                raise MlalignError(f"training stopped (exit code {code}); rerun `mlalign run` to resume it")
+            _copy_adapter(w, o / "adapter")
+
+        config = {"recipe": recipe, "flags": flags[2 if recipe_file else 0 :], "model": model, "defaults": defaults}
+        return Stage(name, config, train, deps=deps)
+
+    stages.append(train_stage("train", question_flags, ("model", "data") if builtin else ("data",)))
+    if two_stage:  # stage II trains stage I's adapter on
+        response_flags = stage_flags("response", "--init_from", str(out / "train" / "adapter"))
+        response = sft.parse_args([*response_flags, "--output_dir", str(out / "train-response")])[0]
+        stages.append(train_stage("train-response", response_flags, ("train",)))
 
     eval_cfg = {
         k: getattr(cfg, k)
-        for k in ("eval_tasks", "eval_limit", "max_gen_toks", "batch_size", "load_in_4bit", "label_scoring", "seed")
+        for k in (
+            "eval_tasks",
+            "eval_limit",
+            "max_gen_toks",
+            "batch_size",
+            "load_in_4bit",
+            "nf4_preset",
+            "label_scoring",
+            "seed",
+        )  # fmt: skip
     }
 
     def evaluate_stage(peft: Path | None):
@@ -259,6 +300,7 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
                     gen_kwargs={"max_gen_toks": cfg.max_gen_toks} if cfg.max_gen_toks else None,
                     output_path=o,
                     load_in_4bit=cfg.load_in_4bit,
+                    nf4_preset=Nf4Preset(cfg.nf4_preset),
                     data_dir=cfg.data_dir,
                     seed=cfg.seed,
                     label_scoring=cfg.label_scoring,
@@ -269,50 +311,58 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
 
     base_deps = ("model",) if builtin else ()
     stages.append(Stage("eval-base", {**eval_cfg, "model": model}, evaluate_stage(None), deps=base_deps))
-    stages.append(Stage("eval-aligned", eval_cfg, evaluate_stage(adapter), deps=("train",)))
+    stages.append(Stage("eval-aligned", eval_cfg, evaluate_stage(adapter), deps=(last_train,)))
     paths["eval-base"], paths["eval-aligned"] = out / "eval-base", out / "eval-aligned"
 
     def leaderboard(o: Path, w: Path) -> list[Path]:
         import yaml
 
         from mlalign_tasks.leaderboard import make_leaderboard
+        from mlalign_tasks.leaderboard.render import board_files
 
         manifest = out / "leaderboard.yaml"  # beside the stages, so the board's regenerate command stays valid
         write_text_atomic(manifest, yaml.safe_dump(board_cfg["manifest"], sort_keys=False, allow_unicode=True))
         # The per-sample logs hold benchmark items: keep them in the run directory, not in the published board.
         make_leaderboard([out / "eval-base", out / "eval-aligned"], cfg.board, manifest, embed=False)
-        return [cfg.board]
+        return board_files(cfg.board)  # not the other files the board folder may hold (a .git)
 
-    board_cfg = {"board": str(cfg.board), "manifest": board_manifest(cfg, model, adapter), "embed": False}
+    manifest = board_manifest(cfg, model, adapter, response.response_source if two_stage else None)
+    board_cfg = {"board": str(cfg.board), "manifest": manifest, "embed": False}
     stages.append(Stage("leaderboard", board_cfg, leaderboard, deps=("eval-base", "eval-aligned")))
     paths["leaderboard"] = cfg.board
 
     analysis_cfg = {k: getattr(cfg, k) for k in ("analysis_task", "analysis_limit", "load_in_4bit", "seed")}
+    # The toy reviews have English-label prompts only: mlalign's lens (English output) and PCA of the reviews alone.
+    toy_analysis = cfg.analysis_task == TOY_ANALYSIS_TASK
 
     def lens(o: Path, w: Path) -> None:
         from mlalign_tasks.analysis.logit_lens import run_logit_lens
+        from mlalign_tasks.analysis.protocols import LensProtocol
 
         run_logit_lens(
             model, cfg.analysis_task, cfg.lens_langs, o, peft=adapter, limit=cfg.analysis_limit or None,
             device=cfg.device or "auto", load_in_4bit=cfg.load_in_4bit, seed=cfg.seed, data_dir=cfg.data_dir,
+            protocol=LensProtocol.english_output if toy_analysis else LensProtocol.paper,
         )  # fmt: skip
 
     def pca(o: Path, w: Path) -> None:
         from mlalign_tasks.analysis.pca import run_pca
+        from mlalign_tasks.analysis.protocols import PcaInput
 
         run_pca(
             model, cfg.pca_langs, o, peft=adapter, task=cfg.analysis_task, limit=cfg.analysis_limit or None,
             device=cfg.device or "auto", load_in_4bit=cfg.load_in_4bit, seed=cfg.seed, data_dir=cfg.data_dir,
+            source=PcaInput.sentence if toy_analysis else PcaInput.prompt,
         )  # fmt: skip
 
-    stages.append(Stage("logit-lens", {**analysis_cfg, "langs": cfg.lens_langs}, lens, deps=("train",)))
-    stages.append(Stage("pca", {**analysis_cfg, "langs": cfg.pca_langs}, pca, deps=("train",)))
+    stages.append(Stage("logit-lens", {**analysis_cfg, "langs": cfg.lens_langs}, lens, deps=(last_train,)))
+    stages.append(Stage("pca", {**analysis_cfg, "langs": cfg.pca_langs}, pca, deps=(last_train,)))
     paths["logit-lens"], paths["pca"] = out / "logit-lens", out / "pca"
     return stages, paths
 
 
-def board_manifest(cfg: StudyConfig, model: str, adapter: Path) -> dict:
-    """Title, description and model names of the study's leaderboard."""
+def board_manifest(cfg: StudyConfig, model: str, adapter: Path, response_source: str | None = None) -> dict:
+    """Title, description and model names of the study's leaderboard (`response_source`: stage II's data, if any)."""
     kind = model_kind(cfg)
     if kind == TOY:
         from mlalign_tasks.toy_world import describe
@@ -320,35 +370,46 @@ def board_manifest(cfg: StudyConfig, model: str, adapter: Path) -> dict:
         title = "mlalign demo: question alignment in the toy world"
         description = (
             f"{describe()} Base: the toy model; aligned: a LoRA adapter trained by `mlalign run` on question "
-            f"translation ({cfg.languages} to English, no answers) only."
+            f"translation ({cfg.languages} to English, no answers) only"
         )
     elif kind == TINY:
         title = "mlalign demo: tiny random-weight model"
         description = (
             f"Base: the tiny model; aligned: a LoRA adapter trained by `mlalign run` for a few CPU steps on "
-            f"{cfg.languages} question translation ({cfg.qt_source})."
+            f"{cfg.languages} question translation ({cfg.qt_source})"
         )
     else:
         title = f"{model}: base vs question-aligned"
         description = (
             f"Base model {model} and its question-aligned LoRA adapter, trained on {cfg.languages} "
-            f"question translation ({cfg.qt_source})."
+            f"question translation ({cfg.qt_source})"
         )
+    stage_two = (
+        f", then on English question-answer pairs ({response_source}), QAlign's two stages" if response_source else ""
+    )
+    description += stage_two + "."
     name = {TOY: "toy", TINY: "tiny"}.get(kind)
     return {
         "title": title,
         "description": description,
         "models": [
             {"match": model, "name": f"{name}-base" if name else f"{Path(model).name} (base)"},
-            {"match": str(adapter), "name": f"{name}-aligned" if name else f"{Path(model).name} + QAlign", "base": model},
+            {
+                "match": str(adapter),
+                "name": f"{name}-aligned" if name else f"{Path(model).name} + QAlign",
+                "base": model,
+            },
         ],
     }
 
 
 def run_study(cfg: StudyConfig, on_start=None) -> tuple[list[StageResult], dict[str, Path]]:
-    """Run (or resume) the study; returns the stage results and the artefact paths."""
+    """Run (or resume) the study; returns the stage results and the artefact paths.
+
+    One run at a time owns `cfg.out`: a second one started meanwhile stops with an error and writes nothing.
+    """
     cfg = cfg.resolved()
     stages, paths = build_stages(cfg)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(cfg.out / "study.json", json.loads(json.dumps(asdict(cfg), default=str)))
-    return run_stages(stages, cfg.out, on_start=on_start), paths
+    with exclusive(cfg.out / LOCK_FILE, f"--out {cfg.out}"):
+        write_json_atomic(cfg.out / STUDY_FILE, json.loads(json.dumps(asdict(cfg), default=str)))
+        return run_stages(stages, cfg.out, on_start=on_start), paths

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mlalign_tasks.atomic import atomic_dir, write_json_atomic
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.output_dirs import check_replaceable
 
 MARKER_FILE = "mlalign_tiny.json"  # beside the weights: marks a model as the tiny random-weight one
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
@@ -69,8 +70,7 @@ def build_tiny_model(out: str | Path, seed: int = 0, **sizes) -> Path:
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     out = Path(out)
-    if out.exists() and not (out / "config.json").is_file() and (not out.is_dir() or any(out.iterdir())):
-        raise MlalignError(f"{out} exists and is not a model directory; choose an empty or new --out")
+    check_replaceable(out, "--out", (MARKER_FILE,), "a model directory written by `mlalign tiny-model`")
     unknown = set(sizes) - set(DEFAULT_SIZES)
     if unknown:
         raise MlalignError(f"unknown tiny-model size option(s) {sorted(unknown)}; known: {sorted(DEFAULT_SIZES)}")

@@ -176,7 +176,9 @@ def build_toy_model(out: str | Path, cfg: ToyModelConfig | None = None, log=prin
                     "torch": torch.__version__,
                 },
             )
-            (tmp / ".trainer").rmdir() if (tmp / ".trainer").is_dir() and not any((tmp / ".trainer").iterdir()) else None
+            (tmp / ".trainer").rmdir() if (tmp / ".trainer").is_dir() and not any(
+                (tmp / ".trainer").iterdir()
+            ) else None
     finally:
         torch.set_num_threads(threads)
     return out

@@ -143,7 +143,11 @@ def dataset(family: str, lang: str, world: World | None = None):
     import datasets
 
     if family == SENTIMENT_FAMILY:
-        rows = [{**item, "choices": list(LABELS)} for item in sentiment_items(lang, world)]
+        # paper_choices / paper_suffix: what --label-scoring paper scores (the English label words, as is)
+        rows = [
+            {**item, "choices": list(LABELS), "paper_choices": list(LABELS), "paper_suffix": ""}
+            for item in sentiment_items(lang, world)
+        ]
         return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
     if family == MATH_FAMILY:
         test, fewshot = math_items(lang, world)

@@ -47,10 +47,11 @@ def read_template(path: Path) -> dict:
 
 
 def aggregate_metrics(template: dict) -> list[dict]:
-    """Mean over languages (unweighted) of every metric of the template, for its first filter."""
+    """Mean over languages (unweighted) of every metric of the template, for each of its filters."""
     filters = template.get("filter_list") or [{"name": "none"}]
     return [
-        {"metric": m["metric"], "aggregation": "mean", "weight_by_size": False, "filter_list": filters[0]["name"]}
+        {"metric": m["metric"], "aggregation": "mean", "weight_by_size": False, "filter_list": f["name"]}
+        for f in filters
         for m in template.get("metric_list", [])
     ]
 

@@ -13,10 +13,13 @@ import torch
 from mlalign_tasks.analysis import paper_items
 from mlalign_tasks.analysis.hidden_states import load_model, parse_layers, run_batches
 from mlalign_tasks.analysis.logit_lens import LogitLens, final_norm, first_token_ids, run_logit_lens
-from mlalign_tasks.analysis.pca import mean_pooled, pc1_correlations, pca_2d, run_pca
+from mlalign_tasks.analysis.paper_lens import kept_items, mean_ci
+from mlalign_tasks.analysis.pca import mean_pooled, parse_pairs, pc1_correlations, pca_2d, run_pca
+from mlalign_tasks.analysis.protocols import LensProtocol, Pooling
 from mlalign_tasks.errors import MlalignError
 
 TOL = 1e-5
+ENOUT = LensProtocol.english_output
 
 
 @pytest.fixture(scope="module")
@@ -98,16 +101,19 @@ def test_label_first_tokens_are_word_prefixes_in_context(lm, prompts):
         assert piece and word.startswith(piece), (word, piece)
 
 
-def test_mean_pooling_equals_manual_mean_over_non_special_tokens(lm, prompts):
+def test_mean_pooling_equals_manual_means_with_and_without_bos(lm, prompts):
     texts = [p[-80:] for p in prompts]
-    pooled = mean_pooled(lm, texts, [0, 2, lm.num_layers], batch_size=4, description="test")
+    layers = [0, 2, lm.num_layers]
+    everything = mean_pooled(lm, texts, layers, batch_size=4, description="test", pooling=Pooling.all)
+    content = mean_pooled(lm, texts, layers, batch_size=4, description="test", pooling=Pooling.content)
     for i, text in enumerate(texts):
         enc = lm.tokenizer(text, return_tensors="pt")
+        assert enc["input_ids"][0, 0] == lm.tokenizer.bos_token_id
         with torch.no_grad():
             hidden = lm.model(**enc, output_hidden_states=True).hidden_states
-        for j, layer in enumerate([0, 2, lm.num_layers]):
-            manual = hidden[layer][0, 1:].mean(0)  # position 0 is BOS
-            assert torch.allclose(pooled[i, j], manual, atol=TOL), (i, layer)
+        for j, layer in enumerate(layers):
+            assert torch.allclose(everything[i, j], hidden[layer][0].mean(0), atol=TOL), (i, layer)  # BOS included
+            assert torch.allclose(content[i, j], hidden[layer][0, 1:].mean(0), atol=TOL), (i, layer)  # BOS left out
 
 
 def test_pca_matches_scikit_learn():
@@ -127,16 +133,30 @@ def test_pc1_correlation_matches_scipy():
     rng = np.random.default_rng(1)
     en = rng.normal(size=25)
     pc1 = {"en": en, "de": en + rng.normal(scale=0.5, size=25), "sw": rng.normal(size=25), "ja": np.ones(25)}
-    r = pc1_correlations(pc1)
-    assert set(r) == {"de", "sw", "ja"}
-    assert r["de"] == pytest.approx(pearsonr(en, pc1["de"]).statistic, abs=1e-12)
-    assert r["sw"] == pytest.approx(pearsonr(en, pc1["sw"]).statistic, abs=1e-12)
-    assert r["ja"] is None  # constant: correlation undefined
+    r = pc1_correlations(pc1, [("en", "de"), ("de", "sw"), ("en", "ja")])
+    assert set(r) == {"en-de", "de-sw", "en-ja"}
+    assert r["en-de"] == pytest.approx(pearsonr(en, pc1["de"]).statistic, abs=1e-12)
+    assert r["de-sw"] == pytest.approx(pearsonr(pc1["de"], pc1["sw"]).statistic, abs=1e-12)
+    assert r["en-ja"] is None  # constant: correlation undefined
+
+
+def test_pairs_default_to_the_papers_nine():
+    seven = ["en", "de", "fr", "hi", "th", "sw", "ms"]
+    assert [f"{a}-{b}" for a, b in parse_pairs(None, seven)] == [
+        "en-de", "en-fr", "en-hi", "de-fr", "de-hi", "fr-hi", "en-th", "en-sw", "en-ms"
+    ]  # fmt: skip
+    assert parse_pairs(None, ["en", "de", "sw"]) == [("en", "de"), ("en", "sw")]
+    assert parse_pairs(None, ["en", "ja", "zh"]) == [("en", "ja"), ("en", "zh")]  # no paper pair: English with each
+    assert parse_pairs("ja-zh, en-ja", ["en", "ja", "zh"]) == [("ja", "zh"), ("en", "ja")]
+    for bad in ("en-xx", "en", "en-en", ","):
+        with pytest.raises(MlalignError, match="--pairs"):
+            parse_pairs(bad, ["en", "ja"])
 
 
 def test_logit_lens_cli_base_and_aligned(tiny_model_dir, adapter_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "lens"
     args = ["analyze", "logit-lens", "--model", str(tiny_model_dir), "--peft", str(adapter_dir), "--task", "snli"]
+    args += ["--protocol", "english-output"]
     code, err = run_cli(
         [*args, "--langs", "en,sw", "--limit", "3", "--out", str(out), "--device", "cpu"], monkeypatch, capsys
     )
@@ -162,7 +182,9 @@ def test_logit_lens_cli_base_and_aligned(tiny_model_dir, adapter_dir, tmp_path, 
 
 
 def test_logit_lens_without_native_labels_reports_null(tiny_model_dir, tmp_path):
-    result = run_logit_lens(str(tiny_model_dir), "paws", "de,en", tmp_path / "paws", limit=2, device="cpu")
+    result = run_logit_lens(
+        str(tiny_model_dir), "paws", "de,en", tmp_path / "paws", limit=2, device="cpu", protocol=ENOUT
+    )
     assert result["variants"]["base"]["de"]["native_prob"] is None  # PAWS has no German label words
     assert result["variants"]["base"]["en"]["native_prob"] == result["variants"]["base"]["en"]["english_prob"]
 
@@ -173,6 +195,7 @@ def test_pca_base_and_aligned_consistent_and_deterministic(tiny_model_dir, adapt
     kwargs = {"peft": adapter_dir, "layers": "1,-1", "limit": 6, "device": "cpu", "batch_size": 4}
     result = run_pca(str(tiny_model_dir), "de,sw", tmp_path / "a", seed=3, **kwargs)
     assert result["langs"] == ["en", "de", "sw"] and result["layers"] == [1, 4]
+    assert (result["input"], result["pooling"], result["pairs"]) == ("prompt", "all", ["en-de", "en-sw"])
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["pca.json", "pca.png", "pca.svg"]
     for variant in ("base", "aligned"):
         for entry in result["variants"][variant]["layers"].values():
@@ -181,13 +204,34 @@ def test_pca_base_and_aligned_consistent_and_deterministic(tiny_model_dir, adapt
             assert entry["explained_variance_ratio"][0] >= entry["explained_variance_ratio"][1] > 0
             for lang in ("de", "sw"):
                 r = pearsonr(points["en"][:, 0], points[lang][:, 0]).statistic
-                assert entry["pc1_correlation"][lang] == pytest.approx(r, abs=1e-5)
+                assert entry["pc1_correlation"][f"en-{lang}"] == pytest.approx(r, abs=1e-5)
     base_pts = result["variants"]["base"]["layers"]["4"]["points"]["sw"]
     assert not np.allclose(base_pts, result["variants"]["aligned"]["layers"]["4"]["points"]["sw"])
     again = run_pca(str(tiny_model_dir), "de,sw", tmp_path / "b", seed=3, **kwargs)
     assert (tmp_path / "a" / "pca.json").read_bytes() == (tmp_path / "b" / "pca.json").read_bytes()
     assert again == result
     assert paper_items.sentences("snli", ["en"], limit=6, seed=4)[0] != result["items"]  # the seed picks the items
+
+
+def test_paper_pca_points_are_native_label_prompts_pooled_over_all_tokens(lm, tiny_model_dir, tmp_path):
+    from mlalign_tasks import paper_prompts
+
+    result = run_pca(str(tiny_model_dir), "de", tmp_path / "pca", layers="2", limit=3, device="cpu", pairs="de-en")
+    _, items = paper_items.prompts("sentiment", ["en", "de"], 3, 0, words=paper_prompts.LabelWords.native)
+    assert result["items"] == [it["idx"] for it in items["de"]] and 'Emotion: "positiv"' in items["de"][0]["prompt"]
+    rows = []
+    for lang in ("en", "de"):
+        for item in items[lang]:  # the notebook: tokenizer(prompt), hidden_states[l][0].mean(0), one prompt at a time
+            with torch.no_grad():
+                enc = lm.tokenizer(item["prompt"], return_tensors="pt")
+                rows.append(lm.model(**enc, output_hidden_states=True).hidden_states[2][0].mean(0).double().numpy())
+    scores, _, _ = pca_2d(np.stack(rows))
+    entry = result["variants"]["base"]["layers"]["2"]
+    np.testing.assert_allclose(np.array(entry["points"]["en"] + entry["points"]["de"]), scores, atol=1e-3)
+    expected = np.corrcoef(scores[3:, 0], scores[:3, 0])[0, 1]  # the notebook's np.corrcoef
+    assert entry["pc1_correlation"] == {"de-en": pytest.approx(expected, abs=1e-4)}
+    with pytest.raises(MlalignError, match="the paper's PCA input is the sentiment task's"):
+        run_pca(str(tiny_model_dir), "de", tmp_path / "snli", task="snli", limit=3, device="cpu")
 
 
 def test_sample_indices_seeded_and_parallel():
@@ -238,11 +282,14 @@ def no_norm_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
     [
         (["logit-lens", "--task", "snli", "--langs", "de,xx"], "unknown language code 'xx'"),
         (["logit-lens", "--task", "nli", "--langs", "de"], "unknown paper task 'nli'"),
-        (["logit-lens", "--task", "snli", "--langs", "de", "--load-in-4bit", "--device", "cpu"], "needs a CUDA GPU"),
+        (["logit-lens", "--langs", "de", "--load-in-4bit", "--device", "cpu"], "needs a CUDA GPU"),
+        (["logit-lens", "--task", "snli", "--langs", "de"], "runs on the sentiment task"),
         (["logit-lens", "--task", "snli", "--langs", "de", "--limit", "0"], "--limit must be a positive"),
         (["pca", "--langs", "de", "--layers", "1,9"], "layer 9 is out of range: the model has 4 layers"),
         (["pca", "--langs", "de", "--device", "cuda:3"], "device 'cuda:3'"),
-        (["pca", "--langs", "en", "--limit", "1", "--device", "cpu"], "a PCA needs at least two sentences"),
+        (["pca", "--langs", "en", "--limit", "1", "--device", "cpu"], "a PCA needs at least two points"),
+        (["pca", "--langs", "de", "--pairs", "en-fr"], "bad pair 'en-fr' in --pairs"),
+        (["pca", "--langs", "de", "--task", "snli", "--device", "cpu"], "use --task sentiment, or --input sentence"),
     ],
 )
 def test_bad_input_is_one_clear_error(args, message, tiny_model_dir, tmp_path, monkeypatch, capsys):
@@ -258,7 +305,7 @@ def test_bad_input_is_one_clear_error(args, message, tiny_model_dir, tmp_path, m
 
 def test_model_without_final_norm_is_refused(no_norm_model, tmp_path, monkeypatch, capsys):
     out = tmp_path / "lens"
-    args = ["analyze", "logit-lens", "--model", str(no_norm_model), "--task", "snli", "--langs", "de"]
+    args = ["analyze", "logit-lens", "--model", str(no_norm_model), "--langs", "de"]
     code, err = run_cli([*args, "--out", str(out), "--limit", "1", "--device", "cpu"], monkeypatch, capsys)
     assert code == 2
     assert "OPTForCausalLM exposes no final norm" in " ".join(err.split())
@@ -289,9 +336,81 @@ def test_four_bit_on_gpu_matches_its_own_head(tiny_model_dir, adapter_dir, promp
 
 
 def test_logit_lens_notes_label_words_that_share_first_tokens(tiny_model_dir, tmp_path):
-    result = run_logit_lens(str(tiny_model_dir), "paws", "de,en", tmp_path / "paws", limit=2, device="cpu")
+    result = run_logit_lens(
+        str(tiny_model_dir), "paws", "de,en", tmp_path / "paws", limit=2, device="cpu", protocol=ENOUT
+    )
     en = result["variants"]["base"]["en"]  # English native labels are the English labels: every token is shared
     assert sorted(en["shared_label_tokens"]) == sorted(en["english_label_tokens"]) and en["shared_label_tokens"]
     assert result["variants"]["base"]["de"]["shared_label_tokens"] == []  # PAWS has no German label words
     assert [note.split(":")[0] for note in result["notes"]] == ["en"]
     assert json.loads((tmp_path / "paws" / "logit_lens.json").read_text())["notes"] == result["notes"]
+
+
+# ----------------------------------------------------------------------------- the paper's logit lens
+
+
+def test_mean_and_95_percent_interval_by_hand():
+    stats = mean_ci(torch.tensor([[1.0, 2.0], [3.0, 6.0]]))
+    # mean (1+3)/2, (2+6)/2; sd with n-1: sqrt(2), sqrt(8); half-width 1.96 * sd / sqrt(2)
+    assert stats["mean"] == [2.0, 4.0]
+    assert stats["ci95"] == pytest.approx([1.96, 3.92])
+    assert mean_ci(torch.tensor([[0.5, 0.25]])) == {"mean": [0.5, 0.25], "ci95": None}
+
+
+def test_items_with_overlapping_token_sets_are_dropped_outside_english():
+    items = [{"idx": 0, "label": 0}, {"idx": 1, "label": 1}, {"idx": 2, "label": 0}]
+    english, native = [[1, 2], [3]], [[2, 9], [8]]  # label 0 shares token 2; label 1 is disjoint
+    assert [it["idx"] for it in kept_items(items, english, native, "de")] == [1]
+    assert [it["idx"] for it in kept_items(items, english, native, "en")] == [0, 1, 2]
+    assert kept_items(items, english, [[9], []], "de") == [items[0], items[2]]  # an empty gold set drops the item
+
+
+def test_paper_lens_equals_manual_block_outputs_and_token_sets(lm, tiny_model_dir, tmp_path):
+    from mlalign_tasks import paper_prompts
+    from mlalign_tasks.label_tokens import paper_token_set
+
+    result = run_logit_lens(str(tiny_model_dir), "sentiment", "zh,de,en", tmp_path / "lens", limit=4, device="cpu")
+    assert result["protocol"] == "paper" and result["layers"] == [1, 2, 3, 4]
+    assert sorted(p.name for p in (tmp_path / "lens").iterdir()) == [
+        "logit_lens.json", "logit_lens_curves.png", "logit_lens_curves.svg"
+    ]  # fmt: skip
+    zh, de = result["variants"]["base"]["zh"], result["variants"]["base"]["de"]
+    # German shares p/n with English on this vocabulary: every item is dropped, and counted
+    assert (de["items"], de["dropped"], de["latent_english"]) == (0, 4, None)
+    assert result["notes"] == [
+        "de: 4 of 4 items dropped (their English and native label token sets overlap or one is empty), as the paper does"
+    ]
+    assert zh["items"] == 4 and zh["dropped"] == 0
+    _, items = paper_items.prompts("sentiment", ["zh"], 4, 0, words=paper_prompts.LabelWords.native)
+    assert [it["idx"] for it in items["zh"]] == result["items"]
+    assert '情感: "积极"' in items["zh"][0]["prompt"]  # the shots answer in Chinese
+    words = {"en": ["positive", "negative"], "zh": ["积极", "消极"]}
+    sets = {lang: [paper_token_set(lm.tokenizer, w) for w in ws] for lang, ws in words.items()}
+    assert zh["token_sets"]["积极"] == lm.tokenizer.convert_ids_to_tokens(sets["zh"][0])
+    norm, head = lm.model.model.norm, lm.model.lm_head
+    curves = {name: [] for name in ("latent_english", "native", "english_both", "native_both", "entropy_bits")}
+    for item in items["zh"]:
+        with torch.no_grad():
+            hidden = lm.model(**lm.tokenizer(item["prompt"], return_tensors="pt"), output_hidden_states=True)
+        per_block = []
+        for block in range(1, lm.num_layers + 1):  # the block's output; the last one is already normed
+            h = hidden.hidden_states[block][0, -1]
+            normed = h if block == lm.num_layers else norm(h)
+            per_block.append((head.weight @ normed).double().softmax(-1))
+        g = item["label"]
+        curves["latent_english"].append([float(p[sets["en"][g]].sum()) for p in per_block])
+        curves["native"].append([float(p[sets["zh"][g]].sum()) for p in per_block])
+        curves["english_both"].append([float(p[sets["en"][0] + sets["en"][1]].sum()) for p in per_block])
+        curves["native_both"].append([float(p[sets["zh"][0] + sets["zh"][1]].sum()) for p in per_block])
+        curves["entropy_bits"].append([float(-(p * p.log2()).sum()) for p in per_block])
+    for name, rows in curves.items():
+        x = np.array(rows)
+        assert zh[name]["mean"] == pytest.approx(x.mean(0).tolist(), rel=1e-4, abs=1e-7), name
+        half = 1.96 * x.std(0, ddof=1) / np.sqrt(len(x))
+        # (the lens runs in float32: the entropies' tiny spread on random weights is known to ~1e-6 bits)
+        assert zh[name]["ci95"] == pytest.approx(half.tolist(), rel=1e-2, abs=1e-6), name
+
+
+def test_paper_lens_needs_the_sentiment_task(tiny_model_dir, tmp_path):
+    with pytest.raises(MlalignError, match="runs on the sentiment task.*--protocol english-output"):
+        run_logit_lens(str(tiny_model_dir), "snli", "de", tmp_path / "lens", limit=2, device="cpu")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,15 @@ import pytest
 from mlalign_tasks import cli
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.evaluate import parse_batch_size, parse_gen_kwargs, parse_limit, parse_tasks, tasks_dir
-from mlalign_tasks.languages import FAMILIES, LANGUAGES, PAPER_LANGS, SUPER_GROUPS, UnknownLanguageError, task_name
+from mlalign_tasks.languages import (
+    DEFAULT_FAMILIES,
+    FAMILIES,
+    LANGUAGES,
+    PAPER_LANGS,
+    SUPER_GROUPS,
+    UnknownLanguageError,
+    task_name,
+)
 
 BIN = Path(sys.executable).parent
 FAST = ["--limit", "1", "--gen-kwargs", "max_gen_toks=4", "--device", "cpu"]
@@ -65,7 +75,7 @@ def test_task_spec_syntax() -> None:
     }
     assert parse_tasks("paper_aligned,mgsm_aligned").lm_eval_tasks() == ["paper_aligned", "mgsm_aligned"]
     assert parse_tasks("snli_aligned,mgsm_aligned:en").lm_eval_tasks() == ["snli_aligned", "mgsm_aligned_en"]
-    full = parse_tasks(",".join(FAMILIES))
+    full = parse_tasks(",".join(DEFAULT_FAMILIES))
     assert full.lm_eval_tasks() == ["paper_aligned", "mgsm_aligned", "msvamp_aligned"]
 
 
@@ -137,6 +147,9 @@ def test_gen_kwargs_and_batch_size() -> None:
         (["--batch-size", "0"], "--batch-size '0'"),
         (["--gen-kwargs", "oops"], "--gen-kwargs"),
         (["--label-scoring", "first-token", "--apply-chat-template", "-t", "snli_aligned_de"], "drop --apply-chat"),
+        (["--apply-chat-template", "-t", "snli_aligned_de"], "--label-scoring paper scores the token after"),
+        (["--nf4-preset", "paper"], "--nf4-preset paper applies to 4-bit evaluation; add --load-in-4bit"),
+        (["--load-in-4bit", "--dtype", "float16"], "--dtype float16 applies to full precision"),
     ],
 )
 def test_bad_input_is_one_error_line(monkeypatch, capsys, tmp_path, tiny_model_dir, args, message) -> None:
@@ -192,9 +205,9 @@ def test_eval_every_group(monkeypatch, capsys, tmp_path, tiny_model_dir) -> None
     )
     assert code == 0, stderr[-3000:]
     results, samples = read_run(out)
-    tasks = {task_name(f, lang) for f, langs in FAMILIES.items() for lang in langs}
+    tasks = {task_name(f, lang) for f in DEFAULT_FAMILIES for lang in FAMILIES[f]}  # the default --tasks
     assert set(results["results"]) >= tasks
-    assert set(results["groups"]) == {*FAMILIES, *SUPER_GROUPS}
+    assert set(results["groups"]) == {*DEFAULT_FAMILIES, *SUPER_GROUPS}
     assert {p.name.split("_2")[0].removeprefix("samples_") for p in samples} == tasks
     assert results["config"]["model_args"] == f"pretrained={tiny_model_dir}"
     assert results["model_name"] == str(tiny_model_dir)
@@ -215,7 +228,7 @@ def test_eval_every_group(monkeypatch, capsys, tmp_path, tiny_model_dir) -> None
     assert set(rows) >= {*PAPER_LANGS, "te", "mean"}
     assert "┃ lang" in stdout and list(rows)[-1] == "mean"
     assert [code for code in rows if code in LANGUAGES] == [code for code in LANGUAGES if code in rows]
-    assert all(f in stdout for f in FAMILIES)
+    assert all(f in stdout for f in DEFAULT_FAMILIES)
     assert [p.name for p in out.iterdir()] == [results["config"]["model_args"].split("=")[1].replace("/", "__")]
 
 
@@ -238,12 +251,11 @@ def test_eval_with_adapter_and_fewshot(monkeypatch, capsys, tmp_path, tiny_model
 
 
 def test_preloaded_model_keeps_model_args(monkeypatch, tmp_path, tiny_model_dir, tiny_adapter) -> None:
-    """The --load-in-4bit path (a model object handed to HFLM) on CPU, with quantization switched off:
-    results still name base model and adapter (contract for the leaderboard)."""
+    """The --load-in-4bit path (a model object handed to HFLM), NF4 on the CPU: results still name base model and
+    adapter (contract for the leaderboard)."""
     from mlalign_tasks import evaluate
 
     monkeypatch.setattr(evaluate, "resolve_device", lambda device, load_in_4bit: "cpu")
-    monkeypatch.setattr(evaluate, "nf4_config", lambda: None)
     req = evaluate.EvalRequest(
         model=str(tiny_model_dir),
         adapter=str(tiny_adapter),
@@ -257,6 +269,7 @@ def test_preloaded_model_keeps_model_args(monkeypatch, tmp_path, tiny_model_dir,
     saved, samples = read_run(tmp_path / "out")
     assert saved["config"]["model_args"] == f"pretrained={tiny_model_dir},peft={tiny_adapter}"
     assert saved["model_name"] == str(tiny_adapter) and saved["mlalign"]["load_in_4bit"] is True
+    assert saved["mlalign"]["nf4_preset"] == "mlalign"
     assert len(samples) == 1 and results["results"]["msvamp_aligned_sw"]["exact_match,last_number"] in (0.0, 1.0)
 
 
@@ -274,8 +287,8 @@ def test_plain_lm_eval_command_line(tmp_path, tiny_model_dir) -> None:
     result = subprocess.run(["bash", "-c", line], capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     results, samples = read_run(out)
-    assert set(results["groups"]) == {*FAMILIES, *SUPER_GROUPS}
-    tasks = [task_name(family, lang) for family, langs in FAMILIES.items() for lang in langs]
+    assert set(results["groups"]) == {*DEFAULT_FAMILIES, *SUPER_GROUPS}
+    tasks = [task_name(family, lang) for family in DEFAULT_FAMILIES for lang in FAMILIES[family]]
     assert len(samples) == len(tasks) == 81
     assert all(results["n-samples"][task]["effective"] == 1 for task in tasks)
     assert "mgsm_aligned_te" in result.stdout and "sentiment_aligned_bn" in result.stdout
@@ -303,14 +316,22 @@ def test_tasks_path(monkeypatch, capsys) -> None:
         (["--train-flag=--bogus_flag=1"], "bad training arguments"),
         (["--qt-source", "nope"], "--qt-source 'nope'"),
         (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--nf4-preset", "paper"], "--nf4-preset paper applies to 4-bit evaluation; add --load-in-4bit"),
+        (["--board", "mine"], "--board mine (a folder) exists and is not empty and not a leaderboard; refusing"),
+        (["--out", "mine"], "--out mine (a folder) exists and is not empty and not an `mlalign run` folder"),
+        (["--train-flag=--mixture=swhi"], "--mixture swhi: `mlalign run` builds stage I's data from --langs"),
+        (["--recipe", "qalign", "--model", "tiny"], "fine-tunes the whole model, and `mlalign run` evaluates LoRA"),
     ],
 )
 def test_run_checks_every_option_before_the_first_stage(monkeypatch, capsys, tmp_path, args, message) -> None:
     monkeypatch.chdir(tmp_path)
     Path("FILE").write_text("not a folder")
+    Path("mine").mkdir()
+    Path("mine/notes.txt").write_text("the user's")
     code, _, err = run_cli(monkeypatch, capsys, "run", "--out", "runs/x", *args)
     assert code == 2 and err.startswith("error:") and message in err and err.count("\n") == 1, err
     assert not Path("runs").exists()  # nothing ran: no stage output, not even the run folder
+    assert [p.name for p in Path("mine").iterdir()] == ["notes.txt"]
 
 
 def test_built_in_models_and_their_defaults() -> None:
@@ -327,6 +348,8 @@ def test_built_in_models_and_their_defaults() -> None:
     assert (toy.languages, toy.qt_source, toy.eval_tasks) == ("qaa,qab", "toy", "toy_aligned")
     assert StudyConfig(languages="qac").resolved().languages == "qac"  # what is given wins
     assert model_kind(StudyConfig(recipe="qwen2.5-1.5b-12gb")) == REAL
+    assert model_kind(StudyConfig(recipe="qalign-cpu-smoke")) == TINY
+    assert model_kind(StudyConfig(recipe="qalign-qlora-24gb")) == REAL
 
 
 @pytest.mark.parametrize(
@@ -339,11 +362,74 @@ def test_output_under_a_file_is_one_error_line(monkeypatch, capsys, tmp_path, co
 
 
 def test_recipes_lists_the_shipped_configs(monkeypatch, capsys) -> None:
-    from mlalign_trainer import sft
+    from mlalign_trainer import recipes
 
     code, out, _ = run_cli(monkeypatch, capsys, "recipes")
     assert code == 0 and all(name in out for name in ("cpu-smoke", "qwen2.5-1.5b-12gb", "llama2-7b-24gb", "cpu_ddp"))
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 2}
+    assert "question + response" in rows["qalign"] and "stages" not in rows["zhang2024"]
     code, out, _ = run_cli(monkeypatch, capsys, "recipes", "cpu_ddp")
-    assert code == 0 and Path(out.strip()) == sft.ACCELERATE_DIR / "cpu_ddp.yaml" and Path(out.strip()).is_file()
+    assert code == 0 and Path(out.strip()) == recipes.ACCELERATE_DIR / "cpu_ddp.yaml" and Path(out.strip()).is_file()
     code, _, err = run_cli(monkeypatch, capsys, "recipes", "nope")
     assert code == 2 and "neither a file nor a shipped recipe" in err
+
+
+def test_a_comma_in_a_model_path_cannot_smuggle_lm_eval_settings(monkeypatch, capsys, tmp_path, tiny_model_dir) -> None:
+    """`-m "$PWD/evil,trust_remote_code=True"` names a real folder, but lm-eval's model_args string would load `evil`
+    with trust_remote_code=True and run its code. Refused in one line by eval and run; the analyses, which pass
+    the path to transformers whole, load the folder that was named. No code of `evil` runs anywhere."""
+    executed = tmp_path / "EXECUTED"
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    auto_map = {"AutoConfig": "evil_code.EvilConfig", "AutoModelForCausalLM": "evil_code.EvilModel"}
+    (evil / "config.json").write_text(json.dumps({"model_type": "evil", "auto_map": auto_map}))
+    (evil / "evil_code.py").write_text(f"open({str(executed)!r}, 'w').write('ran')\n")
+    smuggled = tmp_path / "evil,trust_remote_code=True"
+    shutil.copytree(tiny_model_dir, smuggled)
+    out = tmp_path / "out"
+    for args in (
+        ["eval", "-m", str(smuggled), "-t", "mgsm_aligned:de", "--output-path", str(out), *FAST],
+        ["eval", "-m", str(tiny_model_dir), "--peft", str(smuggled), "-t", "mgsm_aligned:de", *FAST],
+        ["run", "--model", str(smuggled), "--out", str(out / "run"), "--board", str(out / "board")],
+    ):
+        code, _, err = run_cli(monkeypatch, capsys, *args)
+        assert code == 2 and err.count("\n") == 1 and "contains ',' or '=', which lm-eval would read" in err, err
+    assert not out.exists()
+    code, _, err = run_cli(
+        monkeypatch, capsys, "analyze", "pca", "--model", str(smuggled), "--langs", "de", "--task", "sentiment",
+        "--limit", "2", "--device", "cpu", "--out", str(out / "pca"),
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads((out / "pca" / "pca.json").read_text())["model"] == str(smuggled)
+    assert not executed.exists()
+
+
+@pytest.mark.slow
+def test_a_killed_eval_leaves_nothing_the_leaderboard_reads(tmp_path, tiny_model_dir) -> None:
+    """`mlalign eval` killed (SIGKILL) while it moves its files into place: its hidden staging folder, holding the
+    results file, is not a run for the leaderboard, and the next eval removes it (no "duplicate model")."""
+    out = tmp_path / "results"
+    args = ["eval", "-m", str(tiny_model_dir), "-t", "mgsm_aligned:de", "--output-path", str(out), *FAST]
+    pause = (  # holds the process where a kill leaves the most behind: samples moved, results still staged
+        "import os, sys, time\n"
+        "move = os.replace\n"
+        "os.replace = lambda a, b: time.sleep(300) if os.path.basename(a).startswith('results_') else move(a, b)\n"
+        f"sys.argv = ['mlalign', *{args!r}]\n"
+        "from mlalign_tasks.cli import main\nmain()\n"
+    )
+    killed = subprocess.Popen([sys.executable, "-c", pause], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not (list(out.glob(".mlalign-eval-*/*/results_*.json")) and list(out.glob("*/samples_*.jsonl"))):
+        assert killed.poll() is None and time.monotonic() < deadline, "the evaluation did not reach its last move"
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    board = [sys.executable, "-m", "mlalign_tasks.cli", "leaderboard", str(out), "--out", str(tmp_path / "board")]
+    refused = subprocess.run(board, capture_output=True, text=True)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: no lm-eval results file"), refused.stderr
+    again = subprocess.run([sys.executable, "-m", "mlalign_tasks.cli", *args], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert not list(out.glob(".mlalign-eval-*")) and len(list(out.glob("*/results_*.json"))) == 1
+    built = subprocess.run(board, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    assert len(json.loads((tmp_path / "board" / "results.json").read_text())["models"]) == 1

@@ -297,6 +297,22 @@ def test_unknown_training_languages_are_reported(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("meta", "seen"),
+    [
+        ({"languages": ["de", "en"], "target_language": "fr", "seen_languages": ["de", "fr"]}, {"de", "fr"}),  # X->fr
+        ({"languages": ["en"], "seen_languages": ["de"]}, {"de"}),  # QAlign's stage II after stage I on de
+        ({"languages": ["en"], "seen_languages": []}, set()),  # stage II alone (MetaMath): nothing seen
+    ],
+)
+def test_seen_languages_are_every_stage_and_the_target(tmp_path: Path, meta: dict, seen: set) -> None:
+    base, aligned, adapter = write_inputs(tmp_path)
+    (adapter / "mlalign_training.json").write_text(json.dumps({"base_model": "org/tiny-base", **meta}))
+    board = make_leaderboard([base, aligned], tmp_path / "b")
+    splits = {c["language"]: c["split"] for c in board.comparisons}
+    assert splits == {"en": "english"} | {lang: "seen" if lang in seen else "unseen" for lang in ("de", "fr", "sw")}
+
+
+@pytest.mark.parametrize(
     ("content", "match"),
     [
         ({"hello": 1}, "is not an lm-eval results file"),
@@ -573,6 +589,30 @@ def _set_label_scoring(results_dir: Path, scoring: str) -> None:
     path.write_text(json.dumps(data))
 
 
+def _set_precision(results_dir: Path, preset: str | None) -> None:
+    """Mark a results file as `mlalign eval --load-in-4bit --nf4-preset PRESET` records it (None: full precision)."""
+    (path,) = results_dir.glob("*/results_*.json")
+    data = json.loads(path.read_text())
+    data["mlalign"] = {**data.get("mlalign", {}), "load_in_4bit": preset is not None, "nf4_preset": preset}
+    path.write_text(json.dumps(data))
+
+
+def test_precisions_must_agree(tmp_path: Path) -> None:
+    base, aligned, _ = write_inputs(tmp_path)
+    _set_precision(aligned, "paper")
+    with pytest.raises(
+        MlalignError, match=r"was evaluated at different precisions \(tiny-base: full, qalign: nf4-paper\)"
+    ):
+        make_leaderboard([base, aligned], tmp_path / "mixed")
+    _set_precision(base, "mlalign")
+    with pytest.raises(MlalignError, match="nf4-mlalign.*nf4-paper.*--load-in-4bit --nf4-preset"):
+        make_leaderboard([base, aligned], tmp_path / "mixed")
+    assert not (tmp_path / "mixed").exists()
+    _set_precision(base, "paper")
+    make_leaderboard([base, aligned], tmp_path / "board")
+    assert "4-bit NF4 as in the papers' scripts" in (tmp_path / "board" / "README.md").read_text()
+
+
 def test_label_scorings_must_agree(tmp_path: Path) -> None:
     base, aligned, _ = write_inputs(tmp_path)
     _set_label_scoring(aligned, "first-token")
@@ -581,4 +621,4 @@ def test_label_scorings_must_agree(tmp_path: Path) -> None:
     assert not (tmp_path / "mixed").exists()
     _set_label_scoring(base, "first-token")
     make_leaderboard([base, aligned], tmp_path / "board")
-    assert "scored on their first token, as in the paper" in (tmp_path / "board" / "README.md").read_text()
+    assert "scored on the probability of each label's first token" in (tmp_path / "board" / "README.md").read_text()

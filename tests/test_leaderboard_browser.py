@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from mlalign_tasks.leaderboard import make_leaderboard
 from mlalign_tasks.leaderboard.synthetic import Item, write_run
@@ -91,7 +92,8 @@ def open_page(url: str, profile: Path) -> Iterator[DevTools]:
             page = next(t for t in json.load(r) if t["type"] == "page")
         tools = DevTools(page["webSocketDebuggerUrl"])
         tools.call("Runtime.enable")
-        while tools.js("document.readyState") != "complete" and time.monotonic() < deadline:
+        loaded = f"location.href === {json.dumps(url)} && document.readyState === 'complete'"  # not about:blank
+        while not tools.js(loaded) and time.monotonic() < deadline:
             time.sleep(0.1)
         yield tools
     finally:
@@ -173,4 +175,66 @@ def test_page_renders_sorts_and_filters(board: Path, tmp_path: Path) -> None:
             "Array.from(document.querySelectorAll('section.family')).map(s => [s.dataset.family, s.offsetParent !== null])"
         )
         assert visible == [["snli_aligned", False], ["paws_aligned", True]]
+        assert page.exceptions == []
+
+
+def test_readme_from_hostile_results_renders_as_text(tmp_path: Path) -> None:
+    """Model paths, adapter, task and family names, metric, lm_eval_version, manifest text and names with `|` and
+    newlines, all carrying HTML and Markdown: the README rendered by Python-Markdown (MkDocs' renderer, which
+    does not sanitise) runs no script in Chromium, shows the names as written, and keeps every table intact."""
+    import markdown
+
+    payload = {i: f"<img src=x onerror=window.pwned={i}>" for i in range(1, 8)}
+    base = {"pretrained": f"org/{payload[1]}"}
+    aligned = {"pretrained": f"org/{payload[1]}", "peft": f"{payload[2]}{{: onclick=window.pwned=9 }}"}
+    tasks = {f"snli_aligned_{lang}": items([i < k for i in range(10)]) for lang, k in (("en", 5), ("de", 3))}
+    for name, args in (("base", base), ("aligned", aligned)):
+        path = write_run(tmp_path / name, args, tasks, lm_eval_version="0.4.13<script>window.pwned=3</script>")
+        data = json.loads(path.read_text())
+        data["results"][f"x{payload[4]}_de"] = {"acc,none": 0.5}  # not <family>_<lang>: noted as ignored
+        for result in data["results"].values():
+            result[f"acc`{payload[5]}`,none"] = result.pop("acc,none")
+        path.write_text(json.dumps(data))
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "title": "# Board <script>window.pwned=6</script>",
+                "description": f"- [link](javascript:window.pwned=7)\n| a | b |\n{payload[6]}",
+                "models": [{"match": base["pretrained"], "name": f"base | {payload[7]}\nsecond line"}],
+            }
+        )
+    )
+    out = tmp_path / "board"
+    make_leaderboard([tmp_path / "base", tmp_path / "aligned"], out, manifest)
+    body = markdown.markdown((out / "README.md").read_text(), extensions=["tables", "fenced_code", "attr_list"])
+    page_file = tmp_path / "readme.html"
+    page_file.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>readme</title></head><body>{body}</body></html>"
+    )
+    with open_page(page_file.as_uri(), tmp_path / "profile") as page:
+        assert page.js("window.pwned === undefined && document.title === 'readme'")
+        assert page.js("document.scripts.length") == 0
+        handlers = page.js(
+            "Array.from(document.querySelectorAll('*')).flatMap(e => e.getAttributeNames().filter(a => a.startsWith('on')))"
+        )
+        assert handlers == []
+        assert page.js("Array.from(document.links).map(a => a.href)") == []
+        assert page.js("Array.from(document.images).map(i => i.getAttribute('src'))") == [
+            "plots/delta_heatmap.png", "plots/split_averages.png"
+        ]  # fmt: skip
+        widths = page.js(
+            "Array.from(document.querySelectorAll('table')).map(t => Array.from(t.rows).map(r => r.cells.length))"
+        )
+        assert widths and all(len(set(rows)) == 1 for rows in widths), widths
+        text = page.js("document.body.innerText")
+        for shown in (
+            f"base | {payload[7]} second line",
+            payload[1],
+            payload[2],
+            payload[4],
+            f"acc`{payload[5]}`,none",
+        ):
+            assert shown in text, shown
+        assert page.js("document.querySelector('h1').textContent") == "# Board <script>window.pwned=6</script>"
         assert page.exceptions == []

@@ -9,20 +9,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from mlalign_trainer.prompts import ALPACA_NO_INPUT
 
 from mlalign_tasks import math_tasks
-from mlalign_tasks.answer_extraction import extract_answer, parse_gold
+from mlalign_tasks.answer_extraction import extract_answer, parse_gold, qalign_last_number
 from mlalign_tasks.errors import DataError, MlalignError
 from mlalign_tasks.evaluate import EvalRequest, Selection, _check_fewshot, parse_tasks, tasks_dir
 from mlalign_tasks.languages import FAMILIES, MGSM_LANGS, MSVAMP_LANGS, SUPER_GROUPS, UnknownLanguageError, task_name
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = ROOT / "scripts" / "generate_tasks.py"
-QALIGN_PROMPT = (
-    "Below is an instruction that describes a task. "
-    "Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{query}\n\n### Response:"
-)
+QALIGN_PROMPT = ALPACA_NO_INPUT.replace("{instruction}", "{query}")  # the trainer's stage-I/II template is the eval's
 ALL_NAMES = [task_name(f, lang) for f, langs in FAMILIES.items() for lang in langs] + [*FAMILIES, *SUPER_GROUPS]
 
 
@@ -220,3 +217,78 @@ def test_selection_is_per_language_table_order() -> None:
     sel.add("mgsm_aligned", ["en", "fr"])
     assert sel.langs == {"mgsm_aligned": ["de", "en", "fr"]}
     assert sel.lm_eval_tasks() == ["mgsm_aligned_de", "mgsm_aligned_en", "mgsm_aligned_fr"]
+
+
+# ----------------------------------------------------------------------------- QAlign's protocol
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("So 3 + 4 = 7. The answer is 7.", 7.0),
+        ("1,234.5 then 1,2,3", 3.0),  # one left-to-right pass: '1,2,3' -> '12,3'; the last match is 3
+        ("12,5", 125.0),  # a decimal comma is removed (mlalign reads 12.5)
+        ("-5", 5.0),  # no sign
+        ("3.5.7", 7.0),  # matches '3.5' and '7'
+        ("জবাব ৪২", 42.0),  # Python's \d and float() take Bengali digits
+        ("no number at all", 0.0),  # counts as 0 (mlalign: no answer)
+    ],
+)
+def test_qaligns_extraction_by_hand(text: str, number: float) -> None:
+    assert qalign_last_number(text) == number
+
+
+def test_gold_numbers_agree_under_both_rules() -> None:
+    """One metric function serves both filters because QAlign's rule reads every gold answer as mlalign does."""
+    for lang in MGSM_LANGS:
+        assert all(qalign_last_number(r["answer"]) == parse_gold(r["answer"]) for r in math_tasks.load_mgsm(lang))
+    for lang in MSVAMP_LANGS:
+        assert all(qalign_last_number(r["answer"]) == parse_gold(r["answer"]) for r in math_tasks.load_msvamp(lang))
+
+
+def test_qalign_families_prompt_languages_and_generation(manager) -> None:
+    assert FAMILIES["qalign_mgsm"] == ("bn", "de", "en", "es", "fr", "ja", "ru", "sw", "th", "zh")  # no te
+    loaded = manager.load(["qalign_mgsm_de", "qalign_msvamp_sw", "qalign_mgsm_cross_ja", "qalign_msvamp_cross_bn"])
+    tasks = loaded["tasks"]
+    for name, tokens in (("qalign_mgsm_de", 600), ("qalign_msvamp_sw", 300), ("qalign_msvamp_cross_bn", 300)):
+        task = tasks[name]
+        doc = task.test_docs()[0]
+        assert task.fewshot_context(doc, 0) == QALIGN_PROMPT.format(query=doc["question"])
+        assert task.config.generation_kwargs == {"until": [], "do_sample": False, "max_gen_toks": tokens}
+        assert [f.name for f in task._filters] == ["qalign", "last_number"]
+    assert tasks["qalign_mgsm_de"].test_docs()[0]["question"].startswith("Janets Enten")
+    english = math_tasks.load_mgsm("en")
+    assert list(tasks["qalign_mgsm_cross_ja"].test_docs()) == english  # cross: the English question, every language
+    assert tasks["qalign_msvamp_cross_bn"].test_docs()[0]["question"].startswith("julia played tag with 18 kids")
+    with pytest.raises(MlalignError, match="follow QAlign's zero-shot protocol"):
+        _check_fewshot(EvalRequest(model="m", tasks=parse_tasks("qalign_msvamp:de"), num_fewshot=1))
+
+
+@pytest.mark.slow
+def test_one_generation_scored_twice_in_a_real_run(tmp_path, tiny_model_dir) -> None:
+    import json
+
+    from mlalign_tasks import evaluate
+
+    req = EvalRequest(
+        model=str(tiny_model_dir), tasks=parse_tasks("qalign_mgsm:de,en,qalign_msvamp_cross:sw"), limit=3,
+        device="cpu", gen_kwargs={"max_gen_toks": 24}, output_path=tmp_path / "out",
+    )  # fmt: skip
+    results = evaluate.run(req)
+    for name in ("qalign_mgsm_de", "qalign_mgsm_en", "qalign_msvamp_cross_sw"):
+        (path,) = (tmp_path / "out").glob(f"*/samples_{name}_*.jsonl")
+        samples = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        by_filter = {f: [s for s in samples if s["filter"] == f] for f in ("qalign", "last_number")}
+        assert [len(v) for v in by_filter.values()] == [3, 3]
+        for q, ours in zip(by_filter["qalign"], by_filter["last_number"], strict=True):
+            assert q["resps"] == ours["resps"]  # one generation pass, two metrics
+            text, gold = q["resps"][0][0], parse_gold(q["doc"]["answer"])
+            assert q["exact_match"] == float(abs(qalign_last_number(text) - gold) < 1e-3)
+            mine = extract_answer(text)
+            assert ours["exact_match"] == float(mine is not None and abs(mine - gold) < 1e-3)
+        for f, rows in by_filter.items():
+            assert results["results"][name][f"exact_match,{f}"] == pytest.approx(
+                sum(s["exact_match"] for s in rows) / 3
+            )
+    table = str(evaluate.score_table(results, req.tasks).columns[1].header)
+    assert table == "qalign_mgsm (qalign)"

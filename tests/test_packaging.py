@@ -9,6 +9,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Run from the unpacked wheel: the packages must come from there, not from the source tree.
@@ -16,14 +18,14 @@ PROBE = """
 import json, sys
 from pathlib import Path
 import mlalign_tasks, mlalign_trainer
-from mlalign_tasks import data, evaluate, study, tiny_model
-from mlalign_trainer import sft
+from mlalign_tasks import data, evaluate, tiny_model
+from mlalign_trainer import recipes
 tasks = evaluate.tasks_dir()
 print(json.dumps({
     "packages": [mlalign_tasks.__file__, mlalign_trainer.__file__, str(tasks)],
-    "recipes": sorted(p.stem for p in sft.RECIPES_DIR.glob("*.yaml")),
-    "configs": {name: str(path) for name, path in sft.shipped_configs().items()},
-    "recipe": str(study.recipe_path("qwen2.5-1.5b-12gb")),
+    "recipes": sorted(p.stem for p in recipes.RECIPES_DIR.glob("*.yaml")),
+    "configs": {name: str(path) for name, path in recipes.shipped_configs().items()},
+    "recipe": str(recipes.recipe_path("qwen2.5-1.5b-12gb")),
     "yaml": len(list(tasks.rglob("*.yaml"))),
     "templates": len(list(tasks.rglob("_template_yaml"))),
     "hooks": len(list(tasks.rglob("*.py"))),
@@ -73,3 +75,56 @@ def test_wheel_holds_recipes_tasks_and_resources(tmp_path):
     assert got["accelerate"] and got["board_template"]
     assert got["vocab"] == 512  # BPE merges learnt from the packaged corpus (bytes alone give 256 + specials)
     assert got["registry"] == len(json.loads((ROOT / "mlalign_tasks" / "data_registry.json").read_text()))
+
+
+def _lock() -> dict[str, str]:
+    """constraints.txt as {canonical name: version}; each line must pin one release of one package."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    lines = [line.strip() for line in (ROOT / "constraints.txt").read_text().splitlines()]
+    pins = [Requirement(line) for line in lines if line and not line.startswith("#")]
+    assert all(str(r.specifier).startswith("==") and "," not in str(r.specifier) and not r.marker for r in pins)
+    locked = {canonicalize_name(r.name): str(r.specifier).removeprefix("==") for r in pins}
+    assert len(locked) == len(pins) and "mlalign" not in locked  # one pin a package; not the project itself
+    return locked
+
+
+def test_lock_pins_every_dependency_to_a_release_inside_its_range():
+    """constraints.txt (`make install` installs it; `make lock` writes it) pins each dependency of pyproject.toml."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    if os.environ.get("MLALIGN_LOCK") == "":
+        pytest.skip("make test-latest: installed without the lock, which may be older than pyproject's ranges")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    locked = _lock()
+    assert locked["torch"] == "2.13.0"  # named without the local +cpu label, so it also resolves on PyPI
+    for dep in project["dependencies"] + project["optional-dependencies"]["test"]:
+        req = Requirement(dep)
+        version = locked.get(canonicalize_name(req.name))
+        assert version is not None and req.specifier.contains(version, prereleases=True), (dep, version)
+
+
+@pytest.mark.skipif(not os.environ.get("MLALIGN_LOCK"), reason="only under `make test`, which installs the lock")
+def test_make_install_installed_exactly_the_lock():
+    """Every locked release is the one installed, and the lock holds every dependency of what it locks."""
+    from importlib.metadata import distribution
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    locked = _lock()
+    unlocked = set()
+    for name, version in [*locked.items(), ("mlalign", None)]:
+        dist = distribution(name)
+        if version is not None:  # the CPU build of torch carries a local label (2.13.0+cpu) the lock leaves out
+            assert Version(dist.version).public == version, f"{name} {dist.version} installed, {version} locked"
+        extras = ("test",) if name == "mlalign" else ()
+        for req in map(Requirement, dist.requires or []):
+            if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in ("", *extras)):
+                unlocked |= {canonicalize_name(req.name)} - locked.keys()
+    assert not unlocked, f"dependencies missing from {os.environ['MLALIGN_LOCK']}: {sorted(unlocked)}; run make lock"

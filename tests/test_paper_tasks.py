@@ -150,6 +150,97 @@ def test_lm_eval_run_on_tiny_model(tiny_model_dir, task_manager):
         assert result["acc,none"] == pytest.approx(sum(correct) / 3)
 
 
+# The papers' variant scripts' prompt prefixes, as their published code holds them (emotion_eval_2shot.py,
+# emotion_eval_2shot_irrelative.py at LML @ 5605459): typed here by hand.
+NATIVE_PREFIX_DE = (
+    "Es fängt etwas langsam an, aber sobald die Witze über die Produktplatzierung beginnen, geht es los.\n"
+    'Emotion: "positiv"\nIch habe dieses Buch mit großer Erwartung gelesen, es war durchweg sehr langweilig\n'
+    'Emotion: "negativ"'
+)
+NATIVE_PREFIX_ZH = '一开始有点慢，但一旦植入式笑话开始，它就会起飞。\n情感: "积极"\n我带着很大的期待读了这本书，整本书都很无聊\n情感: "消极"'
+IRRELEVANT_PREFIX_EN = (
+    'It starts off a bit slow, but once the product placement jokes start it takes off.\nEmotion: "ox"             \n'
+    'I\'ve read this book with much expectation, it was very boring all through out the book\nEmotion: "horse"'
+)
+
+
+def test_variant_tables_match_the_protocols(shared_data):
+    protocols = (shared_data.parent / "PROTOCOLS.md").read_text(encoding="utf-8")
+    assert '"ox" and "horse"' in protocols and paper_prompts.IRRELEVANT_WORDS == ("ox", "horse")
+    assert f"`{paper_prompts.THAI_NATIVE_SUFFIX}` is appended to the prompt" in protocols
+    assert "`{}` vs `{}` are compared".format(*paper_prompts.THAI_NATIVE_LABELS) in protocols
+    labels = json.loads((shared_data / "paper_tasks/prompts.json").read_text(encoding="utf-8"))["sentiment"]["labels"]
+    Words = paper_prompts.LabelWords
+    for lang in PAPER_LANGS:
+        native = [labels["positive_answers"][lang], labels["negative_answers"][lang]]
+        expected = [*paper_prompts.THAI_NATIVE_LABELS] if lang == "th" else native
+        assert paper_prompts.variant("sentiment", lang, Words.native) == paper_prompts.Variant(
+            native, expected, paper_prompts.THAI_NATIVE_SUFFIX if lang == "th" else ""
+        )
+        irrelevant = paper_prompts.variant("sentiment", lang, Words.irrelevant)
+        assert irrelevant.shots == irrelevant.paper_labels == ["ox", "horse"] and not irrelevant.paper_suffix
+    assert set(paper_prompts.LABEL_VARIANTS) <= set(paper_prompts.label_families())
+
+
+@pytest.mark.parametrize(
+    ("words", "lang", "prefix"),
+    [("native", "de", NATIVE_PREFIX_DE), ("native", "zh", NATIVE_PREFIX_ZH), ("irrelevant", "en", IRRELEVANT_PREFIX_EN),
+     ("native", "th", None)],
+)  # fmt: skip
+def test_variant_prompts_equal_the_scripts(shared_data, words, lang, prefix):
+    items = paper_prompts.load_items("sentiment", lang, limit=3, words=paper_prompts.LabelWords(words))
+    english = paper_prompts.load_items("sentiment", lang, limit=3)
+    enout_prefix = json.loads((shared_data / "paper_tasks/prompts.json").read_text(encoding="utf-8"))["sentiment"][
+        "fewshot_prefix"
+    ][lang]
+    for item, plain in zip(items, english, strict=True):
+        query = plain["prompt"].removeprefix(enout_prefix)  # the same query, after the variant's shots
+        assert (
+            item["prompt"]
+            == (prefix or enout_prefix.replace('"positive"', '"เชิงบวก"').replace('"negative"', '"เชิงลบ"')) + query
+        )
+        assert item["label"] == plain["label"] and item["idx"] == plain["idx"]
+
+
+@pytest.mark.slow
+def test_variant_families_run_in_lm_eval_with_each_scoring(tiny_model_dir, tmp_path):
+    from mlalign_tasks import evaluate
+
+    spec = "sentiment_native_aligned:de,th,zh,sentiment_irrelevant_aligned:en,ja"
+    for scoring in ("paper", "label"):
+        out = tmp_path / scoring
+        req = evaluate.EvalRequest(
+            model=str(tiny_model_dir), tasks=evaluate.parse_tasks(spec), limit=2, device="cpu", output_path=out,
+            label_scoring=scoring,
+        )  # fmt: skip
+        results = evaluate.run(req)
+        assert set(results["results"]) >= {"sentiment_native_aligned_th", "sentiment_irrelevant_aligned_ja"}
+        configs = results["configs"]
+        assert configs["sentiment_native_aligned_th"]["metadata"]["label_scoring"] == scoring
+        (samples_file,) = out.glob("*/samples_sentiment_native_aligned_th_*.jsonl")
+        sample = json.loads(samples_file.read_text(encoding="utf-8").splitlines()[0])
+        # the papers' script scores บวก vs ลบ after "เชิง"; the whole-word scoring scores เชิงบวก vs เชิงลบ
+        suffix, labels = ("เชิง", ["บวก", "ลบ"]) if scoring == "paper" else ("", ["เชิงบวก", "เชิงลบ"])
+        assert sample["arguments"]["gen_args_0"]["arg_0"].endswith('อารมณ์: "' + suffix)
+        assert [a["arg_1"] for a in sample["arguments"].values()] == labels
+    sets = results["configs"]["sentiment_irrelevant_aligned_en"]["metadata"].get("label_token_sets")
+    assert sets is None  # label scoring ran last
+    paper = json.loads(next((tmp_path / "paper").glob("*/results_*.json")).read_text(encoding="utf-8"))
+    assert set(paper["configs"]["sentiment_irrelevant_aligned_ja"]["metadata"]["label_token_sets"]) == {"ox", "horse"}
+
+
+def test_native_labels_sharing_a_token_are_refused(tiny_model_dir, tmp_path):
+    from mlalign_tasks import evaluate
+
+    req = evaluate.EvalRequest(
+        model=str(tiny_model_dir), tasks=evaluate.parse_tasks("sentiment_native_aligned:ja"), limit=1, device="cpu",
+        output_path=tmp_path / "out",
+    )  # fmt: skip
+    with pytest.raises(MlalignError, match=r"sentiment_native_aligned_ja: labels 'ポジティブ' and 'ネガティブ' share"):
+        evaluate.run(req)
+    assert not (tmp_path / "out").exists()
+
+
 def test_unknown_task_and_language():
     with pytest.raises(UnknownLanguageError, match=r"unknown snli language code 'xx'.*Valid codes: en, zh"):
         paper_prompts.load_items("snli", "xx")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,46 @@ def test_leftovers_of_a_killed_run_are_removed(tmp_path):
     results = run_stages(make_stages(calls), tmp_path)
     assert [r.status for r in results] == ["ran"] * 3 and (tmp_path / "b" / "b.txt").read_text() == "b"
     assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+
+
+def test_a_folder_no_stage_wrote_is_never_replaced(tmp_path):
+    """A user's folder named like a stage, or a user's file inside a stage folder, stops the run before any stage."""
+    from mlalign_tasks.errors import MlalignError
+
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "important.txt").write_text("mine")
+    calls: list[str] = []
+    with pytest.raises(MlalignError, match=r"stage folder .*b \(a folder\) exists and is not empty and not an output"):
+        run_stages(make_stages(calls), tmp_path)
+    assert calls == [] and (tmp_path / "b" / "important.txt").read_text() == "mine"
+    (tmp_path / "b" / "important.txt").unlink()
+    run_stages(make_stages(calls), tmp_path)
+    (tmp_path / "b" / "notes.txt").write_text("mine too")
+    with pytest.raises(MlalignError, match=r"b/notes.txt was not written by stage b.*move it out") as err:
+        run_stages(make_stages(calls, b_value="b2"), tmp_path)
+    assert "\n" not in str(err.value) and calls == ["a", "b", "c"]
+    assert (tmp_path / "b" / "notes.txt").read_text() == "mine too" and (tmp_path / "b" / "b.txt").read_text() == "b"
+
+
+def test_dependents_rerun_when_a_stage_writes_other_files(tmp_path):
+    """A stage re-run because its output changed on disk re-runs its dependents when it writes different files
+    (lm-eval's results carry the time), and only then."""
+    calls: list[str] = []
+
+    def stages() -> list[Stage]:
+        def evaluate(out: Path, work: Path) -> None:
+            calls.append("eval")
+            (out / "results.json").write_text(str(time.time_ns()))
+
+        def publish(out: Path, work: Path) -> None:
+            calls.append("board")
+            (out / "board.txt").write_text("from the results")
+
+        return [Stage("eval", {"v": 1}, evaluate), Stage("board", {"v": 1}, publish, deps=("eval",))]
+
+    run_stages(stages(), tmp_path)
+    assert [r.status for r in run_stages(stages(), tmp_path)] == ["skipped", "skipped"]
+    (tmp_path / "eval" / "results.json").unlink()
+    res = run_stages(stages(), tmp_path)
+    assert [r.status for r in res] == ["ran", "ran"] and res[1].reason == "its configuration or its inputs changed"
+    assert calls == ["eval", "board", "eval", "board"]

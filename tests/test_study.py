@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from mlalign_tasks.cli import app
+from mlalign_tasks.output_dirs import exclusive
 
 pytestmark = pytest.mark.slow
 
@@ -24,6 +29,13 @@ ARGS = [
     "--analysis-limit", "4",
 ]  # fmt: skip
 STAGES = ["model", "data", "train", "eval-base", "eval-aligned", "leaderboard", "logit-lens", "pca"]
+
+
+def error_line(stderr: str) -> str:
+    """The one `error:` line a refused command ends with (library warnings may come before it)."""
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and stderr.strip().endswith(errors[0]), stderr
+    return errors[0]
 
 
 def run(tmp: Path) -> dict[str, str]:
@@ -70,7 +82,7 @@ def test_leaderboard_numbers_equal_the_evaluations(study):
     with open(study / "board" / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     got = {(r["model"], r["task"], r["metric"]): float(r["value"]) for r in rows}
-    assert len(expected) == 2 * 9 * 2 + 2 * 3 and expected == got  # acc+acc_norm for 9 paper tasks, mgsm x3
+    assert len(expected) == 2 * 9 + 2 * 3 and expected == got  # acc for 9 paper tasks (paper scoring), mgsm x3
 
 
 def test_training_languages_are_seen(study):
@@ -91,3 +103,88 @@ def test_rerun_skips_and_corruption_reruns_one_stage(study):
     statuses = run(study)
     assert [s for s, v in statuses.items() if v == "ran"] == ["pca"]
     assert json.loads(pca.read_text()) == json.loads(before)
+
+
+def test_a_changed_evaluation_republishes_the_board(study):
+    """eval-base re-runs when its results file changed on disk; the board then re-runs from the new results and
+    names only results files that exist."""
+    (results_file,) = (study / "runs" / "eval-base").glob("*/results_*.json")
+    results_file.write_text(
+        results_file.read_text().replace('"lm_eval_version"', '"edited_by_hand": 1, "lm_eval_version"')
+    )
+    statuses = run(study)
+    assert [s for s, v in statuses.items() if v == "ran"] == ["eval-base", "leaderboard"]
+    board = json.loads((study / "board" / "results.json").read_text())
+    sources = [name for m in board["models"] for name in m["sources"]]
+    assert len(sources) == 2 and all(list((study / "runs").glob(f"eval-*/*/{name}")) for name in sources)
+
+
+def test_the_users_folders_are_never_replaced(tmp_path):
+    """`mlalign run --out proj` where proj holds the user's own `data` folder: refused before any stage, one line."""
+    (tmp_path / "proj" / "data").mkdir(parents=True)
+    (tmp_path / "proj" / "data" / "important.txt").write_text("x")
+    cmd = [sys.executable, "-m", "mlalign_tasks.cli", "run", *ARGS]
+    result = subprocess.run([*cmd, "--out", str(tmp_path / "proj"), "--board", str(tmp_path / "proj_board")],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2 and "is not empty and not an `mlalign run` folder" in error_line(result.stderr)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "proj", "proj/data", "proj/data/important.txt"
+    ]  # fmt: skip
+    assert (tmp_path / "proj" / "data" / "important.txt").read_text() == "x"
+
+
+def test_one_run_at_a_time_per_out(tmp_path):
+    """A second `mlalign run` on the --out of a running one stops at once and writes nothing; a killed run's lock
+    is gone with it."""
+    out = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "mlalign_tasks.cli", "run", *ARGS, "--out", str(out), "--board", str(tmp_path / "b")]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "model" / "stage.json").is_file():
+            assert first.poll() is None and time.monotonic() < deadline, "the first run did not start its stages"
+            time.sleep(0.05)
+        before = (out / "study.json").stat().st_mtime_ns
+        second = subprocess.run([*cmd[:-2], "--board", str(tmp_path / "other")], capture_output=True, text=True)
+        assert second.returncode == 2 and f"--out {out} is in use by another running process" in error_line(
+            second.stderr
+        )
+        assert (out / "study.json").stat().st_mtime_ns == before and not (tmp_path / "other").exists()
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    with exclusive(out / ".mlalign-run.lock", "the run folder"):
+        pass
+
+
+def test_qalign_two_stage_recipe_runs_both_stages_resumably(tmp_path):
+    args = [
+        "run", "--recipe", "qalign-cpu-smoke", "--langs", "de,fr", "--tasks", "mgsm_aligned:en,de,sw", "--limit", "2",
+        "--max-gen-toks", "4", "--examples-per-language", "8", "--train-flag=--max_steps=2",
+        "--train-flag=--examples_per_language=8", "--analysis-limit", "2",
+        "--out", str(tmp_path / "runs"), "--board", str(tmp_path / "board"),
+    ]  # fmt: skip
+    stages = [
+        "model",
+        "data",
+        "train",
+        "train-response",
+        "eval-base",
+        "eval-aligned",
+        "leaderboard",
+        "logit-lens",
+        "pca",
+    ]
+    for expected in ("ran", "skipped"):  # the second run finds every stage's outputs current
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        rows = [[c.strip() for c in line.split("│") if c.strip()] for line in result.output.splitlines()]
+        assert {r[0]: r[1] for r in rows if len(r) >= 2 and r[0] in stages} == dict.fromkeys(stages, expected)
+    first = json.loads((tmp_path / "runs" / "train" / "adapter" / "mlalign_training.json").read_text())
+    meta = json.loads((tmp_path / "runs" / "train-response" / "adapter" / "mlalign_training.json").read_text())
+    assert first["data_source"]["format"] == "qalign" and first["languages"] == ["de", "fr"]
+    assert meta["init_from"]["path"] == str((tmp_path / "runs" / "train" / "adapter").resolve())
+    assert [s["stage"] for s in meta["stages"]] == ["question", "response"] and meta["seen_languages"] == ["de", "fr"]
+    with open(tmp_path / "board" / "results.csv", newline="") as f:
+        splits = {(r["model"], r["language"]): r["split"] for r in csv.DictReader(f)}
+    assert splits[("tiny-aligned", "de")] == "seen" and splits[("tiny-aligned", "sw")] == "unseen"

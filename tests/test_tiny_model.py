@@ -99,3 +99,17 @@ def test_refuses_a_file(tmp_path):
     with pytest.raises(MlalignError, match="not a model directory"):
         build_tiny_model(tmp_path / "model")
     assert (tmp_path / "model").read_text() == "mine"
+
+
+def test_refuses_a_model_it_did_not_build(tmp_path):
+    """A real model folder (config.json and weights, no tiny-model marker) is the user's: never replaced."""
+    from mlalign_tasks.errors import MlalignError
+    from mlalign_tasks.tiny_model import build_tiny_model
+
+    model = tmp_path / "llama"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "llama"}')
+    (model / "model.safetensors").write_bytes(b"weights")
+    with pytest.raises(MlalignError, match="not a model directory written by `mlalign tiny-model`"):
+        build_tiny_model(model)
+    assert sorted(p.name for p in model.iterdir()) == ["config.json", "model.safetensors"]

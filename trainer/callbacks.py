@@ -12,8 +12,11 @@ from transformers import TrainerCallback
 def guard_cpu_4bit(model) -> int:
     """Stop bitsandbytes from repacking 4-bit weights for AVX512-BF16 CPU inference; returns the layers guarded.
 
-    On such CPUs a no-grad forward (evaluation) of a ``Linear4bit`` repacks its weight into an inference-only
-    layout, after which the layer passes no gradient back and LoRA gradients below it are silently wrong or zero.
+    On such CPUs a no-grad forward (evaluation) of a ``Linear4bit`` repacks its weight, for good, into an
+    inference-only layout. From then on (bitsandbytes >= 0.49) every forward of the layer, in training too, runs
+    bitsandbytes' AVX512-BF16 CPU kernel, which has no backward: the layer passes no gradient back and the LoRA
+    layers below it get none, silently (on a CPU without the instructions, forced repacking dequantises the new
+    layout as if it were the old one and the gradients are wrong instead).
     """
     try:
         from bitsandbytes.nn import Linear4bit
@@ -26,7 +29,15 @@ def guard_cpu_4bit(model) -> int:
 
 
 class Avx512Bf16Guard(TrainerCallback):
-    """Apply `guard_cpu_4bit` to the model before training (and so before any evaluation) starts."""
+    """Apply `guard_cpu_4bit` to the model as the Trainer is built and again as training begins.
+
+    So no evaluation repacks the weights first: neither one during training nor a ``trainer.evaluate()`` before
+    ``train()``; the second call also covers a model that ``model_init`` builds inside ``train()``.
+    """
+
+    def on_init_end(self, args, state, control, model=None, **kwargs):
+        if model is not None:
+            guard_cpu_4bit(model)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if model is not None:

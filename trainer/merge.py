@@ -7,8 +7,9 @@ from pathlib import Path
 
 from mlalign_trainer.metadata import METADATA_FILE
 
-from mlalign_tasks.atomic import atomic_dir, check_new_dir, write_json_atomic
+from mlalign_tasks.atomic import atomic_dir, write_json_atomic
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.output_dirs import check_replaceable
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -25,7 +26,7 @@ def merge_adapter(adapter: str | Path, out: str | Path, base: str | None = None,
         raise MlalignError(f"{adapter} is not a PEFT adapter directory (no adapter_config.json)")
     if dtype not in DTYPES:
         raise MlalignError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    check_new_dir(out)
+    check_replaceable(out, "--out")
     base = base or json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
     if not base:
         raise MlalignError(f"{config_file} names no base model; give --base")

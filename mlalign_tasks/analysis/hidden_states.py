@@ -127,9 +127,11 @@ def load_model(
         raise MlalignError(f"--peft {peft}: not a PEFT adapter directory (no adapter_config.json)")
     kwargs: dict[str, Any] = {"dtype": torch_dtype}
     if load_in_4bit:
-        from mlalign_tasks.evaluate import nf4_config
+        from mlalign_tasks.nf4 import bnb_config
 
-        kwargs["quantization_config"] = nf4_config(torch_dtype if torch_dtype != torch.float32 else torch.float16)
+        kwargs["quantization_config"] = bnb_config(
+            compute_dtype=torch_dtype if torch_dtype != torch.float32 else torch.float16
+        )
         kwargs["device_map"] = {"": dev.index or 0}
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)

@@ -5,14 +5,15 @@ applied to the final norm's output in the same forward pass (what the model's he
 equals the model's next-token distribution. Gemma-2/3's final logit soft-capping is applied too;
 Gemma scales the embeddings before the first layer, so layer 0 is the scaled embedding the layers see.
 
-Label-word probability: the prompts end with the opening quote of the answer, and a label word's
-probability is that of its first token right after that quote. The first token is found in
-context: the prompt + word is tokenized and the token after the prompt's tokens is taken (so a
-leading-space marker or a merge with the quote cannot pick the wrong token; if the tokenizer merges
-the quote with the word, the word's first token on its own is used). A set of label words counts
-the probability of each distinct first token once. ``label_accuracy`` at a layer is the share of
-items whose gold English label has the most probable first token among the English labels (the
-paper's scoring, applied to that layer).
+Two protocols (`mlalign analyze logit-lens --protocol`):
+
+- ``paper`` (the default): the paper's lens on native-label prompts, token sets, ±95% intervals
+  (`mlalign_tasks.analysis.paper_lens`);
+- ``english-output``: mlalign's lens on the English-output ("enout") prompts of any paper task, layers 0..L.
+  A label word's probability is that of its first token right after the prompt's opening quote
+  (`mlalign_tasks.label_tokens.first_token_id`); a set of label words counts each distinct first token once.
+  ``label_accuracy`` at a layer is the share of items whose gold English label has the most probable first
+  token among the English labels; entropy is in nats.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from pathlib import Path
 
 import torch
 
-from mlalign_tasks.analysis import paper_items, plots
+from mlalign_tasks import label_tokens, paper_prompts
+from mlalign_tasks.analysis import paper_items, paper_lens, plots
 from mlalign_tasks.analysis.hidden_states import Batch, LoadedModel, load_model, run_batches
 from mlalign_tasks.analysis.outputs import atomic_output_dir, versions
+from mlalign_tasks.analysis.protocols import LensProtocol
 from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
 
@@ -109,18 +112,7 @@ class LogitLens:
 
 def first_token_ids(tokenizer, context: str, words: list[str]) -> list[int | None]:
     """The id of each word's first token when it follows `context` (None for an empty word)."""
-    ctx = tokenizer(context, add_special_tokens=False)["input_ids"]
-    out: list[int | None] = []
-    for word in words:
-        if not word:
-            out.append(None)
-            continue
-        full = tokenizer(context + word, add_special_tokens=False)["input_ids"]
-        if len(full) > len(ctx) and full[: len(ctx)] == ctx:
-            out.append(full[len(ctx)])
-        else:
-            out.append(tokenizer(word, add_special_tokens=False)["input_ids"][0])
-    return out
+    return [label_tokens.first_token_id(tokenizer, context, w) if w else None for w in words]
 
 
 def language_lens(
@@ -198,14 +190,21 @@ def run_logit_lens(
     seed: int = 0,
     top_k: int = 5,
     data_dir: str | Path | None = None,
+    protocol: LensProtocol = LensProtocol.paper,
 ) -> dict:
     """Run the logit lens for `task` in `langs` (base, and aligned with `peft`); write JSON + plots into `out`."""
     codes = paper_items.check_inputs(task, langs, limit)
     if top_k < 1:
         raise MlalignError(f"--top-k must be at least 1, got {top_k}")
+    if protocol is LensProtocol.paper and task != "sentiment":
+        raise MlalignError(
+            f"the paper's logit lens runs on the sentiment task (its native-label prompts), not {task!r}; "
+            "use --task sentiment, or --protocol english-output for snli and paws"
+        )
     with atomic_output_dir(out, RESULT_FILE) as tmp:
         torch.manual_seed(seed)
-        chosen, items = paper_items.prompts(task, codes, limit, seed, data_dir)
+        words = paper_prompts.LabelWords.native if protocol is LensProtocol.paper else paper_prompts.LabelWords.english
+        chosen, items = paper_items.prompts(task, codes, limit, seed, data_dir, words=words)
         english, native = paper_items.labels(task, codes, data_dir)
         lm = load_model(model, peft, device=device, dtype=dtype, load_in_4bit=load_in_4bit)
         lens = LogitLens(lm.model)
@@ -213,38 +212,75 @@ def run_logit_lens(
         for variant in lm.variants():
             with lm.variant(variant):
                 variants[variant] = {
-                    lang: language_lens(
-                        lm, lens, items[lang], english, native[lang], batch_size, top_k, f"logit lens {variant} {lang}"
+                    lang: (
+                        paper_lens.language_curves(
+                            lm,
+                            lens,
+                            items[lang],
+                            english,
+                            native[lang],
+                            lang,
+                            batch_size,
+                            f"logit lens {variant} {lang}",
+                        )
+                        if protocol is LensProtocol.paper
+                        else language_lens(
+                            lm,
+                            lens,
+                            items[lang],
+                            english,
+                            native[lang],
+                            batch_size,
+                            top_k,
+                            f"logit lens {variant} {lang}",
+                        )
                     )
                     for lang in codes
                 }
-        shared = {
-            lang: tokens
-            for lang, tokens in ((lang, variants[lm.variants()[0]][lang]["shared_label_tokens"]) for lang in codes)
-            if tokens
-        }
+        first = variants[lm.variants()[0]]
         result = {
             "analysis": "logit_lens",
+            "protocol": protocol.value,
             "model": model,
             "peft": lm.peft,
             "task": task,
             "langs": codes,
             "num_layers": lm.num_layers,
-            "layers": list(range(lm.num_layers + 1)),
+            "layers": list(range(1 if protocol is LensProtocol.paper else 0, lm.num_layers + 1)),
             "items": chosen,
             "seed": seed,
-            "top_k": top_k,
             "english_labels": english,
             "native_labels": native,
             "variants": variants,
             "versions": versions(),
-            "notes": [
-                f"{lang}: the English and native label words share first tokens {tokens} with this tokenizer, so "
-                "their curves count the same probability there"
-                for lang, tokens in shared.items()
-            ],
+            "notes": _paper_notes(first, len(chosen)) if protocol is LensProtocol.paper else _shared_notes(first),
         }
+        if protocol is LensProtocol.english_output:
+            result["top_k"] = top_k
         write_json_atomic(tmp / RESULT_FILE, result)
-        plots.logit_lens_curves(result, tmp / "logit_lens_curves")
-        plots.entropy_heatmap(result, tmp / "logit_lens_entropy")
+        if protocol is LensProtocol.paper:
+            plots.paper_lens_curves(result, tmp / "logit_lens_curves")
+        else:
+            plots.logit_lens_curves(result, tmp / "logit_lens_curves")
+            plots.entropy_heatmap(result, tmp / "logit_lens_entropy")
     return result
+
+
+def _paper_notes(by_lang: dict[str, dict], n: int) -> list[str]:
+    """One note per language whose items the paper's rule dropped."""
+    return [
+        f"{lang}: {stats['dropped']} of {n} items dropped (their English and native label token sets overlap or one "
+        "is empty), as the paper does"
+        for lang, stats in by_lang.items()
+        if stats["dropped"]
+    ]
+
+
+def _shared_notes(by_lang: dict[str, dict]) -> list[str]:
+    """One note per language whose English and native label words share first tokens."""
+    return [
+        f"{lang}: the English and native label words share first tokens {stats['shared_label_tokens']} with this "
+        "tokenizer, so their curves count the same probability there"
+        for lang, stats in by_lang.items()
+        if stats["shared_label_tokens"]
+    ]

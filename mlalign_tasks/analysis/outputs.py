@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mlalign_tasks.atomic import atomic_dir
-from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.output_dirs import check_replaceable
 
 
 @contextmanager
@@ -18,9 +18,7 @@ def atomic_output_dir(out: str | Path, marker: str) -> Iterator[Path]:
     `out` may be new, empty, or an earlier output of the same analysis (it holds `marker`);
     anything else is refused so that no unrelated directory is overwritten.
     """
-    out = Path(out)
-    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / marker).is_file())):
-        raise MlalignError(f"--out {out} exists and is not an earlier {marker} output; choose a new or empty directory")
+    check_replaceable(Path(out), "--out", (marker,), f"an earlier {marker} output")
     with atomic_dir(out) as tmp:
         yield tmp
 

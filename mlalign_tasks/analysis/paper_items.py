@@ -44,15 +44,22 @@ def labels(task: str, langs: list[str], data_dir=None) -> tuple[list[str], dict[
     return english, {lang: paper_prompts.native_labels(task, lang, data_dir) for lang in langs}
 
 
-def _items(task: str, lang: str, data_dir) -> list[dict]:
+def prompts(
+    task: str,
+    langs: list[str],
+    limit: int | None,
+    seed: int,
+    data_dir=None,
+    words: paper_prompts.LabelWords = paper_prompts.LabelWords.english,
+) -> tuple[list[int], dict]:
+    """The chosen item indices and, per language, the items ({"idx", "prompt", "label"}) at those indices, their
+    shots answered with `words` (English label words, or each language's own; the toy task's: English only)."""
     if task == TOY_TASK:
-        return toy_tasks.sentiment_items(lang)
-    return paper_prompts.load_items(task, lang, data_dir=data_dir)
-
-
-def prompts(task: str, langs: list[str], limit: int | None, seed: int, data_dir=None) -> tuple[list[int], dict]:
-    """The chosen item indices and, per language, the items ({"idx", "prompt", "label"}) at those indices."""
-    by_lang = {lang: _items(task, lang, data_dir) for lang in langs}
+        if words is not paper_prompts.LabelWords.english:
+            raise MlalignError(f"the {TOY_TASK} task has English-label prompts only")
+        by_lang = {lang: toy_tasks.sentiment_items(lang) for lang in langs}
+    else:
+        by_lang = {lang: paper_prompts.load_items(task, lang, data_dir=data_dir, words=words) for lang in langs}
     chosen = sample_indices(list(range(len(by_lang[langs[0]]))), limit, seed)
     return chosen, {lang: [items[i] for i in chosen] for lang, items in by_lang.items()}
 

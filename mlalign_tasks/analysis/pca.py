@@ -1,9 +1,13 @@
-"""PCA of mean-pooled hidden states on parallel sentences, per layer, coloured by language.
+"""PCA of mean-pooled hidden states per layer, coloured by language, and PC1 correlations between languages.
 
-A sentence's representation at layer ``l`` is the mean of ``hidden_states[l]`` over its tokens,
-special tokens (BOS) left out. For every chosen layer one 2-D PCA is fitted on the sentences of
-all languages together; the Pearson correlation of the first principal component between English
-and each other language over the parallel items measures how aligned the representations are.
+`mlalign analyze pca` defaults to the paper's protocol (``knowledge_finding.ipynb``): a point is the full 2-shot
+native-label sentiment prompt of one item (``--input prompt``), represented at layer ``l`` by the mean of
+``hidden_states[l]`` over all its tokens, BOS included (``--pooling all``). mlalign's variant uses the task's
+sentences alone (``--input sentence``; distinct sentences only) and leaves special tokens out
+(``--pooling content``). For every chosen layer one 2-D PCA is fitted on the points of all the run's languages
+together (as the notebook fits en, de, fr, hi together), and the Pearson correlation of the first principal
+component over the parallel items is reported for each language pair (``--pairs``; default: the paper's nine
+pairs among the run's languages).
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mlalign_tasks import paper_prompts
 from mlalign_tasks.analysis import paper_items, plots
 from mlalign_tasks.analysis.hidden_states import Batch, config_num_layers, load_model, parse_layers, run_batches
 from mlalign_tasks.analysis.outputs import atomic_output_dir, versions
+from mlalign_tasks.analysis.protocols import PAPER_PAIRS, PcaInput, Pooling
 from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
 
@@ -40,26 +46,47 @@ def pca_2d(x: np.ndarray, n_components: int = 2) -> tuple[np.ndarray, np.ndarray
     return u[:, :k] * s[:k], vt[:k], ratio[:k]
 
 
-def pc1_correlations(pc1: dict[str, np.ndarray], reference: str = "en") -> dict[str, float | None]:
-    """Pearson r between the reference language's PC1 scores and each other language's (None if undefined)."""
+def parse_pairs(spec: str | None, langs: list[str]) -> list[tuple[str, str]]:
+    """'en-de,de-fr' -> pairs of the run's languages; None: the paper's pairs among them, else English with each."""
+    if spec is None:
+        paper = [tuple(p.split("-")) for p in PAPER_PAIRS]
+        return [(a, b) for a, b in paper if a in langs and b in langs] or [("en", x) for x in langs if x != "en"]
+    pairs = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        a, dash, b = part.partition("-")
+        if not dash or a not in langs or b not in langs or a == b:
+            raise MlalignError(
+                f"bad pair {part!r} in --pairs {spec!r}: give two different languages of --langs "
+                f"({', '.join(langs)}) joined by '-', e.g. 'en-de'"
+            )
+        pairs.append((a, b))
+    if not pairs:
+        raise MlalignError(f"--pairs {spec!r} names no pair; e.g. 'en-de,de-fr'")
+    return list(dict.fromkeys(pairs))
+
+
+def pc1_correlations(pc1: dict[str, np.ndarray], pairs: list[tuple[str, str]]) -> dict[str, float | None]:
+    """Pearson r between the PC1 scores of the two languages of each pair (None if undefined), keyed 'a-b'."""
     from scipy.stats import pearsonr
 
     out: dict[str, float | None] = {}
-    for lang, scores in pc1.items():
-        if lang == reference:
-            continue
-        ref = pc1[reference]
-        constant = len(scores) < 2 or np.ptp(scores) == 0 or np.ptp(ref) == 0
-        out[lang] = None if constant else float(pearsonr(ref, scores).statistic)
+    for a, b in pairs:
+        x, y = pc1[a], pc1[b]
+        constant = len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0
+        out[f"{a}-{b}"] = None if constant else float(pearsonr(x, y).statistic)
     return out
 
 
-def mean_pooled(lm, texts: list[str], layers: list[int], batch_size: int, description: str) -> torch.Tensor:
-    """Mean over non-special tokens of the chosen layers' hidden states: [len(texts), len(layers), H] (float32)."""
+def mean_pooled(
+    lm, texts: list[str], layers: list[int], batch_size: int, description: str, pooling: Pooling = Pooling.all
+) -> torch.Tensor:
+    """Mean over the tokens (all, or all but special ones) of the chosen layers' hidden states: [N, len(layers), H]."""
     special = torch.tensor(sorted(set(lm.tokenizer.all_special_ids)), device=lm.device)
 
     def reduce(batch: Batch) -> dict[str, torch.Tensor]:
-        keep = batch.attention_mask & ~torch.isin(batch.input_ids, special)
+        keep = batch.attention_mask
+        if pooling is Pooling.content:
+            keep = keep & ~torch.isin(batch.input_ids, special)
         count = keep.sum(1, keepdim=True).clamp(min=1)
         mask = keep.unsqueeze(-1)
         pooled = [batch.hidden_states[layer].float().masked_fill(~mask, 0.0).sum(1) / count for layer in layers]
@@ -68,15 +95,30 @@ def mean_pooled(lm, texts: list[str], layers: list[int], batch_size: int, descri
     return run_batches(lm, texts, reduce, batch_size, description)["pooled"]
 
 
-def layer_pca(pooled: np.ndarray, langs: list[str], n_items: int) -> dict:
-    """2-D PCA of one layer's [len(langs) * n_items, H] matrix (language-major) and the PC1 correlations."""
+def layer_pca(pooled: np.ndarray, langs: list[str], n_items: int, pairs: list[tuple[str, str]]) -> dict:
+    """2-D PCA of one layer's [len(langs) * n_items, H] matrix (language-major) and the pairs' PC1 correlations."""
     scores, _, ratio = pca_2d(pooled)
     by_lang = {lang: scores[i * n_items : (i + 1) * n_items] for i, lang in enumerate(langs)}
     return {
         "explained_variance_ratio": [round(float(r), 8) for r in ratio],
-        "pc1_correlation": pc1_correlations({lang: s[:, 0] for lang, s in by_lang.items()}),
+        "pc1_correlation": pc1_correlations({lang: s[:, 0] for lang, s in by_lang.items()}, pairs),
         "points": {lang: s.tolist() for lang, s in by_lang.items()},
     }
+
+
+def points(
+    task: str, codes: list[str], limit: int | None, seed: int, data_dir, source: PcaInput
+) -> tuple[list[int], dict[str, list[str]]]:
+    """The chosen item indices and, per language, the texts whose hidden states are pooled."""
+    if source is PcaInput.sentence:
+        return paper_items.sentences(task, codes, limit, seed, data_dir)
+    if task != "sentiment":
+        raise MlalignError(
+            f"the paper's PCA input is the sentiment task's native-label prompt, not {task!r}'s; "
+            "use --task sentiment, or --input sentence for snli and paws"
+        )
+    chosen, items = paper_items.prompts(task, codes, limit, seed, data_dir, words=paper_prompts.LabelWords.native)
+    return chosen, {lang: [it["prompt"] for it in items[lang]] for lang in codes}
 
 
 def run_pca(
@@ -84,7 +126,7 @@ def run_pca(
     langs: str | list[str],
     out: str | Path,
     peft: str | Path | None = None,
-    task: str = "snli",
+    task: str = "sentiment",
     layers: str | None = None,
     limit: int | None = None,
     batch_size: int = 8,
@@ -93,34 +135,42 @@ def run_pca(
     load_in_4bit: bool = False,
     seed: int = 0,
     data_dir: str | Path | None = None,
+    source: PcaInput = PcaInput.prompt,
+    pooling: Pooling = Pooling.all,
+    pairs: str | None = None,
 ) -> dict:
-    """PCA of `task`'s parallel test sentences in `langs` (English always included) at the chosen layers."""
+    """PCA of `task`'s parallel test items in `langs` (English always included) at the chosen layers."""
     codes = list(dict.fromkeys(["en", *paper_items.check_inputs(task, langs, limit)]))
+    chosen_pairs = parse_pairs(pairs, codes)
     num_layers = config_num_layers(model)
     default = sorted({num_layers // 4, num_layers // 2, 3 * num_layers // 4, num_layers})
     chosen_layers = parse_layers(layers, num_layers, default)
     with atomic_output_dir(out, RESULT_FILE) as tmp:
         torch.manual_seed(seed)
-        items, texts = paper_items.sentences(task, codes, limit, seed, data_dir)
+        items, texts = points(task, codes, limit, seed, data_dir, source)
         flat = [t for lang in codes for t in texts[lang]]
         if len(flat) < 2:
-            raise MlalignError("a PCA needs at least two sentences: raise --limit or add a language to --langs")
+            raise MlalignError("a PCA needs at least two points: raise --limit or add a language to --langs")
         lm = load_model(model, peft, device=device, dtype=dtype, load_in_4bit=load_in_4bit)
         variants: dict[str, dict] = {}
         for variant in lm.variants():
             with lm.variant(variant):
-                pooled = mean_pooled(lm, flat, chosen_layers, batch_size, f"pca {variant}").numpy()
+                pooled = mean_pooled(lm, flat, chosen_layers, batch_size, f"pca {variant}", pooling).numpy()
             variants[variant] = {
                 "layers": {
-                    str(layer): layer_pca(pooled[:, j], codes, len(items)) for j, layer in enumerate(chosen_layers)
+                    str(layer): layer_pca(pooled[:, j], codes, len(items), chosen_pairs)
+                    for j, layer in enumerate(chosen_layers)
                 }
             }
         result = {
             "analysis": "pca",
+            "input": source.value,
+            "pooling": pooling.value,
             "model": model,
             "peft": lm.peft,
             "task": task,
             "langs": codes,
+            "pairs": [f"{a}-{b}" for a, b in chosen_pairs],
             "num_layers": num_layers,
             "layers": chosen_layers,
             "items": items,

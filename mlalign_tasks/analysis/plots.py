@@ -49,6 +49,55 @@ def logit_lens_curves(result: dict, base: Path) -> list[Path]:
     return save(fig, base)
 
 
+PAPER_CURVES = {  # curve -> (legend, colour): the paper's colours (latent English orange, X blue)
+    "latent_english": ("gold label, English", "tab:orange"),
+    "native": ("gold label, target language", "tab:blue"),
+    "english_both": ("both labels, English", "tab:gray"),
+    "native_both": ("both labels, target language", "tab:cyan"),
+}
+
+
+def _band(ax, layers: list[int], curve: dict, style: str, colour: str, label: str) -> None:
+    """A mean curve with its 95% band (when there is one)."""
+    ax.plot(layers, curve["mean"], style, color=colour, label=label)
+    if curve["ci95"] is not None:
+        low = [m - h for m, h in zip(curve["mean"], curve["ci95"], strict=True)]
+        high = [m + h for m, h in zip(curve["mean"], curve["ci95"], strict=True)]
+        ax.fill_between(layers, low, high, color=colour, alpha=0.15, linewidth=0)
+
+
+def paper_lens_curves(result: dict, base: Path) -> list[Path]:
+    """The paper's lens: per language, label probabilities (mean ± 95%) over blocks, and the entropy in bits."""
+    langs, layers = result["langs"], result["layers"]
+    rows, cols = _grid(len(langs))
+    fig = Figure(figsize=(3.6 * cols, 5.2 * rows), layout="constrained")
+    axes = fig.subplots(2 * rows, cols, squeeze=False, sharex=True)
+    for i, lang in enumerate(langs):
+        prob_ax, ent_ax = axes[2 * (i // cols), i % cols], axes[2 * (i // cols) + 1, i % cols]
+        for variant, by_lang in result["variants"].items():
+            stats, style = by_lang[lang], VARIANT_STYLE[variant]
+            if stats["entropy_bits"] is None:
+                continue
+            for name, (label, colour) in PAPER_CURVES.items():
+                _band(prob_ax, layers, stats[name], style, colour, f"{label} ({variant})")
+            _band(ent_ax, layers, stats["entropy_bits"], style, "tab:green", f"entropy ({variant})")
+        stats = next(iter(result["variants"].values()))[lang]
+        prob_ax.set_title(f"{lang} ({stats['items']} items, {stats['dropped']} dropped)")
+        prob_ax.set_ylim(0, 1)
+        prob_ax.set_ylabel("probability")
+        ent_ax.set_ylabel("entropy (bits)")
+        ent_ax.set_xlabel("block")
+        for ax in (prob_ax, ent_ax):
+            ax.grid(alpha=0.3)
+    for i in range(len(langs), rows * cols):
+        axes[2 * (i // cols), i % cols].set_visible(False)
+        axes[2 * (i // cols) + 1, i % cols].set_visible(False)
+    handles, labels = max((ax.get_legend_handles_labels() for ax in axes[::2].flat), key=lambda hl: len(hl[0]))
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(4, max(1, len(handles))), fontsize="small")
+    fig.suptitle(f"Logit lens as in the paper, {result['task']}: native-label prompts, mean ± 95%")
+    return save(fig, base)
+
+
 def entropy_heatmap(result: dict, base: Path) -> list[Path]:
     """Entropy (nats) of the lens distribution: languages x layers, one panel per model variant."""
     variants = list(result["variants"])
@@ -84,13 +133,14 @@ def pca_scatter(result: dict, base: Path) -> list[Path]:
                 ax.scatter([p[0] for p in xy], [p[1] for p in xy], s=8, alpha=0.7, color=colours[lang], label=lang)
             ratio = entry["explained_variance_ratio"]
             rs = [r for r in entry["pc1_correlation"].values() if r is not None]
-            mean_r = f", mean r(PC1, en) {sum(rs) / len(rs):.2f}" if rs else ""
+            mean_r = f", mean PC1 r over {len(rs)} pairs {sum(rs) / len(rs):.2f}" if rs else ""
             ax.set_title(f"{variant}, layer {layer}{mean_r}", fontsize="medium")
             ax.set_xlabel(f"PC1 ({ratio[0]:.0%})")
             ax.set_ylabel(f"PC2 ({ratio[1]:.0%})")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right center", markerscale=2)
-    fig.suptitle(f"PCA of mean-pooled hidden states ({result['task']} test sentences)")
+    what = "native-label prompts" if result["input"] == "prompt" else "test sentences"
+    fig.suptitle(f"PCA of mean-pooled hidden states ({result['task']} {what}, pooling: {result['pooling']} tokens)")
     return save(fig, base)
 
 

@@ -6,7 +6,7 @@ import shlex
 from pathlib import Path
 
 from mlalign_tasks.leaderboard.build import Board, build_board
-from mlalign_tasks.leaderboard.render import INPUTS, write_board
+from mlalign_tasks.leaderboard.render import INPUTS, INPUTS_MANIFEST, write_board
 
 __all__ = ["Board", "build_board", "make_leaderboard", "regenerate_command"]
 
@@ -14,7 +14,7 @@ __all__ = ["Board", "build_board", "make_leaderboard", "regenerate_command"]
 def regenerate_command(results: list[Path], out: Path, manifest: Path | None, embed: bool) -> str:
     """The one-line command that rebuilds this board (from its own copy of the inputs when embedded)."""
     if embed:
-        results, manifest = [out / INPUTS], out / INPUTS / "manifest.yaml"
+        results, manifest = [out / INPUTS], out / INPUTS / INPUTS_MANIFEST
     args = ["mlalign", "leaderboard", *map(str, results), "--out", str(out)]
     args += ["--manifest", str(manifest)] if manifest else []
     args += [] if embed else ["--no-embed-inputs"]

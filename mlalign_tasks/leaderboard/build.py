@@ -96,8 +96,8 @@ def read_manifest(path: Path) -> dict[str, Any]:
     """Load and check the manifest YAML (title, description, metrics per family, models)."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise MlalignError(f"cannot read manifest {path}: {e}") from e
+    except (OSError, yaml.YAMLError, RecursionError) as e:
+        raise MlalignError(f"cannot read manifest {path}: {' '.join(str(e).split())}") from None
     if not isinstance(data, dict) or set(data) - MANIFEST_KEYS:
         raise MlalignError(f"manifest {path}: expected a mapping with keys {sorted(MANIFEST_KEYS)}")
     if not isinstance(data.get("metrics") or {}, dict):
@@ -128,8 +128,8 @@ def _training_metadata(adapter: str, near: list[Path]) -> dict[str, Any] | None:
         if meta.is_file():
             try:
                 return json.loads(meta.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as e:
-                raise MlalignError(f"cannot read adapter metadata {meta}: {e}") from e
+            except (OSError, ValueError, RecursionError) as e:
+                raise MlalignError(f"cannot read adapter metadata {meta}: {type(e).__name__}") from None
     return None
 
 
@@ -180,8 +180,10 @@ def collect_models(runs: list[Run], manifest: dict[str, Any]) -> tuple[list[Mode
         model.base = model.base or model.pretrained
         if model.seen is None:
             meta = _training_metadata(model.adapter, [r.path.parent for r in model.runs])
-            if meta and isinstance(meta.get("languages"), list):
-                model.seen = tuple(parse_langs([str(c) for c in meta["languages"]]))
+            # every stage's languages (QAlign's stage II trains on English only); older metadata: its languages
+            seen = meta.get("seen_languages", meta.get("languages")) if meta else None
+            if isinstance(seen, list):
+                model.seen = tuple(parse_langs([str(c) for c in seen])) if seen else ()
             else:
                 notes.append(
                     f"training languages of {model.adapter} unknown (no {TRAINING_METADATA} found and no manifest "
@@ -244,7 +246,7 @@ def build_board(results: list[Path], manifest_path: Path | None = None, out: Pat
     tasks_seen = {(r.family, r.lang) for m in models for run in m.runs for r in run.tasks.values()}
     languages = [code for code in LANGUAGES if any(lang == code for _, lang in tasks_seen)]
 
-    scorings = _label_scorings(models)
+    scorings, precisions = _like_with_like(models)
     rows: list[dict[str, Any]] = []
     primary: dict[tuple[str, str, str], float] = {}  # (model key, family, lang) -> value
     jobs: dict[tuple[str, str, str], tuple[Path, str]] = {}  # samples file and metric to read them for
@@ -300,11 +302,8 @@ def build_board(results: list[Path], manifest_path: Path | None = None, out: Pat
     board.consistency = _consistency(board, samples)
     board.averages, pair_notes = _averages(board, primary)
     board.notes += pair_notes
-    if "first-token" in scorings:
-        board.notes.append(
-            "the paper tasks' label words are scored on their first token, as in the paper "
-            "(mlalign eval --label-scoring first-token)"
-        )
+    board.notes += [SCORING_NOTES[s] for s in sorted(scorings) if s in SCORING_NOTES]
+    board.notes += [PRECISION_NOTES[p] for p in sorted(precisions) if p in PRECISION_NOTES]
     for name, tasks in missing.items():
         board.notes.append(
             f"no per-sample logs for {name} ({len(tasks)} task(s), e.g. {tasks[0]}): paired tests and "
@@ -318,21 +317,46 @@ def build_board(results: list[Path], manifest_path: Path | None = None, out: Pat
     return board
 
 
-def _label_scorings(models: list[Model]) -> set[str]:
-    """The label scorings of the runs; models scored differently on the same task cannot be compared."""
-    by_task: dict[str, dict[str, str]] = {}
+SCORING_NOTES = {
+    "paper": "the paper tasks' label words are scored as in the papers' scripts: the next-token probability summed "
+    "over each label's token set after the prompt (mlalign eval --label-scoring paper)",
+    "first-token": "the paper tasks' label words are scored on the probability of each label's first token after "
+    "the prompt (mlalign eval --label-scoring first-token)",
+}
+
+
+PRECISION_NOTES = {
+    "nf4-mlalign": "the models were evaluated in 4-bit NF4 with double quantisation and bfloat16 compute, adapters on "
+    "the quantised base (mlalign eval --load-in-4bit --nf4-preset mlalign)",
+    "nf4-paper": "the models were evaluated in 4-bit NF4 as in the papers' scripts: no double quantisation, float16 "
+    "compute, adapters merged before quantising (mlalign eval --load-in-4bit --nf4-preset paper)",
+}
+
+
+def _like_with_like(models: list[Model]) -> tuple[set[str], set[str]]:
+    """The label scorings and precisions of the runs; models scored or loaded differently on the same task cannot be
+    compared. Returns (scorings, precisions)."""
+    scorings: dict[str, dict[str, str]] = {}
+    precisions: dict[str, dict[str, str]] = {}
     for model in models:
         for run in model.runs:
             for r in run.tasks.values():
-                by_task.setdefault(r.task, {})[model.name] = r.label_scoring
-    for task, by_model in by_task.items():
-        if len(set(by_model.values())) > 1:
-            listed = ", ".join(f"{name}: {scoring}" for name, scoring in by_model.items())
-            raise MlalignError(
-                f"{task} was scored in different ways ({listed}); evaluate every model with the same "
-                "`mlalign eval --label-scoring`"
-            )
-    return {scoring for by_model in by_task.values() for scoring in by_model.values()}
+                scorings.setdefault(r.task, {})[model.name] = r.label_scoring
+                precisions.setdefault(r.task, {})[model.name] = run.precision
+    for by_task, what, flag in (
+        (scorings, "scored in different ways", "--label-scoring"),
+        (precisions, "evaluated at different precisions", "--load-in-4bit --nf4-preset"),
+    ):
+        for task, by_model in by_task.items():
+            if len(set(by_model.values())) > 1:
+                listed = ", ".join(f"{name}: {value}" for name, value in by_model.items())
+                raise MlalignError(
+                    f"{task} was {what} ({listed}); evaluate every model with the same `mlalign eval {flag}`"
+                )
+    return (
+        {v for by_model in scorings.values() for v in by_model.values()},
+        {v for by_model in precisions.values() for v in by_model.values()},
+    )
 
 
 Samples = dict[tuple[str, str, str], dict[int, Sample]]  # (model key, family, lang) -> per-item samples

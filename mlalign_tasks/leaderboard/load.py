@@ -22,6 +22,7 @@ _DOC_ID_KEY = b'{"doc_id": '
 _TAIL_KEY = b'"filtered_resps": '
 _FILTER_KEY = b', "filter": "'
 _TAIL_WINDOW = 4096  # the fields after filtered_resps are short: search the line's end first
+_FAMILY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a file-name part: no path separator, not hidden
 
 
 class ResultsError(MlalignError):
@@ -52,6 +53,7 @@ class Run:
     lm_eval_version: str
     tasks: dict[str, TaskResult] = field(default_factory=dict)
     ignored_tasks: list[str] = field(default_factory=list)
+    precision: str = "full"  # how the model was loaded: full, or nf4-<preset> (mlalign eval --nf4-preset)
 
     @property
     def key(self) -> str:
@@ -60,12 +62,13 @@ class Run:
 
 
 def split_task(task: str) -> tuple[str, str] | None:
-    """`mgsm_aligned_de` -> ("mgsm_aligned", "de"); None for groups and tasks not named <family>_<lang>."""
+    """`mgsm_aligned_de` -> ("mgsm_aligned", "de"); None for groups and tasks not named <family>_<lang> (a family
+    name is letters, digits, `_`, `.`, `-`: a task name also names its samples file)."""
     for family, langs in FAMILIES.items():
         if task.startswith(family + "_") and task[len(family) + 1 :] in langs:
             return family, task[len(family) + 1 :]
     family, _, lang = task.rpartition("_")
-    return (family, lang) if family and lang in LANGUAGES else None
+    return (family, lang) if _FAMILY_NAME.fullmatch(family) and lang in LANGUAGES else None
 
 
 def parse_model_args(model_args: str | dict[str, Any] | None) -> dict[str, str]:
@@ -90,15 +93,28 @@ def _search(root: Path, skip: Path | None) -> tuple[list[Path], list[Path]]:
     """`results_*.json` under `root`, and the boards (or `skip`, resolved) below it that were not entered.
 
     `root` itself is searched even when it is (or lies inside) a board: naming a board's inputs rebuilds it.
+    Hidden folders (a killed `mlalign eval`'s staging folder, `.git`) are not results and are not entered.
     """
     found: list[Path] = []
     left: list[Path] = []
-    for folder, dirs, files in os.walk(root.resolve()):  # like rglob: symlinked folders are not entered
+    top = root.resolve()
+    for folder, dirs, files in os.walk(top):  # like rglob: symlinked folders are not entered
         here = Path(folder)
         left += [here / d for d in dirs if here / d == skip or is_board(here / d)]
-        dirs[:] = [d for d in dirs if here / d not in left]
-        found += [here / f for f in files if f.startswith("results_") and f.endswith(".json")]
+        dirs[:] = [d for d in dirs if here / d not in left and not d.startswith(".")]
+        found += [inside(here / f, top) for f in files if f.startswith("results_") and f.endswith(".json")]
     return sorted(found), left
+
+
+def inside(path: Path, folder: Path) -> Path:
+    """`path`, resolved, when it lies in `folder` (resolved); a link or a name leading out of it is refused."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(folder.resolve()):
+        raise ResultsError(
+            f"{path} leads outside its results folder {folder} (to {resolved}); the leaderboard reads only files "
+            "inside the folders it is given: remove the link or copy the file there"
+        )
+    return resolved
 
 
 def find_results_files(paths: list[Path], skip: Path | None = None) -> list[Path]:
@@ -141,7 +157,7 @@ def _samples_file(results_path: Path, task: str) -> Path | None:
     if not m:
         return None
     candidate = results_path.parent / f"samples_{task}_{m.group(1)}.jsonl"
-    return candidate if candidate.is_file() else None
+    return inside(candidate, results_path.parent) if candidate.is_file() else None
 
 
 def load_run(path: Path) -> Run:
@@ -150,6 +166,10 @@ def load_run(path: Path) -> Run:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ResultsError(f"{path} is not a readable JSON file ({e}); pass lm-eval results_*.json files") from e
+    except RecursionError:
+        raise ResultsError(
+            f"{path} nests its JSON too deeply to be lm-eval results; pass lm-eval results_*.json files"
+        ) from None
     if not isinstance(data, dict) or any(k not in data for k in REQUIRED_KEYS):
         have = sorted(data)[:8] if isinstance(data, dict) else type(data).__name__
         raise ResultsError(
@@ -173,11 +193,13 @@ def load_run(path: Path) -> Run:
         raise ResultsError(
             f"{path}: config.model_args does not name the model (expected 'pretrained=<model>[,peft=<adapter>]')"
         )
+    info = data.get("mlalign") if isinstance(data.get("mlalign"), dict) else {}
     run = Run(
         path=path,
         pretrained=str(pretrained),
         peft=args.get("peft"),
         lm_eval_version=version,
+        precision=f"nf4-{info.get('nf4_preset') or 'mlalign'}" if info.get("load_in_4bit") else "full",
     )
     subtasks = data.get("group_subtasks") or {}
     groups = {g for g, children in subtasks.items() if children} | set(data.get("groups") or {})
@@ -300,7 +322,7 @@ def _parse_fast(raw: bytes, metric: str, filt: str) -> dict[int, Sample] | None:
                     score = score if math.isfinite(score) else None
                 out[doc_id] = Sample(doc_id, answer, score)
             start = end + 1
-    except (ValueError, UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return out
 
@@ -321,8 +343,8 @@ def load_samples(path: Path, metric_key: str) -> dict[int, Sample]:
             continue
         try:
             rec = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ResultsError(f"{path}:{lineno} is not an lm-eval sample record ({e})") from e
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+            raise ResultsError(f"{path}:{lineno} is not an lm-eval sample record ({e})") from None
         if not isinstance(rec, dict) or "doc_id" not in rec or "filtered_resps" not in rec:
             raise ResultsError(f"{path}:{lineno} lacks 'doc_id'/'filtered_resps' (lm-eval --log_samples layout)")
         if rec.get("filter", "none") == filt:

@@ -143,6 +143,6 @@ def render_plots(board: Board, out: Path) -> list[Path]:
     import matplotlib
 
     out.mkdir(parents=True, exist_ok=True)
-    # reproducible SVG ids; text stays text (smaller, faster, searchable)
-    with matplotlib.rc_context({"svg.hashsalt": "mlalign", "svg.fonttype": "none"}):
+    # reproducible SVG ids; text stays text (smaller, faster, searchable); `$` in a model name is not mathtext
+    with matplotlib.rc_context({"svg.hashsalt": "mlalign", "svg.fonttype": "none", "text.parse_math": False}):
         return delta_heatmap(board, out) + split_bars(board, out)

@@ -10,7 +10,7 @@ import re
 import shutil
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -25,18 +25,28 @@ from mlalign_tasks.leaderboard.build import (
     Board,
     Model,
 )
-from mlalign_tasks.leaderboard.load import is_board
+from mlalign_tasks.leaderboard.escape import csv_cell, md_block, md_code_block, md_code_span, md_text
+from mlalign_tasks.leaderboard.load import BOARD_MARKERS
 from mlalign_tasks.leaderboard.stats import SIGNIFICANCE
+from mlalign_tasks.output_dirs import check_replaceable
 
 ROW_FIELDS = ["model", "base_model", "adapter", "task", "family", "language", "metric", "value", "stderr", "n", "split"]
 INPUTS = "inputs"
+INPUTS_MANIFEST = "manifest.yaml"  # in INPUTS, beside one folder per model
+# Everything a board writes into its folder; other entries there (a gh-pages `.git`, a CNAME) are never touched.
+BOARD_ENTRIES = (
+    "README.md", "index.html", "results.csv", "results.json", "comparisons.csv", "consistency.csv", "averages.csv",
+    "plots", "model_cards", INPUTS,
+)  # fmt: skip
 
 
 def slugs(models: list[Model]) -> dict[str, str]:
-    """A distinct file-name-safe form of every model name (numbered where two names reduce to the same)."""
+    """A distinct file-name-safe form of every model name (numbered where two names reduce to the same); never
+    `.`, `..`, a hidden name or a name the board's inputs folder uses itself."""
     out: dict[str, str] = {}
     for model in models:
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", model.name).strip("_") or "model"
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", model.name).strip("._-") or "model"
+        stem = f"{stem}-model" if stem == INPUTS_MANIFEST else stem
         name, k = stem, 1
         while name in out.values():
             k += 1
@@ -56,9 +66,26 @@ def delta_text(c: dict[str, Any]) -> str:
     return f"{c['delta_pp']:+.1f}{star}{p}"
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+class Strong(NamedTuple):
+    """A table cell whose `text` is shown in bold in the README, followed by `after`."""
+
+    text: str
+    after: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.text} {self.after}".strip()
+
+
+Cell = str | Strong
+
+
+def _md_cell(cell: Cell) -> str:
+    return f"**{md_text(cell.text)}** {md_text(cell.after)}".strip() if isinstance(cell, Strong) else md_text(cell)
+
+
+def _md_table(header: list[str], rows: list[list[Cell]]) -> str:
+    lines = ["| " + " | ".join(map(md_text, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -87,14 +114,14 @@ def model_table(board: Board) -> tuple[list[str], list[list[str]]]:
     return ["model", "base model", "adapter", "compared with", "trained on"], rows
 
 
-def average_table(board: Board, family: str = ALL_FAMILIES) -> tuple[list[str], list[list[str]]]:
+def average_table(board: Board, family: str = ALL_FAMILIES) -> tuple[list[str], list[list[Cell]]]:
     """Split means for one family or all: per base -> aligned pair both models over the cells both have and
     their Δ, then every model in no pair over its own cells."""
     avg = {
         (r["model"], r["base"], r["aligned"], r["split"]): r["value"] for r in board.averages if r["family"] == family
     }
     header = ["model", "pair", "English", "seen", "unseen", "all non-English"]
-    rows: list[list[str]] = []
+    rows: list[list[Cell]] = []
 
     def line(model: str, base: str | None, aligned: str | None) -> list[float | None]:
         return [avg.get((model, base, aligned, s)) for s in SPLITS]
@@ -108,7 +135,7 @@ def average_table(board: Board, family: str = ALL_FAMILIES) -> tuple[list[str], 
         deltas = [
             f"{(y - x) * 100:+.1f}" if x is not None and y is not None else "–" for x, y in zip(b, a, strict=True)
         ]
-        rows.append([f"**Δ {aligned.name} − {base.name}** (pp)", "", *deltas])
+        rows.append([Strong(f"Δ {aligned.name} − {base.name}", "(pp)"), "", *deltas])
     paired = {m.name for pair in pairs for m in pair}
     for model in board.models:
         if model.name not in paired:
@@ -157,13 +184,13 @@ def consistency_table(board: Board, family: str) -> tuple[list[str], list[list[s
 
 def markdown(board: Board, command: str) -> str:
     """The board's README."""
-    parts = [f"# {board.title}", ""]
+    parts = [f"# {md_block(board.title)}", ""]
     if board.description:
-        parts += [board.description, ""]
+        parts += [md_block(board.description), ""]
     parts += [
-        f"Regenerate with:\n\n```bash\n{command}\n```",
+        f"Regenerate with:\n\n{md_code_block(command, 'bash')}",
         "",
-        f"Built by mlalign {_version('mlalign')} from lm-eval {', '.join(board.lm_eval_versions)} results. "
+        f"Built by mlalign {_version('mlalign')} from lm-eval {md_text(', '.join(board.lm_eval_versions))} results. "
         "Scores are each task family's primary metric in percent ± the standard error lm-eval reports. "
         "Δ = aligned − base in percentage points; p = two-sided exact McNemar test on the items both models "
         f"were scored on (from the per-sample logs; no multiple-comparison correction); * p < {SIGNIFICANCE}. "
@@ -176,15 +203,15 @@ def markdown(board: Board, command: str) -> str:
         "",
     ]
     if board.notes:
-        parts += ["## Notes", "", *(f"- {n}" for n in board.notes), ""]
+        parts += ["## Notes", "", *(f"- {md_block(n)}" for n in board.notes), ""]
     parts += ["## Models", "", _md_table(*model_table(board)), ""]
     parts += ["## Averages (all task families)", "", _md_table(*average_table(board)), ""]
     parts += ["![Δ heatmap](plots/delta_heatmap.png)", "", "![split averages](plots/split_averages.png)", ""]
     for family in board.families:
         parts += [
-            f"## {family}",
+            f"## {md_block(family)}",
             "",
-            f"Metric: `{board.metrics[family]}`",
+            f"Metric: {md_code_span(board.metrics[family])}",
             "",
             _md_table(*family_table(board, family)),
             "",
@@ -208,7 +235,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> Non
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
-        writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+        writer.writerows({k: ("" if v is None else csv_cell(v)) for k, v in row.items()} for row in rows)
 
 
 def model_card(model: Model, rows: list[dict[str, Any]]) -> str:
@@ -318,28 +345,36 @@ def embed_inputs(board: Board, out: Path) -> Path:
             for m in board.models
         ],
     }
-    (root / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    (root / INPUTS_MANIFEST).write_text(yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return root
 
 
+def check_board_folder(out: Path, flag: str = "--out") -> None:
+    """A board is written into a new or empty folder, or over an earlier board."""
+    check_replaceable(out, flag, BOARD_MARKERS, "a leaderboard")
+
+
+def board_files(out: Path) -> list[Path]:
+    """The entries of the board in `out` (not the other files that folder may hold)."""
+    return [out / name for name in BOARD_ENTRIES if (out / name).exists()]
+
+
 def _check_target(out: Path, inputs: list[Path], embed: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise MlalignError(f"--out {out} is a file; give a folder for the board")
-    if out.is_dir() and any(out.iterdir()) and not is_board(out):
-        raise MlalignError(f"--out {out} is a non-empty folder that is not a leaderboard; refusing to replace it")
-    resolved = out.resolve()
-    inside = [p for p in inputs if p.resolve().is_relative_to(resolved)]
-    if inside and not (embed and all(p.resolve().is_relative_to(resolved / INPUTS) for p in inside)):
+    check_board_folder(out)
+    entries = [out.resolve() / name for name in BOARD_ENTRIES]
+    inside = [p for p in inputs if any(p.resolve().is_relative_to(entry) for entry in entries)]
+    if inside and not (embed and all(p.resolve().is_relative_to(out.resolve() / INPUTS) for p in inside)):
         raise MlalignError(
-            f"input {inside[0]} lies inside the board folder {out}, which is replaced as a whole; move it out "
+            f"input {inside[0]} lies inside the board's own files in {out}, which are replaced; move it out "
             f"(inputs in {out / INPUTS} are fine when the board embeds its inputs)"
         )
 
 
 def write_board(board: Board, out: Path, command: str, inputs: list[Path], embed: bool = True) -> Path:
-    """Build the whole board in a temp folder beside `out`, then swap it in (an error leaves `out` untouched)."""
+    """Build the whole board in a temp folder beside `out`, then move its files in (an error leaves `out` untouched;
+    files of `out` that the board does not write are kept)."""
     _check_target(out, inputs, embed)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, owned=BOARD_ENTRIES) as tmp:
         from mlalign_tasks.leaderboard.plots import render_plots
 
         render_plots(board, tmp / "plots")

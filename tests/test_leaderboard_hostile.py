@@ -1,0 +1,192 @@
+"""The leaderboard against hostile results and folders: what it does not own is kept, what lies outside the results
+is not read, spreadsheet formulas and deep JSON are defused, odd model names and a kill mid-write break nothing."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.leaderboard import make_leaderboard
+from mlalign_tasks.leaderboard.synthetic import Item, write_run
+
+DATE = "2026-01-01T00-00-00.000000"
+
+
+def mc(right: int, n: int = 10) -> list[Item]:
+    return [Item(i % 3 if i < right else (i + 1) % 3, i % 3) for i in range(n)]
+
+
+def write_pair(root: Path, base: str = "org/base", adapter: str = "runs/qalign") -> tuple[Path, Path]:
+    """A base and an aligned run on snli_aligned en/de (the aligned model worse on en: a negative delta)."""
+    write_run(root / "base", {"pretrained": base}, {"snli_aligned_en": mc(6), "snli_aligned_de": mc(2)})
+    write_run(
+        root / "aligned", {"pretrained": base, "peft": adapter}, {"snli_aligned_en": mc(4), "snli_aligned_de": mc(7)}
+    )
+    return root / "base", root / "aligned"
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_rebuilding_a_board_keeps_what_it_did_not_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A board published from a gh-pages checkout: its .git, CNAME and a page the user added survive every rebuild;
+    only the board's own files are replaced (and `inputs` removed when no longer embedded)."""
+    inputs = write_pair(tmp_path)
+    out = tmp_path / "site"
+    make_leaderboard(list(inputs), out)
+    (out / ".git" / "objects").mkdir(parents=True)
+    (out / ".git" / "HEAD").write_text("ref: refs/heads/gh-pages\n")
+    (out / ".git" / "objects" / "ab").write_bytes(b"\x00blob")
+    (out / "CNAME").write_text("board.example.org\n")
+    (out / "notes").mkdir()
+    (out / "notes" / "about.md").write_text("added by the user")
+    theirs = {k: v for k, v in files(out).items() if k.startswith((".git/", "CNAME", "notes/"))}
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump({"title": "Second edition"}))
+    make_leaderboard(list(inputs), out, manifest)
+    assert (out / "README.md").read_text().startswith("# Second edition") and (out / "inputs").is_dir()
+    monkeypatch.chdir(out)  # `--out .` from inside the checkout
+    make_leaderboard(list(inputs), Path("."), manifest, embed=False)
+    assert not (out / "inputs").exists()
+    assert {k: v for k, v in files(out).items() if k in theirs} == theirs
+    assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name or ".old-" in p.name] == []
+    assert [p.name for p in out.iterdir() if ".tmp-" in p.name or ".old-" in p.name] == []
+
+
+def test_a_board_killed_while_writing_leaves_the_old_one_and_no_leftovers(tmp_path: Path) -> None:
+    """`mlalign leaderboard` killed (SIGKILL) while it renders: the old board and the user's file are intact, and
+    the next build removes the killed one's temporary folder."""
+    inputs = write_pair(tmp_path)
+    out = tmp_path / "board"
+    make_leaderboard(list(inputs), out)
+    (out / "CNAME").write_text("mine\n")
+    before = files(out)
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from mlalign_tasks.leaderboard import make_leaderboard, plots\n"
+        "plots.render_plots = lambda board, out: time.sleep(300)\n"
+        f"make_leaderboard([Path({str(inputs[0])!r}), Path({str(inputs[1])!r})], Path({str(out)!r}))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".board.tmp-*")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the board was not being written"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list(tmp_path.glob(".board.tmp-*")) and files(out) == before
+    make_leaderboard(list(inputs), out)
+    assert not list(tmp_path.glob(".board.*")) and (out / "CNAME").read_text() == "mine\n"
+
+
+def test_task_names_and_links_cannot_reach_outside_the_results(tmp_path: Path) -> None:
+    """A task named `x/../../private/samples_mgsm_aligned_de` would make the samples path of that task a file outside
+    the results folder (copied into the board's inputs); it is not a <family>_<language> task. A samples file or
+    a results file that links outside is refused in one line."""
+    secret = "SECRET-PRIVATE-DATA"
+    path = write_run(tmp_path / "shared", {"pretrained": "org/m"}, {"snli_aligned_de": mc(3)}, date_id=DATE)
+    results = path.parent  # the folder given to the leaderboard
+    data = json.loads(path.read_text())
+    task = "x/../../private/samples_mgsm_aligned_de"
+    data["results"][task] = {"exact_match,none": 1.0}
+    path.write_text(json.dumps(data))
+    (results / "samples_x").mkdir()
+    private = tmp_path / "shared" / "private"
+    private.mkdir()
+    leaked = private / f"samples_mgsm_aligned_de_{DATE}.jsonl"
+    leaked.write_text(json.dumps({"doc_id": 0, "secret": secret}) + "\n")
+    assert (results / f"samples_{task}_{DATE}.jsonl").resolve() == leaked  # the path the task name makes
+    out = tmp_path / "board"
+    board = make_leaderboard([results], out)
+    assert [m.name for m in board.models] == ["m"] and {r["task"] for r in board.rows} == {"snli_aligned_de"}
+    assert any(task in note for note in board.notes)
+    assert not any(secret.encode() in content for content in files(out).values())
+
+    samples = results / f"samples_snli_aligned_de_{DATE}.jsonl"
+    samples.unlink()
+    samples.symlink_to(leaked)
+    with pytest.raises(MlalignError, match=r"samples_snli_aligned_de_.* leads outside its results folder") as err:
+        make_leaderboard([results], tmp_path / "board2")
+    assert "\n" not in str(err.value) and not (tmp_path / "board2").exists()
+    samples.unlink()
+    (results / "other").mkdir()
+    (results / "other" / f"results_{DATE}.json").symlink_to(leaked)
+    with pytest.raises(MlalignError, match=r"other/results_.* leads outside its results folder"):
+        make_leaderboard([results], tmp_path / "board3")
+
+
+def test_csv_cells_cannot_be_formulas(tmp_path: Path) -> None:
+    """Model and adapter names beginning with = + - @ are written with a leading `'` in every CSV; the numbers
+    (negative deltas included) are unchanged."""
+    base, adapter = "=cmd|' /C calc'!A0", "@SUM(1+1)*cmd"
+    inputs = write_pair(tmp_path, base=base, adapter=adapter)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump({"models": [{"match": adapter, "name": "-2+3"}]}))
+    out = tmp_path / "board"
+    board = make_leaderboard(list(inputs), out, manifest)
+    assert any(c["delta_pp"] < 0 for c in board.comparisons)
+    for name in ("results.csv", "comparisons.csv", "averages.csv", "consistency.csv"):
+        with (out / name).open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        assert rows, name
+        for row in rows:
+            for key, cell in row.items():
+                try:
+                    float(cell)
+                except ValueError:
+                    assert not cell.startswith(("=", "+", "-", "@")), (name, key, cell)
+    with (out / "comparisons.csv").open(newline="", encoding="utf-8") as f:
+        written = [float(r["delta_pp"]) for r in csv.DictReader(f)]
+    assert written == [c["delta_pp"] for c in board.comparisons]
+    with (out / "results.csv").open(newline="", encoding="utf-8") as f:
+        row = next(csv.DictReader(f))
+    assert row["base_model"] == "'" + base and "'-2+3" in (out / "averages.csv").read_text()
+
+
+def test_deep_json_and_yaml_are_one_line_errors(tmp_path: Path) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    results = tmp_path / f"results_{DATE}.json"
+    results.write_text(deep)
+    with pytest.raises(MlalignError, match="nests its JSON too deeply"):
+        make_leaderboard([results], tmp_path / "board")
+    inputs = write_pair(tmp_path)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(deep)
+    with pytest.raises(MlalignError, match="cannot read manifest"):
+        make_leaderboard(list(inputs), tmp_path / "board", manifest)
+    (samples,) = inputs[0].glob("*/samples_snli_aligned_de_*.jsonl")
+    samples.write_text(deep + "\n")
+    with pytest.raises(MlalignError, match="is not an lm-eval sample record"):
+        make_leaderboard(list(inputs), tmp_path / "board")
+    assert not (tmp_path / "board").exists()
+
+
+def test_model_names_that_are_paths_or_mathtext(tmp_path: Path) -> None:
+    """Models named `..` and `manifest.yaml` (file names inside the board's inputs) and `$\\frac{a$` (mathtext for
+    matplotlib): the board builds, embeds each model's files in its own folder and rebuilds from them."""
+    inputs = write_pair(tmp_path)
+    third = tmp_path / "third"
+    write_run(third, {"pretrained": "org/base", "peft": "runs/other"}, {"snli_aligned_de": mc(5)})
+    manifest = tmp_path / "m.yaml"
+    names = {"org/base": "..", "runs/qalign": "manifest.yaml", "runs/other": "$\\frac{a$"}
+    manifest.write_text(yaml.safe_dump({"models": [{"match": k, "name": v} for k, v in names.items()]}))
+    out = tmp_path / "board"
+    first = make_leaderboard([*inputs, third], out, manifest)
+    assert sorted(m.name for m in first.models) == sorted(names.values())
+    folders = sorted(p.name for p in (out / "inputs").iterdir() if p.is_dir())
+    assert len(folders) == 3 and ".." not in folders and "manifest.yaml" not in folders
+    assert (out / "inputs" / "manifest.yaml").is_file() and (out / "plots" / "delta_heatmap.svg").is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    again = make_leaderboard([out / "inputs"], out, out / "inputs" / "manifest.yaml")
+    assert again.rows == first.rows
