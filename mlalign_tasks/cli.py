@@ -76,15 +76,10 @@ def tiny_model(
 def toy_model(
     out: Annotated[Path, typer.Option("--out", help="Directory to write the model and tokenizer to.")],
 ) -> None:
-    """Copy the toy world's pretrained model (packaged; `scripts/build_toy_model.py` rebuilds it) to a directory."""
-    import shutil
+    """Build the toy world's model (pretrained from scratch on its generated corpus, deterministic; minutes on a CPU)."""
+    from mlalign_tasks.toy_model import build_toy_model
 
-    from mlalign_tasks.atomic import atomic_dir, check_new_dir
-    from mlalign_tasks.toy_model import packaged_dir
-
-    check_new_dir(out)
-    with atomic_dir(out) as tmp:
-        shutil.copytree(packaged_dir(), tmp, dirs_exist_ok=True)
+    build_toy_model(out, log=console.print)
     console.print(f"toy model written to {out}")
 
 
@@ -480,15 +475,16 @@ def run_cmd(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Base model id or path, or 'toy' (the toy world's model, the default without a recipe) or 'tiny' "
-            "(the random-weight test model and the real benchmarks). Default: the recipe's model, else toy."
+            help="Base model id or path, or 'tiny' (the random-weight test model, the default without a recipe) or "
+            "'toy' (the toy world: its model, languages and tasks; experimental). Default: the recipe's model, "
+            "else tiny."
         ),
     ] = None,
     recipe: Annotated[
         str | None,
         typer.Option(
-            help="Trainer recipe: a name (`mlalign recipes` lists them) or a YAML file. Default: toy-world on the "
-            "toy model, cpu-smoke on the tiny one; with another --model, none (the trainer's defaults for the device)."
+            help="Trainer recipe: a name (`mlalign recipes` lists them) or a YAML file. Default: cpu-smoke on the "
+            "tiny model, toy-world on the toy one; with another --model, none (the trainer's defaults for the device)."
         ),
     ] = None,
     langs: Annotated[
@@ -512,10 +508,7 @@ def run_cmd(
     ] = None,
     tasks: Annotated[
         str | None,
-        typer.Option(
-            help=f"Evaluation tasks (as for `mlalign eval`); the real benchmarks on the toy model: "
-            f"--tasks mgsm_aligned,msvamp_aligned,paper_aligned. {_default('eval_tasks')}"
-        ),
+        typer.Option(help=f"Evaluation tasks (as for `mlalign eval`). {_default('eval_tasks')}"),
     ] = None,
     limit: Annotated[
         str | None, typer.Option(help=f"Evaluation items per task ('none': all). {_default('eval_limit')}")

@@ -1,9 +1,10 @@
 """The whole study in one resumable run: data -> question-aligned training -> evaluation -> leaderboard -> analyses.
 
-With no arguments it runs the embedded default offline on CPU: the toy world's model (packaged), question
-alignment on two languages of one family, evaluation on every toy language. ``--model tiny`` runs the same
-stages on the tiny random-weight model and the real benchmarks (a check of the machinery); with a recipe or
-a real model id they run at full size. Options left unset take the defaults of the kind of model
+With no arguments it runs the embedded default offline on CPU: the tiny random-weight model, two training
+languages, small evaluation limits (a check of the machinery). ``--model toy`` (or the toy-world recipe) runs it
+in the toy world instead: a small model pretrained from scratch on synthetic languages (built in the model
+stage), question alignment on two languages of one family, evaluation on every toy language. With a recipe or a
+real model id the stages run at full size. Options left unset take the defaults of the kind of model
 (`DEFAULTS`). Every stage is skipped when its outputs exist, verify, and match its configuration hash.
 """
 
@@ -69,7 +70,7 @@ DEFAULTS: dict[str, dict[str, object]] = {
 class StudyConfig:
     """What `mlalign run` does. None: the default for the kind of model (`DEFAULTS`, see `resolved`)."""
 
-    model: str | None = None  # None: the recipe's model_name_or_path, or the toy model without a recipe
+    model: str | None = None  # None: the recipe's model_name_or_path, or the tiny model without a recipe
     recipe: str | None = None
     languages: str | None = None
     qt_source: str | None = None
@@ -118,11 +119,11 @@ def _copy_adapter(run_dir: Path, dest: Path) -> None:
 
 def model_kind(cfg: StudyConfig) -> str:
     """TOY or TINY when the study runs on a built-in model (named by --model, or by a recipe for it, or no --model
-    and no recipe: the toy model), else REAL."""
+    and no recipe: the tiny model), else REAL."""
     if cfg.model is not None:
         return cfg.model if cfg.model in BUILTIN_RECIPES else REAL
     if cfg.recipe is None:
-        return TOY
+        return TINY
     path = recipes.recipe_path(cfg.recipe)
     return RECIPE_MODELS.get(
         recipes.stage_flags(recipes.read_recipe(path), "question", path).get("model_name_or_path"), REAL
@@ -191,12 +192,12 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     stages: list[Stage] = []
 
     if kind == TOY:
-        from mlalign_tasks import toy_model
+        from mlalign_tasks.toy_model import ToyModelConfig, build_toy_model
 
-        def copy_model(o: Path, w: Path) -> None:
-            shutil.copytree(toy_model.packaged_dir(), o, dirs_exist_ok=True)
+        def build_toy(o: Path, w: Path) -> None:
+            build_toy_model(o)
 
-        stages.append(Stage("model", {"toy": toy_model.packaged_hashes()}, copy_model))
+        stages.append(Stage("model", {"toy": ToyModelConfig().as_dict()}, build_toy))
     elif kind == TINY:
         from mlalign_tasks.tiny_model import DEFAULT_SIZES, build_tiny_model
 
@@ -367,7 +368,7 @@ def board_manifest(cfg: StudyConfig, model: str, adapter: Path, response_source:
     if kind == TOY:
         from mlalign_tasks.toy_world import describe
 
-        title = "mlalign demo: question alignment in the toy world"
+        title = "mlalign: question alignment in the toy world"
         description = (
             f"{describe()} Base: the toy model; aligned: a LoRA adapter trained by `mlalign run` on question "
             f"translation ({cfg.languages} to English, no answers) only"

@@ -3,8 +3,9 @@
 The corpus is English-centric, as a real LLM's: English review documents with their labels in the paper
 tasks' format, English word problems with worked solutions in MGSM's prompt, English everyday text, and
 monolingual text in every synthetic language (reviews, word problems and sentences, never a task answer,
-never a translation). The model ships in the package (``resources/toy_model``), built by
-``scripts/build_toy_model.py``, which rebuilds it byte for byte; `ToyModelConfig` holds every knob.
+never a translation, a share of their words left in English as code-switching). `build_toy_model` builds it
+deterministically from `ToyModelConfig`, which holds every knob (`mlalign toy-model`, or the model stage of
+`mlalign run --model toy`).
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ import hashlib
 import json
 import random
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from mlalign_tasks import toy_tasks
 from mlalign_tasks.atomic import atomic_dir, write_json_atomic
-from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.languages import TOY_LANGUAGES
+from mlalign_tasks.output_dirs import check_replaceable
 from mlalign_tasks.toy_world import World, review, sentence, word_problem
 
 MARKER_FILE = "mlalign_toy.json"  # beside the weights: marks a model as the toy world's, with its configuration
@@ -33,7 +33,7 @@ class CorpusMix:
     problem_docs: int = 3000  # English: a word problem and its worked solution in MGSM's prompt
     text_docs: int = 3000  # English: everyday sentences and unlabelled reviews
     docs_per_language: int = 800  # each synthetic language: reviews, word problems and sentences, no answers
-    code_switch: float = 0.0  # chance that a word of synthetic-language text is left in English
+    code_switch: float = 0.15  # chance that a word of synthetic-language text is left in English
     repeat: float = 0.3  # chance that a text document repeats one of its sentences
 
 
@@ -112,8 +112,7 @@ def build_toy_model(out: str | Path, cfg: ToyModelConfig | None = None, log=prin
 
     cfg = cfg or ToyModelConfig()
     out = Path(out)
-    if out.exists() and not (out / "config.json").is_file() and (not out.is_dir() or any(out.iterdir())):
-        raise MlalignError(f"{out} exists and is not a model directory; choose an empty or new --out")
+    check_replaceable(out, "--out", (MARKER_FILE,), "a model directory written by `mlalign toy-model`")
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
@@ -182,18 +181,6 @@ def build_toy_model(out: str | Path, cfg: ToyModelConfig | None = None, log=prin
     finally:
         torch.set_num_threads(threads)
     return out
-
-
-def packaged_dir() -> Path:
-    """The toy model shipped in the package."""
-    return Path(str(resources.files("mlalign_tasks").joinpath("resources/toy_model")))
-
-
-def packaged_hashes() -> dict[str, str]:
-    """sha256 of every file of the packaged toy model, by name."""
-    from mlalign_tasks.data import sha256_file
-
-    return {p.name: sha256_file(p) for p in sorted(packaged_dir().iterdir()) if p.is_file()}
 
 
 def read_marker(model_dir: str | Path) -> dict | None:

@@ -58,15 +58,17 @@ class World:
 
     seed: int = 0
     overlap: float = 0.5  # chance that a language uses its family's word for an English word (else its own)
+    cognates: float = 0.0  # chance that a family's word is the English word itself (in the family's script)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.overlap <= 1.0:
-            raise MlalignError(f"toy world overlap {self.overlap} must be between 0 and 1")
+        for knob in ("overlap", "cognates"):
+            if not 0.0 <= getattr(self, knob) <= 1.0:
+                raise MlalignError(f"toy world {knob} {getattr(self, knob)} must be between 0 and 1")
 
     @cached_property
     def lexicons(self) -> dict[str, dict[str, str]]:
         """Language code -> {English word: its word in that language} for every toy language."""
-        return {code: _lexicon(code, self.overlap, self.seed) for code in TOY_LANGUAGES}
+        return {code: _lexicon(code, self.overlap, self.cognates, self.seed) for code in TOY_LANGUAGES}
 
     def translate(self, text: str, code: str, keep: frozenset[str] = frozenset()) -> str:
         """Toy English `text` in language `code`; words in `keep` stay English (code-switching)."""
@@ -116,11 +118,14 @@ def _stock(rng: random.Random, sounds: tuple[str, str], taken: set[str]) -> dict
     return stock
 
 
-def _lexicon(code: str, overlap: float, seed: int) -> dict[str, str]:
+def _lexicon(code: str, overlap: float, cognates: float, seed: int) -> dict[str, str]:
     lang = TOY_LANGUAGES[code]
     sounds = FAMILY_SOUNDS[lang.family]
     taken = set(WORDS) | set(NAMES)
     family = _stock(random.Random(f"{seed}:family:{lang.family}"), sounds, taken)
+    if cognates:
+        cognate = random.Random(f"{seed}:cognates:{lang.family}")
+        family = {english: english if cognate.random() < cognates else word for english, word in family.items()}
     own = _stock(random.Random(f"{seed}:language:{code}"), sounds, taken)
     share = random.Random(f"{seed}:share:{code}")
     letters = SCRIPTS[lang.script]

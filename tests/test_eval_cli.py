@@ -343,10 +343,11 @@ def test_built_in_models_and_their_defaults() -> None:
     stages, paths = build_stages(cfg)
     assert stages[0].name == "model" and paths["model"] == cfg.out / "model"
     assert cfg.resolved().eval_tasks == DEFAULTS[TINY]["eval_tasks"]
-    assert model_kind(StudyConfig()) == model_kind(StudyConfig(recipe="toy-world")) == TOY
-    toy = StudyConfig().resolved()
+    assert model_kind(StudyConfig()) == TINY
+    assert model_kind(StudyConfig(model="toy")) == model_kind(StudyConfig(recipe="toy-world")) == TOY
+    toy = StudyConfig(model="toy").resolved()
     assert (toy.languages, toy.qt_source, toy.eval_tasks) == ("qaa,qab", "toy", "toy_aligned")
-    assert StudyConfig(languages="qac").resolved().languages == "qac"  # what is given wins
+    assert StudyConfig(model="toy", languages="qac").resolved().languages == "qac"  # what is given wins
     assert model_kind(StudyConfig(recipe="qwen2.5-1.5b-12gb")) == REAL
     assert model_kind(StudyConfig(recipe="qalign-cpu-smoke")) == TINY
     assert model_kind(StudyConfig(recipe="qalign-qlora-24gb")) == REAL
