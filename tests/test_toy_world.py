@@ -129,3 +129,29 @@ def test_lm_eval_renders_the_toy_prompts():
     question = toy_tasks.math_items("qab")[0][2]["question"]
     assert math.fewshot_context(doc, 0) == toy_tasks.math_prompt(question)
     assert "toy_aligned" in loaded["groups"]
+
+
+def test_cognates_are_english_words_shared_by_a_family_in_its_script():
+    world = World(cognates=0.5)
+    for code, lang in TOY_LANGUAGES.items():
+        lexicon = world.lexicons[code]
+        letters = SCRIPTS[lang.script]
+        cognates = {w for w in WORDS if lexicon[w] == "".join(letters.get(c, c) for c in w)}
+        assert 0.1 < len(cognates) / len(WORDS) < 0.5, code  # about overlap x cognates of its words
+        assert not any(lexicon[w] == w for w in WORDS) or lang.script == "latin"  # other scripts transliterate
+    assert all(lexicon[w] != w for w in WORDS for lexicon in WORLD.lexicons.values())  # the default: none
+
+
+def test_paper_label_scoring_applies_to_the_toy_reviews(tmp_path):
+    from lm_eval.tasks import TaskManager
+    from transformers import AutoTokenizer
+
+    from mlalign_tasks.evaluate import tasks_dir
+    from mlalign_tasks.label_scoring import Scoring, apply_scoring
+    from mlalign_tasks.tiny_model import build_tiny_model
+
+    tokenizer = AutoTokenizer.from_pretrained(build_tiny_model(tmp_path / "tiny"))
+    loaded = TaskManager(include_path=str(tasks_dir()), include_defaults=False).load(["toy_sentiment_aligned_qaa"])
+    sets = apply_scoring(loaded["tasks"], tokenizer, Scoring.paper, seed=0)
+    positive, negative = sets["toy_sentiment_aligned_qaa"].values()
+    assert positive and negative and not set(positive) & set(negative)
