@@ -155,3 +155,11 @@ def test_paper_label_scoring_applies_to_the_toy_reviews(tmp_path):
     sets = apply_scoring(loaded["tasks"], tokenizer, Scoring.paper, seed=0)
     positive, negative = sets["toy_sentiment_aligned_qaa"].values()
     assert positive and negative and not set(positive) & set(negative)
+
+
+def test_toy_world_recipe_trains_on_toy_questions(tmp_path):
+    from mlalign_trainer import sft
+
+    qt, args, model_args = sft.parse_args(["--config", "toy-world", "--output_dir", str(tmp_path)])
+    assert (qt.qt_source, qt.languages, model_args.model_name_or_path) == ("toy", "qaa,qab", "toy-model")
+    assert model_args.use_peft and not model_args.load_in_4bit and args.use_cpu

@@ -56,6 +56,7 @@ class QTSource(enum.StrEnum):
     snli = "snli"  # the paper's task items, translated
     paws = "paws"
     sentiment = "sentiment"  # Amazon polarity
+    toy = "toy"  # the toy world's questions (generated)
 
 
 class ResponseSource(enum.StrEnum):
