@@ -20,7 +20,7 @@ TASKS = (*paper_prompts.PAPER_TASKS, TOY_TASK)
 def check_inputs(task: str, langs: str | list[str], limit: int | None) -> list[str]:
     """Validate the task, the languages (of that task) and the limit; return the language codes."""
     if task != TOY_TASK and task not in paper_prompts.PAPER_TASKS:
-        raise MlalignError(f"unknown task {task!r} to analyse; valid tasks: {', '.join(TASKS)}")
+        raise MlalignError(f"unknown paper task {task!r}; valid tasks: {', '.join(TASKS)}")
     codes = parse_langs(langs, TOY_LANGS if task == TOY_TASK else PAPER_LANGS)
     if limit is not None and limit < 1:
         raise MlalignError(f"--limit must be a positive number of items, got {limit}")
