@@ -155,7 +155,7 @@ def data_list(
             entry.name,
             f"{entry.size / 1024:.0f} KiB",
             found[1] if found else "[red]missing[/red]",
-            entry.url() or f"extracted from {entry.repo} scripts",
+            entry.source(),
         )
     console.print(table)
 
@@ -166,13 +166,16 @@ def data_fetch(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Download missing files into the user cache (checksum-verified, atomic)."""
-    from rich.progress import track
-
     from mlalign_tasks import data
+    from mlalign_tasks.progress import StepProgress
 
     entries = data.select(patterns)
-    for entry in track(entries, description="fetching", console=err_console, transient=True):
-        data.resolve(entry.name, data_dir=data_dir)
+    with StepProgress("fetching", len(entries), "files") as progress:
+        for entry in entries:
+            progress.describe(f"fetching {entry.name}")
+            data.resolve(entry.name, data_dir=data_dir)
+            progress.advance()
+        progress.describe("fetching")
     console.print(f"{len(entries)} file(s) present and verified; cache: {data.cache_dir()}")
 
 

@@ -1,7 +1,8 @@
 """The paper's three classification tasks (SNLI, PAWS, Amazon-polarity sentiment): prompts, items, gold labels.
 
 Facts from the original "enout" evaluation scripts of Zhang et al. (2024), kept as data in
-``paper_tasks/prompts.json``: the prompt of an item is the few-shot prefix in language X followed
+``paper_tasks/prompts.json`` (shipped in the package, ``resources/paper_prompts.json``; provenance in the data
+registry): the prompt of an item is the few-shot prefix in language X followed
 directly by the query template filled with the item (the template starts with the newline that
 separates it from the prefix and ends with the opening quote of the answer). The few-shot answers
 are the English label words, and the model is scored on the label word that follows the quote.
@@ -86,7 +87,7 @@ def _task_prompts(task: str, data_dir: DataDir = None) -> dict[str, Any]:
     if not isinstance(entry, dict) or not all(k in entry for k in ("fewshot_prefix", "query_template", "labels")):
         raise DataError(
             f"{PROMPTS_FILE} has no valid entry for {task!r} (needs fewshot_prefix, query_template, labels); "
-            f"restore the file with `mlalign data fetch {PROMPTS_FILE}`"
+            "restore the file (or reinstall mlalign)"
         )
     return entry
 

@@ -96,7 +96,7 @@ def is_tiny(cfg: StudyConfig) -> bool:
 
 def check_config(cfg: StudyConfig) -> None:
     """Check every option before the first stage runs, so that no bad flag surfaces after hours of training."""
-    from mlalign_tasks import data, evaluate, label_scoring, paper_prompts
+    from mlalign_tasks import data, evaluate, label_scoring
     from mlalign_tasks.analysis import paper_items
     from mlalign_tasks.languages import parse_langs
     from mlalign_tasks.leaderboard.render import check_board_folder
@@ -121,8 +121,7 @@ def check_config(cfg: StudyConfig) -> None:
         raise MlalignError(f"--analysis-limit {cfg.analysis_limit} must be >= 0 (0: all items)")
     for langs in (cfg.lens_langs, cfg.pca_langs):
         paper_items.check_inputs(cfg.analysis_task, langs, cfg.analysis_limit)
-    # The analyses (and the paper tasks) need the paper's prompts, the one data file that cannot be downloaded.
-    data.resolve(paper_prompts.PROMPTS_FILE, data_dir=cfg.data_dir)
+    data.explicit_dir(cfg.data_dir)  # a --data-dir or MLALIGN_DATA_DIR that is not a folder
     for flag, path in (("--out", cfg.out), ("--board", cfg.board)):
         if any(p.exists() and not p.is_dir() for p in (path, *path.parents)):
             raise MlalignError(f"{flag} {path}: it or a parent folder is a file; choose a folder path")

@@ -312,7 +312,7 @@ def test_tasks_path(monkeypatch, capsys) -> None:
         (["--board", "FILE/board"], "--board FILE/board: it or a parent folder is a file"),
         (["--model", "./no/such/model"], "model ./no/such/model does not exist"),
         (["--recipe", "cpu_ddp"], "is an accelerate config, not a trainer recipe"),
-        (["--data-dir", "nodata"], "data file paper_tasks/prompts.json not found in nodata"),
+        (["--data-dir", "nodata"], "--data-dir nodata is not a directory"),
         (["--train-flag=--bogus_flag=1"], "bad training arguments"),
         (["--qt-source", "nope"], "--qt-source 'nope'"),
         (["--device", "tpu"], "unknown device 'tpu'"),

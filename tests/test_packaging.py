@@ -1,12 +1,11 @@
-"""The wheel: every file the code reads at run time is inside it and is found from the installed layout."""
+"""The wheel: every file the code reads at run time is inside it and is found from the installed layout (a fresh
+venv holding the wheel)."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -33,33 +32,20 @@ print(json.dumps({
     "board_template": (Path(mlalign_tasks.__file__).parent / "leaderboard" / "templates" / "index.html.j2").is_file(),
     "vocab": len(tiny_model.build_tokenizer(512)),
     "registry": len(data.registry()),
+    "prompts": str(data.resolve("paper_tasks/prompts.json")),
 }))
 """
 
 
-def test_wheel_holds_recipes_tasks_and_resources(tmp_path):
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            str(ROOT),
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    (wheel,) = tmp_path.glob("mlalign-*.whl")
-    site = tmp_path / "site"
-    zipfile.ZipFile(wheel).extractall(site)
-    env = {**os.environ, "PYTHONPATH": str(site)}
+def test_wheel_holds_recipes_tasks_and_resources(wheel_venv, tmp_path):
+    site = wheel_venv / "lib"
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+        [wheel_venv / "bin" / "python", "-c", PROBE],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "MLALIGN_DATA_DIR"},  # the prompts: from the package
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -74,6 +60,7 @@ def test_wheel_holds_recipes_tasks_and_resources(tmp_path):
     assert got["hooks"] == len(list(source_tasks.rglob("*.py"))) > 0
     assert got["accelerate"] and got["board_template"]
     assert got["vocab"] == 512  # BPE merges learnt from the packaged corpus (bytes alone give 256 + specials)
+    assert got["prompts"].startswith(str(site))  # the packaged prompts, verified against their pinned sha256
     assert got["registry"] == len(json.loads((ROOT / "mlalign_tasks" / "data_registry.json").read_text()))
 
 
