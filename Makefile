@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 # releases inside pyproject.toml's ranges instead.
 LOCK ?= constraints.txt
 LATEST_VENV ?= .venv-latest
-# Offline data mirror; unset MLALIGN_DATA_DIR to download from the pinned public sources instead.
-export MLALIGN_DATA_DIR ?= $(abspath ../shared/data)
+# Offline data mirror, where there is one; without it (or with MLALIGN_DATA_DIR= ) the data is downloaded from the
+# pinned public sources.
+export MLALIGN_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data))
 
 .PHONY: install test lint demo bench test-latest lock
 
