@@ -14,7 +14,9 @@ from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP, Dtype
 from mlalign_tasks.label_scoring import Scoring
 from mlalign_tasks.nf4 import Nf4Preset
-from mlalign_tasks.study import StudyConfig as StudyDefaults
+from mlalign_tasks.study import StudyConfig
+
+DEMO = StudyConfig()  # the demo's settings: the defaults `mlalign run --help` shows
 
 app = typer.Typer(
     help="Question-alignment for multilingual LLMs: evaluate, train, publish leaderboards, analyse.",
@@ -427,51 +429,91 @@ def run_cmd(
         ),
     ] = None,
     langs: Annotated[
-        str, typer.Option("--langs", help="Training languages (question translation).")
-    ] = StudyDefaults.languages,
+        str | None,
+        typer.Option(
+            "--langs", help=f"Training languages (question translation) [default: a recipe's, else {DEMO.languages}]"
+        ),
+    ] = None,
     qt_source: Annotated[
-        str, typer.Option("--qt-source", help="gsm8k or snli question translations.")
-    ] = StudyDefaults.qt_source,
+        str | None,
+        typer.Option(
+            "--qt-source", help=f"gsm8k or snli question translations [default: a recipe's, else {DEMO.qt_source}]"
+        ),
+    ] = None,
     examples_per_language: Annotated[
-        int | None, typer.Option("--examples-per-language", help="Training pairs per language (0: all).")
-    ] = StudyDefaults.examples_per_language,
+        int | None,
+        typer.Option(
+            "--examples-per-language",
+            help=f"Training pairs per language, 0: all [default: tiny model {DEMO.examples_per_language}; a real "
+            "model: the recipe's, else all]",
+        ),
+    ] = None,
     train_flag: Annotated[
         list[str] | None, typer.Option("--train-flag", help="Extra trainer flag, e.g. '--max_steps=200' (repeat).")
     ] = None,
-    tasks: Annotated[str, typer.Option(help="Evaluation tasks (as for `mlalign eval`).")] = StudyDefaults.eval_tasks,
+    tasks: Annotated[str, typer.Option(help="Evaluation tasks (as for `mlalign eval`).")] = DEMO.eval_tasks,
     limit: Annotated[
-        str | None, typer.Option(help="Evaluation items per task ('none': all).")
-    ] = StudyDefaults.eval_limit,
+        str | None,
+        typer.Option(
+            help=f"Evaluation items per task, 'none': all [default: tiny model {DEMO.eval_limit}; a real model: all]"
+        ),
+    ] = None,
     max_gen_toks: Annotated[
-        int, typer.Option("--max-gen-toks", help="Generated tokens per MGSM/MSVAMP item (0: the task's default).")
-    ] = StudyDefaults.max_gen_toks,
-    batch_size: Annotated[str, typer.Option("--batch-size", help="Evaluation batch size.")] = StudyDefaults.batch_size,
+        int | None,
+        typer.Option(
+            "--max-gen-toks",
+            help=f"New tokens per MGSM/MSVAMP item, 0: the task's own [default: tiny model {DEMO.max_gen_toks}; a "
+            "real model: the task's own]",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        str | None,
+        typer.Option(
+            "--batch-size", help=f"Evaluation batch size [default: tiny model {DEMO.batch_size}; a real model: auto]"
+        ),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: cuda if available).")] = None,
     load_in_4bit: Annotated[bool, typer.Option("--load-in-4bit", help="Evaluate/analyse in 4-bit NF4 (CUDA).")] = False,
     nf4_preset: Nf4PresetOpt = Nf4Preset.mlalign,
     label_scoring: LabelScoringOpt = Scoring.paper,
     analysis_limit: Annotated[
-        int, typer.Option("--analysis-limit", help="Items per language in the analyses (0: all).")
-    ] = StudyDefaults.analysis_limit,
-    out: Annotated[Path, typer.Option(help="Run directory (stages, resumable).")] = StudyDefaults.out,
-    board: Annotated[Path, typer.Option(help="Leaderboard folder to publish.")] = StudyDefaults.board,
-    seed: Annotated[int, typer.Option(help="Seed of data sampling, training and analyses.")] = StudyDefaults.seed,
+        int | None,
+        typer.Option(
+            "--analysis-limit",
+            help=f"Items per language in the analyses, 0: all [default: tiny model {DEMO.analysis_limit}; a real "
+            "model: all]",
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Run directory (stages, resumable).")] = DEMO.out,
+    board: Annotated[Path, typer.Option(help="Leaderboard folder to publish.")] = DEMO.board,
+    seed: Annotated[int, typer.Option(help="Seed of data sampling, training and analyses.")] = DEMO.seed,
     data_dir: DataDirOpt = None,
 ) -> None:
     """The whole study: data -> question-aligned training -> eval base and aligned -> leaderboard -> analyses."""
     from rich.table import Table
 
-    from mlalign_tasks.study import StudyConfig, run_study
+    from mlalign_tasks.study import configure, describe_defaults, run_study
 
-    cfg = StudyConfig(
-        model=model, recipe=recipe, languages=langs, qt_source=qt_source,
-        examples_per_language=examples_per_language or None, train_flags=train_flag or [], eval_tasks=tasks,
-        eval_limit=None if (limit or "").lower() == "none" else limit, max_gen_toks=max_gen_toks or None,
-        batch_size=batch_size, device=device, load_in_4bit=load_in_4bit, nf4_preset=nf4_preset.value,
-        label_scoring=label_scoring.value,
-        analysis_limit=analysis_limit or None,
+    sized = {  # the options whose defaults depend on the model (`configure`); given ones only, 0 / 'none': all
+        "languages": langs,
+        "qt_source": qt_source,
+        "examples_per_language": examples_per_language,
+        "eval_limit": limit,
+        "max_gen_toks": max_gen_toks,
+        "analysis_limit": analysis_limit,
+        "batch_size": batch_size,
+    }
+    given = {k: v for k, v in sized.items() if v is not None}
+    given |= {k: None for k in ("examples_per_language", "max_gen_toks", "analysis_limit") if given.get(k) == 0}
+    if str(given.get("eval_limit", "")).lower() == "none":
+        given["eval_limit"] = None
+    cfg = configure(
+        model=model, recipe=recipe, **given, train_flags=train_flag or [], eval_tasks=tasks, device=device,
+        load_in_4bit=load_in_4bit, nf4_preset=nf4_preset.value, label_scoring=label_scoring.value,
         out=out, board=board, seed=seed, data_dir=str(data_dir) if data_dir else None,
     )  # fmt: skip
+    if chosen := describe_defaults(cfg):
+        console.print(chosen, highlight=False)
     results, paths = run_study(cfg, on_start=lambda st, why: console.rule(f"[bold]{st.name}[/bold] ({why})"))
     table = Table("stage", "status", "seconds", "output", title="mlalign run")
     for r in results:
@@ -479,6 +521,8 @@ def run_cmd(
     console.print(table)
     console.print(f"leaderboard: {paths['leaderboard'] / 'README.md'} and {paths['leaderboard'] / 'index.html'}")
     console.print(f"adapter: {paths['adapter']}   analyses: {paths['logit-lens']}, {paths['pca']}")
+    if chosen:
+        console.print(chosen, highlight=False)
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """The whole study in one resumable run: data -> question-aligned training -> evaluation -> leaderboard -> analyses.
 
 With no arguments it runs the embedded default offline on CPU: the tiny model, two training
-languages, small evaluation limits. With a recipe or a real model id the same stages run at full
-size. Every stage is skipped when its outputs exist, verify, and match its configuration hash.
+languages, small evaluation limits (`DEMO_SCALE`). With a recipe or a real model id the same stages run at
+full size (`FULL_SCALE`, and the recipe's training data) unless the user asks for less. Every stage is
+skipped when its outputs exist, verify, and match its configuration hash.
 """
 
 from __future__ import annotations
@@ -28,20 +29,38 @@ STUDY_FILE = "study.json"  # the options of the last run: marks a folder as an `
 LOCK_FILE = ".mlalign-run.lock"
 
 
+@dataclass(frozen=True)
+class Scale:
+    """The sizes of a run where the user gives none (None: all, or the task's own)."""
+
+    examples_per_language: int | None  # training pairs per language (None: every usable pair)
+    eval_limit: str | None  # evaluation items per task (None: every item)
+    max_gen_toks: int | None  # new tokens per MGSM/MSVAMP item (None: each task's own length)
+    analysis_limit: int | None  # items per language in the analyses (None: every item)
+    batch_size: str  # evaluation batch size
+
+
+DEMO_SCALE = Scale(examples_per_language=32, eval_limit="8", max_gen_toks=48, analysis_limit=16, batch_size="8")
+FULL_SCALE = Scale(
+    examples_per_language=None, eval_limit=None, max_gen_toks=None, analysis_limit=None, batch_size="auto"
+)
+RECIPE_DATA = ("languages", "qt_source", "examples_per_language")  # what a real run takes from its recipe
+
+
 @dataclass
 class StudyConfig:
-    """What `mlalign run` does; the defaults are the embedded demo."""
+    """What `mlalign run` does; the defaults are the embedded demo (`configure` picks them by the model)."""
 
     model: str | None = None  # None: the recipe's model_name_or_path, or the tiny model without a recipe
     recipe: str | None = None
     languages: str = "de,zh"
     qt_source: str = "gsm8k"
-    examples_per_language: int | None = 32
+    examples_per_language: int | None = DEMO_SCALE.examples_per_language
     train_flags: list[str] = field(default_factory=list)
     eval_tasks: str = "mgsm_aligned,msvamp_aligned,paper_aligned"
-    eval_limit: str | None = "8"
-    max_gen_toks: int | None = 48
-    batch_size: str = "8"
+    eval_limit: str | None = DEMO_SCALE.eval_limit
+    max_gen_toks: int | None = DEMO_SCALE.max_gen_toks
+    batch_size: str = DEMO_SCALE.batch_size
     device: str | None = None
     load_in_4bit: bool = False
     nf4_preset: str = "mlalign"  # evaluation in 4-bit: mlalign or paper (mlalign_tasks.nf4)
@@ -49,11 +68,57 @@ class StudyConfig:
     analysis_task: str = "sentiment"
     lens_langs: str = "en,de,zh,sw,ja"
     pca_langs: str = "en,de,fr,hi,sw"
-    analysis_limit: int | None = 16
+    analysis_limit: int | None = DEMO_SCALE.analysis_limit
     out: Path = Path("runs/demo")
     board: Path = Path("leaderboards/demo")
     seed: int = 0
     data_dir: str | None = None
+    defaulted: dict[str, str] = field(default_factory=dict)  # option -> where its value came from (not given)
+
+
+def configure(model: str | None = None, recipe: str | None = None, **given) -> StudyConfig:
+    """The run's configuration: the options the user gave, the others at the run's scale.
+
+    On the tiny model the demo's small sizes; on a real model or recipe the full test sets, each task's own
+    generation length, every analysis item, batch size auto, and the recipe's training data (languages, source,
+    examples per language) or, without a recipe, every usable pair. `defaulted` records what was chosen here.
+    """
+    probe = StudyConfig(model=model, recipe=recipe)
+    tiny = is_tiny(probe)
+    why = "the demo's" if tiny else "full size"
+    chosen = {name: (value, why) for name, value in asdict(DEMO_SCALE if tiny else FULL_SCALE).items()}
+    if not tiny and recipe is not None:
+        values = _recipe(probe)[1]
+        chosen |= {name: (values[name], f"recipe {recipe}") for name in RECIPE_DATA if name in values}
+    chosen = {name: pair for name, pair in chosen.items() if name not in given}
+    return StudyConfig(
+        model=model,
+        recipe=recipe,
+        **given,
+        **{name: value for name, (value, _) in chosen.items()},
+        defaulted={name: source for name, (_, source) in chosen.items()},
+    )
+
+
+# How `describe_defaults` names a value chosen by `configure`, and the flag that sets it.
+_DESCRIBED = {
+    "languages": ("--langs", lambda v: f"training languages {v}"),
+    "qt_source": ("--qt-source", lambda v: f"{v} question translations"),
+    "examples_per_language": ("--examples-per-language", lambda v: f"{v or 'all usable'} training pairs per language"),
+    "eval_limit": ("--limit", lambda v: f"{v or 'all'} evaluation items per task"),
+    "max_gen_toks": ("--max-gen-toks", lambda v: f"{v} new tokens" if v else "each task's own number of new tokens"),
+    "analysis_limit": ("--analysis-limit", lambda v: f"{v or 'all'} analysis items per language"),
+    "batch_size": ("--batch-size", lambda v: f"evaluation batch size {v}"),
+}
+
+
+def describe_defaults(cfg: StudyConfig) -> str | None:
+    """One line naming each value the run chose itself, where it came from and the flag that changes it."""
+    parts = [
+        f"{_DESCRIBED[name][1](getattr(cfg, name))} ({source}; {_DESCRIBED[name][0]})"
+        for name, source in cfg.defaulted.items()
+    ]
+    return "chosen for this run: " + ", ".join(parts) if parts else None
 
 
 def recipe_path(name: str) -> Path:

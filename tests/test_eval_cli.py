@@ -343,6 +343,38 @@ def test_cpu_smoke_recipe_runs_on_the_tiny_model() -> None:
     assert not is_tiny(StudyConfig(recipe="qwen2.5-1.5b-12gb"))
 
 
+def test_a_real_model_gets_full_size_defaults_and_the_recipes_data(monkeypatch, capsys, tiny_model_dir) -> None:
+    """The demo's small sizes only on the tiny model: a real model or recipe evaluates every item with each task's
+    own generation length and trains on the recipe's data, unless the user asks for less; the run says which."""
+    from mlalign_tasks.study import DEMO_SCALE, configure, describe_defaults
+
+    demo = configure()
+    assert (demo.eval_limit, demo.max_gen_toks, demo.examples_per_language) == ("8", 48, 32) == (
+        DEMO_SCALE.eval_limit, DEMO_SCALE.max_gen_toks, DEMO_SCALE.examples_per_language,
+    )  # fmt: skip
+    assert set(demo.defaulted.values()) == {"the demo's"}
+    real = configure(recipe="qwen2.5-1.5b-12gb")
+    assert (real.eval_limit, real.max_gen_toks, real.analysis_limit, real.batch_size) == (None, None, None, "auto")
+    assert (real.languages, real.examples_per_language) == ("de,es,fr,ja,ru,sw,zh", 1000)
+    line = describe_defaults(real)
+    assert "all evaluation items per task (full size; --limit)" in line
+    assert "1000 training pairs per language (recipe qwen2.5-1.5b-12gb; --examples-per-language)" in line
+    asked = configure(model="Qwen/Qwen2.5-1.5B", eval_limit="8", max_gen_toks=None, languages="sw")
+    assert (asked.eval_limit, asked.max_gen_toks, asked.languages, asked.examples_per_language) == (
+        "8",
+        None,
+        "sw",
+        None,
+    )
+    assert not {"eval_limit", "max_gen_toks", "languages"} & set(asked.defaulted)
+    # `mlalign run --model DIR` says what it chose before anything runs (here a refused option stops it).
+    code, out, err = run_cli(
+        monkeypatch, capsys, "run", "--model", str(tiny_model_dir), "--limit", "3", "--nf4-preset", "paper"
+    )
+    assert code == 2 and "--nf4-preset paper applies to 4-bit" in err
+    assert "each task's own number of new tokens (full size; --max-gen-toks)" in out and "--limit)" not in out
+
+
 @pytest.mark.parametrize(
     "command", [["tiny-model", "--out"], ["data", "build-qt", "--langs", "de", "--n", "2", "--out"]]
 )
