@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +11,7 @@ import typer
 from rich.console import Console
 
 from mlalign_tasks.analysis.protocols import PAPER_PAIRS, LensProtocol, PcaInput, Pooling
-from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.errors import Interrupted, MlalignError
 from mlalign_tasks.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP, Dtype
 from mlalign_tasks.label_scoring import Scoring
 from mlalign_tasks.nf4 import Nf4Preset
@@ -514,7 +515,10 @@ def run_cmd(
     )  # fmt: skip
     if chosen := describe_defaults(cfg):
         console.print(chosen, highlight=False)
-    results, paths = run_study(cfg, on_start=lambda st, why: console.rule(f"[bold]{st.name}[/bold] ({why})"))
+    try:
+        results, paths = run_study(cfg, on_start=lambda st, why: console.rule(f"[bold]{st.name}[/bold] ({why})"))
+    except Interrupted:
+        raise Interrupted("the stages that finished are kept; rerun the same command to resume") from None
     table = Table("stage", "status", "seconds", "output", title="mlalign run")
     for r in results:
         table.add_row(r.name, r.status, f"{r.seconds:.1f}", str(r.path))
@@ -525,13 +529,21 @@ def run_cmd(
         console.print(chosen, highlight=False)
 
 
+def _interrupt(signum, frame) -> None:
+    raise Interrupted
+
+
 def main() -> None:
-    """Entry point: run the app, turning user-facing errors into one line and exit code 2."""
+    """Entry point: run the app, turning user-facing errors into one line and exit code 2, Ctrl-C into 130."""
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         app()
     except MlalignError as e:
         err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except Interrupted as e:  # what the command was writing is removed on the way out
+        err_console.print(f"interrupted: {e}" if e.args else "interrupted", highlight=False, soft_wrap=True)
+        sys.exit(130)
     except OSError as e:  # e.g. an output path under a file, a full disk: the system's words, without a traceback
         if isinstance(e, FileExistsError | NotADirectoryError) and e.filename and Path(e.filename).is_file():
             message = f"{e.filename} is a file, so it cannot hold the output folder; choose another path"

@@ -31,6 +31,7 @@ from mlalign_tasks.languages import (
 )
 from mlalign_tasks.nf4 import Nf4Preset
 from mlalign_tasks.output_dirs import remove_leftovers, try_lock
+from mlalign_tasks.progress import lm_eval_bars
 
 DEFAULT_TASKS = ",".join(DEFAULT_FAMILIES)
 STAGING_PREFIX = ".mlalign-eval-"  # results are written here, inside --output-path, then moved into place
@@ -305,35 +306,28 @@ def _check_fewshot(req: EvalRequest) -> None:
         )
 
 
-def preloaded_lm(req: EvalRequest, device: str, token_sets: dict | None):
-    """The model loaded here in 4-bit (lm-eval's own load_in_4bit fails on transformers 5), as `req.nf4_preset`
-    says, wrapped for lm-eval; the results still name base model and adapter through `req.model_args`."""
-    from lm_eval.models.huggingface import HFLM
+def make_lm(req: EvalRequest, device: str, token_sets: dict | None):
+    """The lm-eval model `simple_evaluate` runs: lm-eval's HF model with a safe `--batch-size auto` (`MlalignLM`),
+    scoring the paper tasks' labels over token sets when given them (`TokenSetLM`).
+
+    In 4-bit the model is loaded here (lm-eval's own load_in_4bit fails on transformers 5), as `req.nf4_preset` says;
+    the results still name base model and adapter through `req.model_args`.
+    """
+    from mlalign_tasks.hf_lm import MlalignLM
+    from mlalign_tasks.token_set_lm import TokenSetLM
+
+    cls, extra = (TokenSetLM, {"token_sets": token_sets}) if token_sets else (MlalignLM, {})
+    if not req.load_in_4bit:
+        return cls(
+            pretrained=req.model, peft=req.adapter, batch_size=req.batch_size, device=device, dtype=req.dtype.value,
+            **extra,
+        )  # fmt: skip
     from transformers import AutoTokenizer
 
     from mlalign_tasks.nf4 import load_4bit
 
     model = load_4bit(req.model, req.adapter, req.nf4_preset, device)
-    tokenizer = AutoTokenizer.from_pretrained(req.model)
-    if token_sets:
-        from mlalign_tasks.token_set_lm import TokenSetLM
-
-        return TokenSetLM(pretrained=model, tokenizer=tokenizer, batch_size=req.batch_size, token_sets=token_sets)
-    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=req.batch_size)
-
-
-def make_lm(req: EvalRequest, device: str, token_sets: dict | None):
-    """What `simple_evaluate` runs: lm-eval's "hf" model by name, or a model object built here (4-bit, paper scoring)."""
-    if req.load_in_4bit:
-        return preloaded_lm(req, device, token_sets)
-    if not token_sets:
-        return "hf"
-    from mlalign_tasks.token_set_lm import TokenSetLM
-
-    return TokenSetLM(
-        pretrained=req.model, peft=req.adapter, batch_size=req.batch_size, device=device, dtype=req.dtype.value,
-        token_sets=token_sets,
-    )  # fmt: skip
+    return cls(pretrained=model, tokenizer=AutoTokenizer.from_pretrained(req.model), batch_size=req.batch_size, **extra)
 
 
 def run(req: EvalRequest) -> dict[str, Any]:
@@ -385,23 +379,24 @@ def run(req: EvalRequest) -> dict[str, Any]:
         lock = try_lock(staging)
     try:
         tracker = EvaluationTracker(output_path=str(staging)) if staging else None
-        results = simple_evaluate(
-            model=lm,
-            model_args=req.model_args,
-            tasks=built,
-            num_fewshot=req.num_fewshot,
-            batch_size=req.batch_size,
-            device=device,
-            limit=req.limit,
-            gen_kwargs=req.gen_kwargs,
-            log_samples=staging is not None,
-            evaluation_tracker=tracker,
-            task_manager=manager,
-            apply_chat_template=req.apply_chat_template,
-            random_seed=req.seed,
-            numpy_random_seed=req.seed,
-            torch_random_seed=req.seed,
-        )
+        with lm_eval_bars():
+            results = simple_evaluate(
+                model=lm,
+                model_args=req.model_args,
+                tasks=built,
+                num_fewshot=req.num_fewshot,
+                batch_size=req.batch_size,
+                device=device,
+                limit=req.limit,
+                gen_kwargs=req.gen_kwargs,
+                log_samples=staging is not None,
+                evaluation_tracker=tracker,
+                task_manager=manager,
+                apply_chat_template=req.apply_chat_template,
+                random_seed=req.seed,
+                numpy_random_seed=req.seed,
+                torch_random_seed=req.seed,
+            )
         if results is None:
             raise MlalignError("lm-eval returned no results (not the main process)")
         results["mlalign"] = {
