@@ -94,9 +94,9 @@ def main() -> None:
         rows.append(("logit lens", len(prompts), t_fast, t_slow))
 
         def pooled_per_layer(lm, texts, bs):
-            return torch.cat([mean_pooled(lm, texts, [layer], bs, "naive") for layer in layers], dim=1)
+            return torch.cat([mean_pooled(lm, texts, [layer], bs) for layer in layers], dim=1)
 
-        t_fast, fast = timed(mean_pooled, lm, sentences, layers, args.batch_size, "pca")
+        t_fast, fast = timed(mean_pooled, lm, sentences, layers, args.batch_size)
         t_slow, slow = timed(pooled_per_layer, lm, sentences, args.batch_size)
         assert torch.allclose(fast, slow, atol=1e-5), "pca: one-pass and per-layer results differ"
         rows.append(("pca pooling", len(sentences), t_fast, t_slow))

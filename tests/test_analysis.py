@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -104,8 +105,8 @@ def test_label_first_tokens_are_word_prefixes_in_context(lm, prompts):
 def test_mean_pooling_equals_manual_means_with_and_without_bos(lm, prompts):
     texts = [p[-80:] for p in prompts]
     layers = [0, 2, lm.num_layers]
-    everything = mean_pooled(lm, texts, layers, batch_size=4, description="test", pooling=Pooling.all)
-    content = mean_pooled(lm, texts, layers, batch_size=4, description="test", pooling=Pooling.content)
+    everything = mean_pooled(lm, texts, layers, batch_size=4, pooling=Pooling.all)
+    content = mean_pooled(lm, texts, layers, batch_size=4, pooling=Pooling.content)
     for i, text in enumerate(texts):
         enc = lm.tokenizer(text, return_tensors="pt")
         assert enc["input_ids"][0, 0] == lm.tokenizer.bos_token_id
@@ -167,6 +168,7 @@ def test_logit_lens_cli_base_and_aligned(tiny_model_dir, adapter_dir, tmp_path, 
     ]  # fmt: skip
     result = json.loads((out / "logit_lens.json").read_text())
     assert result["langs"] == ["en", "sw"] and len(result["items"]) == 3
+    assert re.search(r"logit lens: 12/12 prompts, in 0:\d\d:\d\d", err)  # 2 languages x 3 items x 2 variants
     assert set(result["variants"]) == {"base", "aligned"}
     vocab = json.loads((tiny_model_dir / "config.json").read_text())["vocab_size"]
     for by_lang in result["variants"].values():

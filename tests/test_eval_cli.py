@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -230,6 +231,9 @@ def test_eval_every_group(monkeypatch, capsys, tmp_path, tiny_model_dir) -> None
     assert [code for code in rows if code in LANGUAGES] == [code for code in LANGUAGES if code in rows]
     assert all(f in stdout for f in DEFAULT_FAMILIES)
     assert [p.name for p in out.iterdir()] == [results["config"]["model_args"].split("=")[1].replace("/", "__")]
+    # the long steps' progress (in a log: a line at the end): lm-eval's generations and the paper scoring
+    assert re.search(r"generating \(lm-eval generate_until\): (\d+)/\1 requests, in 0:\d\d:\d\d", stderr), stderr
+    assert re.search(r"scoring labels \(token sets\): (\d+)/\1 prompts, in", stderr)
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.progress import StepProgress
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -179,16 +180,13 @@ def run_batches(
     texts: list[str],
     reduce: Callable[[Batch], dict[str, torch.Tensor]],
     batch_size: int = 8,
-    description: str = "forward",
+    progress: StepProgress | None = None,
 ) -> dict[str, torch.Tensor]:
     """Run `texts` through the model (longest first, one forward per batch) and reduce every batch.
 
     `reduce` maps a Batch to tensors whose first dimension is the batch; they come back concatenated
-    on the CPU in the order of `texts`.
+    on the CPU in the order of `texts`. Each batch advances `progress` by its texts.
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     if batch_size < 1:
         raise MlalignError(f"--batch-size must be at least 1, got {batch_size}")
     if not texts:
@@ -196,28 +194,25 @@ def run_batches(
     ids = lm.tokenizer(texts, add_special_tokens=True)["input_ids"]
     order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
     parts: dict[str, list[torch.Tensor]] = {}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    console = Console(stderr=True)
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
-        bar = progress.add_task(description, total=len(texts))
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            enc = lm.tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt")
-            mask = enc["attention_mask"].to(lm.device)
-            input_ids = enc["input_ids"].to(lm.device)
-            with torch.inference_mode():
-                out = lm.model(
-                    input_ids=input_ids,
-                    attention_mask=mask,
-                    position_ids=(mask.long().cumsum(-1) - 1).clamp(min=0),
-                    output_hidden_states=True,
-                    use_cache=False,
-                    logits_to_keep=1,
-                )
-                reduced = reduce(Batch(tuple(out.hidden_states), mask.bool(), input_ids, out.logits[:, -1, :]))
-            for key, value in reduced.items():
-                parts.setdefault(key, []).append(value.detach().float().cpu())
-            progress.advance(bar, len(rows))
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        enc = lm.tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt")
+        mask = enc["attention_mask"].to(lm.device)
+        input_ids = enc["input_ids"].to(lm.device)
+        with torch.inference_mode():
+            out = lm.model(
+                input_ids=input_ids,
+                attention_mask=mask,
+                position_ids=(mask.long().cumsum(-1) - 1).clamp(min=0),
+                output_hidden_states=True,
+                use_cache=False,
+                logits_to_keep=1,
+            )
+            reduced = reduce(Batch(tuple(out.hidden_states), mask.bool(), input_ids, out.logits[:, -1, :]))
+        for key, value in reduced.items():
+            parts.setdefault(key, []).append(value.detach().float().cpu())
+        if progress is not None:
+            progress.advance(len(rows))
     inverse = torch.empty(len(order), dtype=torch.long)
     inverse[torch.tensor(order)] = torch.arange(len(order))
     return {key: torch.cat(chunks)[inverse] for key, chunks in parts.items()}

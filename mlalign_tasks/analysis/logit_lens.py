@@ -31,6 +31,7 @@ from mlalign_tasks.analysis.outputs import atomic_output_dir, versions
 from mlalign_tasks.analysis.protocols import LensProtocol
 from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.progress import StepProgress
 
 NORM_NAMES = ("norm", "final_layernorm", "final_layer_norm", "ln_f")
 RESULT_FILE = "logit_lens.json"
@@ -123,7 +124,7 @@ def language_lens(
     native: list[str],
     batch_size: int,
     top_k: int,
-    description: str,
+    progress: StepProgress | None = None,
 ) -> dict:
     """Per-layer means over `items` (one language) of label-word probabilities, entropy, accuracy, top-k tokens."""
     en_ids = first_token_ids(lm.tokenizer, items[0]["prompt"], english)
@@ -149,7 +150,7 @@ def language_lens(
         return out
 
     with lens.capturing():
-        stats = run_batches(lm, [it["prompt"] for it in items], reduce, batch_size, description)
+        stats = run_batches(lm, [it["prompt"] for it in items], reduce, batch_size, progress)
     gold = torch.tensor([it["label"] for it in items])
     mean_probs = prob_sum["all"] / len(items)  # [L+1, V]
     top = mean_probs.topk(min(top_k, mean_probs.shape[-1]), dim=-1)
@@ -210,34 +211,23 @@ def run_logit_lens(
         lm = load_model(model, peft, device=device, dtype=dtype, load_in_4bit=load_in_4bit)
         lens = LogitLens(lm.model)
         variants: dict[str, dict] = {}
-        for variant in lm.variants():
-            with lm.variant(variant):
-                variants[variant] = {
-                    lang: (
-                        paper_lens.language_curves(
-                            lm,
-                            lens,
-                            items[lang],
-                            english,
-                            native[lang],
-                            lang,
-                            batch_size,
-                            f"logit lens {variant} {lang}",
+        total = len(lm.variants()) * sum(len(items[lang]) for lang in codes)
+        with StepProgress("logit lens", total, "prompts") as progress:
+            for variant in lm.variants():
+                variants[variant] = {}
+                for lang in codes:
+                    progress.describe(f"logit lens {variant} {lang}")
+                    with lm.variant(variant):
+                        variants[variant][lang] = (
+                            paper_lens.language_curves(
+                                lm, lens, items[lang], english, native[lang], lang, batch_size, progress
+                            )
+                            if protocol is LensProtocol.paper
+                            else language_lens(
+                                lm, lens, items[lang], english, native[lang], batch_size, top_k, progress
+                            )
                         )
-                        if protocol is LensProtocol.paper
-                        else language_lens(
-                            lm,
-                            lens,
-                            items[lang],
-                            english,
-                            native[lang],
-                            batch_size,
-                            top_k,
-                            f"logit lens {variant} {lang}",
-                        )
-                    )
-                    for lang in codes
-                }
+            progress.describe("logit lens")
         first = variants[lm.variants()[0]]
         result = {
             "analysis": "logit_lens",

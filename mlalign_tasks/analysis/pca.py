@@ -24,6 +24,7 @@ from mlalign_tasks.analysis.outputs import atomic_output_dir, versions
 from mlalign_tasks.analysis.protocols import PAPER_PAIRS, PcaInput, Pooling
 from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.progress import StepProgress
 
 RESULT_FILE = "pca.json"
 
@@ -78,7 +79,12 @@ def pc1_correlations(pc1: dict[str, np.ndarray], pairs: list[tuple[str, str]]) -
 
 
 def mean_pooled(
-    lm, texts: list[str], layers: list[int], batch_size: int, description: str, pooling: Pooling = Pooling.all
+    lm,
+    texts: list[str],
+    layers: list[int],
+    batch_size: int,
+    pooling: Pooling = Pooling.all,
+    progress: StepProgress | None = None,
 ) -> torch.Tensor:
     """Mean over the tokens (all, or all but special ones) of the chosen layers' hidden states: [N, len(layers), H]."""
     special = torch.tensor(sorted(set(lm.tokenizer.all_special_ids)), device=lm.device)
@@ -92,7 +98,7 @@ def mean_pooled(
         pooled = [batch.hidden_states[layer].float().masked_fill(~mask, 0.0).sum(1) / count for layer in layers]
         return {"pooled": torch.stack(pooled, dim=1)}
 
-    return run_batches(lm, texts, reduce, batch_size, description)["pooled"]
+    return run_batches(lm, texts, reduce, batch_size, progress)["pooled"]
 
 
 def layer_pca(pooled: np.ndarray, langs: list[str], n_items: int, pairs: list[tuple[str, str]]) -> dict:
@@ -153,15 +159,18 @@ def run_pca(
             raise MlalignError("a PCA needs at least two points: raise --limit or add a language to --langs")
         lm = load_model(model, peft, device=device, dtype=dtype, load_in_4bit=load_in_4bit)
         variants: dict[str, dict] = {}
-        for variant in lm.variants():
-            with lm.variant(variant):
-                pooled = mean_pooled(lm, flat, chosen_layers, batch_size, f"pca {variant}", pooling).numpy()
-            variants[variant] = {
-                "layers": {
-                    str(layer): layer_pca(pooled[:, j], codes, len(items), chosen_pairs)
-                    for j, layer in enumerate(chosen_layers)
+        with StepProgress("pca", len(lm.variants()) * len(flat), "prompts") as progress:
+            for variant in lm.variants():
+                progress.describe(f"pca {variant}")
+                with lm.variant(variant):
+                    pooled = mean_pooled(lm, flat, chosen_layers, batch_size, pooling, progress).numpy()
+                variants[variant] = {
+                    "layers": {
+                        str(layer): layer_pca(pooled[:, j], codes, len(items), chosen_pairs)
+                        for j, layer in enumerate(chosen_layers)
+                    }
                 }
-            }
+            progress.describe("pca")
         result = {
             "analysis": "pca",
             "input": source.value,
