@@ -514,7 +514,7 @@ def run_cmd(
         out=out, board=board, seed=seed, data_dir=str(data_dir) if data_dir else None,
     )  # fmt: skip
     if chosen := describe_defaults(cfg):
-        console.print(chosen, highlight=False)
+        console.print(chosen, highlight=False, soft_wrap=True)
     try:
         results, paths = run_study(cfg, on_start=lambda st, why: console.rule(f"[bold]{st.name}[/bold] ({why})"))
     except Interrupted:
@@ -526,7 +526,7 @@ def run_cmd(
     console.print(f"leaderboard: {paths['leaderboard'] / 'README.md'} and {paths['leaderboard'] / 'index.html'}")
     console.print(f"adapter: {paths['adapter']}   analyses: {paths['logit-lens']}, {paths['pca']}")
     if chosen:
-        console.print(chosen, highlight=False)
+        console.print(chosen, highlight=False, soft_wrap=True)
 
 
 def _interrupt(signum, frame) -> None:

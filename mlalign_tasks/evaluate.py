@@ -32,6 +32,7 @@ from mlalign_tasks.languages import (
 from mlalign_tasks.nf4 import Nf4Preset
 from mlalign_tasks.output_dirs import remove_leftovers, try_lock
 from mlalign_tasks.progress import lm_eval_bars
+from mlalign_tasks.quiet import quiet_lm_eval_git
 
 DEFAULT_TASKS = ",".join(DEFAULT_FAMILIES)
 STAGING_PREFIX = ".mlalign-eval-"  # results are written here, inside --output-path, then moved into place
@@ -379,7 +380,7 @@ def run(req: EvalRequest) -> dict[str, Any]:
         lock = try_lock(staging)
     try:
         tracker = EvaluationTracker(output_path=str(staging)) if staging else None
-        with lm_eval_bars():
+        with lm_eval_bars(), quiet_lm_eval_git():
             results = simple_evaluate(
                 model=lm,
                 model_args=req.model_args,

@@ -164,6 +164,9 @@ def parse_args(argv: list[str] | None = None):
     argv = _resolve_config_flag(sys.argv[1:] if argv is None else argv)
     import yaml
 
+    # transformers 5 renames TRL's gradient_checkpointing* fields; the notices are not the user's to act on.
+    warnings.filterwarnings("ignore", message=".*deprecated and will be removed in v6", category=FutureWarning)
+
     try:
         return parser.parse_args_and_config(args=argv)
     except (ValueError, OSError, yaml.YAMLError) as e:
@@ -400,8 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlalign_trainer import metadata
     from mlalign_trainer.callbacks import GracefulInterrupt
 
-    # transformers 5 renames TRL's gradient_checkpointing* fields; the notices are not the user's to act on.
-    warnings.filterwarnings("ignore", message=".*deprecated and will be removed in v6", category=FutureWarning)
+    argv = sys.argv[1:] if argv is None else argv
     qt, args, model_args = parse_args(argv)
     if not model_args.model_name_or_path:
         raise MlalignError("no base model: give --model_name_or_path (a Hugging Face model id or a local path)")
@@ -413,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         raise MlalignError("nothing to train: give --num_train_epochs or --max_steps a positive value")
     say = print if args.process_index == 0 else (lambda *a, **k: None)
     dataset, info = load_training_data(qt, args.seed)
-    if qt.dataset_path and qt.languages:
+    if qt.dataset_path and any(a == "--languages" or a.startswith("--languages=") for a in argv):  # not a recipe's
         say(f"--dataset_path {qt.dataset_path} ({','.join(info['languages'])}) replaces --languages {qt.languages}")
     qt.qt_format = info["format"]
     eval_dataset = None
