@@ -293,7 +293,7 @@ analyze_app = typer.Typer(
 app.add_typer(analyze_app, name="analyze")
 ModelOpt = Annotated[str, typer.Option("--model", help="Hugging Face model id or local directory.")]
 PeftOpt = Annotated[
-    Path | None, typer.Option("--peft", help="LoRA adapter directory: base and aligned are analysed side by side.")
+    str | None, typer.Option("--peft", help="LoRA adapter directory: base and aligned are analysed side by side.")
 ]
 AnalysisOutOpt = Annotated[Path, typer.Option("--out", help="New (or earlier output) directory for JSON + plots.")]
 LimitOpt = Annotated[int | None, typer.Option(help="Number of parallel items, drawn with --seed (default: all).")]

@@ -29,6 +29,7 @@ from mlalign_tasks.languages import (
     check_lang,
     task_name,
 )
+from mlalign_tasks.model_paths import ADAPTER_FILE, check_local, check_model_arg
 from mlalign_tasks.nf4 import Nf4Preset
 from mlalign_tasks.output_dirs import remove_leftovers, try_lock
 from mlalign_tasks.progress import lm_eval_bars
@@ -156,16 +157,34 @@ def parse_limit(value: str | None) -> int | float | None:
     return number
 
 
+# lm-eval's own generation settings (its aliases of max_gen_toks included); the others go to transformers' generate.
+LM_EVAL_GEN_KEYS = ("until", "max_gen_toks", "max_new_tokens", "max_tokens", "max_completion_tokens", "do_sample")
+
+
 def parse_gen_kwargs(value: str | None) -> dict[str, Any] | None:
-    """--gen-kwargs 'max_gen_toks=64,temperature=0' -> dict, as lm-eval parses it."""
+    """--gen-kwargs 'max_gen_toks=64,temperature=0' -> dict, as lm-eval parses it; each key lm-eval's or a
+    transformers GenerationConfig setting (else a typo would surface as a traceback from `generate`)."""
     if not value:
         return None
+    import difflib
+
     from lm_eval.utils import simple_parse_args_string
+    from transformers import GenerationConfig
 
     bad = [p for p in value.split(",") if p.strip() and (p.count("=") < 1 or not p.split("=", 1)[0].strip())]
     if bad:
         raise MlalignError(f"--gen-kwargs {value!r}: expected key=value pairs separated by commas (bad: {bad[0]!r})")
-    return simple_parse_args_string(value)
+    parsed = simple_parse_args_string(value)
+    known = {*LM_EVAL_GEN_KEYS, *(k for k in GenerationConfig().to_dict() if not k.startswith("_"))}
+    for key in parsed:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise MlalignError(
+                f"--gen-kwargs: unknown setting {key!r}; {hint}use lm-eval's ({', '.join(LM_EVAL_GEN_KEYS)}) or a "
+                "transformers GenerationConfig field (e.g. temperature, top_p, num_beams)"
+            )
+    return parsed
 
 
 def parse_batch_size(value: str) -> int | str:
@@ -180,33 +199,15 @@ def parse_batch_size(value: str) -> int | str:
     return size
 
 
-def missing_local(name: str) -> bool:
-    """True if `name` is meant as a local path (exists, or is not shaped like a hub id) but is absent."""
-    if Path(name).expanduser().exists():
-        return False
-    return name.startswith((".", "/", "~")) or name.count("/") > 1
-
-
-def check_model_arg(value: str, flag: str) -> None:
-    """Refuse a model or adapter path that lm-eval's `model_args` string would split into other settings."""
-    if "," in value or "=" in value:
-        raise MlalignError(
-            f"{flag} {value!r} contains ',' or '=', which lm-eval would read as further model settings "
-            "(e.g. ',trust_remote_code=True'); rename the folder or link to it from a path without them"
-        )
-
-
 def check_model(model: str, adapter: str | None) -> None:
     """Fail early, with the fix, if the model or the adapter cannot be found or cannot be named to lm-eval."""
     from transformers import AutoConfig
 
     check_model_arg(model, "--model")
+    check_local(model, "--model")
     if adapter is not None:
         check_model_arg(adapter, "--peft")
-    if missing_local(model):
-        raise MlalignError(
-            f"model path {model} does not exist; pass a directory saved with save_pretrained or a model id"
-        )
+        check_local(adapter, "--peft", ADAPTER_FILE)
     try:
         AutoConfig.from_pretrained(model)
     except (OSError, ValueError) as e:
@@ -216,8 +217,6 @@ def check_model(model: str, adapter: str | None) -> None:
         ) from None
     if adapter is None:
         return
-    if missing_local(adapter):
-        raise MlalignError(f"--peft {adapter} does not exist; pass a PEFT adapter directory (with adapter_config.json)")
     from peft import PeftConfig
 
     try:

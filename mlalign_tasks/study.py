@@ -18,7 +18,7 @@ from mlalign_trainer.qt_data import SOURCES as QT_SOURCES
 
 from mlalign_tasks.atomic import write_json_atomic, write_text_atomic
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.evaluate import check_model_arg, missing_local
+from mlalign_tasks.model_paths import check_local, check_model_arg
 from mlalign_tasks.nf4 import Nf4Preset
 from mlalign_tasks.output_dirs import check_replaceable, exclusive
 from mlalign_tasks.stages import Stage, StageResult, run_stages
@@ -203,8 +203,8 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     model = str(out / "model") if tiny else (cfg.model or recipe.get("model_name_or_path"))
     if not model:
         raise MlalignError(f"recipe {recipe_file} names no model_name_or_path; give --model")
-    if not tiny and missing_local(model):
-        raise MlalignError(f"model {model} does not exist; pass --model a model directory or a Hugging Face model id")
+    if not tiny:
+        check_local(model, "--model" if cfg.model else f"the model of recipe {cfg.recipe}")
     adapter = out / "train" / "adapter"
     check_model_arg(model, "--out" if tiny else "--model")
     check_model_arg(str(adapter), "--out")

@@ -129,6 +129,9 @@ def test_gen_kwargs_and_batch_size() -> None:
     assert parse_gen_kwargs("max_gen_toks=64,temperature=0") == {"max_gen_toks": 64, "temperature": 0}
     with pytest.raises(MlalignError, match="key=value"):
         parse_gen_kwargs("max_gen_toks")
+    assert parse_gen_kwargs("top_p=0.9,num_beams=2,until=x") == {"top_p": 0.9, "num_beams": 2, "until": "x"}
+    with pytest.raises(MlalignError, match="unknown setting 'max_gen_tok'; did you mean max_gen_toks"):
+        parse_gen_kwargs("max_gen_tok=64")  # a typo: transformers' generate would fail with a traceback
     assert parse_batch_size("8") == 8 and parse_batch_size("auto") == "auto"
     with pytest.raises(MlalignError, match="--batch-size"):
         parse_batch_size("0")
@@ -175,12 +178,35 @@ def test_cuda_device_without_gpu(monkeypatch, capsys, tiny_model_dir) -> None:
 def test_missing_model_and_adapter(monkeypatch, capsys, tmp_path, tiny_model_dir) -> None:
     out = tmp_path / "out"
     code, _, err = run_cli(monkeypatch, capsys, "eval", "-m", str(tmp_path / "nope"), "--output-path", str(out))
-    assert code == 2 and f"model path {tmp_path / 'nope'} does not exist" in err
+    assert code == 2 and f"--model {tmp_path / 'nope'} does not exist" in err
     code, _, err = run_cli(monkeypatch, capsys, "eval", "-m", "no-such-org/no-such-model", "--output-path", str(out))
     assert code == 2 and "cannot load model 'no-such-org/no-such-model'" in err and "HF_HUB_OFFLINE" in err
     code, _, err = run_cli(monkeypatch, capsys, "eval", "-m", str(tiny_model_dir), "--peft", str(tmp_path))
-    assert code == 2 and "cannot load PEFT adapter" in err
+    assert code == 2 and f"--peft {tmp_path} is a folder without adapter_config.json, so not a PEFT adapter" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["eval", "-m", "{model}", "--peft", "."],  # an existing folder that is not an adapter
+        ["train", "--config", "cpu-smoke"],  # the recipe's ./tiny-model, run from a folder without one
+        ["analyze", "pca", "--model", "{model}", "--peft", ".", "--out", "pca"],
+        ["analyze", "logit-lens", "--model", "{model}", "--peft", "./nope", "--langs", "de", "--out", "lens"],
+    ],
+)
+def test_a_wrong_local_path_fails_at_once_without_asking_the_hub(tmp_path, tiny_model_dir, command) -> None:
+    """With the Hub allowed but out of reach, transformers and PEFT retry it for half a minute for a name they
+    cannot open as a folder; a name meant as a path is refused before that (and before any data is read: the
+    data folder is empty)."""
+    (tmp_path / "data").mkdir()
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "MLALIGN_DATA_DIR": str(tmp_path / "data")}
+    args = [a.replace("{model}", str(tiny_model_dir)) for a in command]
+    start = time.monotonic()
+    proc = subprocess.run([str(BIN / "mlalign"), *args], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "does not exist (relative to" in proc.stderr or "is a folder without adapter_config.json" in proc.stderr
+    assert time.monotonic() - start < 20
 
 
 def test_corrupt_data_stops_before_the_model_loads(monkeypatch, capsys, tmp_path, shared_data, tiny_model_dir) -> None:

@@ -9,6 +9,7 @@ from mlalign_trainer.metadata import METADATA_FILE
 
 from mlalign_tasks.atomic import atomic_dir, write_json_atomic
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.model_paths import ADAPTER_FILE, check_local
 from mlalign_tasks.output_dirs import check_replaceable
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -20,16 +21,16 @@ def merge_adapter(adapter: str | Path, out: str | Path, base: str | None = None,
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_local(str(adapter), "--adapter", ADAPTER_FILE)
     adapter, out = Path(adapter), Path(out)
-    config_file = adapter / "adapter_config.json"
-    if not config_file.is_file():
-        raise MlalignError(f"{adapter} is not a PEFT adapter directory (no adapter_config.json)")
+    config_file = adapter / ADAPTER_FILE
     if dtype not in DTYPES:
         raise MlalignError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     check_replaceable(out, "--out")
     base = base or json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
     if not base:
         raise MlalignError(f"{config_file} names no base model; give --base")
+    check_local(base, "--base")
     try:
         model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype))
     except OSError as e:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.model_paths import check_local
 
 # The paper's recipe (LoRA on q_proj,v_proj; lr 5e-5; 3 epochs; effective batch 16; cosine, 10% warm-up).
 PAPER_DEFAULTS: dict[str, object] = {
@@ -156,6 +157,12 @@ def make_parser():
                 "of similar lengths, same updates, less padding), random (TRL's default), sequential, group_by_length."
             )
     return parser
+
+
+def on_command_line(argv: list[str], name: str) -> bool:
+    """Whether the flag `name` (``--name`` or ``--na-me``, with its value after a space or ``=``) is in `argv`."""
+    spellings = {f"--{name}", f"--{name.replace('_', '-')}"}
+    return any(arg.split("=", 1)[0] in spellings for arg in argv)
 
 
 def parse_args(argv: list[str] | None = None):
@@ -407,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     qt, args, model_args = parse_args(argv)
     if not model_args.model_name_or_path:
         raise MlalignError("no base model: give --model_name_or_path (a Hugging Face model id or a local path)")
+    given = on_command_line(argv, "model_name_or_path")
+    check_local(model_args.model_name_or_path, "--model_name_or_path" if given else "the recipe's model_name_or_path")
     local = Path(model_args.model_name_or_path).expanduser()
     if local.is_dir():  # the adapter and its metadata then name the base model wherever they are used from
         model_args.model_name_or_path = str(local.resolve())
@@ -415,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         raise MlalignError("nothing to train: give --num_train_epochs or --max_steps a positive value")
     say = print if args.process_index == 0 else (lambda *a, **k: None)
     dataset, info = load_training_data(qt, args.seed)
-    if qt.dataset_path and any(a == "--languages" or a.startswith("--languages=") for a in argv):  # not a recipe's
+    if qt.dataset_path and on_command_line(argv, "languages"):  # not a recipe's, which the data stage replaces
         say(f"--dataset_path {qt.dataset_path} ({','.join(info['languages'])}) replaces --languages {qt.languages}")
     qt.qt_format = info["format"]
     eval_dataset = None

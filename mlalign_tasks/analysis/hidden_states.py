@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.model_paths import ADAPTER_FILE, check_local
 from mlalign_tasks.progress import StepProgress
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -99,10 +100,18 @@ def _load_error(model: str, e: Exception) -> MlalignError:
     )
 
 
+def check_paths(model: str, peft: str | Path | None) -> None:
+    """Refuse a local-looking `model` or `peft` that is absent or not a model/adapter, before any data or Hub."""
+    check_local(model, "--model")
+    if peft is not None:
+        check_local(str(peft), "--peft", ADAPTER_FILE)
+
+
 def config_num_layers(model: str) -> int:
     """Number of decoder layers of `model`, read from its config alone (no weights loaded)."""
     from transformers import AutoConfig
 
+    check_local(model, "--model")
     try:
         config = AutoConfig.from_pretrained(model)
     except (OSError, ValueError) as e:
@@ -124,8 +133,7 @@ def load_model(
     torch_dtype = resolve_dtype(dtype, dev)
     if load_in_4bit and dev.type != "cuda":
         raise MlalignError("--load-in-4bit needs a CUDA GPU (bitsandbytes NF4); drop it to run on the CPU")
-    if peft is not None and not (Path(peft) / "adapter_config.json").is_file():
-        raise MlalignError(f"--peft {peft}: not a PEFT adapter directory (no adapter_config.json)")
+    check_paths(model, peft)
     kwargs: dict[str, Any] = {"dtype": torch_dtype}
     if load_in_4bit:
         from mlalign_tasks.nf4 import bnb_config

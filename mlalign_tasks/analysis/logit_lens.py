@@ -26,7 +26,7 @@ import torch
 
 from mlalign_tasks import label_tokens, paper_prompts
 from mlalign_tasks.analysis import paper_items, paper_lens, plots
-from mlalign_tasks.analysis.hidden_states import Batch, LoadedModel, load_model, run_batches
+from mlalign_tasks.analysis.hidden_states import Batch, LoadedModel, check_paths, load_model, run_batches
 from mlalign_tasks.analysis.outputs import atomic_output_dir, versions
 from mlalign_tasks.analysis.protocols import LensProtocol
 from mlalign_tasks.atomic import write_json_atomic
@@ -194,6 +194,7 @@ def run_logit_lens(
     protocol: LensProtocol = LensProtocol.paper,
 ) -> dict:
     """Run the logit lens for `task` in `langs` (base, and aligned with `peft`); write JSON + plots into `out`."""
+    check_paths(model, peft)
     codes = paper_items.check_inputs(task, langs, limit)
     if top_k < 1:
         raise MlalignError(f"--top-k must be at least 1, got {top_k}")

@@ -19,7 +19,14 @@ import torch
 
 from mlalign_tasks import paper_prompts
 from mlalign_tasks.analysis import paper_items, plots
-from mlalign_tasks.analysis.hidden_states import Batch, config_num_layers, load_model, parse_layers, run_batches
+from mlalign_tasks.analysis.hidden_states import (
+    Batch,
+    check_paths,
+    config_num_layers,
+    load_model,
+    parse_layers,
+    run_batches,
+)
 from mlalign_tasks.analysis.outputs import atomic_output_dir, versions
 from mlalign_tasks.analysis.protocols import PAPER_PAIRS, PcaInput, Pooling
 from mlalign_tasks.atomic import write_json_atomic
@@ -146,6 +153,7 @@ def run_pca(
     pairs: str | None = None,
 ) -> dict:
     """PCA of `task`'s parallel test items in `langs` (English always included) at the chosen layers."""
+    check_paths(model, peft)
     codes = list(dict.fromkeys(["en", *paper_items.check_inputs(task, langs, limit)]))
     chosen_pairs = parse_pairs(pairs, codes)
     num_layers = config_num_layers(model)

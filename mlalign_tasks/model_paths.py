@@ -1,0 +1,45 @@
+"""Model and adapter arguments: a local folder or a Hugging Face id, checked before anything asks the Hub.
+
+transformers and PEFT read a name they cannot open as a folder as a Hub id and retry the Hub for half a minute
+when it is out of reach. A name meant as a path (one that exists, or starts with ``.``, ``/`` or ``~``, or has more
+than one ``/``) is checked here instead: absent, or a folder without the file that makes it a model or an adapter,
+is an error at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlalign_tasks.errors import MlalignError
+
+MODEL_FILE, ADAPTER_FILE = "config.json", "adapter_config.json"
+
+
+def missing_local(name: str) -> bool:
+    """True if `name` is meant as a local path (exists, or is not shaped like a hub id) but is absent."""
+    if Path(name).expanduser().exists():
+        return False
+    return name.startswith((".", "/", "~")) or name.count("/") > 1
+
+
+def check_local(name: str, flag: str, marker: str = MODEL_FILE) -> None:
+    """Refuse at once a path-shaped `name` that is absent, or an existing path without `marker` in it."""
+    what = "PEFT adapter" if marker == ADAPTER_FILE else "model"
+    path = Path(name).expanduser()
+    if missing_local(name):
+        where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+        raise MlalignError(f"{flag} {name} does not exist{where}; pass a {what} folder or a Hugging Face id")
+    if path.exists() and not (path / marker).is_file():
+        raise MlalignError(
+            f"{flag} {name} is {'a folder' if path.is_dir() else 'a file'} without {marker}, so not a {what}; pass a "
+            f"{what} folder (one holding {marker}) or a Hugging Face id"
+        )
+
+
+def check_model_arg(value: str, flag: str) -> None:
+    """Refuse a model or adapter path that lm-eval's `model_args` string would split into other settings."""
+    if "," in value or "=" in value:
+        raise MlalignError(
+            f"{flag} {value!r} contains ',' or '=', which lm-eval would read as further model settings "
+            "(e.g. ',trust_remote_code=True'); rename the folder or link to it from a path without them"
+        )
