@@ -17,7 +17,7 @@ from mlalign_trainer import sft
 from mlalign_trainer.qt_data import SOURCES as QT_SOURCES
 
 from mlalign_tasks.atomic import write_json_atomic, write_text_atomic
-from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.errors import Interrupted, MlalignError
 from mlalign_tasks.model_paths import check_local, check_model_arg
 from mlalign_tasks.nf4 import Nf4Preset
 from mlalign_tasks.output_dirs import check_replaceable, exclusive
@@ -251,6 +251,8 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
         from mlalign_trainer.sft import main as train_main
 
         code = train_main([*train_flags, "--output_dir", str(w)])
+        if code == 130:  # Ctrl-C: the trainer saved a checkpoint in `w`, where a rerun resumes
+            raise Interrupted
         if code != 0:
             raise MlalignError(f"training stopped (exit code {code}); rerun `mlalign run` to resume it")
         _copy_adapter(w, o / "adapter")

@@ -154,3 +154,23 @@ def test_one_run_at_a_time_per_out(tmp_path):
         first.wait()
     with exclusive(out / ".mlalign-run.lock", "the run folder"):
         pass
+
+
+def test_interrupted_run_says_rerun_to_resume(tmp_path):
+    """Ctrl-C during training: the trainer saves a checkpoint, the run exits 130 saying how to resume."""
+    out = tmp_path / "runs"
+    flags = [*ARGS[:8], "--train-flag=--max_steps=100000", "--train-flag=--save_steps=2", *ARGS[-2:]]
+    cmd = [sys.executable, "-m", "mlalign_tasks.cli", "run", *flags, "--out", str(out), "--board", str(tmp_path / "b")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not list(out.glob(".work/train-*/checkpoint-2/adapter_config.json")):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run did not reach training"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
+    assert err.rstrip().endswith("interrupted: the stages that finished are kept; rerun the same command to resume")
+    assert not (out / "train" / "stage.json").exists() and (out / "data" / "stage.json").is_file()
