@@ -234,6 +234,9 @@ def data_build_qt(
     """Build a question-translation SFT dataset (question in X -> English question; no answers)."""
     from mlalign_trainer import qt_data
 
+    from mlalign_tasks.output_dirs import check_replaceable
+
+    check_replaceable(out, "--out")  # before the build: an existing set is never replaced, whatever its size
     build = qt_data.build_qt_dataset(
         source, langs, n, seed=seed, fmt=fmt, data_dir=data_dir, src_file=src_file, tgt_file=tgt_file,
         jsonl=jsonl, source_field=source_field, target_field=target_field,
