@@ -25,6 +25,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.print(f"mlalign {version('mlalign')}", highlight=False)
+        raise typer.Exit
+
+
+@app.callback()
+def _options(
+    _: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print mlalign's version and exit.")
+    ] = False,
+) -> None:
+    """Options of `mlalign` itself (the app's help is the Typer's)."""
+
+
 data_app = typer.Typer(help="Benchmark and training data: list, fetch, verify, build.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console()

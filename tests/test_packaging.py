@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,11 @@ def test_make_install_installed_exactly_the_lock():
             if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in ("", *extras)):
                 unlocked |= {canonicalize_name(req.name)} - locked.keys()
     assert not unlocked, f"dependencies missing from {os.environ['MLALIGN_LOCK']}: {sorted(unlocked)}; run make lock"
+
+
+def test_version_is_the_projects():
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    done = subprocess.run([sys.executable, "-m", "mlalign_tasks.cli", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout == f"mlalign {version}\n", done
