@@ -66,7 +66,7 @@ class MirrorHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         entry = self.by_url.get(self.path)
-        if entry is None:
+        if entry is None or not (self.mirror / entry.name).is_file():  # not in the mirror: pinned by blob id only
             self.send_error(404)
             return
         if self.mode == "error":
