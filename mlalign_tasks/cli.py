@@ -551,7 +551,10 @@ def run_cmd(
     ] = None,
     out: Annotated[Path, typer.Option(help="Run directory (stages, resumable).")] = DEMO.out,
     board: Annotated[Path, typer.Option(help="Leaderboard folder to publish.")] = DEMO.board,
-    seed: Annotated[int, typer.Option(help="Seed of data sampling, training and analyses.")] = DEMO.seed,
+    seed: Annotated[
+        int | None,
+        typer.Option(help=f"Seed of data sampling, training and analyses [default: a recipe's, else {DEMO.seed}]"),
+    ] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """The whole study: data -> question-aligned training -> eval base and aligned -> leaderboard -> analyses."""
@@ -567,6 +570,7 @@ def run_cmd(
         "max_gen_toks": max_gen_toks,
         "analysis_limit": analysis_limit,
         "batch_size": batch_size,
+        "seed": seed,
     }
     given = {k: v for k, v in sized.items() if v is not None}
     given |= {k: None for k in ("examples_per_language", "max_gen_toks", "analysis_limit") if given.get(k) == 0}
@@ -575,7 +579,7 @@ def run_cmd(
     cfg = configure(
         model=model, recipe=recipe, **given, train_flags=train_flag or [], eval_tasks=tasks, device=device,
         load_in_4bit=load_in_4bit, nf4_preset=nf4_preset.value, label_scoring=label_scoring.value,
-        out=out, board=board, seed=seed, data_dir=str(data_dir) if data_dir else None,
+        out=out, board=board, data_dir=str(data_dir) if data_dir else None,
     )  # fmt: skip
     if chosen := describe_defaults(cfg):
         console.print(chosen, highlight=False, soft_wrap=True)

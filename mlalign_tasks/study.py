@@ -45,7 +45,7 @@ DEMO_SCALE = Scale(examples_per_language=32, eval_limit="8", max_gen_toks=48, an
 FULL_SCALE = Scale(
     examples_per_language=None, eval_limit=None, max_gen_toks=None, analysis_limit=None, batch_size="auto"
 )
-RECIPE_DATA = ("languages", "qt_source", "examples_per_language")  # what a real run takes from its recipe
+RECIPE_DATA = ("languages", "qt_source", "examples_per_language", "seed")  # what a real run takes from its recipe
 
 
 @dataclass
@@ -111,6 +111,7 @@ _DESCRIBED = {
     "max_gen_toks": ("--max-gen-toks", lambda v: f"{v} new tokens" if v else "each task's own number of new tokens"),
     "analysis_limit": ("--analysis-limit", lambda v: f"{v or 'all'} analysis items per language"),
     "batch_size": ("--batch-size", lambda v: f"evaluation batch size {v}"),
+    "seed": ("--seed", lambda v: f"seed {v}"),
 }
 
 

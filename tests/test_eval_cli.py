@@ -489,3 +489,31 @@ def test_a_killed_eval_leaves_nothing_the_leaderboard_reads(tmp_path, tiny_model
     built = subprocess.run(board, capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
     assert len(json.loads((tmp_path / "board" / "results.json").read_text())["models"]) == 1
+
+
+def test_one_seed_default_across_commands() -> None:
+    """--seed is 0 wherever it is not given: every command, the trainer, and `mlalign run` unless its recipe names
+    a seed (a paper's protocol keeps its own)."""
+    import typer.main
+    from mlalign_trainer import sft
+
+    from mlalign_tasks.study import configure
+
+    defaults: dict[str, object] = {}
+
+    def walk(command, path: str) -> None:
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, f"{path} {name}".strip())
+        for param in command.params:
+            if param.name == "seed":
+                defaults[path] = param.default
+
+    walk(typer.main.get_command(cli.app), "")
+    assert defaults == {
+        "tiny-model": 0, "eval": 0, "data build-qt": 0, "analyze logit-lens": 0, "analyze pca": 0, "run": None
+    }  # fmt: skip
+    assert sft.parse_args(["--model_name_or_path", "m", "--output_dir", "o"])[1].seed == 0
+    assert configure().seed == 0 and configure(model="m").seed == 0
+    recipe = configure(model="m", recipe="qalign")
+    assert recipe.seed == 1234 and recipe.defaulted["seed"] == "recipe qalign"
+    assert configure(model="m", recipe="qalign", seed=0).seed == 0

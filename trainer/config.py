@@ -190,6 +190,10 @@ class QTConfig(SFTConfig):
         default=512, metadata={"help": "Longest sequence in tokens; --overlong says what happens to longer ones."}
     )
     save_steps: float = field(default=200, metadata={"help": "Save a checkpoint every X update steps."})
+    seed: int = field(
+        default=0,
+        metadata={"help": "Random seed (data sampling, initialisation, order): 0, as in every mlalign command."},
+    )
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept in output_dir."})
     gradient_checkpointing: bool = field(
         default=CUDA, metadata={"help": "Recompute activations in the backward pass (saves memory)."}
