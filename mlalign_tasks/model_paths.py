@@ -2,8 +2,8 @@
 
 transformers and PEFT read a name they cannot open as a folder as a Hub id and retry the Hub for half a minute
 when it is out of reach. A name meant as a path (one that exists, or starts with ``.``, ``/`` or ``~``, or has more
-than one ``/``) is checked here instead: absent, or a folder without the file that makes it a model or an adapter,
-is an error at once.
+than one ``/``; for an adapter also one without ``/``, as adapters on the Hub are ``owner/name``) is checked here
+instead: absent, or a folder without the file that makes it a model or an adapter, is an error at once.
 """
 
 from __future__ import annotations
@@ -15,18 +15,19 @@ from mlalign_tasks.errors import MlalignError
 MODEL_FILE, ADAPTER_FILE = "config.json", "adapter_config.json"
 
 
-def missing_local(name: str) -> bool:
-    """True if `name` is meant as a local path (exists, or is not shaped like a hub id) but is absent."""
+def missing_local(name: str, bare_hub_ids: bool = True) -> bool:
+    """True if `name` is meant as a local path (not shaped like a Hub id: ``owner/name``, or with `bare_hub_ids` a
+    bare ``name`` such as ``gpt2``) but is absent."""
     if Path(name).expanduser().exists():
         return False
-    return name.startswith((".", "/", "~")) or name.count("/") > 1
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or (not bare_hub_ids and "/" not in name)
 
 
 def check_local(name: str, flag: str, marker: str = MODEL_FILE) -> None:
     """Refuse at once a path-shaped `name` that is absent, or an existing path without `marker` in it."""
     what = "PEFT adapter" if marker == ADAPTER_FILE else "model"
     path = Path(name).expanduser()
-    if missing_local(name):
+    if missing_local(name, bare_hub_ids=marker != ADAPTER_FILE):
         where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
         raise MlalignError(f"{flag} {name} does not exist{where}; pass a {what} folder or a Hugging Face id")
     if path.exists() and not (path / marker).is_file():

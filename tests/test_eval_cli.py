@@ -186,10 +186,19 @@ def test_missing_model_and_adapter(monkeypatch, capsys, tmp_path, tiny_model_dir
     assert not out.exists()
 
 
+def test_which_names_are_paths() -> None:
+    from mlalign_tasks.model_paths import missing_local
+
+    assert not missing_local("gpt2") and not missing_local("owner/model")  # Hub ids: the Hub decides
+    assert missing_local("my-adapter", bare_hub_ids=False) and not missing_local("owner/adapter", bare_hub_ids=False)
+    assert all(missing_local(name) for name in ("./m", "../m", "/no/m", "~/no-such-m", "runs/x/adapter"))
+
+
 @pytest.mark.parametrize(
     "command",
     [
         ["eval", "-m", "{model}", "--peft", "."],  # an existing folder that is not an adapter
+        ["eval", "-m", "{model}", "--peft", "my-adapter"],  # absent, and not owner/name as Hub adapters are
         ["train", "--config", "cpu-smoke"],  # the recipe's ./tiny-model, run from a folder without one
         ["analyze", "pca", "--model", "{model}", "--peft", ".", "--out", "pca"],
         ["analyze", "logit-lens", "--model", "{model}", "--peft", "./nope", "--langs", "de", "--out", "lens"],
