@@ -2,8 +2,9 @@
 
 transformers and PEFT read a name they cannot open as a folder as a Hub id and retry the Hub for half a minute
 when it is out of reach. A name meant as a path (one that exists, or starts with ``.``, ``/`` or ``~``, or has more
-than one ``/``; for an adapter also one without ``/``, as adapters on the Hub are ``owner/name``) is checked here
-instead: absent, or a folder without the file that makes it a model or an adapter, is an error at once.
+than one ``/``, or whose first part is a local folder; for an adapter also one without ``/``, as adapters on the Hub
+are ``owner/name``) is checked here instead: absent, or a folder without the file that makes it a model or an
+adapter, is an error at once.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ MODEL_FILE, ADAPTER_FILE = "config.json", "adapter_config.json"
 
 
 def missing_local(name: str, bare_hub_ids: bool = True) -> bool:
-    """True if `name` is meant as a local path (not shaped like a Hub id: ``owner/name``, or with `bare_hub_ids` a
-    bare ``name`` such as ``gpt2``) but is absent."""
+    """True if `name` is meant as a local path (not shaped like a Hub id: ``owner/name`` where no folder ``owner``
+    is here, or with `bare_hub_ids` a bare ``name`` such as ``gpt2``) but is absent."""
     if Path(name).expanduser().exists():
         return False
-    return name.startswith((".", "/", "~")) or name.count("/") > 1 or (not bare_hub_ids and "/" not in name)
+    if "/" not in name:
+        return not bare_hub_ids
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name.split("/")[0]).is_dir()
 
 
 def check_local(name: str, flag: str, marker: str = MODEL_FILE) -> None:

@@ -186,10 +186,13 @@ def test_missing_model_and_adapter(monkeypatch, capsys, tmp_path, tiny_model_dir
     assert not out.exists()
 
 
-def test_which_names_are_paths() -> None:
+def test_which_names_are_paths(monkeypatch, tmp_path) -> None:
     from mlalign_tasks.model_paths import missing_local
 
+    monkeypatch.chdir(tmp_path)
     assert not missing_local("gpt2") and not missing_local("owner/model")  # Hub ids: the Hub decides
+    (tmp_path / "adapters").mkdir()
+    assert missing_local("adapters/qwen-qalign")  # its first part is a folder here: a path
     assert missing_local("my-adapter", bare_hub_ids=False) and not missing_local("owner/adapter", bare_hub_ids=False)
     assert all(missing_local(name) for name in ("./m", "../m", "/no/m", "~/no-such-m", "runs/x/adapter"))
 
