@@ -636,8 +636,13 @@ def test_bad_inputs(tiny_model_dir, tmp_path):
     for not_a_run in (foreign, foreign / "notes.txt"):
         with pytest.raises(MlalignError, match="holds no mlalign training run"):
             sft.main([*base[:2], "--output_dir", str(not_a_run), "--languages", "de", "--examples_per_language", "4"])
-    with pytest.raises(MlalignError, match="cannot load the tokenizer of"):
+    with pytest.raises(MlalignError, match=f"--model_name_or_path {tmp_path / 'missing'} does not exist; pass a model"):
         sft.main(["--model_name_or_path", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "m"),
+                  "--languages", "de", "--examples_per_language", "4"])  # fmt: skip
+    (tmp_path / "no-tokenizer").mkdir()
+    (tmp_path / "no-tokenizer" / "config.json").write_bytes((tiny_model_dir / "config.json").read_bytes())
+    with pytest.raises(MlalignError, match="cannot load the tokenizer of"):
+        sft.main(["--model_name_or_path", str(tmp_path / "no-tokenizer"), "--output_dir", str(tmp_path / "m"),
                   "--languages", "de", "--examples_per_language", "4"])  # fmt: skip
     assert not (tmp_path / "o").exists() and sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
     with pytest.raises(MlalignError, match="missing.yaml' is neither a file nor a shipped recipe"):
