@@ -28,7 +28,7 @@ import yaml
 from _rows import Row, add_json_option, cost, write_rows
 
 from mlalign_tasks.languages import FAMILIES, task_name
-from mlalign_tasks.leaderboard import make_leaderboard
+from mlalign_tasks.leaderboard import BoardOptions, make_leaderboard
 from mlalign_tasks.leaderboard.synthetic import Item, write_run
 
 SEEN = ["de", "fr", "zh", "sw"]
@@ -97,7 +97,7 @@ def bench(n_models: int, n_items: int, repeats: int) -> Row:
             read_inputs(root / "inputs")
             reads.append(time.perf_counter() - start)
             start, start_cpu = time.perf_counter(), _cpu()
-            board = make_leaderboard(dirs, root / "board", manifest, embed=False)
+            board = make_leaderboard(dirs, root / "board", manifest, BoardOptions(embed=False))
             times.append(time.perf_counter() - start)
             cpu.append(_cpu() - start_cpu)
             shutil.rmtree(root / "board")

@@ -13,6 +13,8 @@ from mlalign_tasks.analysis.protocols import PAPER_PAIRS, LensProtocol, PcaInput
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP, Dtype
 from mlalign_tasks.label_scoring import Scoring
+from mlalign_tasks.leaderboard.options import DEFAULT_OPTIONS as DEFAULT_BOARD
+from mlalign_tasks.leaderboard.options import BoardOptions, Correction
 from mlalign_tasks.nf4 import Nf4Preset
 from mlalign_tasks.study import StudyConfig as StudyDefaults
 
@@ -401,11 +403,35 @@ def leaderboard(
             help="Copy the results and sample logs into OUT/inputs with a manifest (the board rebuilds from itself).",
         ),
     ] = True,
+    allow_mismatch: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mismatch",
+            help="Compare runs evaluated under different settings (shots, generation, items, prompts, scoring, "
+            "precision); each difference is named in a note at the top of the board. Default: refuse.",
+        ),
+    ] = False,
+    correction: Annotated[
+        Correction,
+        typer.Option(help="Multiple-comparison correction of the per-language p-values: none, holm or bh."),
+    ] = Correction.none,
+    chance_normalised: Annotated[
+        bool,
+        typer.Option("--chance-normalised", help="Show classification scores as (score - chance) / (1 - chance)."),
+    ] = False,
+    bootstrap: Annotated[
+        int, typer.Option(help="Paired bootstrap resamples for the intervals of the averages' deltas (0: none).")
+    ] = DEFAULT_BOARD.bootstrap,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = DEFAULT_BOARD.seed,
 ) -> None:
     """Build a leaderboard (Markdown, CSV/JSON, HTML, plots, model cards) comparing base and aligned models."""
     from mlalign_tasks.leaderboard import make_leaderboard
 
-    board = make_leaderboard(results, out, manifest, embed=embed_inputs)
+    options = BoardOptions(
+        allow_mismatch=allow_mismatch, correction=correction, chance_normalised=chance_normalised,
+        bootstrap=bootstrap, seed=seed, embed=embed_inputs,
+    )  # fmt: skip
+    board = make_leaderboard(results, out, manifest, options)
     console.print(f"leaderboard of {len(board.models)} model(s) written to {out} (open {out / 'index.html'})")
     for note in board.notes:
         err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
