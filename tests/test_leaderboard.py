@@ -16,8 +16,8 @@ from scipy.stats import binomtest
 
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.leaderboard import make_leaderboard
-from mlalign_tasks.leaderboard.load import Sample, load_samples
 from mlalign_tasks.leaderboard.escape import md_text
+from mlalign_tasks.leaderboard.load import Sample, load_samples
 from mlalign_tasks.leaderboard.render import interval_text
 from mlalign_tasks.leaderboard.stats import consistency, mcnemar_exact, paired_test, wilson
 from mlalign_tasks.leaderboard.synthetic import Item, sample_record, write_run
@@ -512,7 +512,9 @@ def test_averages_of_a_pair_are_over_the_families_both_have(tmp_path: Path) -> N
         ("mgsm_aligned", 1), ("mgsm_aligned", 2), ("all", 1)
     }  # fmt: skip
     readme = (tmp_path / "board" / "README.md").read_text()
-    assert re.search(r"\| \*\*Δ qalign − tiny-base\*\* \(pp\) \|  \| \+10\.0 \\\[.*\| \+20\.0 \\\[.*\| \+20\.0 \\\[", readme)
+    assert re.search(
+        r"\| \*\*Δ qalign − tiny-base\*\* \(pp\) \|  \| \+10\.0 \\\[.*\| \+20\.0 \\\[.*\| \+20\.0 \\\[", readme
+    )
     assert re.search(r"\| \*\*Δ other − tiny-base\*\* \(pp\) \|  \| -20\.0 \\\[.*\| -10\.0 \\\[.*\| – \| -10", readme)
     assert (
         "qalign vs tiny-base: averages over the 3 (family, language) cells both evaluated; 9 cells only one of them "
@@ -642,7 +644,9 @@ def test_precisions_must_agree(tmp_path: Path) -> None:
 def test_label_scorings_must_agree(tmp_path: Path) -> None:
     base, aligned, _ = write_inputs(tmp_path)
     _set_label_scoring(aligned, "first-token")
-    with pytest.raises(MlalignError, match=r"snli_aligned_\w+ was evaluated with different label scorings \(tiny-base: label; "):
+    with pytest.raises(
+        MlalignError, match=r"snli_aligned_\w+ was evaluated with different label scorings \(tiny-base: label; "
+    ):
         make_leaderboard([base, aligned], tmp_path / "mixed")
     assert not (tmp_path / "mixed").exists()
     _set_label_scoring(base, "first-token")

@@ -354,8 +354,8 @@ class _RunFile:
         original = sum(c.get("original") or 0 for c in counts)
         prompt = {t: {k: c.get(k) for k in _PROMPT_KEYS} | {"version": (c.get("metadata") or {}).get("version")}
                   for t, c in zip(leaves, configs, strict=True)}  # fmt: skip
-        if any(s != "0" for s in shots):
-            prompt["fewshot_seed"] = self.fewshot_seed
+        if self.fewshot_seed is not None:  # which examples are drawn
+            shots = [f"{s} (seed {self.fewshot_seed})" if s != "0" else s for s in shots]
         hashes = [self.hashes.get(t) for t in leaves]
         scoring = {str(((c.get("metadata") or {}).get("label_scoring")) or "label") for c in configs}
         return {

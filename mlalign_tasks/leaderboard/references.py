@@ -50,7 +50,7 @@ def reference_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "model": str(e["model"]),
             "family": str(e["benchmark"]),
             "languages": list(e["languages"]),
-            "value": e["value"] / 100,
+            "value": round(e["value"] / 100, 12),  # 57.2 -> 0.572, not 0.5720000000000001
             "source": e["source"],
         }
         for e in entries
