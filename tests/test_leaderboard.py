@@ -15,7 +15,7 @@ import yaml
 from scipy.stats import binomtest
 
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.leaderboard import make_leaderboard
+from mlalign_tasks.leaderboard import BoardOptions, make_leaderboard
 from mlalign_tasks.leaderboard.escape import md_text
 from mlalign_tasks.leaderboard.load import Sample, load_samples
 from mlalign_tasks.leaderboard.render import interval_text
@@ -652,3 +652,30 @@ def test_label_scorings_must_agree(tmp_path: Path) -> None:
     _set_label_scoring(base, "first-token")
     make_leaderboard([base, aligned], tmp_path / "board")
     assert "scored on the probability of each label's first token" in (tmp_path / "board" / "README.md").read_text()
+
+
+def test_rebuild_with_nothing_changed_is_byte_identical(tmp_path: Path) -> None:
+    """The same inputs give the same bytes, also when they come from a re-run (new lm-eval dates in the file names)."""
+    write_inputs(tmp_path)
+    runs, out = tmp_path / "runs", tmp_path / "board"
+
+    def snapshot() -> dict[str, bytes]:
+        return {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    options = BoardOptions(embed=False)
+    make_leaderboard([runs], out, options=options)
+    first = snapshot()
+    make_leaderboard([runs], out, options=options)
+    assert snapshot() == first
+    for path in runs.rglob("*_2026-01-01T00-00-00.000000.json*"):  # what a re-run of the same evaluation writes
+        path.rename(path.with_name(path.name.replace("2026-01-01T00-00-00.000000", "2026-03-04T05-06-07.080910")))
+    make_leaderboard([runs], out, options=options)
+    assert snapshot() == first
+
+
+def test_heatmap_encodes_significance_and_rounds_like_the_tables(board_dir) -> None:
+    out, _, _ = board_dir
+    svg = (out / "plots" / "delta_heatmap.svg").read_text()
+    assert "+80.0*" in svg and "+10.0<" in svg and "+20.0<" in svg  # one decimal, * only where p < 0.05
+    assert "faded, hatched: not significant" in svg
+    assert svg.count("<pattern ") == 1 and svg.count("url(#h") == 5  # the hatch over the 5 non-significant cells
