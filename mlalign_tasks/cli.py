@@ -29,6 +29,26 @@ app.add_typer(data_app, name="data")
 console = Console()
 err_console = Console(stderr=True)
 
+
+def print_table(table) -> None:
+    """Print a rich table without cutting a cell: piped or redirected at its full width (rich would assume 80
+    columns), in a terminal folded into its width."""
+    from rich.measure import Measurement
+
+    if console.is_terminal:
+        for column in table.columns:
+            column.overflow = "fold"
+        console.print(table)
+        return
+    natural = Measurement.get(console, console.options.update_width(1_000_000), table).maximum
+    width = console.width
+    console.width = max(width, natural)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
+
 DataDirOpt = Annotated[
     Path | None, typer.Option("--data-dir", help="Directory with the data files (else $MLALIGN_DATA_DIR).")
 ]
@@ -133,9 +153,9 @@ def eval_cmd(
     )
     results = evaluate.run(req)
     if req.tasks.langs:
-        console.print(evaluate.score_table(results, req.tasks))
+        print_table(evaluate.score_table(results, req.tasks))
     if req.tasks.other:
-        console.print(evaluate.other_table(results, req.tasks.other))
+        print_table(evaluate.other_table(results, req.tasks.other))
     if path := results["mlalign"].get("results_file"):
         console.print(f"results: {path}")
 
@@ -159,7 +179,7 @@ def data_list(
             found[1] if found else "[red]missing[/red]",
             entry.url() or f"extracted from {entry.repo} scripts",
         )
-    console.print(table)
+    print_table(table)
 
 
 @data_app.command("fetch")
@@ -235,7 +255,7 @@ def data_build_qt(
         jsonl=jsonl, source_field=source_field, target_field=target_field,
     )  # fmt: skip
     qt_data.save_build(build, out)
-    console.print(qt_data.stats_table(build))
+    print_table(qt_data.stats_table(build))
     console.print(f"{len(build.dataset)} examples written to {out} (data hash {build.data_hash[:12]})")
 
 
@@ -267,7 +287,7 @@ def recipes(
     table.add_column("path", overflow="fold")
     for config, path in sft.shipped_configs().items():
         table.add_row(config, "accelerate" if path.parent == sft.ACCELERATE_DIR else "recipe", str(path))
-    console.print(table)
+    print_table(table)
 
 
 @app.command("merge")
@@ -499,7 +519,7 @@ def run_cmd(
     table = Table("stage", "status", "seconds", "output", title="mlalign run")
     for r in results:
         table.add_row(r.name, r.status, f"{r.seconds:.1f}", str(r.path))
-    console.print(table)
+    print_table(table)
     console.print(f"leaderboard: {paths['leaderboard'] / 'README.md'} and {paths['leaderboard'] / 'index.html'}")
     console.print(f"adapter: {paths['adapter']}   analyses: {paths['logit-lens']}, {paths['pca']}")
 
