@@ -154,8 +154,13 @@ def eval_cmd(
     results = evaluate.run(req)
     if req.tasks.langs:
         print_table(evaluate.score_table(results, req.tasks))
-    if req.tasks.other:
-        print_table(evaluate.other_table(results, req.tasks.other))
+    if req.tasks.other or req.tasks.builtin:
+        names = [
+            *req.tasks.builtin,
+            *(n for n in results.get("results", {}) if evaluate.builtin_cell(n)),
+            *req.tasks.other,
+        ]
+        print_table(evaluate.other_table(results, list(dict.fromkeys(names))))
     if path := results["mlalign"].get("results_file"):
         console.print(f"results: {path}")
 
