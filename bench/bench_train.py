@@ -2,7 +2,7 @@
 
 Two comparisons, alternating A/B runs in one process (on a shared machine the fastest run is the robust figure):
 
-1. training loop: ``trainer.train()`` of our trainer (``sft.build_trainer``: paper defaults, pad token, over-long
+1. training loop: ``trainer.train()`` of our trainer (``sft.build_trainer``: mlalign's defaults, pad token, over-long
    filter, AVX512-BF16 guard and SIGINT callbacks) vs ``trl.SFTTrainer`` built directly from the model path with
    the same ``SFTConfig`` and ``LoraConfig``; steps/s and tokens/s (TRL's ``num_tokens``) from the trainers' metrics.
 2. whole run: ``sft.main`` (run-directory checks, training, atomic adapter save, metadata) vs the bare script

@@ -60,6 +60,17 @@ Nf4PresetOpt = Annotated[
         "or 'paper' (the papers' scripts: no double quantisation, fp16 compute, the adapter merged before quantising).",
     ),
 ]
+
+
+def _mixture_help() -> str:
+    from mlalign_trainer.qt_data import PAPER_FILES, mixtures
+
+    known = "; ".join(f"{source}: {', '.join(mixtures(source))}" for source in PAPER_FILES)
+    return f"One of the paper's mixture files of --source instead of --langs ({known})."
+
+
+MIXTURE_HELP = _mixture_help()
+
 LabelScoringOpt = Annotated[
     Scoring,
     typer.Option(
@@ -170,18 +181,23 @@ def data_list(
     patterns: Annotated[list[str] | None, typer.Argument(help="Glob patterns, e.g. 'mgsm/*'.")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """List the pinned data files and where each is found locally."""
+    """List the pinned data files: where each is found locally, or whether it can be downloaded."""
     from rich.table import Table
 
     from mlalign_tasks import data
 
-    table = Table("file", "size", "found in", "source")
+    table = Table()
+    table.add_column("file", overflow="fold")
+    for column in ("size", "pinned by", "here", "source"):
+        table.add_column(column)
     for entry in data.select(patterns):
         found = data.locate(entry, data_dir)
+        here = found[1] if found else "[yellow]downloadable[/yellow]" if entry.path else "[red]missing[/red]"
         table.add_row(
             entry.name,
-            f"{entry.size / 1024:.0f} KiB",
-            found[1] if found else "[red]missing[/red]",
+            f"{entry.size / 1024:.0f} KiB" if entry.size is not None else "–",
+            entry.checksum()[0],
+            here,
             entry.url() or f"extracted from {entry.repo} scripts",
         )
     print_table(table)
@@ -208,7 +224,8 @@ def data_verify(
     patterns: Annotated[list[str] | None, typer.Argument(help="Glob patterns (default: all files).")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Check that every file is present and has its pinned sha256; exit 2 if one is missing or corrupt."""
+    """Check that every file is present and has its pinned checksum (sha256, or git blob id); exit 2 if one is
+    missing or corrupt."""
     from mlalign_tasks import data
 
     ok, missing, bad = 0, [], []
@@ -240,24 +257,43 @@ def data_verify(
 @data_app.command("build-qt")
 def data_build_qt(
     out: Annotated[Path, typer.Option("--out", help="New directory for the dataset and its qt_build.json.")],
-    langs: Annotated[str, typer.Option("--langs", help="Source languages, e.g. 'de,fr,sw' (files: the one language).")],
-    source: Annotated[str, typer.Option(help="gsm8k, snli, or files (your own parallel data).")] = "gsm8k",
+    langs: Annotated[
+        str | None, typer.Option("--langs", help="Source languages, e.g. 'de,fr,sw' (files: the one language).")
+    ] = None,
+    target: Annotated[
+        str, typer.Option("--target", help="Target language: en, or another of the source's (e.g. zh; files: theirs).")
+    ] = "en",
+    source: Annotated[
+        str, typer.Option(help="gsm8k, snli, paws, sentiment, or files (your own parallel data).")
+    ] = "gsm8k",
+    mixture: Annotated[str | None, typer.Option(help=MIXTURE_HELP)] = None,
     n: Annotated[int | None, typer.Option("--n", help="Examples per language (default: all usable).")] = None,
     seed: Annotated[int, typer.Option(help="Sampling and shuffling seed.")] = 0,
-    fmt: Annotated[str, typer.Option("--format", help="plain (the paper's prompt) or chat (chat template).")] = "plain",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="plain (question + the paper's instruction line), qalign (QAlign's instruction in the Alpaca "
+            "template) or chat (chat template).",
+        ),
+    ] = "plain",
     src_file: Annotated[Path | None, typer.Option(help="files: questions in the source language, one a line.")] = None,
     tgt_file: Annotated[Path | None, typer.Option(help="files: the English questions, line-aligned.")] = None,
     jsonl: Annotated[Path | None, typer.Option(help="files: JSON lines with source and target fields.")] = None,
     source_field: Annotated[str, typer.Option(help="files: JSON field of the source question.")] = "source",
     target_field: Annotated[str, typer.Option(help="files: JSON field of the English question.")] = "target",
+    clean: Annotated[
+        bool, typer.Option("--clean/--no-clean", help="Drop empty, repeated, untranslated and misaligned pairs.")
+    ] = True,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Build a question-translation SFT dataset (question in X -> English question; no answers)."""
+    """Build a question-translation SFT dataset (question in X -> the question in English or --target; no answers)."""
     from mlalign_trainer import qt_data
 
     build = qt_data.build_qt_dataset(
         source, langs, n, seed=seed, fmt=fmt, data_dir=data_dir, src_file=src_file, tgt_file=tgt_file,
-        jsonl=jsonl, source_field=source_field, target_field=target_field,
+        jsonl=jsonl, source_field=source_field, target_field=target_field, clean=clean, target=target,
+        mixture=mixture,
     )  # fmt: skip
     qt_data.save_build(build, out)
     print_table(qt_data.stats_table(build))
@@ -281,17 +317,22 @@ def recipes(
     name: Annotated[str | None, typer.Argument(help="Print only this recipe's or accelerate config's path.")] = None,
 ) -> None:
     """The shipped trainer recipes and accelerate configs, with their paths (`--config NAME` takes the names)."""
-    from mlalign_trainer import sft
+    from mlalign_trainer import recipes as shipped
 
     if name is not None:
-        print(sft.config_path(name))
+        print(shipped.config_path(name))
         return
     from rich.table import Table
 
     table = Table("name", "kind")
     table.add_column("path", overflow="fold")
-    for config, path in sft.shipped_configs().items():
-        table.add_row(config, "accelerate" if path.parent == sft.ACCELERATE_DIR else "recipe", str(path))
+    for config, path in shipped.shipped_configs().items():
+        if path.parent == shipped.ACCELERATE_DIR:
+            kind = "accelerate"
+        else:
+            stages = shipped.stages(shipped.read_recipe(path))
+            kind = f"recipe, stages {' + '.join(stages)}" if stages else "recipe"
+        table.add_row(config, kind, str(path))
     print_table(table)
 
 
@@ -471,14 +512,14 @@ def run_cmd(
         str | None,
         typer.Option(
             help="Trainer recipe: a name (`mlalign recipes` lists them) or a YAML file. Default: cpu-smoke on the "
-            "tiny model; with --model, none (the paper's defaults for the device)."
+            "tiny model; with --model, none (the trainer's defaults for the device)."
         ),
     ] = None,
     langs: Annotated[
         str, typer.Option("--langs", help="Training languages (question translation).")
     ] = StudyDefaults.languages,
     qt_source: Annotated[
-        str, typer.Option("--qt-source", help="gsm8k or snli question translations.")
+        str, typer.Option("--qt-source", help="Question translations: gsm8k, snli, paws or sentiment.")
     ] = StudyDefaults.qt_source,
     examples_per_language: Annotated[
         int | None, typer.Option("--examples-per-language", help="Training pairs per language (0: all).")

@@ -2,7 +2,9 @@
 
 Every benchmark and training file the project reads is named by its path in the offline mirror
 layout (e.g. ``mgsm/mgsm_de.tsv``) and pinned in ``data_registry.json`` to a canonical public
-repository, commit, path and sha256. ``resolve(name)`` returns a local, checksum-verified path.
+repository, commit, path and a checksum: the sha256 and size of the file, or, for files that are not in
+the offline mirror, their git blob id (the SHA-1 git names a file's content by, read from the repository's
+tree). ``resolve(name)`` returns a local, checksum-verified path.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ _CHUNK = 1 << 20
 MIN_RATE = 64 << 10  # bytes per second: a download slower than this on average is given up
 # A transformed file is pinned after the transform; its source may be this much larger (a Python module vs JSON).
 SOURCE_SIZE_FACTOR, SOURCE_SIZE_SLACK = 4, 64 << 10
+UNSIZED_LIMIT = 256 << 20  # a file pinned by its git blob id alone has no pinned size: it may have this many bytes
 
 
 @dataclass(frozen=True)
@@ -40,10 +43,15 @@ class DataFile:
     repo: str
     commit: str
     path: str | None  # None: not a file in the repository (see extracted_from)
-    sha256: str
-    size: int
+    sha256: str | None = None  # with size: the pin of a mirrored file
+    size: int | None = None
+    git_blob: str | None = None  # the pin of a file known only by its blob id
     transform: str | None = None
     extracted_from: tuple[str, ...] = ()
+
+    def checksum(self) -> tuple[str, str]:
+        """(kind, expected value): ("sha256", ...) or ("git blob", ...)."""
+        return ("sha256", self.sha256) if self.sha256 else ("git blob", str(self.git_blob))
 
     def url(self, base_url: str | None = None) -> str | None:
         if self.path is None:
@@ -121,12 +129,25 @@ def is_offline() -> bool:
     return offline_variable() is not None
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
+def _hash_file(h, path: Path) -> str:
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    return _hash_file(hashlib.sha256(), path)
+
+
+def git_blob_id(path: Path) -> str:
+    """Git's name for a file's content, as `git hash-object` prints it: sha1(b"blob <size>\\0" + content)."""
+    return _hash_file(hashlib.sha1(f"blob {path.stat().st_size}\0".encode()), path)
+
+
+def file_checksum(entry: DataFile, path: Path) -> str:
+    """The checksum of `path` of the kind that pins `entry`."""
+    return sha256_file(path) if entry.sha256 else git_blob_id(path)
 
 
 _verified: dict[tuple[str, int, int], bool] = {}
@@ -136,10 +157,11 @@ def _check(entry: DataFile, path: Path, where: str) -> Path:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _verified:
-        digest = sha256_file(path)
-        if digest != entry.sha256:
+        kind, expected = entry.checksum()
+        digest = file_checksum(entry, path)
+        if digest != expected:
             raise DataError(
-                f"checksum mismatch for {entry.name} in {where} ({path}): expected sha256 {entry.sha256}, "
+                f"checksum mismatch for {entry.name} in {where} ({path}): expected {kind} {expected}, "
                 f"got {digest}; the file is corrupt or a different version: delete it and "
                 + ("run `mlalign data fetch`" if where == "the cache" else "restore it from the pinned source")
             )
@@ -177,11 +199,19 @@ def resolve(
     return download(entry, base_url=base_url)
 
 
+def _size_limit(entry: DataFile) -> int:
+    """The most bytes a download of `entry` may have."""
+    if entry.size is None:
+        return UNSIZED_LIMIT
+    return entry.size if entry.transform is None else entry.size * SOURCE_SIZE_FACTOR + SOURCE_SIZE_SLACK
+
+
 def _receive(entry: DataFile, resp, out, url: str, timeout: float) -> None:
     """Copy the response body to `out`, stopping (with a DataError) past the pinned size or the time allowed."""
-    limit = entry.size if entry.transform is None else entry.size * SOURCE_SIZE_FACTOR + SOURCE_SIZE_SLACK
+    limit = _size_limit(entry)
+    pinned = entry.size if entry.size is not None else "none, pinned by git blob id"
     too_large = DataError(
-        f"download of {entry.name} from {url} is larger than the {limit} bytes it may have (pinned: {entry.size}); "
+        f"download of {entry.name} from {url} is larger than the {limit} bytes it may have (pinned size: {pinned}); "
         "nothing was kept: the source is not the pinned file"
     )
     declared = resp.headers.get("Content-Length", "")
@@ -196,16 +226,17 @@ def _receive(entry: DataFile, resp, out, url: str, timeout: float) -> None:
         out.write(chunk)
         if time.monotonic() > deadline:
             raise DataError(
-                f"download of {entry.name} from {url} took over {allowed:.0f} s ({got} of {entry.size} bytes); "
+                f"download of {entry.name} from {url} took over {allowed:.0f} s ({got} bytes of at most {limit}); "
                 f"nothing was kept, retry `mlalign data fetch {entry.name}` or set MLALIGN_DATA_DIR"
             )
 
 
 def download(entry: DataFile, base_url: str | None = None, timeout: float = 60.0) -> Path:
-    """Download `entry` into the cache, verify size and sha256, and move it into place atomically.
+    """Download `entry` into the cache, verify its size (when pinned) and checksum, and move it into place atomically.
 
-    No more than its pinned size is read, and no longer than `timeout` plus the pinned size at `MIN_RATE`; the
-    ``.part`` files of killed downloads are removed first (a live download holds a lock on its own).
+    No more than its pinned size (`UNSIZED_LIMIT` for a file pinned by blob id alone) is read, and no longer than
+    `timeout` plus that size at `MIN_RATE`; the ``.part`` files of killed downloads are removed first (a live
+    download holds a lock on its own).
     """
     url = entry.url(base_url)
     if url is None:
@@ -232,16 +263,18 @@ def download(entry: DataFile, base_url: str | None = None, timeout: float = 60.0
         if entry.transform == "python_literals_to_json":
             tmp.write_text(python_literals_to_json(tmp.read_text(encoding="utf-8")), encoding="utf-8")
         got = tmp.stat().st_size
-        if entry.transform is None and got != entry.size:
+        if entry.transform is None and entry.size is not None and got != entry.size:
             raise DataError(
                 f"incomplete download of {entry.name} from {url}: got {got} of {entry.size} bytes; "
                 f"nothing was kept, retry `mlalign data fetch {entry.name}`"
             )
-        digest = sha256_file(tmp)
-        if digest != entry.sha256:
+        kind, expected = entry.checksum()
+        digest = file_checksum(entry, tmp)
+        if digest != expected:
             raise DataError(
-                f"checksum mismatch for {entry.name} downloaded from {url}: expected sha256 {entry.sha256}, got "
-                f"{digest}; the source changed or the transfer was corrupted; nothing was kept, retry `mlalign data fetch {entry.name}`"
+                f"checksum mismatch for {entry.name} downloaded from {url} ({got} bytes): expected {kind} {expected}, "
+                f"got {digest}; the source changed or the transfer was cut off or corrupted; nothing was kept, retry "
+                f"`mlalign data fetch {entry.name}`"
             )
         os.replace(tmp, target)
     finally:

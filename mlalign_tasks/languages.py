@@ -50,8 +50,12 @@ PAPER_LANGS = (
     "en", "zh", "de", "fr", "es", "it", "nl", "ja", "ru", "sv",
     "sl", "pl", "bg", "no", "ms", "is", "hi", "th", "sw", "bn",
 )  # fmt: skip
-GSM8K_QT_LANGS = ("de", "es", "fr", "ja", "ru", "sw", "zh")
-SNLI_QT_LANGS = ("de", "es", "it", "sw", "zh")
+GSM8K_QT_LANGS = ("bn", "de", "es", "fr", "ja", "ru", "sw", "th", "zh")  # QAlign's 9 (bn, th: downloaded)
+# The paper's question-translation files of its task items (besides its two-language mixtures); bn and hi of SNLI,
+# and all of PAWS and Amazon polarity, are downloaded (pinned by git blob id).
+SNLI_QT_LANGS = ("bn", "de", "es", "hi", "it", "sw", "zh")
+PAWS_QT_LANGS = ("de", "es", "hi", "it", "sw", "zh")
+SENTIMENT_QT_LANGS = ("bn", "de", "es", "hi", "it", "ja", "ru", "sv", "sw", "th", "zh")
 
 # lm-eval task family (group name) -> languages it covers; tasks are named f"{family}_{code}".
 FAMILIES: dict[str, tuple[str, ...]] = {

@@ -12,7 +12,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mlalign_trainer import sft
+from mlalign_trainer import recipes, sft
 from mlalign_trainer.qt_data import SOURCES as QT_SOURCES
 
 from mlalign_tasks.atomic import write_json_atomic, write_text_atomic
@@ -26,6 +26,7 @@ DEMO_RECIPE = "cpu-smoke"
 TINY = "tiny"
 STUDY_FILE = "study.json"  # the options of the last run: marks a folder as an `mlalign run` folder
 LOCK_FILE = ".mlalign-run.lock"
+TINY_RECIPE_MODEL = "tiny-model"  # the model a recipe for the tiny model names (cpu-smoke, qalign-cpu-smoke)
 
 
 @dataclass
@@ -56,27 +57,13 @@ class StudyConfig:
     data_dir: str | None = None
 
 
-def recipe_path(name: str) -> Path:
-    """A recipe by file path or by name (e.g. 'qwen2.5-1.5b-12gb'; `mlalign recipes` lists them)."""
-    path = sft.config_path(name)
-    if path.parent == sft.ACCELERATE_DIR:
-        raise MlalignError(f"{name!r} is an accelerate config, not a trainer recipe")
-    return path
-
-
 def _recipe(cfg: StudyConfig) -> tuple[Path | None, dict]:
     """The trainer recipe (path and values): the given one, the CPU smoke recipe for the tiny model, or none
-    for a real model without one (the trainer's paper defaults for the device then apply)."""
-    import yaml
-
+    for a real model without one (the trainer's defaults for the device then apply)."""
     if cfg.recipe is None and not is_tiny(cfg):
         return None, {}
-    path = recipe_path(cfg.recipe or DEMO_RECIPE)
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise MlalignError(f"recipe {path} is not valid YAML: {e}") from None
-    return path, values
+    path = recipes.recipe_path(cfg.recipe or DEMO_RECIPE)
+    return path, recipes.read_recipe(path)
 
 
 def _copy_adapter(run_dir: Path, dest: Path) -> None:
@@ -88,10 +75,15 @@ def _copy_adapter(run_dir: Path, dest: Path) -> None:
 
 
 def is_tiny(cfg: StudyConfig) -> bool:
-    """True when the study runs on the embedded tiny model (no --model, and no recipe or the CPU smoke one)."""
+    """True when the study runs on the embedded tiny model (no --model, and no recipe or one for the tiny model)."""
     if cfg.model is not None:
         return cfg.model == TINY
-    return cfg.recipe is None or recipe_path(cfg.recipe).resolve() == recipe_path(DEMO_RECIPE).resolve()
+    if cfg.recipe is None:
+        return True
+    path = recipes.recipe_path(cfg.recipe)
+    return (
+        recipes.stage_flags(recipes.read_recipe(path), "question", path).get("model_name_or_path") == TINY_RECIPE_MODEL
+    )
 
 
 def check_config(cfg: StudyConfig) -> None:
@@ -137,11 +129,13 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     recipe_file, recipe = _recipe(cfg)
     tiny = is_tiny(cfg)
     model = str(out / "model") if tiny else (cfg.model or recipe.get("model_name_or_path"))
+    two_stage = "response" in recipes.stages(recipe)  # QAlign's: question translation, then question-answer data
     if not model:
         raise MlalignError(f"recipe {recipe_file} names no model_name_or_path; give --model")
     if not tiny and missing_local(model):
         raise MlalignError(f"model {model} does not exist; pass --model a model directory or a Hugging Face model id")
-    adapter = out / "train" / "adapter"
+    last_train = "train-response" if two_stage else "train"
+    adapter = out / last_train / "adapter"
     check_model_arg(model, "--out" if tiny else "--model")
     check_model_arg(str(adapter), "--out")
     paths = {"model": Path(model), "dataset": out / "data", "adapter": adapter}
@@ -155,43 +149,70 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
 
         stages.append(Stage("model", {"tiny": DEFAULT_SIZES, "seed": cfg.seed}, make_model))
 
+    def stage_flags(stage: str, *flags: str) -> list[str]:
+        recipe_flags = ["--config", str(recipe_file)] if recipe_file else []
+        stage_flag = ["--stage", stage] if two_stage else []
+        return [
+            *recipe_flags,
+            *stage_flag,
+            "--model_name_or_path",
+            model,
+            *flags,
+            "--seed",
+            str(cfg.seed),
+            *cfg.train_flags,
+        ]
+
+    # the data stage builds stage I's set (it wins over a recipe's languages)
+    question_flags = stage_flags("question", "--dataset_path", str(out / "data"))
+    # bad trainer flags are refused before any stage runs
+    question, _, model_args = sft.parse_args([*question_flags, "--output_dir", str(out / "train")])
+    if question.mixture:
+        raise MlalignError(
+            f"--mixture {question.mixture}: `mlalign run` builds stage I's data from --langs and --qt-source; train on "
+            "one of the paper's mixtures with `mlalign train --mixture` and evaluate with `mlalign eval`"
+        )
+    if not model_args.use_peft:
+        raise MlalignError(
+            f"recipe {recipe_file} fine-tunes the whole model, and `mlalign run` evaluates LoRA adapters: train it with "
+            "`mlalign train` and evaluate the model with `mlalign eval`, or choose a LoRA recipe (`mlalign recipes`)"
+        )
+
     def build_data(o: Path, w: Path) -> None:
         from mlalign_trainer.qt_data import build_qt_dataset, save_build
 
         build = build_qt_dataset(
-            cfg.qt_source, cfg.languages, cfg.examples_per_language, seed=cfg.seed, data_dir=cfg.data_dir
-        )
+            cfg.qt_source, cfg.languages, cfg.examples_per_language, seed=cfg.seed, data_dir=cfg.data_dir,
+            fmt=question.prompt_format, clean=question.clean_pairs, target=question.target_language,
+        )  # fmt: skip
         save_build(build, o)
 
     data_cfg = {k: getattr(cfg, k) for k in ("qt_source", "languages", "examples_per_language", "seed")}
+    data_cfg |= {k: getattr(question, k) for k in ("prompt_format", "clean_pairs", "target_language")}
     stages.append(Stage("data", data_cfg, build_data))
 
-    train_flags = [
-        *(["--config", str(recipe_file)] if recipe_file else []),
-        "--model_name_or_path", model,
-        "--dataset_path", str(out / "data"),  # the data stage built the set (it wins over a recipe's languages)
-        "--seed", str(cfg.seed),
-        *cfg.train_flags,
-    ]  # fmt: skip
     # The trainer's own defaults are part of the configuration: changing one (in a new release) retrains.
-    defaults = {**sft.PAPER_DEFAULTS, **sft.BATCHING_DEFAULTS}
-    sft.parse_args([*train_flags, "--output_dir", str(out / "train")])  # bad trainer flags: refused before any stage
-    train_cfg = {
-        "recipe": recipe,
-        "flags": train_flags[2 if recipe_file else 0 :],
-        "model": model,
-        "defaults": defaults,
-    }
+    from mlalign_trainer.config import mlalign_defaults
 
-    def train(o: Path, w: Path) -> None:
-        from mlalign_trainer.sft import main as train_main
+    defaults = mlalign_defaults()
 
-        code = train_main([*train_flags, "--output_dir", str(w)])
-        if code != 0:
-            raise MlalignError(f"training stopped (exit code {code}); rerun `mlalign run` to resume it")
-        _copy_adapter(w, o / "adapter")
+    def train_stage(name: str, flags: list[str], deps: tuple[str, ...]) -> Stage:
+        def train(o: Path, w: Path) -> None:
+            from mlalign_trainer.sft import main as train_main
 
-    stages.append(Stage("train", train_cfg, train, deps=("model", "data") if tiny else ("data",)))
+            code = train_main([*flags, "--output_dir", str(w)])
+            if code != 0:
+                raise MlalignError(f"training stopped (exit code {code}); rerun `mlalign run` to resume it")
+            _copy_adapter(w, o / "adapter")
+
+        config = {"recipe": recipe, "flags": flags[2 if recipe_file else 0 :], "model": model, "defaults": defaults}
+        return Stage(name, config, train, deps=deps)
+
+    stages.append(train_stage("train", question_flags, ("model", "data") if tiny else ("data",)))
+    if two_stage:  # stage II trains stage I's adapter on
+        response_flags = stage_flags("response", "--init_from", str(out / "train" / "adapter"))
+        response = sft.parse_args([*response_flags, "--output_dir", str(out / "train-response")])[0]
+        stages.append(train_stage("train-response", response_flags, ("train",)))
 
     eval_cfg = {
         k: getattr(cfg, k)
@@ -234,7 +255,7 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
 
     base_deps = ("model",) if tiny else ()
     stages.append(Stage("eval-base", {**eval_cfg, "model": model}, evaluate_stage(None), deps=base_deps))
-    stages.append(Stage("eval-aligned", eval_cfg, evaluate_stage(adapter), deps=("train",)))
+    stages.append(Stage("eval-aligned", eval_cfg, evaluate_stage(adapter), deps=(last_train,)))
     paths["eval-base"], paths["eval-aligned"] = out / "eval-base", out / "eval-aligned"
 
     def leaderboard(o: Path, w: Path) -> list[Path]:
@@ -249,7 +270,8 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
         make_leaderboard([out / "eval-base", out / "eval-aligned"], cfg.board, manifest, BoardOptions(embed=False))
         return board_files(cfg.board)  # not the other files the board folder may hold (a .git)
 
-    board_cfg = {"board": str(cfg.board), "manifest": board_manifest(cfg, model, adapter), "embed": False}
+    manifest = board_manifest(cfg, model, adapter, response.response_source if two_stage else None)
+    board_cfg = {"board": str(cfg.board), "manifest": manifest, "embed": False}
     stages.append(Stage("leaderboard", board_cfg, leaderboard, deps=("eval-base", "eval-aligned")))
     paths["leaderboard"] = cfg.board
 
@@ -271,23 +293,27 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
             device=cfg.device or "auto", load_in_4bit=cfg.load_in_4bit, seed=cfg.seed, data_dir=cfg.data_dir,
         )  # fmt: skip
 
-    stages.append(Stage("logit-lens", {**analysis_cfg, "langs": cfg.lens_langs}, lens, deps=("train",)))
-    stages.append(Stage("pca", {**analysis_cfg, "langs": cfg.pca_langs}, pca, deps=("train",)))
+    stages.append(Stage("logit-lens", {**analysis_cfg, "langs": cfg.lens_langs}, lens, deps=(last_train,)))
+    stages.append(Stage("pca", {**analysis_cfg, "langs": cfg.pca_langs}, pca, deps=(last_train,)))
     paths["logit-lens"], paths["pca"] = out / "logit-lens", out / "pca"
     return stages, paths
 
 
-def board_manifest(cfg: StudyConfig, model: str, adapter: Path) -> dict:
-    """Title, description and model names of the study's leaderboard."""
+def board_manifest(cfg: StudyConfig, model: str, adapter: Path, response_source: str | None = None) -> dict:
+    """Title, description and model names of the study's leaderboard (`response_source`: stage II's data, if any)."""
     tiny = is_tiny(cfg)
     title = "mlalign demo: tiny random-weight model" if tiny else f"{model}: base vs question-aligned"
     description = (
         f"Base: the tiny model; aligned: a LoRA adapter trained by `mlalign run` for a few CPU steps on "
-        f"{cfg.languages} question translation ({cfg.qt_source})."
+        f"{cfg.languages} question translation ({cfg.qt_source})"
         if tiny
         else f"Base model {model} and its question-aligned LoRA adapter, trained on {cfg.languages} "
-        f"question translation ({cfg.qt_source})."
+        f"question translation ({cfg.qt_source})"
     )
+    stage_two = (
+        f", then on English question-answer pairs ({response_source}), QAlign's two stages" if response_source else ""
+    )
+    description += stage_two + "."
     return {
         "title": title,
         "description": description,

@@ -1,18 +1,26 @@
-"""Regenerate mlalign_tasks/data_registry.json (canonical URL parts + sha256) from a data mirror.
+"""Regenerate mlalign_tasks/data_registry.json (canonical URL parts + checksums) from a data mirror.
 
-Usage: python scripts/pin_data.py ../shared/data
+Mirrored files are pinned by sha256 and size; the files the mirror's README lists as not mirrored, by the git blob
+id it gives for each. Usage: python scripts/pin_data.py [--check] ../shared/data
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 
 QALIGN = ("NJUNLP/QAlign", "a65ee63836e41896466a1b81834d8db0deaf4324")
 LEARNER = ("Shimao-Zhang/LLM-Multilingual-Learner", "5605459cab2d9c2c170a30268c0ab84cf17bb66a")
 PROMPT_SCRIPTS = ("emotion_eval_2shot_enout.py", "snli_eval_6shot_enout.py", "paws_eval_4shot_enout.py")
+REGISTRY = Path(__file__).resolve().parent.parent / "mlalign_tasks" / "data_registry.json"
+QT_PREFIX = "data/gsmtrans/gsm8kinstruct_question/"
+# A row of the README's table of files not mirrored: | owner/repo @ commit | `path` | `blob id` |
+BLOB_ROW = re.compile(
+    r"^\| (?P<repo>[\w.-]+/[\w.-]+) @ (?P<commit>[0-9a-f]{40}) \| `(?P<path>[^`]+)` \| `(?P<blob>[0-9a-f]{40})` \|$"
+)
 
 
 def canonical(name: str) -> dict:
@@ -35,20 +43,56 @@ def canonical(name: str) -> dict:
     raise SystemExit(f"no canonical source known for {name}; add it to scripts/pin_data.py")
 
 
-def main(mirror: str) -> None:
-    root = Path(mirror)
-    if not (root / "mgsm").is_dir():
-        raise SystemExit(f"{mirror} is not a data mirror (no mgsm/ folder); usage: python scripts/pin_data.py DIR")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != "README.md")
+def mirror_name(repo: str, commit: str, path: str) -> str:
+    """The mirror-layout name of an upstream file (the inverse of `canonical`)."""
+    if (repo, commit) == QALIGN and path.startswith(QT_PREFIX):
+        return "question_translation/gsm8k/" + path.removeprefix(QT_PREFIX)
+    if (repo, commit) == LEARNER and path.startswith("data/"):
+        return "paper_tasks/" + path.removeprefix("data/")
+    raise SystemExit(f"no mirror name known for {repo}@{commit}:{path}; add it to scripts/pin_data.py")
+
+
+def blob_pinned(readme: Path) -> dict[str, dict]:
+    """Registry entries of the files the mirror's README lists as not mirrored, pinned by their git blob ids."""
+    entries = {}
+    for line in readme.read_text(encoding="utf-8").splitlines():
+        if m := BLOB_ROW.match(line.strip()):
+            name = mirror_name(m["repo"], m["commit"], m["path"])
+            entries[name] = {**canonical(name), "git_blob": m["blob"]}
+            if entries[name]["path"] != m["path"]:
+                raise SystemExit(f"{readme}: {m['path']} does not map back to itself (via {name})")
+    return entries
+
+
+def registry_text(mirror: Path) -> str:
+    files = sorted(p for p in mirror.rglob("*") if p.is_file() and p.name != "README.md")
     registry = {}
     for p in files:
-        name = p.relative_to(root).as_posix()
+        name = p.relative_to(mirror).as_posix()
         data = p.read_bytes()
         registry[name] = {**canonical(name), "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-    out = Path(__file__).resolve().parent.parent / "mlalign_tasks" / "data_registry.json"
-    out.write_text(json.dumps(registry, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {len(registry)} entries to {out}")
+    for name, entry in blob_pinned(mirror / "README.md").items():
+        if name in registry:
+            raise SystemExit(f"{name} is both mirrored and listed as not mirrored in {mirror / 'README.md'}")
+        registry[name] = entry
+    return json.dumps(dict(sorted(registry.items())), indent=1, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    check = "--check" in argv
+    args = [a for a in argv if a != "--check"]
+    mirror = Path(args[0] if args else "../shared/data")
+    if not (mirror / "mgsm").is_dir():
+        raise SystemExit(f"{mirror} is not a data mirror (no mgsm/ folder); usage: python scripts/pin_data.py DIR")
+    text = registry_text(mirror)
+    if check:
+        if REGISTRY.read_text(encoding="utf-8") != text:
+            raise SystemExit(f"{REGISTRY} is not what {mirror} pins; run python scripts/pin_data.py {mirror}")
+        print(f"{REGISTRY} matches {mirror}")
+        return
+    REGISTRY.write_text(text, encoding="utf-8")
+    print(f"wrote {len(json.loads(text))} entries to {REGISTRY}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "../shared/data")
+    main(sys.argv[1:])

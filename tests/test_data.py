@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +18,8 @@ import pytest
 
 from mlalign_tasks import data
 from mlalign_tasks.errors import DataError
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class MirrorHandler(BaseHTTPRequestHandler):
@@ -40,7 +44,7 @@ class MirrorHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         entry = self.by_url.get(self.path)
-        if entry is None:
+        if entry is None or not (self.mirror / entry.name).is_file():  # not in the mirror: pinned by blob id only
             self.send_error(404)
             return
         if self.mode == "error":
@@ -97,10 +101,68 @@ def cache_files(tmp_path: Path) -> list[str]:
 
 def test_registry_pins_every_mirror_file(shared_data):
     names = {p.relative_to(shared_data).as_posix() for p in shared_data.rglob("*") if p.is_file()} - {"README.md"}
-    assert names == set(data.registry())
+    by_sha256 = {name for name, e in data.registry().items() if e.sha256}
+    assert names == by_sha256
     for entry in data.registry().values():
-        assert len(entry.sha256) == 64
+        assert (len(entry.sha256 or "") == 64 and entry.size) or (len(entry.git_blob or "") == 40 and not entry.sha256)
         assert entry.commit in (entry.url() or entry.how_to_get())
+
+
+def test_files_not_mirrored_are_pinned_by_the_blob_ids_the_mirror_lists(shared_data):
+    readme = (shared_data / "README.md").read_text(encoding="utf-8")
+    listed = re.findall(r"^\| \S+ @ ([0-9a-f]{40}) \| `([^`]+)` \| `([0-9a-f]{40})` \|$", readme, flags=re.M)
+    assert len(listed) == 43
+    by_blob = {(e.commit, e.path, e.git_blob) for e in data.registry().values() if e.git_blob}
+    assert by_blob == set(listed)
+    for name in ("question_translation/gsm8k/bn-en/train.bn", "question_translation/gsm8k/th-en/train.th"):
+        assert data.lookup(name).git_blob and not (shared_data / name).exists()
+    check = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "pin_data.py"), "--check", str(shared_data)],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stderr  # the committed registry is exactly what the mirror pins
+
+
+def test_git_blob_id_is_what_git_names_the_content(shared_data, tmp_path):
+    path = shared_data / "question_translation/gsm8k/bn-en/train.en"
+    assert data.git_blob_id(path) == "1b851d974a549372bdf858d5d3ea88ae8c12e629"  # the mirror README's value
+    for sample in (shared_data / "mgsm/mgsm_de.tsv", tmp_path / "empty"):
+        sample.touch()
+        git = subprocess.run(["git", "hash-object", str(sample)], capture_output=True, text=True, check=True)
+        assert data.git_blob_id(sample) == git.stdout.strip()
+
+
+@pytest.fixture
+def blob_pinned(server, shared_data, monkeypatch):
+    """The registry with a mirrored file pinned by its git blob id only (as the files the mirror lacks are)."""
+    name = "question_translation/gsm8k/bn-en/train.en"
+    git = subprocess.run(["git", "hash-object", str(shared_data / name)], capture_output=True, text=True, check=True)
+    entry = dataclasses.replace(data.lookup(name), sha256=None, size=None, git_blob=git.stdout.strip())
+    pinned = {**data.registry(), name: entry}
+    monkeypatch.setattr(data, "registry", lambda: pinned)
+    return entry
+
+
+def test_download_verified_by_git_blob_id(blob_pinned, tmp_path, shared_data):
+    path = data.resolve(blob_pinned.name)
+    assert path == tmp_path / "cache" / blob_pinned.name
+    assert path.read_bytes() == (shared_data / blob_pinned.name).read_bytes()
+    path.write_bytes(path.read_bytes()[:-1])  # a damaged cached copy is caught too
+    with pytest.raises(DataError, match=f"checksum mismatch for {blob_pinned.name} in the cache.*expected git blob"):
+        data.resolve(blob_pinned.name)
+
+
+@pytest.mark.parametrize("mode", ["corrupt", "cut"])
+def test_blob_pinned_download_refuses_a_changed_or_truncated_file(blob_pinned, server, tmp_path, shared_data, mode):
+    server.mode = mode
+    size = (shared_data / blob_pinned.name).stat().st_size
+    got = size if mode == "corrupt" else size // 2  # no pinned size: the blob id alone catches the cut
+    with pytest.raises(
+        DataError, match=rf"checksum mismatch .*\({got} bytes\): expected git blob {blob_pinned.git_blob}"
+    ):
+        data.resolve(blob_pinned.name)
+    assert cache_files(tmp_path) == []
 
 
 def test_explicit_dir_is_used_and_verified(shared_data):
@@ -189,6 +251,18 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     )
 
 
+def test_a_blob_pinned_download_stops_at_the_size_limit_for_files_without_a_pinned_size(
+    blob_pinned, server, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(data, "UNSIZED_LIMIT", 2 << 20)  # 256 MiB in use; the rule, not the figure, is tested
+    server.mode = "huge"
+    with pytest.raises(
+        DataError, match=r"larger than the 2097152 bytes it may have \(pinned size: none, pinned by git"
+    ):
+        data.resolve(blob_pinned.name)
+    assert cache_files(tmp_path) == [] and server.sent < 64 << 20
+
+
 def test_cli_fetch_list_verify(server, tmp_path):
     import os
 
@@ -197,7 +271,7 @@ def test_cli_fetch_list_verify(server, tmp_path):
     assert fetched.returncode == 0, fetched.stderr
     assert "2 file(s) present and verified" in fetched.stdout
     listed = run_cli("data", "list", "mgsm/mgsm_te.tsv", "mgsm/mgsm_bn.tsv", env=env)
-    assert listed.returncode == 0 and "the cache" in listed.stdout and "missing" in listed.stdout
+    assert listed.returncode == 0 and "the cache" in listed.stdout and "downloadable" in listed.stdout
     (tmp_path / "cache/mgsm/mgsm_te.tsv").write_text("tampered\n")
     verified = run_cli("data", "verify", env=env)
     assert verified.returncode == 2
@@ -283,3 +357,22 @@ def test_data_list_is_not_cut_when_piped() -> None:
     for entry in data.select(["mgsm/*"]):
         assert entry.url() in proc.stdout and entry.name in proc.stdout
     assert max(map(len, proc.stdout.splitlines())) > 80
+
+
+def test_cli_lists_files_not_mirrored_as_downloadable_and_names_them_offline(shared_data):
+    import os
+
+    env = {**os.environ, "COLUMNS": "250"}
+    listed = run_cli("data", "list", "question_translation/gsm8k/bn-en/*", "paper_tasks/prompts.json", env=env)
+    rows = {line.split("│")[1].strip(): line for line in listed.stdout.splitlines() if line.count("│") > 2}
+    assert "git blob" in rows["question_translation/gsm8k/bn-en/train.bn"]
+    assert "downloadable" in rows["question_translation/gsm8k/bn-en/train.bn"]
+    assert "sha256" in rows["question_translation/gsm8k/bn-en/train.en"]
+    assert "explicit dir" in rows["question_translation/gsm8k/bn-en/train.en"]
+    res = run_cli("data", "fetch", "question_translation/gsm8k/bn-en/train.bn", env=env)  # offline (conftest)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert res.stderr.strip().startswith("error: data file question_translation/gsm8k/bn-en/train.bn not found")
+    assert (
+        "offline mode is on" in res.stderr
+        and "mlalign data fetch question_translation/gsm8k/bn-en/train.bn" in res.stderr
+    )

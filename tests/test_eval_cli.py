@@ -83,7 +83,8 @@ def test_task_spec_syntax() -> None:
     ("spec", "match"),
     [
         ("mgsm", "unknown task 'mgsm'.*groups: mgsm_aligned, msvamp_aligned"),
-        ("arc_easy", "unknown task 'arc_easy'"),  # lm-eval tasks outside the multilingual suites need --include-defaults
+        # lm-eval tasks outside the multilingual suites need --include-defaults
+        ("arc_easy", "unknown task 'arc_easy'"),
         ("msvamp_aligned:te", "unknown msvamp_aligned language code 'te'.*Valid codes: bn, de"),
         ("mgsm_aligned:de,xx", "unknown task 'xx'"),
         ("de,mgsm_aligned", "a language code must follow a FAMILY:LANG item"),
@@ -319,6 +320,8 @@ def test_tasks_path(monkeypatch, capsys) -> None:
         (["--nf4-preset", "paper"], "--nf4-preset paper applies to 4-bit evaluation; add --load-in-4bit"),
         (["--board", "mine"], "--board mine (a folder) exists and is not empty and not a leaderboard; refusing"),
         (["--out", "mine"], "--out mine (a folder) exists and is not empty and not an `mlalign run` folder"),
+        (["--train-flag=--mixture=swhi"], "--mixture swhi: `mlalign run` builds stage I's data from --langs"),
+        (["--recipe", "qalign", "--model", "tiny"], "fine-tunes the whole model, and `mlalign run` evaluates LoRA"),
     ],
 )
 def test_run_checks_every_option_before_the_first_stage(monkeypatch, capsys, tmp_path, args, message) -> None:
@@ -341,6 +344,7 @@ def test_cpu_smoke_recipe_runs_on_the_tiny_model() -> None:
         stages, paths = build_stages(cfg)
         assert stages[0].name == "model" and paths["model"] == cfg.out / "model"
     assert not is_tiny(StudyConfig(recipe="qwen2.5-1.5b-12gb"))
+    assert is_tiny(StudyConfig(recipe="qalign-cpu-smoke")) and not is_tiny(StudyConfig(recipe="qalign-qlora-24gb"))
 
 
 @pytest.mark.parametrize(
@@ -353,12 +357,14 @@ def test_output_under_a_file_is_one_error_line(monkeypatch, capsys, tmp_path, co
 
 
 def test_recipes_lists_the_shipped_configs(monkeypatch, capsys) -> None:
-    from mlalign_trainer import sft
+    from mlalign_trainer import recipes
 
     code, out, _ = run_cli(monkeypatch, capsys, "recipes")
     assert code == 0 and all(name in out for name in ("cpu-smoke", "qwen2.5-1.5b-12gb", "llama2-7b-24gb", "cpu_ddp"))
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 2}
+    assert "question + response" in rows["qalign"] and "stages" not in rows["zhang2024"]
     code, out, _ = run_cli(monkeypatch, capsys, "recipes", "cpu_ddp")
-    assert code == 0 and Path(out.strip()) == sft.ACCELERATE_DIR / "cpu_ddp.yaml" and Path(out.strip()).is_file()
+    assert code == 0 and Path(out.strip()) == recipes.ACCELERATE_DIR / "cpu_ddp.yaml" and Path(out.strip()).is_file()
     code, _, err = run_cli(monkeypatch, capsys, "recipes", "nope")
     assert code == 2 and "neither a file nor a shipped recipe" in err
 

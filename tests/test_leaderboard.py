@@ -323,6 +323,22 @@ def test_unknown_training_languages_are_reported(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("meta", "seen"),
+    [
+        ({"languages": ["de", "en"], "target_language": "fr", "seen_languages": ["de", "fr"]}, {"de", "fr"}),  # X->fr
+        ({"languages": ["en"], "seen_languages": ["de"]}, {"de"}),  # QAlign's stage II after stage I on de
+        ({"languages": ["en"], "seen_languages": []}, set()),  # stage II alone (MetaMath): nothing seen
+    ],
+)
+def test_seen_languages_are_every_stage_and_the_target(tmp_path: Path, meta: dict, seen: set) -> None:
+    base, aligned, adapter = write_inputs(tmp_path)
+    (adapter / "mlalign_training.json").write_text(json.dumps({"base_model": "org/tiny-base", **meta}))
+    board = make_leaderboard([base, aligned], tmp_path / "b")
+    splits = {c["language"]: c["split"] for c in board.comparisons}
+    assert splits == {"en": "english"} | {lang: "seen" if lang in seen else "unseen" for lang in ("de", "fr", "sw")}
+
+
+@pytest.mark.parametrize(
     ("content", "match"),
     [
         ({"hello": 1}, "is not an lm-eval results file"),

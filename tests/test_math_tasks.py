@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from mlalign_trainer.prompts import ALPACA_NO_INPUT
 
 from mlalign_tasks import math_tasks
 from mlalign_tasks.answer_extraction import extract_answer, parse_gold, qalign_last_number
@@ -18,11 +19,7 @@ from mlalign_tasks.languages import FAMILIES, MGSM_LANGS, MSVAMP_LANGS, SUPER_GR
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = ROOT / "scripts" / "generate_tasks.py"
-QALIGN_PROMPT = (
-    "Below is an instruction that describes a task. "
-    "Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{query}\n\n### Response:"
-)
+QALIGN_PROMPT = ALPACA_NO_INPUT.replace("{instruction}", "{query}")  # the trainer's stage-I/II template is the eval's
 ALL_NAMES = [task_name(f, lang) for f, langs in FAMILIES.items() for lang in langs] + [*FAMILIES, *SUPER_GROUPS]
 
 

@@ -18,14 +18,14 @@ PROBE = """
 import json, sys
 from pathlib import Path
 import mlalign_tasks, mlalign_trainer
-from mlalign_tasks import data, evaluate, study, tiny_model
-from mlalign_trainer import sft
+from mlalign_tasks import data, evaluate, tiny_model
+from mlalign_trainer import recipes
 tasks = evaluate.tasks_dir()
 print(json.dumps({
     "packages": [mlalign_tasks.__file__, mlalign_trainer.__file__, str(tasks)],
-    "recipes": sorted(p.stem for p in sft.RECIPES_DIR.glob("*.yaml")),
-    "configs": {name: str(path) for name, path in sft.shipped_configs().items()},
-    "recipe": str(study.recipe_path("qwen2.5-1.5b-12gb")),
+    "recipes": sorted(p.stem for p in recipes.RECIPES_DIR.glob("*.yaml")),
+    "configs": {name: str(path) for name, path in recipes.shipped_configs().items()},
+    "recipe": str(recipes.recipe_path("qwen2.5-1.5b-12gb")),
     "yaml": len(list(tasks.rglob("*.yaml"))),
     "templates": len(list(tasks.rglob("_template_yaml"))),
     "hooks": len(list(tasks.rglob("*.py"))),

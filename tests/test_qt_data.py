@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 from mlalign_trainer import qt_data
 
+from mlalign_tasks import data
 from mlalign_tasks.errors import DataError, MlalignError
-from mlalign_tasks.languages import UnknownLanguageError
+from mlalign_tasks.languages import GSM8K_QT_LANGS, UnknownLanguageError
 
 
 def _gsm8k_lines(shared_data, lang):
@@ -43,6 +46,10 @@ def test_cleaning_counts_on_real_data():
     # The zh file holds untranslated lines (the English question copied): they are dropped and counted.
     assert s.untranslated > 0
     assert s.usable == s.read - s.empty - s.duplicate - s.untranslated - s.misaligned
+    raw = qt_data.build_qt_dataset("gsm8k", "zh", None, seed=0, clean=False)  # the file as it is, as upstream trained
+    assert raw.stats["zh"].read == raw.stats["zh"].selected == len(raw.dataset) == 7363
+    assert sum(r["prompt"].split("\nTranslate the input")[0] == r["completion"] for r in raw.dataset) >= s.untranslated
+    assert raw.info()["clean"] is False and raw.data_hash != qt_data.build_qt_dataset("gsm8k", "zh", None).data_hash
 
 
 def test_seed_determinism_hash_and_per_language_independence():
@@ -63,6 +70,123 @@ def test_snli_instruction_is_stripped_and_rebuilt_once():
         name = {"it": "Italian", "zh": "Chinese"}[row["lang"]]
         assert row["prompt"].endswith(f'"\nTranslate the input from {name} to English:\n')
         assert row["completion"].startswith("Premise:") and row["completion"].endswith('Answer: "')
+
+
+def _protocols_span(text: str, before: str) -> str:
+    """The code span after `before` in PROTOCOLS.md, as Markdown renders it (a line break in a span is a space),
+    with its written escapes (``\\n``) as the characters they stand for."""
+    span = re.search(re.escape(before) + r"\s*\(?`([^`]+)`", text).group(1)
+    return re.sub(r"\s*\n\s*", " ", span).replace("\\n", "\n")
+
+
+def test_qalign_stage_one_is_byte_for_byte_the_protocol(shared_data):
+    """QAlign's stage I as ../shared/PROTOCOLS.md states it: its instruction inside the Alpaca no-input template."""
+    text = (shared_data.parent / "PROTOCOLS.md").read_text(encoding="utf-8")
+    template = _protocols_span(text, "in the Alpaca no-input template")
+    instruction = _protocols_span(text, "the others about 7.4k), instruction")
+    assert template.endswith("### Instruction:\n{instruction}\n\n### Response:")
+    assert instruction == "Translate the following sentences from {Language} to English. {question}"
+    languages = re.search(r"GSM8K questions in 9 languages \(([a-z ]+);", text).group(1).split()
+    assert GSM8K_QT_LANGS == tuple(languages) == ("bn", "de", "es", "fr", "ja", "ru", "sw", "th", "zh")
+    build = qt_data.build_qt_dataset("gsm8k", "de,ja", 3, seed=0, fmt="qalign")
+    for row in build.dataset:
+        source = {"de": "German", "ja": "Japanese"}[row["lang"]]
+        src_lines, en_lines = _gsm8k_lines(shared_data, row["lang"])
+        question = next(q for q in src_lines if row["prompt"].endswith(f"{q.strip()}\n\n### Response:"))
+        filled = instruction.replace("{Language}", source).replace("{question}", question.strip())
+        assert row["prompt"] == template.replace("{instruction}", filled)
+        assert row["completion"] == en_lines[src_lines.index(question)].strip()  # the English question, no answer
+
+
+def test_qalign_bengali_and_thai_come_from_the_blob_pinned_files_and_fail_offline_naming_them(tmp_path):
+    for lang in ("bn", "th"):
+        with pytest.raises(DataError, match=f"question_translation/gsm8k/{lang}-en/train.{lang} not found.*offline"):
+            qt_data.build_qt_dataset("gsm8k", lang, 5, fmt="qalign")
+
+
+def test_any_target_language_joins_the_pairs_on_their_english_side(shared_data):
+    build = qt_data.build_qt_dataset("gsm8k", "de,en", 10, seed=0, target="zh")
+    de, de_en = _gsm8k_lines(shared_data, "de")
+    zh, zh_en = _gsm8k_lines(shared_data, "zh")
+    english_of = {q.strip(): en.strip() for q, en in zip(de, de_en, strict=True)}
+    chinese_of: dict[str, str] = {}
+    for q, en in zip(zh, zh_en, strict=True):
+        chinese_of.setdefault(en.strip(), q.strip())
+    assert build.info()["target_language"] == "zh" and {r["lang"] for r in build.dataset} == {"de", "en"}
+    for row in build.dataset:
+        question, instruction, _ = row["prompt"].rsplit("\n", 2)
+        english = english_of[question] if row["lang"] == "de" else question
+        assert row["completion"] == chinese_of[english]  # the same question, in Chinese
+        assert instruction == f"Translate the input from {'German' if row['lang'] == 'de' else 'English'} to Chinese:"
+    row = qt_data.build_qt_dataset("snli", "de", 1, seed=0, target="it", fmt="qalign").dataset[0]
+    assert "Translate the following sentences from German to Italian. Prämisse:" in row["prompt"]
+    assert row["completion"].startswith("Premessa:")
+    with pytest.raises(MlalignError, match="zh is the target language"):
+        qt_data.build_qt_dataset("gsm8k", "de,zh", 5, target="zh")
+    with pytest.raises(UnknownLanguageError, match="no gsm8k question translations into it; targets: en, bn"):
+        qt_data.build_qt_dataset("gsm8k", "de", 5, target="it")
+    with pytest.raises(UnknownLanguageError, match="unknown target language code 'xx'"):
+        qt_data.build_qt_dataset("gsm8k", "de", 5, target="xx")
+
+
+def test_the_papers_files_in_plain_format_are_their_own_text(shared_data):
+    """Unclean, in the plain format, an item of the paper's file is trained as the file holds it: input -> answer."""
+    rows = json.loads((shared_data / "paper_tasks/snli/snli_it10k_train_question.json").read_text(encoding="utf-8"))
+    answer_of = {r["input"]: r["answer"] for r in rows}
+    build = qt_data.build_qt_dataset("snli", "it", 50, seed=0, clean=False)
+    assert all(answer_of[r["prompt"]] == r["completion"] for r in build.dataset)
+
+
+def test_every_source_and_language_of_the_paper_is_pinned_and_offline_names_its_file():
+    for source, langs in qt_data.SOURCES.items():
+        for lang in langs:
+            name = qt_data.paper_file(source, lang) if source in qt_data.PAPER_FILES else None
+            assert name is None or data.lookup(name).commit  # in the registry
+    assert set(qt_data.mixtures("sentiment")) >= {"swhi", "zhde", "en2zhja2zh", "ja2zhit2zh", "sw2zhhi2zh", "zhdeit"}
+    assert qt_data.mixtures("paws") == ["swhi", "zhde", "zhes", "zhit"]
+    assert qt_data.mixtures("snli") == ["swbn", "swhi", "zhde", "zhes", "zhit"]
+    for source, lang, name in (
+        ("sentiment", "sw", "paper_tasks/ap_emotion/emotion_sw10k_question.json"),
+        ("paws", "hi", "paper_tasks/paws/paws_hi10k_train_question.json"),
+        ("snli", "bn", "paper_tasks/snli/snli_bn10k_train_question.json"),
+    ):
+        with pytest.raises(DataError, match=f"data file {name} not found .*offline mode is on"):
+            qt_data.build_qt_dataset(source, lang, 5)
+    with pytest.raises(DataError, match="paper_tasks/ap_emotion/emotion_swhi10k_question.json not found"):
+        qt_data.build_qt_dataset("sentiment", None, 5, mixture="swhi")
+    with pytest.raises(MlalignError, match="no paws mixture 'swth'; the paper's mixtures are snli: swbn"):
+        qt_data.build_qt_dataset("paws", None, 5, mixture="swth")
+
+
+@pytest.fixture
+def zhde_mixture(shared_data, tmp_path, monkeypatch):
+    """A data directory whose SNLI mixture `zhde` is 30 real zh items then 30 real de items, pinned by its blob id
+    (the real file is not in the offline mirror; its items are the one-language files' kind)."""
+    name = qt_data.paper_file("snli", "zhde")
+    rows = []
+    for lang in ("zh", "de"):
+        rows += json.loads((shared_data / qt_data.paper_file("snli", lang)).read_text(encoding="utf-8"))[:30]
+    path = tmp_path / "data" / name
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    git = subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True, check=True)
+    pinned = {**data.registry(), name: dataclasses.replace(data.lookup(name), git_blob=git.stdout.strip())}
+    monkeypatch.setattr(data, "registry", lambda: pinned)
+    return rows, tmp_path / "data"
+
+
+def test_a_mixture_takes_its_languages_from_each_items_instruction(zhde_mixture):
+    rows, data_dir = zhde_mixture
+    build = qt_data.build_qt_dataset("snli", None, None, seed=0, clean=False, mixture="zhde", data_dir=data_dir)
+    assert (build.languages, build.target, build.info()["mixture"]) == (["zh", "de"], "en", "zhde")
+    assert {lang: s.selected for lang, s in build.stats.items()} == {"zh": 30, "de": 30}
+    answer_of = {r["input"]: r["answer"] for r in rows}
+    assert all(answer_of[r["prompt"]] == r["completion"] for r in build.dataset)  # each item as the file holds it
+    assert {r["lang"] for r in build.dataset if "Prämisse" in r["prompt"]} == {"de"}
+    with pytest.raises(MlalignError, match="mixture zhde holds zh,de: drop the languages, or give exactly those"):
+        qt_data.build_qt_dataset("snli", "zh,it", None, mixture="zhde", data_dir=data_dir)
+    with pytest.raises(MlalignError, match="mixture zhde translates into en, not zh"):
+        qt_data.build_qt_dataset("snli", None, None, mixture="zhde", data_dir=data_dir, target="zh")
 
 
 def test_chat_format_holds_messages():
@@ -101,7 +225,7 @@ def test_bad_inputs(tmp_path):
         qt_data.build_qt_dataset("files", "de", None, src_file=tmp_path / "nope", tgt_file=tmp_path / "b.txt")
     with pytest.raises(UnknownLanguageError, match="unknown language code 'xx'.*Valid codes: en, zh"):
         qt_data.build_qt_dataset("gsm8k", "de,xx", 5)
-    with pytest.raises(UnknownLanguageError, match="no gsm8k question translations for it; available: de, es, fr"):
+    with pytest.raises(UnknownLanguageError, match="no gsm8k question translations for it; available: bn, de, es, fr"):
         qt_data.build_qt_dataset("gsm8k", "it", 5)  # it exists for SNLI only
     with pytest.raises(DataError, match=r"sw: only \d+ usable pairs \(of 10000 read\), asked for 20000"):
         qt_data.build_qt_dataset("snli", "sw", 20000)

@@ -154,3 +154,36 @@ def test_one_run_at_a_time_per_out(tmp_path):
         first.wait()
     with exclusive(out / ".mlalign-run.lock", "the run folder"):
         pass
+
+
+def test_qalign_two_stage_recipe_runs_both_stages_resumably(tmp_path):
+    args = [
+        "run", "--recipe", "qalign-cpu-smoke", "--langs", "de,fr", "--tasks", "mgsm_aligned:en,de,sw", "--limit", "2",
+        "--max-gen-toks", "4", "--examples-per-language", "8", "--train-flag=--max_steps=2",
+        "--train-flag=--examples_per_language=8", "--analysis-limit", "2",
+        "--out", str(tmp_path / "runs"), "--board", str(tmp_path / "board"),
+    ]  # fmt: skip
+    stages = [
+        "model",
+        "data",
+        "train",
+        "train-response",
+        "eval-base",
+        "eval-aligned",
+        "leaderboard",
+        "logit-lens",
+        "pca",
+    ]
+    for expected in ("ran", "skipped"):  # the second run finds every stage's outputs current
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        rows = [[c.strip() for c in line.split("│") if c.strip()] for line in result.output.splitlines()]
+        assert {r[0]: r[1] for r in rows if len(r) >= 2 and r[0] in stages} == dict.fromkeys(stages, expected)
+    first = json.loads((tmp_path / "runs" / "train" / "adapter" / "mlalign_training.json").read_text())
+    meta = json.loads((tmp_path / "runs" / "train-response" / "adapter" / "mlalign_training.json").read_text())
+    assert first["data_source"]["format"] == "qalign" and first["languages"] == ["de", "fr"]
+    assert meta["init_from"]["path"] == str((tmp_path / "runs" / "train" / "adapter").resolve())
+    assert [s["stage"] for s in meta["stages"]] == ["question", "response"] and meta["seen_languages"] == ["de", "fr"]
+    with open(tmp_path / "board" / "results.csv", newline="") as f:
+        splits = {(r["model"], r["language"]): r["split"] for r in csv.DictReader(f)}
+    assert splits[("tiny-aligned", "de")] == "seen" and splits[("tiny-aligned", "sw")] == "unseen"

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from mlalign_trainer import qt_data, sft
+from mlalign_trainer import qt_data, recipes, sft
 from mlalign_trainer.callbacks import Avx512Bf16Guard, GracefulInterrupt, guard_cpu_4bit
 from mlalign_trainer.metadata import METADATA_FILE, RUN_FILE
-from transformers import TrainerCallback
+from transformers import AutoTokenizer, TrainerCallback
 
-from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.errors import DataError, MlalignError
 from mlalign_tasks.languages import UnknownLanguageError
 from mlalign_tasks.quiet import BNB_CPU_LOGGER, KERNELS_NOTICE
 
@@ -42,8 +42,6 @@ def _trainer(model: Path, out: Path, dataset, *extra: str, eval_dataset=None, ca
 
 def _short(tiny_model_dir: Path, lang: str, n: int, max_tokens: int = 256):
     """`n` GSM8K question-translation examples of at most `max_tokens` tokens (fast steps on the CPU)."""
-    from transformers import AutoTokenizer
-
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     dataset = qt_data.build_qt_dataset("gsm8k", lang, 200, seed=0).dataset
     dataset = dataset.filter(lambda row: sft.sequence_length(row, tok) <= max_tokens)
@@ -75,24 +73,27 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
-def test_paper_defaults_and_recipes(tmp_path):
+def test_mlalign_defaults_and_recipes(tmp_path):
     qt, args, model_args = sft.parse_args(["--model_name_or_path", "m", "--output_dir", str(tmp_path)])
     sft.apply_batch_size(qt, args)
     assert model_args.use_peft and model_args.lora_target_modules == ["q_proj", "v_proj"]
+    assert (model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout) == (16, 32, 0.05)
     assert (args.learning_rate, args.num_train_epochs, args.warmup_steps) == (5e-5, 3, 0.1)
     assert (
         args.lr_scheduler_type == "cosine" and args.per_device_train_batch_size * args.gradient_accumulation_steps == 16
     )
-    assert args.report_to in ("none", [])
+    assert (args.max_length, qt.overlong, qt.val_size, args.eval_strategy) == (512, "drop", 0, "no")
+    assert args.report_to in ("none", []) and args.train_sampling_strategy == "batch_rebalance"
     if not torch.cuda.is_available():  # the CPU defaults: fp32 LoRA, no quantisation
-        assert args.use_cpu and not args.bf16 and not model_args.load_in_4bit
-    for recipe in ("qwen2.5-1.5b-12gb", "llama2-7b-24gb"):
+        assert args.use_cpu and not args.bf16 and not model_args.load_in_4bit and model_args.dtype == "float32"
+    for recipe in ("qwen2.5-1.5b-12gb", "llama2-7b-24gb"):  # short deltas over the defaults: QLoRA on any machine
         qt, args, model_args = sft.parse_args(["--config", str(RECIPES / f"{recipe}.yaml"), "--use_cpu", "true"])
         assert model_args.load_in_4bit and model_args.use_bnb_nested_quant and model_args.bnb_4bit_quant_type == "nf4"
         assert model_args.dtype == "bfloat16" and args.optim == "paged_adamw_8bit" and args.gradient_checkpointing
         assert args.gradient_checkpointing_kwargs == {"use_reentrant": False}
         assert (args.learning_rate, args.num_train_epochs, qt.effective_batch_size) == (5e-5, 3, 16)
         assert model_args.lora_target_modules == ["q_proj", "v_proj"] and args.lr_scheduler_type == "cosine"
+        assert (model_args.lora_r, args.per_device_train_batch_size, args.max_length) == (16, 8, 512)
     qt, args, _ = sft.parse_args(["--config", str(RECIPES / "cpu-smoke.yaml"), "--max_steps", "7"])
     assert args.max_steps == 7 and qt.languages == "de,fr"  # the command line overrides the recipe
     for by_name in (["--config", "cpu-smoke"], ["--config=cpu-smoke.yaml"]):  # shipped recipes by name
@@ -109,7 +110,7 @@ def test_dataset_path_overrides_the_data_selection_of_a_recipe(tmp_path):
     assert len(dataset) == 4 and info["languages"] == ["sw"] and info["examples_per_language"] == 4
 
 
-@pytest.mark.parametrize("fmt", ["plain", "chat"])
+@pytest.mark.parametrize("fmt", ["plain", "qalign", "chat"])
 def test_labels_mask_exactly_the_prompt_and_learn_eos(tiny_model_dir, tmp_path, fmt):
     build = qt_data.build_qt_dataset("gsm8k", "de", 12, seed=0, fmt=fmt)
     trainer = _trainer(tiny_model_dir, tmp_path, build.dataset)
@@ -129,9 +130,9 @@ def test_labels_mask_exactly_the_prompt_and_learn_eos(tiny_model_dir, tmp_path, 
         assert labels[:n] == [-100] * n  # every prompt token is masked ...
         assert labels[n:] == ids[n:] and -100 not in labels[n:]  # ... and no completion token is
         completion = tok.decode(ids[n:], skip_special_tokens=True)
-        expected = raw["completion"] if fmt == "plain" else raw["completion"][0]["content"]
+        expected = raw["completion"] if fmt != "chat" else raw["completion"][0]["content"]
         assert completion.strip() == expected.strip()
-        eos_at = len(ids) - 1 if fmt == "plain" else max(i for i, t in enumerate(ids) if t == tok.eos_token_id)
+        eos_at = len(ids) - 1 if fmt != "chat" else max(i for i, t in enumerate(ids) if t == tok.eos_token_id)
         assert ids[eos_at] == tok.eos_token_id and labels[eos_at] == tok.eos_token_id  # EOS is learned
 
 
@@ -454,7 +455,7 @@ def test_two_process_accelerate_ddp_on_cpu(tiny_model_dir, tmp_path):
     accelerate = Path(sys.executable).with_name("accelerate")
     # The documented command: shipped accelerate config and recipe by name (the tiny model's path given).
     cmd = [
-        str(accelerate), "launch", "--config_file", str(sft.config_path("cpu_ddp")),
+        str(accelerate), "launch", "--config_file", str(recipes.config_path("cpu_ddp")),
         "--main_process_port", str(_free_port()), "-m", "mlalign_trainer.sft", "--config", "cpu-smoke",
         "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), "--examples_per_language", "16",
         "--max_length", "384", "--max_steps", "3", "--save_steps", "3",
@@ -474,6 +475,115 @@ def test_two_process_accelerate_ddp_on_cpu(tiny_model_dir, tmp_path):
     single = json.loads((tmp_path / "single" / METADATA_FILE).read_text())
     assert single["hyperparameters"]["gradient_accumulation_steps"] == 2
     assert meta["final_loss"] == pytest.approx(single["final_loss"], abs=1e-3)
+
+
+def test_zhang2024_recipe_is_the_papers_llama_factory_setup():
+    """Every setting PROTOCOLS.md states for the paper's training, as the recipe `zhang2024` parses."""
+    qt, args, model_args = sft.parse_args(["--config", "zhang2024"])
+    sft.apply_batch_size(qt, args)
+    assert model_args.use_peft and model_args.lora_target_modules == ["q_proj", "v_proj"]
+    assert (model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout) == (8, 16, 0.0)
+    assert args.fp16 and not args.bf16 and model_args.dtype == "float16" and not model_args.load_in_4bit
+    assert (args.learning_rate, args.num_train_epochs, args.lr_scheduler_type, args.warmup_steps) == (
+        5e-5,
+        3,
+        "cosine",
+        0.1,
+    )
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (4, 4)  # one process: 4 x 4 = 16
+    assert (args.max_length, qt.overlong) == (2048, "truncate")
+    assert (qt.val_size, args.eval_strategy, args.eval_steps) == (0.05, "steps", 50)
+    assert args.load_best_model_at_end and args.metric_for_best_model == "eval_loss" and not args.greater_is_better
+    assert qt.prompt_format == "plain" and not qt.clean_pairs and qt.examples_per_language is None
+    assert (qt.qt_source, qt.languages) == ("sentiment", "sw,hi")  # the published Qwen1.5-4B model's data
+    assert sft.parse_args(["--config", "zhang2024", "--load_in_4bit", "true"])[2].load_in_4bit  # 4-bit: opt-in
+
+
+def test_qalign_recipe_stage_one_is_qaligns_setup():
+    """Every setting PROTOCOLS.md states for QAlign's stage I, as the recipe `qalign` parses."""
+    qt, args, model_args = sft.parse_args(["--config", "qalign", "--stage", "question"])
+    sft.apply_batch_size(qt, args)
+    assert not model_args.use_peft and not model_args.load_in_4bit and args.bf16  # full fine-tuning in bf16
+    assert (args.learning_rate, args.num_train_epochs, args.lr_scheduler_type, args.warmup_steps) == (
+        2e-5,
+        3,
+        "cosine",
+        0.03,
+    )
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps == 128 and args.weight_decay == 0
+    assert (args.max_length, qt.overlong, args.seed) == (512, "truncate", 1234)
+    assert qt.prompt_format == "qalign" and qt.qt_source == "gsm8k" and not qt.clean_pairs
+    assert qt.languages.split(",") == ["bn", "de", "es", "fr", "ja", "ru", "sw", "th", "zh"]
+
+
+@pytest.mark.slow
+def test_validation_split_and_best_checkpoint_of_the_zhang2024_recipe(tiny_model_dir, tmp_path):
+    """The recipe's own run (fp16, truncation, 5% held out) on the tiny model; the kept checkpoint is the written one.
+
+    With `--greater_is_better true` the highest evaluation loss counts as best: the loss falls as the model trains,
+    so the kept checkpoint is an early one, not the last, and the adapter written must be that checkpoint's.
+    """
+    from safetensors.torch import load_file
+
+    out = tmp_path / "zhang2024"
+    argv = [
+        "--config", "zhang2024", "--use_cpu", "true", "--model_name_or_path", str(tiny_model_dir), "--output_dir",
+        str(out), "--qt_source", "snli", "--languages", "zh,de", "--examples_per_language", "40", "--max_steps", "6", "--eval_steps", "2", "--save_steps", "2",
+        "--effective_batch_size", "4", "--learning_rate", "5e-2", "--lr_scheduler_type", "constant",
+        "--warmup_steps", "0", "--greater_is_better", "true",
+    ]  # fmt: skip
+    assert sft.main(argv) == 0
+    meta = json.loads((out / METADATA_FILE).read_text())
+    assert (meta["eval_examples"], meta["dataset_examples"]) == (4, 76)  # 5% of 2 x 40 pairs held out
+    state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
+    evals = {e["step"]: e["eval_loss"] for e in state["log_history"] if "eval_loss" in e}
+    assert sorted(evals) == [2, 4, 6]  # evaluated every eval_steps
+    best_step = max(evals, key=evals.get)
+    assert best_step != 6, evals
+    assert meta["best_checkpoint"] == f"checkpoint-{best_step}" and meta["best_metric"] == pytest.approx(
+        evals[best_step]
+    )
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == sorted({f"checkpoint-{best_step}", "checkpoint-6"})
+    written = load_file(out / "adapter_model.safetensors")
+    kept, last = (
+        load_file(out / name / "adapter_model.safetensors") for name in (meta["best_checkpoint"], "checkpoint-6")
+    )
+    assert written.keys() == kept.keys()
+    assert all(torch.equal(written[k], kept[k]) for k in written)
+    assert not all(torch.equal(written[k], last[k]) for k in written)
+    assert meta["hyperparameters"]["fp16"] and meta["data_source"]["clean"] is False
+
+
+def test_overlong_examples_are_dropped_or_truncated(tiny_model_dir, tmp_path):
+    dataset = qt_data.build_qt_dataset("gsm8k", "de", 12, seed=0).dataset
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    lengths = [sft.sequence_length(row, tok) for row in dataset]
+    limit = max(len(tok(row["prompt"])["input_ids"]) for row in dataset) + 8  # every prompt fits, not every answer
+    assert 0 < sum(n > limit for n in lengths) < 12
+    dropped = _trainer(tiny_model_dir, tmp_path / "d", dataset, "--max_length", str(limit))
+    cut = _trainer(tiny_model_dir, tmp_path / "t", dataset, "--max_length", str(limit), "--overlong", "truncate")
+    assert len(dropped.train_dataset) == sum(n <= limit for n in lengths) < len(cut.train_dataset) == 12
+    for raw, row in zip(dataset, cut.train_dataset, strict=True):
+        full = tok(raw["prompt"] + raw["completion"])["input_ids"] + [tok.eos_token_id]
+        assert row["input_ids"] == full[:limit]  # the end is cut off (and with it the EOS of a long example)
+    with pytest.raises(MlalignError, match="--overlong truncate: TRL does not truncate padding-free rows"):
+        _trainer(tiny_model_dir, tmp_path / "p", dataset, "--overlong", "truncate", "--padding_free", "true")
+
+
+def test_target_language_is_trained_recorded_and_seen(tiny_model_dir, tmp_path):
+    out = tmp_path / "to-zh"
+    argv = [
+        "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), *SMALL, "--languages", "de,en",
+        "--target_language", "zh", "--examples_per_language", "4", "--max_steps", "1", "--save_strategy", "no",
+    ]  # fmt: skip
+    assert sft.main(argv) == 0
+    meta = json.loads((out / METADATA_FILE).read_text())
+    assert (meta["languages"], meta["target_language"], meta["seen_languages"]) == (["de", "en"], "zh", ["de", "zh"])
+    assert meta["stages"][0]["target_language"] == "zh"
+    with pytest.raises(MlalignError, match="target_language: 'zh' -> 'fr'"):  # another target is another run
+        sft.main([*argv[:-8], "--target_language", "fr", "--examples_per_language", "4", "--max_steps", "1"])
+    with pytest.raises(MlalignError, match="unknown --target_language code 'xx'"):
+        sft.parse_args([*argv, "--target_language", "xx"])
 
 
 def test_relative_base_path_is_recorded_absolute_and_short_runs_keep_their_loss(tiny_model_dir, tmp_path, monkeypatch):
@@ -496,10 +606,26 @@ def test_bad_inputs(tiny_model_dir, tmp_path):
         sft.main([*base, "--languages", "de,it"])
     with pytest.raises(MlalignError, match="no training data"):
         sft.main(base)
+    with pytest.raises(DataError, match="data file paper_tasks/ap_emotion/emotion_swhi10k_question.json not found"):
+        sft.main([*base, "--qt_source", "sentiment", "--mixture", "swhi"])  # the paper's mixture; offline here
     with pytest.raises(MlalignError, match="not a multiple of per-device batch 3"):
         sft.main([*base, "--languages", "de", "--per_device_train_batch_size", "3"])
-    with pytest.raises(MlalignError, match="needs --eval_examples"):
+    with pytest.raises(MlalignError, match="needs --val_size"):
         sft.main([*base, "--languages", "de", "--examples_per_language", "8", "--eval_strategy", "steps"])
+    with pytest.raises(MlalignError, match="--val_size 4.0 holds out examples for evaluation: give --eval_strategy"):
+        sft.main([*base, "--languages", "de", "--examples_per_language", "8", "--val_size", "4"])
+    with pytest.raises(MlalignError, match="--val_size 8.0 of 8 examples"):
+        sft.main(
+            [*base, "--languages", "de", "--examples_per_language", "8", "--val_size", "8", "--eval_strategy", "steps"]
+        )
+    with pytest.raises(MlalignError, match="--val_size 2.5: give a share"):
+        sft.parse_args([*base, "--val_size", "2.5"])
+    (tmp_path / "bad-choice.yaml").write_text("overlong: cut\n")  # a recipe's value is checked as a flag's is
+    with pytest.raises(MlalignError, match="--overlong 'cut': choose one of drop, truncate"):
+        sft.parse_args(["--config", str(tmp_path / "bad-choice.yaml")])
+    (tmp_path / "unknown.yaml").write_text("lora_rank: 8\n")
+    with pytest.raises(MlalignError, match="recipe .*unknown.yaml sets flags the trainer does not have: --lora_rank"):
+        sft.parse_args(["--config", str(tmp_path / "unknown.yaml")])
     with pytest.raises(MlalignError, match="nothing to train"):
         sft.main([*base, "--languages", "de", "--num_train_epochs", "0"])
     with pytest.raises(MlalignError, match="no base model"):
@@ -517,7 +643,9 @@ def test_bad_inputs(tiny_model_dir, tmp_path):
     with pytest.raises(MlalignError, match="missing.yaml' is neither a file nor a shipped recipe"):
         sft.main(["--config", str(tmp_path / "missing.yaml")])
     (tmp_path / "broken.yaml").write_text("learning_rate: [1\n")
-    with pytest.raises(MlalignError, match="bad training arguments"):
+    with pytest.raises(
+        MlalignError, match=r"broken.yaml is not valid YAML: expected ',' or '\]'.* \(line 2, column 1\)$"
+    ):
         sft.main(["--config", str(tmp_path / "broken.yaml")])
     small = [*base, "--languages", "de", "--examples_per_language", "4"]
     with pytest.raises(MlalignError, match="cannot load model .*attn_implementation"):

@@ -76,13 +76,34 @@ def write_run_file(output_dir: Path, settings: dict) -> None:
     write_json_atomic(output_dir / RUN_FILE, {"settings": settings})
 
 
-def training_metadata(settings: dict, seed: int, final_loss: float | None, global_step: int, **extra) -> dict:
-    """Contract-3 metadata of a finished adapter."""
+_HISTORY = ("versions", "mlalign_version", "stages", "seen_languages")
+
+
+def stage_record(meta: dict) -> dict:
+    """One training stage as a run's metadata describes it: its data, settings and result (no versions, no history)."""
+    return {k: v for k, v in meta.items() if k not in _HISTORY}
+
+
+def seen_languages(stages: list[dict]) -> list[str]:
+    """The languages other than English that any stage trained on (translating from or into), in order."""
+    langs = [lang for stage in stages for lang in [*stage.get("languages", []), stage.get("target_language", "en")]]
+    return [lang for lang in dict.fromkeys(langs) if lang != "en"]
+
+
+def training_metadata(
+    settings: dict, seed: int, final_loss: float | None, global_step: int, previous_stages=(), **extra
+) -> dict:
+    """Contract-3 metadata of a finished run: this stage at the top level, and ``stages``, every stage that made the
+    model (those of the ``--init_from`` it continued, then this one); ``seen_languages`` is what the leaderboard
+    counts as seen."""
     from mlalign_tasks import __version__
 
-    return {
+    meta = {
         "base_model": settings["base_model"],
+        "stage": settings["stage"],
+        "init_from": settings["init_from"],
         "languages": settings["languages"],
+        "target_language": settings["target_language"],
         "examples_per_language": settings["examples_per_language"],
         "data_hash": settings["data_hash"],
         "data_source": settings["data_source"],
@@ -94,3 +115,6 @@ def training_metadata(settings: dict, seed: int, final_loss: float | None, globa
         "mlalign_version": __version__,
         **extra,
     }
+    meta["stages"] = [*previous_stages, stage_record(meta)]
+    meta["seen_languages"] = seen_languages(meta["stages"])
+    return meta

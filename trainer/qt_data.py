@@ -1,10 +1,12 @@
-"""Question-translation SFT data: a question in language X -> the same question in English (no answers).
+"""Question-translation SFT data: a question in language X -> the same question in English, or in another target
+language (no answers).
 
-Sources: the GSM8K question translations (``question_translation/gsm8k/{lang}-en``), the SNLI task-question
-translations of the paper (``paper_tasks/snli/snli_{lang}10k_train_question.json``), or the user's own parallel
-files (two line-aligned text files, or JSON lines with source/target fields). The result is a ``datasets``
-prompt/completion dataset in the paper's format (``{question}\\nTranslate the input from German to English:\\n``
--> English question) or, with ``fmt="chat"``, the same pair as conversational messages for the model's chat template.
+Sources: the GSM8K question translations of QAlign (``question_translation/gsm8k/{lang}-en``); the paper's
+translations of its task items, SNLI, PAWS and Amazon-polarity sentiment (``paper_tasks/{snli,paws,ap_emotion}/``:
+one file a language, and the paper's two- and three-language mixtures), each item ending with the instruction line
+that names its languages; or the user's own parallel files (two line-aligned text files, or JSON lines with
+source/target fields). The result is a ``datasets`` prompt/completion dataset written in one of the formats of
+`mlalign_trainer.prompts`.
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from mlalign_trainer.prompts import translation_row
+
 from mlalign_tasks import data
 from mlalign_tasks.atomic import atomic_dir, write_json_atomic
 from mlalign_tasks.errors import DataError, MlalignError
 from mlalign_tasks.languages import (
     GSM8K_QT_LANGS,
     LANGUAGES,
+    PAWS_QT_LANGS,
+    SENTIMENT_QT_LANGS,
     SNLI_QT_LANGS,
     UnknownLanguageError,
     check_lang,
@@ -31,10 +37,21 @@ from mlalign_tasks.languages import (
 )
 from mlalign_tasks.output_dirs import check_replaceable
 
-SOURCES: dict[str, tuple[str, ...]] = {"gsm8k": GSM8K_QT_LANGS, "snli": SNLI_QT_LANGS}
-FORMATS = ("plain", "chat")
-INSTRUCTION = "Translate the input from {language} to English:"
-_SNLI_INSTRUCTION = re.compile(r"\n?Translate the input from (?P<language>[A-Za-z ]+) to English:\n?$")
+SOURCES: dict[str, tuple[str, ...]] = {
+    "gsm8k": GSM8K_QT_LANGS,
+    "snli": SNLI_QT_LANGS,
+    "paws": PAWS_QT_LANGS,
+    "sentiment": SENTIMENT_QT_LANGS,
+}
+# The paper's files of a source: name prefix, then the suffix of a one-language file and of a mixture file.
+PAPER_FILES = {
+    "snli": ("paper_tasks/snli/snli_", "10k_train_question.json", "10k_question.json"),
+    "paws": ("paper_tasks/paws/paws_", "10k_train_question.json", "10k_question.json"),
+    "sentiment": ("paper_tasks/ap_emotion/emotion_", "10k_question.json", "10k_question.json"),
+}
+FORMATS = ("plain", "qalign", "chat")
+_INSTRUCTION = re.compile(r"\n?Translate the input from (?P<source>[A-Za-z ]+) to (?P<target>[A-Za-z ]+):\n?$")
+_CODE_OF = {lang.name: code for code, lang in LANGUAGES.items()}
 # A pair whose length ratio is this many times above or below its language's median ratio is misaligned.
 MISALIGNED_RATIO = 3.0
 BUILD_INFO = "qt_build.json"
@@ -55,7 +72,7 @@ class LangStats:
 
 @dataclass
 class QTBuild:
-    """A built dataset with its provenance."""
+    """A built training set (question translations, or stage II's question-answer pairs) with its provenance."""
 
     dataset: object  # datasets.Dataset
     source: str
@@ -64,6 +81,9 @@ class QTBuild:
     seed: int
     fmt: str
     data_hash: str
+    clean: bool = True
+    target: str = "en"
+    mixture: str | None = None
     stats: dict[str, LangStats] = field(default_factory=dict)
 
     def info(self) -> dict:
@@ -71,23 +91,16 @@ class QTBuild:
         return {
             "source": self.source,
             "languages": self.languages,
+            "target_language": self.target,
+            "mixture": self.mixture,
             "examples_per_language": self.examples_per_language,
             "seed": self.seed,
             "format": self.fmt,
+            "clean": self.clean,
             "data_hash": self.data_hash,
             "num_rows": len(self.dataset),
             "stats": {lang: asdict(s) for lang, s in self.stats.items()},
         }
-
-
-def instruction(lang: str) -> str:
-    """The paper's instruction line for a source language."""
-    return INSTRUCTION.format(language=LANGUAGES[check_lang(lang)].name)
-
-
-def make_prompt(question: str, lang: str) -> str:
-    """The paper's prompt: the question, then the instruction, each followed by a newline."""
-    return f"{question}\n{instruction(lang)}\n"
 
 
 def _lines(path: Path) -> list[str]:
@@ -115,22 +128,89 @@ def gsm8k_pairs(lang: str, data_dir=None) -> list[tuple[str, str]]:
     return _aligned_lines(data.resolve(f"{base}.{lang}", data_dir), data.resolve(f"{base}.en", data_dir))
 
 
-def snli_pairs(lang: str, data_dir=None) -> list[tuple[str, str]]:
-    """(SNLI task question in `lang`, English question); the file's instruction line is stripped here."""
-    check_lang(lang, SNLI_QT_LANGS, what="SNLI question-translation language")
-    name = f"paper_tasks/snli/snli_{lang}10k_train_question.json"
+def paper_file(source: str, name: str) -> str:
+    """The registry name of the paper's file `name` of `source`: a language code, or a mixture (e.g. 'swhi')."""
+    prefix, single, mixed = PAPER_FILES[source]
+    return f"{prefix}{name}{single if name in LANGUAGES else mixed}"
+
+
+def mixtures(source: str) -> list[str]:
+    """The paper's mixtures of a source, by name ('swhi', 'en2zhja2zh', ...), as the data registry pins them."""
+    prefix, _, mixed = PAPER_FILES[source]
+    names = (n.removeprefix(prefix).removesuffix(mixed) for n in data.registry() if n.startswith(prefix))
+    return sorted(n for n in names if n.isalnum() and n not in LANGUAGES and paper_file(source, n) in data.registry())
+
+
+def paper_rows(name: str, data_dir=None) -> list[tuple[str, str, str | None, str | None]]:
+    """(item, answer, source code, target code) of each row of a paper file; the instruction line is stripped from
+    the item and read for the two languages (None where an item has none)."""
     rows = data.read_json(name, data_dir=data_dir)
     if not isinstance(rows, list):
         raise DataError(f"{name} should hold a JSON list of {{input, answer}} objects")
-    expected = LANGUAGES[lang].name
-    pairs = []
+    out = []
     for i, row in enumerate(rows):
-        text = str(row.get("input", ""))
-        m = _SNLI_INSTRUCTION.search(text)
-        if m and m.group("language") != expected:
-            raise DataError(f"{name} item {i} says it translates from {m.group('language')}, expected {expected}")
-        pairs.append((text[: m.start()] if m else text, str(row.get("answer", ""))))
+        if not isinstance(row, dict):
+            raise DataError(f"{name} item {i} is not an {{input, answer}} object")
+        text, answer = str(row.get("input", "")), str(row.get("answer", ""))
+        m = _INSTRUCTION.search(text)
+        if m is None:
+            out.append((text, answer, None, None))
+            continue
+        codes = (_CODE_OF.get(m["source"]), _CODE_OF.get(m["target"]))
+        if None in codes:
+            raise DataError(f"{name} item {i}: a language of its instruction is unknown ({m.group(0).strip()!r})")
+        out.append((text[: m.start()], answer, *codes))
+    return out
+
+
+def paper_pairs(source: str, lang: str, data_dir=None) -> list[tuple[str, str]]:
+    """(task item in `lang`, English item) from the paper's one-language file of `source`."""
+    check_lang(lang, SOURCES[source], what=f"{source} question-translation language")
+    name = paper_file(source, lang)
+    pairs = []
+    for i, (item, answer, src, tgt) in enumerate(paper_rows(name, data_dir)):
+        if src is not None and (src, tgt) != (lang, "en"):
+            raise DataError(
+                f"{name} item {i} translates from {LANGUAGES[src].name} to {LANGUAGES[tgt].name}, expected "
+                f"{LANGUAGES[lang].name} to English"
+            )
+        pairs.append((item, answer))
     return pairs
+
+
+def mixture_pairs(source: str, mixture: str, data_dir=None) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """The pairs of one of the paper's mixture files, by (source, target) language as each item's instruction says."""
+    if source not in PAPER_FILES or mixture not in mixtures(source):
+        known = "; ".join(f"{s}: {', '.join(mixtures(s))}" for s in PAPER_FILES)
+        raise MlalignError(f"no {source} mixture {mixture!r}; the paper's mixtures are {known}")
+    name = paper_file(source, mixture)
+    groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for i, (item, answer, src, tgt) in enumerate(paper_rows(name, data_dir)):
+        if src is None:
+            raise DataError(f"{name} item {i} has no instruction line naming its languages")
+        groups.setdefault((src, tgt), []).append((item, answer))
+    return groups
+
+
+def english_pairs(source: str, lang: str, data_dir=None) -> list[tuple[str, str]]:
+    """(question in `lang`, English question) of a built-in source."""
+    return gsm8k_pairs(lang, data_dir) if source == "gsm8k" else paper_pairs(source, lang, data_dir)
+
+
+def pivot_pairs(source: str, lang: str, target: str, data_dir=None) -> list[tuple[str, str]]:
+    """(question in `lang`, the same question in `target`): the two languages' pairs joined on their English side.
+
+    With ``target='en'`` the source's pairs as they are; with ``lang='en'`` the target's pairs reversed.
+    """
+    if target == "en":
+        return english_pairs(source, lang, data_dir)
+    to_target = english_pairs(source, target, data_dir)
+    if lang == "en":
+        return [(en, t) for t, en in to_target]
+    by_english: dict[str, str] = {}
+    for t, en in to_target:
+        by_english.setdefault(en.strip(), t)
+    return [(x, by_english[en.strip()]) for x, en in english_pairs(source, lang, data_dir) if en.strip() in by_english]
 
 
 def file_pairs(
@@ -204,20 +284,9 @@ def content_hash(rows: list[dict]) -> str:
     return h.hexdigest()
 
 
-def _row(src: str, tgt: str, lang: str, fmt: str) -> dict:
-    prompt = make_prompt(src, lang)
-    if fmt == "chat":
-        return {
-            "prompt": [{"role": "user", "content": prompt}],
-            "completion": [{"role": "assistant", "content": tgt}],
-            "lang": lang,
-        }
-    return {"prompt": prompt, "completion": tgt, "lang": lang}
-
-
 def build_qt_dataset(
     source: str,
-    languages: str | list[str],
+    languages: str | list[str] | None,
     examples_per_language: int | None,
     seed: int = 0,
     fmt: str = "plain",
@@ -227,11 +296,19 @@ def build_qt_dataset(
     jsonl: str | Path | None = None,
     source_field: str = "source",
     target_field: str = "target",
+    clean: bool = True,
+    target: str = "en",
+    mixture: str | None = None,
 ) -> QTBuild:
     """Build the prompt/completion dataset: `examples_per_language` pairs per language (None: all), shuffled.
 
     Each language is sampled with its own seeded generator, so adding a language leaves the others' samples as
-    they were. ``source='files'`` takes exactly one language: the language of the user's source side.
+    they were. ``source='files'`` takes exactly one language: the language of the user's source side. `clean`
+    drops bad pairs (`clean_pairs`); without it the pairs are trained as the files hold them. `target` is the
+    language questions are translated into: English, or any language of the source (the pairs are then joined on
+    their English side, and English may be a source language), or for ``files`` the language of the target side.
+    `mixture` names one of the paper's mixture files of `source` instead of `languages`: its items' instructions
+    give their languages, and its target is its own.
     """
     from datasets import Dataset
 
@@ -239,30 +316,52 @@ def build_qt_dataset(
         raise MlalignError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if examples_per_language is not None and examples_per_language <= 0:
         raise MlalignError(f"examples per language must be positive, got {examples_per_language}")
-    if source == "files":
+    target = check_lang(target, what="target language")
+    groups = mixture_pairs(source, mixture, data_dir) if mixture else None
+    if groups is not None:
+        targets = sorted({t for _, t in groups})
+        if len(targets) != 1 or target not in ("en", targets[0]):
+            raise MlalignError(f"mixture {mixture} translates into {', '.join(targets)}, not {target}")
+        target, langs = targets[0], list(dict.fromkeys(s for s, _ in groups))
+        if languages and set(parse_langs(languages)) != set(langs):
+            raise MlalignError(f"mixture {mixture} holds {','.join(langs)}: drop the languages, or give exactly those")
+    elif not languages:
+        raise MlalignError("no languages: give the languages to translate from (e.g. de,fr), or one of the mixtures")
+    elif source == "files":
         langs = parse_langs(languages)
-        if len(langs) != 1 or langs[0] == "en":
-            raise MlalignError("the 'files' source takes exactly one non-English --langs code: the source language")
+        if len(langs) != 1 or langs[0] == target:
+            raise MlalignError(
+                f"the 'files' source takes exactly one --langs code other than the target ({target}): the source language"
+            )
     elif source in SOURCES:
         langs = parse_langs(languages)
-        if missing := [c for c in langs if c not in SOURCES[source]]:
+        available = SOURCES[source] + (("en",) if target != "en" else ())
+        if target != "en" and target not in SOURCES[source]:
             raise UnknownLanguageError(
-                f"no {source} question translations for {', '.join(missing)}; available: {', '.join(SOURCES[source])}"
+                f"no {source} question translations into {target}; targets: en, {', '.join(SOURCES[source])}"
+            )
+        if target in langs:
+            raise MlalignError(f"{target} is the target language; the languages to translate from are the others")
+        if missing := [c for c in langs if c not in available]:
+            raise UnknownLanguageError(
+                f"no {source} question translations for {', '.join(missing)}; available: {', '.join(available)}"
             )
     else:
-        raise MlalignError(f"unknown question-translation source {source!r}; choose one of gsm8k, snli, files")
+        raise MlalignError(f"unknown question-translation source {source!r}; choose one of {', '.join(SOURCES)}, files")
 
     rows: list[dict] = []
     stats: dict[str, LangStats] = {}
     for lang in langs:
-        if source == "gsm8k":
-            raw = gsm8k_pairs(lang, data_dir)
-        elif source == "snli":
-            raw = snli_pairs(lang, data_dir)
-        else:
+        if groups is not None:
+            raw = groups[(lang, target)]
+        elif source == "files":
             raw = file_pairs(src_file, tgt_file, jsonl, source_field, target_field)
+        else:
+            raw = pivot_pairs(source, lang, target, data_dir)
         stats[lang] = LangStats()
-        pairs = clean_pairs(raw, stats[lang])
+        pairs = clean_pairs(raw, stats[lang]) if clean else raw
+        if not clean:
+            stats[lang].read = stats[lang].usable = len(raw)
         n = len(pairs) if examples_per_language is None else examples_per_language
         if n > len(pairs):
             raise DataError(
@@ -271,7 +370,7 @@ def build_qt_dataset(
             )
         chosen = random.Random(f"{seed}:{lang}").sample(pairs, n)
         stats[lang].selected = n
-        rows.extend(_row(s, t, lang, fmt) for s, t in chosen)
+        rows.extend({**translation_row(s, t, lang, target, fmt), "lang": lang} for s, t in chosen)
     random.Random(seed).shuffle(rows)
     return QTBuild(
         dataset=Dataset.from_list(rows),
@@ -281,6 +380,9 @@ def build_qt_dataset(
         seed=seed,
         fmt=fmt,
         data_hash=content_hash(rows),
+        clean=clean,
+        target=target,
+        mixture=mixture,
         stats=stats,
     )
 

@@ -1,4 +1,5 @@
-"""Question-alignment SFT with TRL: LoRA (QLoRA on CUDA) on question-translation data, resumable.
+"""Question-alignment SFT with TRL: LoRA (QLoRA on CUDA) or the full model, on question-translation data (stage I)
+or, continuing a stage-I model, on English question-answer data (QAlign's stage II); resumable.
 
 Modelled on TRL's ``trl/scripts/sft.py``: dataclass arguments parsed by ``TrlParser`` (so ``--config recipe.yaml``
 works and command-line flags override it), ``ModelConfig`` + ``get_quantization_config`` + ``get_peft_config``,
@@ -16,156 +17,49 @@ import os
 import shutil
 import sys
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
 
-# The paper's recipe (LoRA on q_proj,v_proj; lr 5e-5; 3 epochs; effective batch 16; cosine, 10% warm-up).
-PAPER_DEFAULTS: dict[str, object] = {
-    "use_peft": True,
-    "lora_target_modules": ["q_proj", "v_proj"],
-    "lora_r": 16,
-    "lora_alpha": 32,
-    "lora_dropout": 0.05,
-    "learning_rate": 5e-5,
-    "num_train_epochs": 3,
-    "per_device_train_batch_size": 4,
-    "lr_scheduler_type": "cosine",
-    "warmup_steps": 0.1,
-    "max_length": 512,
-    "logging_steps": 10,
-    "save_strategy": "steps",
-    "save_steps": 200,
-    "save_total_limit": 2,
-    "report_to": "none",
-    "gradient_checkpointing_kwargs": {"use_reentrant": False},
-    "seed": 42,
-}
-# Batching that leaves every optimizer step's examples (and so its update) unchanged but cuts padding: each effective
-# batch is drawn at random as usual, then split into micro-batches of similar lengths (bench/bench_batching.py).
-BATCHING_DEFAULTS: dict[str, object] = {"train_sampling_strategy": "batch_rebalance"}
-# QLoRA: NF4 with double quantisation, bf16 compute, paged 8-bit AdamW, gradient checkpointing.
-CUDA_DEFAULTS: dict[str, object] = {
-    "load_in_4bit": True,
-    "bnb_4bit_quant_type": "nf4",
-    "use_bnb_nested_quant": True,
-    "dtype": "bfloat16",
-    "bf16": True,
-    "optim": "paged_adamw_8bit",
-    "gradient_checkpointing": True,
-}
-# CPU: fp32 LoRA without quantisation (4-bit only with --load_in_4bit, guarded; see `Avx512Bf16Guard`).
-CPU_DEFAULTS: dict[str, object] = {
-    "use_cpu": True,
-    "bf16": False,
-    "dtype": "float32",
-    "optim": "adamw_torch",
-    "gradient_checkpointing": False,
-}
-# Shipped configuration files: trainer recipes (--config NAME) and accelerate configs (--config_file).
-RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
-ACCELERATE_DIR = Path(__file__).resolve().parent / "accelerate"
-
-
-def shipped_configs() -> dict[str, Path]:
-    """Name -> path of every shipped recipe and accelerate config (`mlalign recipes` lists them)."""
-    return {p.stem: p for folder in (RECIPES_DIR, ACCELERATE_DIR) for p in sorted(folder.glob("*.yaml"))}
-
-
-def config_path(name: str) -> Path:
-    """A YAML file given by path, or a shipped recipe / accelerate config by name (e.g. 'qwen2.5-1.5b-12gb')."""
-    path = Path(name).expanduser()
-    if path.is_file():
-        return path
-    if found := shipped_configs().get(path.name.removesuffix(".yaml")):
-        return found
-    recipes = ", ".join(p.stem for p in sorted(RECIPES_DIR.glob("*.yaml")))
-    accelerate = ", ".join(p.stem for p in sorted(ACCELERATE_DIR.glob("*.yaml")))
-    raise MlalignError(
-        f"{name!r} is neither a file nor a shipped recipe (recipes: {recipes}; accelerate configs: {accelerate})"
-    )
-
-
-def _resolve_config_flag(argv: list[str]) -> list[str]:
-    """``--config NAME`` or ``--config=NAME`` (a shipped recipe's name, or a file) becomes ``--config PATH``."""
-    out: list[str] = []
-    args = iter(argv)
-    for arg in args:
-        if arg == "--config" or arg.startswith("--config="):
-            value = arg.split("=", 1)[1] if "=" in arg else next(args, None)
-            out += ["--config", str(config_path(value))] if value is not None else [arg]
-        else:
-            out.append(arg)
-    return out
-
+if TYPE_CHECKING:
+    from mlalign_trainer.config import QTArguments
+    from mlalign_trainer.continuation import StartPoint
 
 # Candidate padding tokens when a tokenizer has none distinct from EOS.
 _PAD_CANDIDATES = ("<pad>", "<|pad|>", "<|finetune_right_pad_id|>", "<|endoftext|>")
 
 
-@dataclass
-class QTArguments:
-    """Question-translation data and run options (the other flags are TRL's SFTConfig and ModelConfig)."""
-
-    dataset_path: str | None = field(
-        default=None,
-        metadata={
-            "help": "A dataset built by `mlalign data build-qt` (else build one from --languages); it overrides "
-            "--languages, --examples_per_language, --qt_source and --qt_format (e.g. a recipe's)."
-        },
-    )
-    qt_source: str = field(default="gsm8k", metadata={"help": "Built-in question-translation source: gsm8k or snli."})
-    languages: str | None = field(default=None, metadata={"help": "Languages to train on, e.g. 'de,fr,sw'."})
-    examples_per_language: int | None = field(
-        default=None, metadata={"help": "Pairs per language (default: all usable pairs)."}
-    )
-    qt_format: str = field(default="plain", metadata={"help": "plain (the paper's prompt) or chat (chat template)."})
-    data_dir: str | None = field(default=None, metadata={"help": "Data directory (else $MLALIGN_DATA_DIR / cache)."})
-    effective_batch_size: int | None = field(
-        default=16,
-        metadata={
-            "help": "Examples per optimizer step over all processes; sets gradient_accumulation_steps "
-            "(0: use --gradient_accumulation_steps as given)."
-        },
-    )
-    eval_examples: int = field(
-        default=0, metadata={"help": "Examples held out for evaluation during training (with --eval_strategy)."}
-    )
-
-
 def make_parser():
-    """A TrlParser over (QTArguments, SFTConfig, ModelConfig) with the paper's and the device's defaults."""
-    import torch
-    from trl import ModelConfig, SFTConfig, TrlParser
+    """A TrlParser over mlalign's options and TRL's SFTConfig and ModelConfig, with mlalign's defaults."""
+    from mlalign_trainer.config import QTArguments, QTConfig, QTModelConfig
+    from trl import TrlParser
 
-    parser = TrlParser(
-        (QTArguments, SFTConfig, ModelConfig),
+    return TrlParser(
+        (QTArguments, QTConfig, QTModelConfig),
         prog="mlalign train",
         description="Question-alignment SFT. --config NAME|FILE: a shipped recipe (`mlalign recipes`) or a YAML file "
-        "of flags; flags on the command line win over it.",
+        "of flags; flags on the command line win over it. Two-stage recipes: --stage question|response.",
     )
-    parser.set_defaults(
-        **PAPER_DEFAULTS, **BATCHING_DEFAULTS, **(CUDA_DEFAULTS if torch.cuda.is_available() else CPU_DEFAULTS)
-    )
-    for action in parser._actions:  # transformers' help names its own default
-        if action.dest == "train_sampling_strategy":
-            action.help = (
-                "Sampler: batch_rebalance (mlalign's default: each random effective batch split into micro-batches "
-                "of similar lengths, same updates, less padding), random (TRL's default), sequential, group_by_length."
-            )
-    return parser
 
 
 def parse_args(argv: list[str] | None = None):
-    """(qt_args, training_args, model_args); config-file and value errors become MlalignError."""
-    parser = make_parser()
-    argv = _resolve_config_flag(sys.argv[1:] if argv is None else argv)
+    """(qt_args, training_args, model_args); recipe and value errors become MlalignError."""
     import yaml
+    from mlalign_trainer import recipes
 
+    # transformers 5 renames TRL's gradient_checkpointing* fields; the notices are not the user's to act on.
+    warnings.filterwarnings("ignore", message=".*deprecated and will be removed in v6", category=FutureWarning)
+    parser = make_parser()
+    path, argv = recipes.split_config_flag(list(sys.argv[1:] if argv is None else argv))
     try:
-        return parser.parse_args_and_config(args=argv)
+        if path is not None:
+            flags = recipes.stage_flags(recipes.read_recipe(path), recipes.stage_flag(argv), path)
+            if unknown := parser.set_defaults_with_config(**flags):
+                raise ValueError(f"recipe {path} sets flags the trainer does not have: {' '.join(unknown)}")
+        return parser.parse_args_into_dataclasses(args=argv)
     except (ValueError, OSError, yaml.YAMLError) as e:
         raise MlalignError(f"bad training arguments: {e}") from None
 
@@ -192,15 +86,29 @@ def ensure_pad_token(tokenizer) -> None:
 
 
 def load_training_data(qt: QTArguments, seed: int):
-    """(dataset, build info) from --dataset_path (which wins over --languages) or built from --languages."""
-    from mlalign_trainer import qt_data
+    """(dataset, build info): stage II's question-answer data, else --dataset_path (which wins over --languages) or
+    question translations built from --languages."""
+    from mlalign_trainer import qt_data, response_data
 
+    if qt.stage == "response":
+        build = response_data.build_response_dataset(
+            qt.response_source, qt.examples_per_language, seed=seed, fmt=qt.prompt_format, data_dir=qt.data_dir
+        )
+        return build.dataset, build.info()
     if qt.dataset_path:
         return qt_data.load_build(qt.dataset_path)
-    if not qt.languages:
-        raise MlalignError("no training data: give --languages (e.g. de,fr,sw) or --dataset_path DIR")
+    if not qt.languages and not qt.mixture:
+        raise MlalignError("no training data: give --languages (e.g. de,fr,sw), --mixture NAME or --dataset_path DIR")
     build = qt_data.build_qt_dataset(
-        qt.qt_source, qt.languages, qt.examples_per_language, seed=seed, fmt=qt.qt_format, data_dir=qt.data_dir
+        qt.qt_source,
+        qt.languages,
+        qt.examples_per_language,
+        seed=seed,
+        fmt=qt.prompt_format,
+        data_dir=qt.data_dir,
+        clean=qt.clean_pairs,
+        target=qt.target_language,
+        mixture=qt.mixture,
     )
     return build.dataset, build.info()
 
@@ -218,9 +126,30 @@ def apply_batch_size(qt: QTArguments, args) -> None:
     args.gradient_accumulation_steps = qt.effective_batch_size // per_step
 
 
+def hold_out(qt: QTArguments, args, dataset):
+    """(training set, validation set or None): --val_size of the data held out when --eval_strategy evaluates."""
+    if args.eval_strategy == "no":
+        if qt.val_size:
+            raise MlalignError(
+                f"--val_size {qt.val_size} holds out examples for evaluation: give --eval_strategy steps "
+                "(with --eval_steps) or epoch"
+            )
+        return dataset, None
+    if not qt.val_size:
+        raise MlalignError(
+            f"--eval_strategy {args.eval_strategy} needs --val_size: a share of the data (e.g. 0.05) or a number"
+        )
+    try:
+        split = dataset.train_test_split(test_size=qt.held_out(), seed=args.seed, shuffle=True)
+    except ValueError as e:  # a split that leaves either side empty
+        raise MlalignError(f"--val_size {qt.val_size} of {len(dataset)} examples: {e}") from None
+    return split["train"], split["test"]
+
+
 # Settings that cannot change the trained adapter: where and how often to log and save, uploads, progress bars,
 # data-loading workers, the process's own rank. The data-selection flags are left out as well: the data they
-# select is compared through its hash. Every other setting of the run is compared before it resumes.
+# select is compared through its hash (and the run's languages, target and stage-I start point by name). Every
+# other setting of the run is compared before it resumes.
 RESULT_NEUTRAL = frozenset(
     {
         "output_dir", "run_name", "project", "report_to", "trackio_space_id", "trackio_bucket_id",
@@ -231,12 +160,13 @@ RESULT_NEUTRAL = frozenset(
         "hub_private_repo", "hub_always_push", "hub_revision", "local_rank", "ddp_timeout", "dataloader_num_workers",
         "dataloader_pin_memory", "dataloader_persistent_workers", "dataloader_prefetch_factor",
         "dataloader_multiprocessing_context", "dataset_num_proc", "torch_empty_cache_steps",
-        "dataset_path", "data_dir", "qt_source", "languages", "examples_per_language", "qt_format",
+        "dataset_path", "data_dir", "qt_source", "languages", "target_language", "mixture", "examples_per_language",
+        "prompt_format", "clean_pairs", "response_source", "init_from",
     }
 )  # fmt: skip
 
 
-def run_settings(qt: QTArguments, args, model_args, info: dict) -> dict:
+def run_settings(qt: QTArguments, args, model_args, info: dict, start: StartPoint | None = None) -> dict:
     """Everything that decides the result of a run: compared on rerun, recorded in the metadata.
 
     The hyperparameters are the run's whole configuration (our flags, TRL's SFTConfig, its ModelConfig) less
@@ -250,11 +180,15 @@ def run_settings(qt: QTArguments, args, model_args, info: dict) -> dict:
     hp["world_size"] = args.world_size
     hp["effective_batch_size"] = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
     return {
-        "base_model": model_args.model_name_or_path,
+        "base_model": start.base_model if start else model_args.model_name_or_path,
+        "stage": qt.stage,
+        "init_from": start.record() if start else None,
         "languages": info["languages"],
+        "target_language": info.get("target_language", "en"),
         "examples_per_language": info["examples_per_language"] or min(selected.values()),
         "data_hash": info["data_hash"],
-        "data_source": {k: info[k] for k in ("source", "format", "seed", "num_rows")} | {"selected": selected},
+        "data_source": {k: info[k] for k in ("source", "format", "seed", "num_rows")}
+        | {"clean": info.get("clean", True), "mixture": info.get("mixture"), "selected": selected},
         "hyperparameters": json.loads(json.dumps(hp, default=str)),  # as the run file records them
     }
 
@@ -322,8 +256,10 @@ def padding_free_attention_note(args, model_args) -> str | None:
     )
 
 
-def build_trainer(qt: QTArguments, args, model_args, train_dataset, eval_dataset=None, callbacks=()):
-    """The SFTTrainer with our model, tokenizer, LoRA config and callbacks."""
+def build_trainer(
+    qt: QTArguments, args, model_args, train_dataset, eval_dataset=None, callbacks=(), start: StartPoint | None = None
+):
+    """The SFTTrainer with our model, tokenizer, LoRA config (or the adapter of `start`, trainable) and callbacks."""
     from mlalign_trainer.callbacks import Avx512Bf16Guard, LogLastStep
     from mlalign_trainer.qt_trainer import QTTrainer
     from transformers import AutoTokenizer
@@ -336,19 +272,29 @@ def build_trainer(qt: QTArguments, args, model_args, train_dataset, eval_dataset
     except (OSError, ValueError) as e:
         raise MlalignError(f"cannot load the tokenizer of {model_args.model_name_or_path!r}: {e}") from None
     ensure_pad_token(tokenizer)
-    if qt.qt_format == "chat" and not tokenizer.chat_template:
-        raise MlalignError(f"{model_args.model_name_or_path} has no chat template; build the data with --format plain")
-    train_dataset, dropped = drop_overlong(train_dataset, tokenizer, args.max_length)
-    eval_dataset, _ = drop_overlong(eval_dataset, tokenizer, args.max_length, split="evaluation")
-    if dropped and args.process_index == 0:
-        print(
-            f"dropped {dropped} of {dropped + len(train_dataset)} examples longer than --max_length {args.max_length}"
-        )
+    if qt.prompt_format == "chat" and not tokenizer.chat_template:
+        raise MlalignError(f"{model_args.model_name_or_path} has no chat template; use --prompt_format plain or qalign")
+    if qt.overlong == "drop":  # else TRL truncates them at max_length
+        train_dataset, dropped = drop_overlong(train_dataset, tokenizer, args.max_length)
+        eval_dataset, _ = drop_overlong(eval_dataset, tokenizer, args.max_length, split="evaluation")
+        if dropped and args.process_index == 0:
+            print(
+                f"dropped {dropped} of {dropped + len(train_dataset)} examples longer than --max_length {args.max_length}"
+            )
     if args.padding_free and not args.packing:
+        if qt.overlong == "truncate" and args.max_length is not None:
+            raise MlalignError(
+                "--overlong truncate: TRL does not truncate padding-free rows that are not packed; use --overlong drop"
+            )
         args.max_length = None  # enforced above; TRL refuses a max_length it would not apply to unpacked rows
     if (note := padding_free_attention_note(args, model_args)) and args.process_index == 0:
         warnings.warn(note, stacklevel=2)
     model = load_model(model_args, args)
+    peft_config = get_peft_config(model_args)
+    if start is not None and start.adapter:
+        from peft import PeftModel
+
+        model, peft_config = PeftModel.from_pretrained(model, str(start.path), is_trainable=True), None
     try:
         return QTTrainer(
             model=model,
@@ -356,7 +302,7 @@ def build_trainer(qt: QTArguments, args, model_args, train_dataset, eval_dataset
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             processing_class=tokenizer,
-            peft_config=get_peft_config(model_args),
+            peft_config=peft_config,
             callbacks=[Avx512Bf16Guard(), LogLastStep(), *callbacks],
         )
     except ValueError as e:  # TRL's and transformers' checks of the settings
@@ -397,12 +343,16 @@ def _final_loss(log_history: list[dict]) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Train (or resume, or report a finished run); returns the exit code."""
-    from mlalign_trainer import metadata
+    from mlalign_trainer import continuation, metadata
     from mlalign_trainer.callbacks import GracefulInterrupt
+    from mlalign_trainer.config import PromptFormat
 
-    # transformers 5 renames TRL's gradient_checkpointing* fields; the notices are not the user's to act on.
-    warnings.filterwarnings("ignore", message=".*deprecated and will be removed in v6", category=FutureWarning)
     qt, args, model_args = parse_args(argv)
+    say = print if args.process_index == 0 else (lambda *a, **k: None)
+    start = continuation.start_point(qt.init_from) if qt.init_from else None
+    if start:
+        for note in continuation.configure(start, model_args):
+            say(f"--init_from {start.path}: {note}")
     if not model_args.model_name_or_path:
         raise MlalignError("no base model: give --model_name_or_path (a Hugging Face model id or a local path)")
     local = Path(model_args.model_name_or_path).expanduser()
@@ -411,28 +361,20 @@ def main(argv: list[str] | None = None) -> int:
     apply_batch_size(qt, args)
     if args.max_steps <= 0 and args.num_train_epochs <= 0:
         raise MlalignError("nothing to train: give --num_train_epochs or --max_steps a positive value")
-    say = print if args.process_index == 0 else (lambda *a, **k: None)
     dataset, info = load_training_data(qt, args.seed)
     if qt.dataset_path and qt.languages:
         say(f"--dataset_path {qt.dataset_path} ({','.join(info['languages'])}) replaces --languages {qt.languages}")
-    qt.qt_format = info["format"]
-    eval_dataset = None
-    if args.eval_strategy != "no":
-        if not 0 < qt.eval_examples < len(dataset):
-            raise MlalignError(
-                f"--eval_strategy {args.eval_strategy} needs --eval_examples between 1 and {len(dataset) - 1}"
-            )
-        split = dataset.train_test_split(test_size=qt.eval_examples, seed=args.seed, shuffle=True)
-        dataset, eval_dataset = split["train"], split["test"]
+    qt.prompt_format = PromptFormat(info["format"])
+    dataset, eval_dataset = hold_out(qt, args, dataset)
 
     out = Path(args.output_dir)
-    settings = run_settings(qt, args, model_args, info)
+    settings = run_settings(qt, args, model_args, info, start)
     state = metadata.check_run_dir(out, settings)
     if state == "finished":
         say(f"{out} already holds this finished run (adapter and {metadata.METADATA_FILE}); nothing to do")
         return 0
     interrupt = GracefulInterrupt(enabled=args.world_size == 1)
-    trainer = build_trainer(qt, args, model_args, dataset, eval_dataset, callbacks=[interrupt])
+    trainer = build_trainer(qt, args, model_args, dataset, eval_dataset, callbacks=[interrupt], start=start)
     with args.main_process_first(desc="preparing the output directory"):
         if state == "new" and args.process_index == 0:
             metadata.write_run_file(out, settings)
@@ -453,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         for item in tmp.iterdir():
             item.replace(out / item.name)
         tmp.rmdir()
+        best = trainer.state.best_model_checkpoint if args.load_best_model_at_end else None
         meta = metadata.training_metadata(
             settings,
             seed=args.seed,
@@ -462,9 +405,14 @@ def main(argv: list[str] | None = None) -> int:
             start_step=int(Path(last).name.rsplit("-", 1)[1]) if last else 0,
             dataset_examples=len(trainer.train_dataset),  # after dropping over-long examples
             examples_seen=trainer.state.global_step * settings["hyperparameters"]["effective_batch_size"],
+            eval_examples=len(trainer.eval_dataset) if trainer.eval_dataset is not None else 0,
+            best_checkpoint=Path(best).name if best else None,  # the adapter written is this checkpoint's
+            best_metric=trainer.state.best_metric if best else None,
+            previous_stages=start.previous_stages() if start else (),
         )
         write_json_atomic(out / metadata.METADATA_FILE, meta)
-        say(f"adapter written to {out} (step {trainer.state.global_step}, final loss {meta['final_loss']})")
+        what = "adapter" if model_args.use_peft else "model"
+        say(f"{what} written to {out} (step {trainer.state.global_step}, final loss {meta['final_loss']})")
     trainer.accelerator.wait_for_everyone()
     trainer.accelerator.end_training()
     return 0

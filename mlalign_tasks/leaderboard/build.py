@@ -197,8 +197,10 @@ def collect_models(runs: list[Run], manifest: dict[str, Any]) -> tuple[list[Mode
         model.base = model.base or model.pretrained
         if model.seen is None:
             meta = _training_metadata(model.adapter, [r.path.parent for r in model.runs])
-            if meta and isinstance(meta.get("languages"), list):
-                model.seen = tuple(parse_langs([str(c) for c in meta["languages"]]))
+            # every stage's languages (QAlign's stage II trains on English only); older metadata: its languages
+            seen = meta.get("seen_languages", meta.get("languages")) if meta else None
+            if isinstance(seen, list):
+                model.seen = tuple(parse_langs([str(c) for c in seen])) if seen else ()
             else:
                 notes.append(
                     f"training languages of {model.adapter} unknown (no {TRAINING_METADATA} found and no manifest "

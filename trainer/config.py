@@ -1,0 +1,245 @@
+"""The trainer's options, in TRL's style: dataclasses whose defaults are mlalign's, parsed by ``TrlParser``.
+
+- `QTArguments`: mlalign's own options (training stage, data, validation split, over-long sequences).
+- `QTConfig`: TRL's ``SFTConfig`` with mlalign's defaults for training.
+- `QTModelConfig`: TRL's ``ModelConfig`` with mlalign's defaults for the model and LoRA.
+
+mlalign's defaults: LoRA r 16, alpha 32, dropout 0.05 on q_proj,v_proj; lr 5e-5; 3 epochs; an effective batch of 16;
+cosine schedule with 10% warm-up; examples over 512 tokens dropped; length-balanced micro-batches; QLoRA (NF4 with
+double quantisation, bf16, paged 8-bit AdamW, gradient checkpointing) on CUDA, fp32 LoRA on the CPU. They are not
+any paper's protocol: the recipes ``zhang2024`` and ``qalign`` are (``mlalign recipes``). Device-dependent defaults
+are fixed when this module is imported, so ``mlalign train --help`` shows the ones this machine gets.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+import torch
+from transformers.trainer_utils import SchedulerType
+from transformers.training_args import OptimizerNames
+from trl import ModelConfig, SFTConfig
+
+from mlalign_tasks.languages import check_lang
+
+CUDA = torch.cuda.is_available()
+
+
+class Stage(enum.StrEnum):
+    """What a run trains on."""
+
+    question = "question"  # question translation (the paper's training; QAlign's stage I)
+    response = "response"  # English question-answer pairs, continuing a stage-I model (QAlign's stage II)
+
+
+class PromptFormat(enum.StrEnum):
+    """How an example is written (see `mlalign_trainer.prompts`)."""
+
+    plain = "plain"  # the question, then the paper's instruction line: "{question}\nTranslate the input from German to English:\n"
+    qalign = "qalign"  # QAlign: the instruction in the Alpaca no-input template
+    chat = "chat"  # the model's chat template around the plain text (stage I) or the question (stage II)
+
+
+class Overlong(enum.StrEnum):
+    """What happens to a sequence longer than ``max_length``."""
+
+    drop = "drop"  # mlalign's default: every trained example keeps its EOS
+    truncate = "truncate"  # both papers' code: the end is cut off
+
+
+class QTSource(enum.StrEnum):
+    """Built-in question-translation sources (`mlalign_trainer.qt_data`)."""
+
+    gsm8k = "gsm8k"  # QAlign's GSM8K question translations
+    snli = "snli"  # the paper's task items, translated
+    paws = "paws"
+    sentiment = "sentiment"  # Amazon polarity
+
+
+class ResponseSource(enum.StrEnum):
+    """Stage-II data (`mlalign_trainer.response_data`)."""
+
+    gsm8k = "gsm8k"  # the pinned GSM8K training set (offline)
+    metamathqa = "metamathqa"  # the hub dataset meta-math/MetaMathQA (QAlign's)
+
+
+@dataclass
+class QTArguments:
+    """mlalign's options (the other flags are TRL's SFTConfig and ModelConfig, with mlalign's defaults)."""
+
+    stage: Stage = field(
+        default=Stage.question,
+        metadata={
+            "help": "question: question translation (the paper's training, QAlign's stage I); response: English "
+            "question-answer data continuing --init_from (QAlign's stage II)."
+        },
+    )
+    init_from: str | None = field(
+        default=None,
+        metadata={
+            "help": "The stage-I output to continue from: an adapter directory of `mlalign train` (its LoRA weights "
+            "go on training) or a full model (a merge of one, or a full fine-tune)."
+        },
+    )
+    dataset_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "A dataset built by `mlalign data build-qt` (else build one from --languages); it overrides "
+            "--languages, --examples_per_language, --qt_source, --prompt_format and --clean_pairs (e.g. a recipe's)."
+        },
+    )
+    qt_source: QTSource = field(default=QTSource.gsm8k, metadata={"help": "Built-in question-translation source."})
+    languages: str | None = field(default=None, metadata={"help": "Languages to train on, e.g. 'de,fr,sw'."})
+    mixture: str | None = field(
+        default=None,
+        metadata={
+            "help": "One of the paper's mixture files of --qt_source instead of --languages, e.g. swhi (sentiment), "
+            "zhde (snli, paws), en2zhja2zh (sentiment, into Chinese); `mlalign data build-qt --help` lists them."
+        },
+    )
+    target_language: str = field(
+        default="en",
+        metadata={
+            "help": "The language questions are translated into: English, or another language of the source (e.g. "
+            "zh, as the paper's X->zh experiments; English may then be a source language)."
+        },
+    )
+    examples_per_language: int | None = field(
+        default=None, metadata={"help": "Pairs per language, or stage-II examples (default: all usable)."}
+    )
+    prompt_format: PromptFormat = field(
+        default=PromptFormat.plain,
+        metadata={
+            "aliases": ["--qt_format"],
+            "help": "plain (the question, then the paper's instruction line 'Translate the input from X to English:'), "
+            "qalign (QAlign's instruction in the Alpaca template) or chat (the model's chat template).",
+        },
+    )
+    clean_pairs: bool = field(
+        default=True,
+        metadata={
+            "help": "Drop empty, repeated, untranslated and misaligned pairs (false: the files as they are, as "
+            "both papers trained)."
+        },
+    )
+    response_source: ResponseSource = field(
+        default=ResponseSource.gsm8k,
+        metadata={"help": "Stage-II data: gsm8k (pinned, offline) or metamathqa (the hub dataset, QAlign's)."},
+    )
+    data_dir: str | None = field(default=None, metadata={"help": "Data directory (else $MLALIGN_DATA_DIR / cache)."})
+    effective_batch_size: int = field(
+        default=16,
+        metadata={
+            "help": "Examples per optimizer step over all processes; sets gradient_accumulation_steps "
+            "(0: use --gradient_accumulation_steps as given)."
+        },
+    )
+    val_size: float = field(
+        default=0,
+        metadata={
+            "aliases": ["--eval_examples"],
+            "help": "Examples held out for evaluation during training (with --eval_strategy): a share of the data "
+            "(0 < x < 1) or a number (x >= 1).",
+        },
+    )
+    overlong: Overlong = field(
+        default=Overlong.drop,
+        metadata={"help": "Sequences over max_length: drop them (keeping every EOS) or truncate them (both papers)."},
+    )
+
+    def __post_init__(self) -> None:
+        for name, kind in (
+            ("stage", Stage),
+            ("prompt_format", PromptFormat),
+            ("qt_source", QTSource),
+            ("response_source", ResponseSource),
+            ("overlong", Overlong),
+        ):
+            try:
+                setattr(self, name, kind(getattr(self, name)))
+            except ValueError:
+                choices = ", ".join(k.value for k in kind)
+                raise ValueError(f"--{name} {getattr(self, name)!r}: choose one of {choices}") from None
+        check_lang(self.target_language, what="--target_language")
+        if self.examples_per_language is not None and self.examples_per_language <= 0:
+            raise ValueError(f"--examples_per_language {self.examples_per_language} must be positive")
+        if self.effective_batch_size < 0:
+            raise ValueError(f"--effective_batch_size {self.effective_batch_size} must be >= 0")
+        if self.val_size < 0 or (self.val_size >= 1 and self.val_size != int(self.val_size)):
+            raise ValueError(f"--val_size {self.val_size}: give a share (0 < x < 1) or a whole number of examples")
+
+    def held_out(self) -> float | int:
+        """The validation split as ``train_test_split`` takes it: a share, or a number of examples."""
+        return self.val_size if self.val_size < 1 else int(self.val_size)
+
+
+@dataclass
+class QTConfig(SFTConfig):
+    """TRL's ``SFTConfig`` with mlalign's training defaults."""
+
+    learning_rate: float = field(default=5e-5, metadata={"help": "The initial learning rate."})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Total number of training epochs to perform."})
+    per_device_train_batch_size: int = field(default=4, metadata={"help": "The batch size per device for training."})
+    lr_scheduler_type: SchedulerType | str = field(default="cosine", metadata={"help": "The scheduler type to use."})
+    warmup_steps: float = field(
+        default=0.1, metadata={"help": "Warm-up steps; a float in [0, 1) is a share of the total steps."}
+    )
+    max_length: int | None = field(
+        default=512, metadata={"help": "Longest sequence in tokens; --overlong says what happens to longer ones."}
+    )
+    save_steps: float = field(default=200, metadata={"help": "Save a checkpoint every X update steps."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept in output_dir."})
+    gradient_checkpointing: bool = field(
+        default=CUDA, metadata={"help": "Recompute activations in the backward pass (saves memory)."}
+    )
+    gradient_checkpointing_kwargs: dict[str, Any] | str | None = field(
+        default_factory=lambda: {"use_reentrant": False},
+        metadata={"help": "Keyword arguments of gradient checkpointing."},
+    )
+    train_sampling_strategy: str = field(
+        default="batch_rebalance",
+        metadata={
+            "help": "Sampler: batch_rebalance (mlalign's default: each random effective batch split into micro-batches "
+            "of similar lengths, same updates, less padding), random (TRL's default), sequential, group_by_length.",
+            "choices": ["random", "sequential", "group_by_length", "batch_rebalance"],
+        },
+    )
+    use_cpu: bool = field(default=not CUDA, metadata={"help": "Train on the CPU (the default without CUDA)."})
+    bf16: bool | None = field(default=CUDA, metadata={"help": "bf16 mixed precision (the default on CUDA)."})
+    optim: OptimizerNames | str = field(
+        default="paged_adamw_8bit" if CUDA else "adamw_torch",
+        metadata={"help": "The optimizer: paged 8-bit AdamW on CUDA, AdamW on the CPU by default."},
+    )
+
+
+@dataclass
+class QTModelConfig(ModelConfig):
+    """TRL's ``ModelConfig`` with mlalign's defaults: LoRA on q_proj,v_proj; on CUDA a 4-bit NF4 base (QLoRA)."""
+
+    dtype: str | None = field(
+        default="bfloat16" if CUDA else "float32",
+        metadata={"help": "dtype of the base model's weights.", "choices": ["auto", "bfloat16", "float16", "float32"]},
+    )
+    use_peft: bool = field(default=True, metadata={"help": "Train a LoRA adapter (false: the full model)."})
+    lora_target_modules: list[str] | None = field(
+        default_factory=lambda: ["q_proj", "v_proj"], metadata={"help": "LoRA target modules."}
+    )
+    load_in_4bit: bool = field(default=CUDA, metadata={"help": "4-bit base model (QLoRA; the default on CUDA)."})
+    use_bnb_nested_quant: bool = field(default=CUDA, metadata={"help": "Double quantisation of the 4-bit base."})
+
+
+def mlalign_defaults() -> dict[str, object]:
+    """The defaults mlalign sets (its own options, and where it differs from TRL) for this machine."""
+    out: dict[str, object] = {}
+    for cls, own in (
+        (QTArguments, None),
+        (QTConfig, QTConfig.__annotations__),
+        (QTModelConfig, QTModelConfig.__annotations__),
+    ):
+        for f in fields(cls):
+            if own is None or f.name in own:
+                value = f.default if f.default is not MISSING else f.default_factory()
+                out[f.name] = value.value if isinstance(value, enum.Enum) else value
+    return out

@@ -1,0 +1,109 @@
+"""Where stage II starts: ``--init_from`` names a stage-I output, a LoRA adapter or a full model.
+
+An adapter goes on training: the base model is loaded as stage I loaded it and the adapter's own LoRA weights are
+the trainable ones (its rank, alpha, dropout and target modules replace the flags'). A full model (a merge of a
+stage-I adapter, or a full fine-tune) is the model stage II loads, with a new adapter or in full. Either way the
+stage-I run's metadata, when it is there, becomes the first stages of the new run's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlalign_trainer.metadata import METADATA_FILE
+
+from mlalign_tasks.errors import MlalignError
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+@dataclass(frozen=True)
+class StartPoint:
+    """A stage-I output that stage II continues."""
+
+    path: Path
+    adapter: bool  # a LoRA adapter (else a full model)
+    base_model: str  # the model stage I started from
+    metadata: dict | None  # its mlalign_training.json
+
+    def record(self) -> dict:
+        """What the run's settings say about it (compared on resume, recorded in the metadata)."""
+        meta = self.path / METADATA_FILE
+        digest = hashlib.sha256(meta.read_bytes()).hexdigest() if meta.is_file() else None
+        return {"path": str(self.path), "kind": "adapter" if self.adapter else "model", "metadata_sha256": digest}
+
+    def previous_stages(self) -> list[dict]:
+        """The stages that made it, oldest first (one for a stage-I output whose metadata has no history)."""
+        from mlalign_trainer.metadata import stage_record
+
+        if self.metadata is None:
+            return []
+        return self.metadata.get("stages") or [stage_record(self.metadata)]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise MlalignError(f"cannot read {path} ({e})") from None
+
+
+def start_point(init_from: str) -> StartPoint:
+    """The stage-I output at `init_from`, checked."""
+    path = Path(init_from).expanduser().resolve()
+    if not path.is_dir():
+        raise MlalignError(f"--init_from {init_from}: no such directory (give a stage-I output of `mlalign train`)")
+    meta = _read_json(path / METADATA_FILE) if (path / METADATA_FILE).is_file() else None
+    if (path / ADAPTER_CONFIG).is_file():
+        base = _read_json(path / ADAPTER_CONFIG).get("base_model_name_or_path")
+        if not base:
+            raise MlalignError(f"--init_from {init_from}: {ADAPTER_CONFIG} names no base model")
+        return StartPoint(path, True, str(base), meta)
+    if (path / "config.json").is_file():
+        return StartPoint(path, False, str((meta or {}).get("base_model") or path), meta)
+    raise MlalignError(
+        f"--init_from {init_from} is neither a LoRA adapter ({ADAPTER_CONFIG}) nor a model (config.json)"
+    )
+
+
+def _same_model(a: str, b: str) -> bool:
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    return pa.resolve() == pb.resolve() if pa.is_dir() and pb.is_dir() else a == b
+
+
+def configure(start: StartPoint, model_args) -> list[str]:
+    """Set `model_args` to continue from `start`; returns notes on the flags it replaced."""
+    given = model_args.model_name_or_path
+    if given and not _same_model(given, start.base_model):
+        raise MlalignError(
+            f"--model_name_or_path {given} is not the model {start.path} was trained from ({start.base_model}); "
+            "drop it, or give that model"
+        )
+    if not start.adapter:
+        model_args.model_name_or_path = str(start.path)
+        return []
+    if not model_args.use_peft:
+        raise MlalignError(
+            f"--init_from {start.path} is a LoRA adapter, which stage II trains on (--use_peft true); to fine-tune "
+            "the whole model from it, merge it first (`mlalign merge`) and give the merged model"
+        )
+    model_args.model_name_or_path = start.base_model
+    config = _read_json(start.path / ADAPTER_CONFIG)
+    targets = config.get("target_modules")
+    adapter = {
+        "lora_r": config.get("r"),
+        "lora_alpha": config.get("lora_alpha"),
+        "lora_dropout": config.get("lora_dropout"),
+        "lora_target_modules": sorted(targets) if isinstance(targets, list | set) else targets,
+    }
+    notes = []
+    for name, value in adapter.items():
+        current = getattr(model_args, name)
+        current = sorted(current) if isinstance(current, list) else current
+        if value is not None and current != value:
+            notes.append(f"--{name} {current} -> {value} (the adapter's)")
+            setattr(model_args, name, value)
+    return notes

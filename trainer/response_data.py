@@ -1,0 +1,72 @@
+"""Stage-II data (QAlign's response alignment): English questions with their answers, as prompt/completion rows.
+
+Sources: ``metamathqa``, the hub dataset ``meta-math/MetaMathQA`` (395k pairs, QAlign's), loaded through
+``datasets`` (offline, or without the network, a one-line error); ``gsm8k``, the GSM8K training set pinned in the
+data registry (``gsm8k/train_en.jsonl``, 7473 problems whose answers end with ``#### N``), offline.
+"""
+
+from __future__ import annotations
+
+import random
+
+from mlalign_trainer.prompts import response_row
+from mlalign_trainer.qt_data import LangStats, QTBuild, content_hash
+
+from mlalign_tasks import data
+from mlalign_tasks.errors import DataError, MlalignError
+
+GSM8K_FILE = "gsm8k/train_en.jsonl"
+METAMATHQA = "meta-math/MetaMathQA"
+SOURCES = ("gsm8k", "metamathqa")
+
+
+def gsm8k_pairs(data_dir=None) -> list[tuple[str, str]]:
+    """(question, answer) of the pinned GSM8K training set."""
+    rows = data.read_jsonl(GSM8K_FILE, data_dir=data_dir)
+    try:
+        return [(str(r["question"]), str(r["answer"])) for r in rows]
+    except (KeyError, TypeError):
+        raise DataError(f"{GSM8K_FILE} should hold JSON lines with question and answer") from None
+
+
+def metamathqa_pairs() -> list[tuple[str, str]]:
+    """(query, response) of MetaMathQA's training split, from the hub (or the `datasets` cache)."""
+    from datasets import load_dataset
+
+    try:
+        rows = load_dataset(METAMATHQA, split="train")
+    except (OSError, ValueError) as e:  # offline, no network, not found
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(
+            f"cannot load the hub dataset {METAMATHQA} ({reason}); it needs the network once (then the datasets "
+            "cache), or train stage II on the pinned GSM8K set: --response_source gsm8k"
+        ) from None
+    return [(str(q), str(a)) for q, a in zip(rows["query"], rows["response"], strict=True)]
+
+
+def build_response_dataset(
+    source: str, examples: int | None, seed: int = 0, fmt: str = "qalign", data_dir=None
+) -> QTBuild:
+    """`examples` pairs of `source` (None: all), sampled and shuffled with `seed`, with their provenance."""
+    from datasets import Dataset
+
+    if source not in SOURCES:
+        raise MlalignError(f"unknown response source {source!r}; choose one of {', '.join(SOURCES)}")
+    response_row("", "", fmt)  # a format stage II cannot write is refused before the data is read
+    pairs = gsm8k_pairs(data_dir) if source == "gsm8k" else metamathqa_pairs()
+    n = len(pairs) if examples is None else examples
+    if n > len(pairs):
+        raise DataError(f"{source}: only {len(pairs)} question-answer pairs, asked for {n}")
+    chosen = random.Random(f"{seed}:en").sample(pairs, n)
+    rows = [{**response_row(q, a, fmt), "lang": "en"} for q, a in chosen]
+    return QTBuild(
+        dataset=Dataset.from_list(rows),
+        source=source,
+        languages=["en"],
+        examples_per_language=examples,
+        seed=seed,
+        fmt=fmt,
+        data_hash=content_hash(rows),
+        clean=False,
+        stats={"en": LangStats(read=len(pairs), usable=len(pairs), selected=n)},
+    )
