@@ -366,8 +366,21 @@ def make_lm(req: EvalRequest, device: str, token_sets: dict | None):
     )  # fmt: skip
 
 
+def check_single_process() -> None:
+    """`mlalign eval` runs in one process: under `accelerate launch` or `torchrun` (WORLD_SIZE > 1) every process
+    would evaluate and write the whole run, so the plain lm-eval route is named instead."""
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world.strip() not in ("", "0", "1"):
+        raise MlalignError(
+            f"mlalign eval runs in one process, not under accelerate launch or torchrun (WORLD_SIZE={world}); over "
+            'several GPUs run `accelerate launch -m lm_eval --model hf --include_path "$(mlalign tasks-path)" ...` '
+            "(README: Faster evaluation)"
+        )
+
+
 def run(req: EvalRequest) -> dict[str, Any]:
     """Validate, evaluate and (if asked) save; return lm-eval's results dict (without samples)."""
+    check_single_process()
     _check_fewshot(req)
     scoring = label_scoring.check_scoring(req.label_scoring)
     paper_tasks = bool(label_scoring.paper_families() & set(req.tasks.langs))  # the tasks label scoring applies to

@@ -428,3 +428,21 @@ def test_a_killed_eval_leaves_nothing_the_leaderboard_reads(tmp_path, tiny_model
     built = subprocess.run(board, capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
     assert len(json.loads((tmp_path / "board" / "results.json").read_text())["models"]) == 1
+
+
+def test_eval_under_a_multi_process_launch_is_refused(tmp_path, tiny_model_dir) -> None:
+    """`mlalign eval` is one process: under torchrun (which `accelerate launch --multi_gpu` runs; on CPU accelerate
+    starts one process) each process refuses in one line naming the plain lm-eval route, before the model loads or
+    anything is written (README: Faster evaluation)."""
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "mlalign_tasks.cli", "eval",
+        "-m", str(tiny_model_dir), "-t", "snli_aligned_de", "--limit", "1", "--output-path", str(out),
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False)
+    assert result.returncode != 0
+    refusals = [line for line in result.stderr.splitlines() if "error: mlalign eval runs in one process" in line]
+    assert len(refusals) == 2, result.stderr[-3000:]
+    assert all("(WORLD_SIZE=2)" in line for line in refusals)
+    assert 'accelerate launch -m lm_eval --model hf --include_path "$(mlalign tasks-path)"' in refusals[0]
+    assert not out.exists()

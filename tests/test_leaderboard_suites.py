@@ -186,3 +186,17 @@ def test_published_reference_rows(tmp_path: Path) -> None:
     manifest.write_text(yaml.safe_dump({"references": [{**references[0], "source": "the paper"}]}))
     with pytest.raises(MlalignError, match="source must be the http"):
         make_leaderboard([runs], tmp_path / "b2", manifest)
+
+
+def test_a_vllm_run_names_its_adapter_by_lora_local_path(tmp_path: Path) -> None:
+    """lm-eval's vLLM backend takes the adapter as `lora_local_path` (README: Faster evaluation): the board pairs
+    that run with its base model as it pairs `peft=`."""
+    tasks = {"mgsm_aligned_de": [Item("1" if i < 3 else "2", "1") for i in range(10)]}
+    write_run(tmp_path / "base", "pretrained=org/b", tasks, generative=set(tasks))
+    tasks = {"mgsm_aligned_de": [Item("1" if i < 6 else "2", "1") for i in range(10)]}
+    write_run(tmp_path / "lora", "pretrained=org/b,lora_local_path=adapters/qa,max_lora_rank=16", tasks,
+              generative=set(tasks))  # fmt: skip
+    board = make_leaderboard([tmp_path / "base", tmp_path / "lora"], tmp_path / "board")
+    assert [(m.name, m.adapter, m.base) for m in board.models] == [("b", None, None), ("qa", "adapters/qa", "org/b")]
+    (comparison,) = board.comparisons
+    assert (comparison["base"], comparison["aligned"], round(comparison["delta_pp"], 6)) == ("b", "qa", 30.0)

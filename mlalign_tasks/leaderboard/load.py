@@ -224,7 +224,7 @@ def load_run(path: Path) -> Run:
     run = Run(
         path=path,
         pretrained=str(pretrained),
-        peft=args.get("peft"),
+        peft=args.get("peft") or args.get("lora_local_path"),  # hf, vllm
         lm_eval_version=version,
         precision=f"nf4-{info.get('nf4_preset') or 'mlalign'}" if info.get("load_in_4bit") else "full",
         seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
