@@ -404,8 +404,12 @@ def test_board_rebuilds_from_its_embedded_inputs(tmp_path: Path) -> None:
     assert first["command"] == f"mlalign leaderboard {out}/inputs --out {out} --manifest {out}/inputs/manifest.yaml"
     make_leaderboard([out / "inputs"], out, out / "inputs" / "manifest.yaml")
     second = json.loads((out / "results.json").read_text())
-    for key in ("rows", "comparisons", "consistency", "averages"):
+    for key in ("comparisons", "consistency", "averages"):
         assert second[key] == first[key]
+    # the same rows, each now read from its copy in the board's inputs/
+    assert [{**r, "source": ""} for r in second["rows"]] == [{**r, "source": ""} for r in first["rows"]]
+    copies = {(out / "inputs" / r["source"]).resolve() for r in second["rows"]}
+    assert copies == {p.parent for p in (out / "inputs").resolve().rglob("results_*.json")} and len(copies) == 2
 
 
 def test_board_inside_the_searched_results_folder_rebuilds(tmp_path: Path) -> None:
@@ -437,7 +441,8 @@ def test_several_boards_inside_the_searched_results_folder(tmp_path: Path) -> No
     from_board = make_leaderboard([other / "b1"], tmp_path / "b3")
     for board in (from_inputs, from_board):
         assert {r.path.parent.parent for m in board.models for r in m.runs} != {runs}
-        assert (board.rows, board.comparisons, board.averages) == (first.rows, first.comparisons, first.averages)
+        assert (board.comparisons, board.averages) == (first.comparisons, first.averages)
+        assert [{**r, "source": ""} for r in board.rows] == [{**r, "source": ""} for r in first.rows]  # the copies
     with pytest.raises(MlalignError, match=r"no lm-eval results file .* outside the board\(s\) .*b1, .*b2"):
         make_leaderboard([other], tmp_path / "b4")
     assert (base, aligned) == (runs / "base", runs / "aligned")

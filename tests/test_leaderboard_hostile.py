@@ -189,4 +189,5 @@ def test_model_names_that_are_paths_or_mathtext(tmp_path: Path) -> None:
     assert (out / "inputs" / "manifest.yaml").is_file() and (out / "plots" / "delta_heatmap.svg").is_file()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     again = make_leaderboard([out / "inputs"], out, out / "inputs" / "manifest.yaml")
-    assert again.rows == first.rows
+    assert [{**r, "source": ""} for r in again.rows] == [{**r, "source": ""} for r in first.rows]
+    assert {r["source"] for r in again.rows} == set(folders)  # read from the copies

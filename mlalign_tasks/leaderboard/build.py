@@ -341,6 +341,13 @@ def build_board(
 CellKey = tuple[str, str, str]  # (model key, family, language)
 
 
+def source_folder(path: Path) -> str:
+    """The folder a results file was read from (not the file: its name carries lm-eval's run date, and a board
+    rebuilt from a re-run with the same results must not change); relative to the working directory when inside it.
+    A row's number is in the results_*.json there that reports its task (with its seed)."""
+    return str(path.parent.relative_to(Path.cwd())) if path.parent.is_relative_to(Path.cwd()) else path.parent.name
+
+
 def _row(model: Model, run: Run, r: TaskResult, metric: str, value: float, primary: bool) -> dict[str, Any]:
     return {
         "model": model.name,
@@ -356,6 +363,7 @@ def _row(model: Model, run: Run, r: TaskResult, metric: str, value: float, prima
         "n": r.n,
         "seed": run.seed,
         "split": model.split(r.lang) if r.level != GROUP else "",
+        "source": source_folder(run.path),
         "primary": primary,
     }
 

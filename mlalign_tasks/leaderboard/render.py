@@ -18,7 +18,7 @@ import yaml
 from mlalign_tasks.atomic import atomic_dir
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.leaderboard.averages import ALL_FAMILIES, AVERAGE_FIELDS, DELTA_FIELDS, SPLITS
-from mlalign_tasks.leaderboard.build import COMPARISON_FIELDS, CONSISTENCY_FIELDS, Board, Model
+from mlalign_tasks.leaderboard.build import COMPARISON_FIELDS, CONSISTENCY_FIELDS, Board, Model, source_folder
 from mlalign_tasks.leaderboard.escape import csv_cell, md_block, md_code_block, md_code_span, md_text
 from mlalign_tasks.leaderboard.likeness import MISMATCH_PREFIX, settings_rows
 from mlalign_tasks.leaderboard.load import BOARD_MARKERS, GROUP, LANGUAGE, SETTINGS
@@ -28,7 +28,7 @@ from mlalign_tasks.output_dirs import check_replaceable
 
 ROW_FIELDS = [
     "model", "base_model", "adapter", "task", "level", "family", "language", "metric", "value", "stderr", "ci_low",
-    "ci_high", "n", "seed", "split",
+    "ci_high", "n", "seed", "split", "source",
 ]  # fmt: skip
 SETTINGS_FIELDS = ["model", "family", *SETTINGS]
 INPUTS = "inputs"
@@ -506,12 +506,6 @@ def write_board(board: Board, out: Path, command: str, inputs: list[Path], embed
     return out
 
 
-def _source(path: Path) -> str:
-    """The folder a results file was read from (not the file: its name carries lm-eval's run date, and a board
-    rebuilt from a re-run with the same results must not change)."""
-    return str(path.parent.relative_to(Path.cwd())) if path.parent.is_relative_to(Path.cwd()) else path.parent.name
-
-
 def results_json(board: Board, command: str) -> str:
     """results.json: the tidy rows plus models, comparisons, consistency, averages and notes."""
     payload = {
@@ -527,7 +521,7 @@ def results_json(board: Board, command: str) -> str:
                 "adapter": m.adapter,
                 "compared_with": m.base,
                 "trained_on": list(m.seen) if m.seen is not None else None,
-                "sources": sorted({_source(r.path) for r in m.runs}),
+                "sources": sorted({source_folder(r.path) for r in m.runs}),
             }
             for m in board.models
         ],
