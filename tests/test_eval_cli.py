@@ -369,6 +369,22 @@ def test_recipes_lists_the_shipped_configs(monkeypatch, capsys) -> None:
     assert code == 2 and "neither a file nor a shipped recipe" in err
 
 
+def test_recipes_table_is_not_cut_when_piped() -> None:
+    """Piped (rich would assume 80 columns), every row keeps its whole path and stage list on one line."""
+    from mlalign_trainer import recipes
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlalign_tasks.cli", "recipes"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "…" not in proc.stdout and max(map(len, lines)) > 80
+    for name, path in recipes.shipped_configs().items():
+        assert any(name in line and str(path) in line for line in lines), name
+    assert any("qalign" in line and "stages question + response" in line for line in lines)
+
+
 def test_a_comma_in_a_model_path_cannot_smuggle_lm_eval_settings(monkeypatch, capsys, tmp_path, tiny_model_dir) -> None:
     """`-m "$PWD/evil,trust_remote_code=True"` names a real folder, but lm-eval's model_args string would load `evil`
     with trust_remote_code=True and run its code. Refused in one line by eval and run; the analyses, which pass
