@@ -203,8 +203,9 @@ def _family_replicates(
         rows = [universe[k] for k in keys]
         diffs[rows, j], present[rows, j] = d, 1.0
     weights = _weights(board, family, len(universe))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = (weights @ diffs) / (weights @ present) * 100
+    with np.errstate(invalid="ignore", divide="ignore"):  # each resample draws len(universe) items
+        drawn = weights @ present if not present.all() else len(universe)
+        means = (weights @ diffs) / drawn * 100
     scale = 1 / (1 - board.chance[family]) if board.options.chance_normalised and family in board.chance else 1.0
     return {lang: means[:, j] * scale for j, lang in enumerate(langs)}
 

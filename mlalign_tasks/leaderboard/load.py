@@ -178,16 +178,27 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _samples_file(results_path: Path, task: str) -> Path | None:
+def _samples_file(results_path: Path, task: str, plain: set[str]) -> Path | None:
+    """The samples JSONL lm-eval wrote beside a resolved results file for `task`; `plain` names the folder's
+    regular files that are not links (those need no resolving)."""
     m = _DATE_ID.search(results_path.name)
     if not m:
         return None
-    candidate = results_path.parent / f"samples_{task}_{m.group(1)}.jsonl"
+    name = f"samples_{task}_{m.group(1)}.jsonl"
+    if name in plain:
+        return results_path.parent / name
+    candidate = results_path.parent / name
     return inside(candidate, results_path.parent) if candidate.is_file() else None
 
 
+def _plain_files(folder: Path) -> set[str]:
+    with os.scandir(folder) as entries:
+        return {e.name for e in entries if not e.is_symlink() and e.is_file(follow_symlinks=False)}
+
+
 def load_run(path: Path) -> Run:
-    """Read and validate one lm-eval results JSON (layout of lm-eval 0.4.x EvaluationTracker)."""
+    """Read and validate one lm-eval results JSON (layout of lm-eval 0.4.x EvaluationTracker); `path` resolved,
+    as `find_results_files` gives it."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -235,6 +246,7 @@ def load_run(path: Path) -> Run:
     n_samples = data.get("n-samples") if isinstance(data.get("n-samples"), dict) else {}
     configs = data.get("configs") if isinstance(data.get("configs"), dict) else {}
     read = _RunFile(path, data, configs, n_samples, run.precision)
+    plain = _plain_files(path.parent)
     for task, entry in results.items():
         parsed = split_task(task)
         level = LANGUAGE
@@ -257,7 +269,7 @@ def load_run(path: Path) -> Run:
         n = sum(c["effective"] for c in counts) if all(_count(c) for c in counts) else entry.get("sample_len")
         if isinstance(n, bool) or not isinstance(n, int | float) or n < 1 or n != int(n):
             n = None
-        files = [(t.removeprefix(task + "_") if t != task else "", _samples_file(path, t)) for t in leaves]
+        files = [(t.removeprefix(task + "_") if t != task else "", _samples_file(path, t, plain)) for t in leaves]
         run.tasks[task] = TaskResult(
             task=task,
             family=parsed[0],

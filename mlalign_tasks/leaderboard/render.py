@@ -535,4 +535,17 @@ def results_json(board: Board, command: str) -> str:
         "references": board.references,
         "notes": board.notes,
     }
-    return json.dumps(payload, indent=1, ensure_ascii=False)
+    return _json_one_item_per_line(payload)
+
+
+def _json_one_item_per_line(payload: dict[str, Any]) -> str:
+    """JSON with each element of a top-level list on its own line: diffable, and written by json's C encoder
+    (an `indent` would use the pure-Python one, seconds on a board of 100 models)."""
+    parts = []
+    for key, value in payload.items():
+        if isinstance(value, list) and value:
+            items = ",\n".join("  " + json.dumps(v, ensure_ascii=False) for v in value)
+            parts.append(f" {json.dumps(key)}: [\n{items}\n ]")
+        else:
+            parts.append(f" {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
+    return "{\n" + ",\n".join(parts) + "\n}"
