@@ -367,8 +367,9 @@ def make_lm(req: EvalRequest, device: str, token_sets: dict | None):
 
 
 def check_single_process() -> None:
-    """`mlalign eval` runs in one process: under `accelerate launch` or `torchrun` (WORLD_SIZE > 1) every process
-    would evaluate and write the whole run, so the plain lm-eval route is named instead."""
+    """`mlalign eval` runs in one process: under `accelerate launch` or `torchrun` (WORLD_SIZE > 1) lm-eval would
+    not split the items of a model loaded here (4-bit) and only its main process gets results, so the plain lm-eval
+    route is named instead."""
     world = os.environ.get("WORLD_SIZE", "1")
     if world.strip() not in ("", "0", "1"):
         raise MlalignError(
