@@ -200,3 +200,49 @@ def test_a_vllm_run_names_its_adapter_by_lora_local_path(tmp_path: Path) -> None
     assert [(m.name, m.adapter, m.base) for m in board.models] == [("b", None, None), ("qa", "adapters/qa", "org/b")]
     (comparison,) = board.comparisons
     assert (comparison["base"], comparison["aligned"], round(comparison["delta_pp"], 6)) == ("b", "qa", 30.0)
+
+
+def _limit(data: dict) -> None:
+    data["n-samples"]["xnli_de"] = {"original": 5010, "effective": 10}
+
+
+def _chat_template(data: dict) -> None:
+    data["chat_template_sha"] = "3f1c"
+
+
+def _paper_scoring(data: dict) -> None:
+    data["configs"]["xnli_de"].setdefault("metadata", {})["label_scoring"] = "paper"
+
+
+def _task_hash(data: dict) -> None:
+    data["task_hashes"] = {"xnli_de": "other"}
+
+
+@pytest.mark.parametrize(
+    ("change", "what", "cells"),
+    [
+        (_limit, r"items \(evaluated of available\) \(b: 10 of 10; qa: 10 of 5010\); evaluate every model with the "
+                 r"same --limit", 1),
+        (_chat_template, r"prompts or template \(task config, chat template, system instruction\) \(b: \w{12}; qa: "
+                         r"\w{12}\); evaluate every model with the same tasks and template", 7),
+        (_paper_scoring, r"label scorings \(b: label; qa: paper\); evaluate every model with the same `mlalign eval "
+                         r"--label-scoring`", 1),
+        (_task_hash, r"evaluated prompts and items \(lm-eval's task hash\) \(b: \w+; qa: \w+\)", 1),
+    ],
+)  # fmt: skip
+def test_each_setting_that_differs_is_refused(tmp_path: Path, change, what: str, cells: int) -> None:
+    """Items, prompts/template, scoring and lm-eval's task hash (shots, generation and precision: above and in
+    test_leaderboard.py): refused by default, a note first with --allow-mismatch."""
+    paths = builtin_runs(tmp_path)
+    for run in paths:
+        path = next(run.rglob("results_*.json"))
+        data = json.loads(path.read_text())
+        data["task_hashes"] = {"xnli_de": "same"}
+        if run == paths[1]:  # the aligned model's run
+            change(data)
+        path.write_text(json.dumps(data))
+    with pytest.raises(MlalignError, match=f"^xnli_de was evaluated with different {what}"):
+        make_leaderboard(paths, tmp_path / "board")
+    board = make_leaderboard(paths, tmp_path / "board", options=BoardOptions(allow_mismatch=True))
+    # one note per cell the difference touches (a chat template: every task of the run)
+    assert len([n for n in board.notes if n.startswith("NOT LIKE WITH LIKE: ")]) == cells
