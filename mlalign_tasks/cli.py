@@ -14,6 +14,8 @@ from mlalign_tasks.analysis.protocols import PAPER_PAIRS, LensProtocol, PcaInput
 from mlalign_tasks.errors import Interrupted, MlalignError
 from mlalign_tasks.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP, Dtype
 from mlalign_tasks.label_scoring import Scoring
+from mlalign_tasks.leaderboard.options import DEFAULT_OPTIONS as DEFAULT_BOARD
+from mlalign_tasks.leaderboard.options import BoardOptions, Correction
 from mlalign_tasks.nf4 import Nf4Preset
 from mlalign_tasks.study import StudyConfig
 
@@ -48,6 +50,26 @@ data_app = typer.Typer(help="Benchmark and training data: list, fetch, verify, b
 app.add_typer(data_app, name="data")
 console = Console()
 err_console = Console(stderr=True)
+
+
+def print_table(table) -> None:
+    """Print a rich table without cutting a cell: piped or redirected at its full width (rich would assume 80
+    columns), in a terminal folded into its width."""
+    from rich.measure import Measurement
+
+    if console.is_terminal:
+        for column in table.columns:
+            column.overflow = "fold"
+        console.print(table)
+        return
+    natural = Measurement.get(console, console.options.update_width(1_000_000), table).maximum
+    width = console.width
+    console.width = max(width, natural)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
 
 DataDirOpt = Annotated[
     Path | None, typer.Option("--data-dir", help="Directory with the data files (else $MLALIGN_DATA_DIR).")
@@ -164,9 +186,14 @@ def eval_cmd(
     )
     results = evaluate.run(req)
     if req.tasks.langs:
-        console.print(evaluate.score_table(results, req.tasks))
-    if req.tasks.other:
-        console.print(evaluate.other_table(results, req.tasks.other))
+        print_table(evaluate.score_table(results, req.tasks))
+    if req.tasks.other or req.tasks.builtin:
+        names = [
+            *req.tasks.builtin,
+            *(n for n in results.get("results", {}) if evaluate.builtin_cell(n)),
+            *req.tasks.other,
+        ]
+        print_table(evaluate.other_table(results, list(dict.fromkeys(names))))
     if path := results["mlalign"].get("results_file"):
         console.print(f"results: {path}")
 
@@ -195,7 +222,7 @@ def data_list(
             here,
             entry.source(),
         )
-    console.print(table)
+    print_table(table)
 
 
 @data_app.command("fetch")
@@ -297,7 +324,7 @@ def data_build_qt(
         mixture=mixture,
     )  # fmt: skip
     qt_data.save_build(build, out)
-    console.print(qt_data.stats_table(build))
+    print_table(qt_data.stats_table(build))
     console.print(f"{len(build.dataset)} examples written to {out} (data hash {build.data_hash[:12]})")
 
 
@@ -334,7 +361,7 @@ def recipes(
             stages = shipped.stages(shipped.read_recipe(path))
             kind = f"recipe, stages {' + '.join(stages)}" if stages else "recipe"
         table.add_row(config, kind, str(path))
-    console.print(table)
+    print_table(table)
 
 
 @app.command("merge")
@@ -470,11 +497,35 @@ def leaderboard(
             help="Copy the results and sample logs into OUT/inputs with a manifest (the board rebuilds from itself).",
         ),
     ] = True,
+    allow_mismatch: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mismatch",
+            help="Compare runs evaluated under different settings (shots, generation, items, prompts, scoring, "
+            "precision); each difference is named in a note at the top of the board. Default: refuse.",
+        ),
+    ] = False,
+    correction: Annotated[
+        Correction,
+        typer.Option(help="Multiple-comparison correction of the per-language p-values: none, holm or bh."),
+    ] = Correction.none,
+    chance_normalised: Annotated[
+        bool,
+        typer.Option("--chance-normalised", help="Show classification scores as (score - chance) / (1 - chance)."),
+    ] = False,
+    bootstrap: Annotated[
+        int, typer.Option(help="Paired bootstrap resamples for the intervals of the averages' deltas (0: none).")
+    ] = DEFAULT_BOARD.bootstrap,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = DEFAULT_BOARD.seed,
 ) -> None:
     """Build a leaderboard (Markdown, CSV/JSON, HTML, plots, model cards) comparing base and aligned models."""
     from mlalign_tasks.leaderboard import make_leaderboard
 
-    board = make_leaderboard(results, out, manifest, embed=embed_inputs)
+    options = BoardOptions(
+        allow_mismatch=allow_mismatch, correction=correction, chance_normalised=chance_normalised,
+        bootstrap=bootstrap, seed=seed, embed=embed_inputs,
+    )  # fmt: skip
+    board = make_leaderboard(results, out, manifest, options)
     console.print(f"leaderboard of {len(board.models)} model(s) written to {out} (open {out / 'index.html'})")
     for note in board.notes:
         err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
@@ -590,7 +641,7 @@ def run_cmd(
     table = Table("stage", "status", "seconds", "output", title="mlalign run")
     for r in results:
         table.add_row(r.name, r.status, f"{r.seconds:.1f}", str(r.path))
-    console.print(table)
+    print_table(table)
     console.print(f"leaderboard: {paths['leaderboard'] / 'README.md'} and {paths['leaderboard'] / 'index.html'}")
     console.print(f"adapter: {paths['adapter']}   analyses: {paths['logit-lens']}, {paths['pca']}")
     if chosen:

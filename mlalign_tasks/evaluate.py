@@ -18,7 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from mlalign_tasks import label_scoring
+from mlalign_tasks import label_scoring, suites
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.languages import (
     DEFAULT_FAMILIES,
@@ -59,6 +59,7 @@ class Selection:
 
     langs: dict[str, list[str]] = field(default_factory=dict)
     other: list[str] = field(default_factory=list)  # lm-eval tasks of other suites (--include-defaults)
+    builtin: list[str] = field(default_factory=list)  # lm-eval's multilingual suites (mlalign_tasks.suites)
 
     def add(self, family: str, langs: tuple[str, ...] | list[str]) -> None:
         have = self.langs.setdefault(family, [])
@@ -81,11 +82,21 @@ class Selection:
                 names.append(family)
             else:
                 names += [task_name(family, lang) for lang in FAMILIES[family] if lang in self.langs[family]]
-        return names + self.other
+        return names + self.builtin + self.other
+
+    def add_builtin(self, suite: suites.Suite, langs: tuple[str, ...] | list[str]) -> None:
+        """lm-eval names of a built-in suite's languages (its group, for the group score, when all are asked)."""
+        names = [suite.task(lang) for lang in langs]
+        if suite.group is not None and set(langs) == set(suite.languages):
+            names = [suite.group]
+        self.builtin += [n for n in names if n not in self.builtin]
 
 
 def _valid_names() -> str:
-    return f"groups: {', '.join([*FAMILIES, *SUPER_GROUPS])}; tasks: <group>_<lang>, e.g. mgsm_aligned_de"
+    return (
+        f"groups: {', '.join([*FAMILIES, *SUPER_GROUPS])}; tasks: <group>_<lang>, e.g. mgsm_aligned_de; lm-eval's "
+        f"multilingual suites: {', '.join(s.name for s in suites.BUILTIN)} (and their tasks, e.g. xnli_de)"
+    )
 
 
 def parse_tasks(spec: str, allow_other: bool = False) -> Selection:
@@ -100,6 +111,25 @@ def parse_tasks(spec: str, allow_other: bool = False) -> Selection:
         raise MlalignError(f"no tasks given; {_valid_names()}")
     for item in items:
         name, colon, lang = item.partition(":")
+        builtin = next((s for s in suites.BUILTIN if s.name == name), None)
+        if builtin is not None and not colon:
+            sel.add_builtin(builtin, builtin.languages)
+            current = None
+            continue
+        if (cell := suites.lookup(name)) is not None and cell[0].builtin:
+            sel.add_builtin(cell[0], [cell[1]])
+            current = None
+            continue
+        if builtin is not None or (current and isinstance(current, suites.Suite) and name not in tasks and not colon):
+            suite = builtin if builtin is not None else current
+            code = (lang if colon else name).strip()
+            if code not in suite.languages:
+                raise UnknownLanguageError(
+                    f"unknown {suite.name} language {code!r} in --tasks item {item!r}; it has {', '.join(suite.languages)}"
+                )
+            sel.add_builtin(suite, [code])
+            current = suite
+            continue
         if colon:
             families = SUPER_GROUPS.get(name) or ((name,) if name in FAMILIES else None)
             if families is None:
@@ -330,8 +360,22 @@ def make_lm(req: EvalRequest, device: str, token_sets: dict | None):
     return cls(pretrained=model, tokenizer=AutoTokenizer.from_pretrained(req.model), batch_size=req.batch_size, **extra)
 
 
+def check_single_process() -> None:
+    """`mlalign eval` runs in one process: under `accelerate launch` or `torchrun` (WORLD_SIZE > 1) lm-eval would
+    not split the items of a model loaded here (4-bit) and only its main process gets results, so the plain lm-eval
+    route is named instead."""
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world.strip() not in ("", "0", "1"):
+        raise MlalignError(
+            f"mlalign eval runs in one process, not under accelerate launch or torchrun (WORLD_SIZE={world}); over "
+            'several GPUs run `accelerate launch -m lm_eval --model hf --include_path "$(mlalign tasks-path)" ...` '
+            "(README: Faster evaluation)"
+        )
+
+
 def run(req: EvalRequest) -> dict[str, Any]:
     """Validate, evaluate and (if asked) save; return lm-eval's results dict (without samples)."""
+    check_single_process()
     _check_fewshot(req)
     scoring = label_scoring.check_scoring(req.label_scoring)
     paper_tasks = bool(label_scoring.paper_families() & set(req.tasks.langs))  # the tasks label scoring applies to
@@ -356,7 +400,9 @@ def run(req: EvalRequest) -> dict[str, Any]:
     from lm_eval.tasks import TaskManager
 
     metadata = {"data_dir": str(req.data_dir)} if req.data_dir else None
-    manager = TaskManager(include_path=str(tasks_dir()), include_defaults=req.include_defaults, metadata=metadata)
+    # lm-eval's ~14k built-in tasks are indexed (seconds) only when one of them is asked for
+    builtins = req.include_defaults or bool(req.tasks.builtin)
+    manager = TaskManager(include_path=str(tasks_dir()), include_defaults=builtins, metadata=metadata)
     names = req.tasks.lm_eval_tasks()
     if unknown := [n for n in req.tasks.other if n not in manager.all_tasks]:
         raise MlalignError(f"unknown lm-eval task(s) {', '.join(unknown)}; `lm_eval ls tasks` lists them")
@@ -500,6 +546,12 @@ def score_table(results: dict, selection: Selection):
     table.add_section()
     table.add_row("mean", *(f"{100 * m:.1f}" for m in means), style="bold")
     return table
+
+
+def builtin_cell(name: str) -> bool:
+    """Whether `name` is one language of one of lm-eval's multilingual suites (mlalign_tasks.suites)."""
+    cell = suites.lookup(name)
+    return cell is not None and cell[0].builtin
 
 
 def other_table(results: dict, names: list[str]):

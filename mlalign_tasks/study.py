@@ -329,13 +329,13 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     def leaderboard(o: Path, w: Path) -> list[Path]:
         import yaml
 
-        from mlalign_tasks.leaderboard import make_leaderboard
+        from mlalign_tasks.leaderboard import BoardOptions, make_leaderboard
         from mlalign_tasks.leaderboard.render import board_files
 
         manifest = out / "leaderboard.yaml"  # beside the stages, so the board's regenerate command stays valid
         write_text_atomic(manifest, yaml.safe_dump(board_cfg["manifest"], sort_keys=False, allow_unicode=True))
         # The per-sample logs hold benchmark items: keep them in the run directory, not in the published board.
-        make_leaderboard([out / "eval-base", out / "eval-aligned"], cfg.board, manifest, embed=False)
+        make_leaderboard([out / "eval-base", out / "eval-aligned"], cfg.board, manifest, BoardOptions(embed=False))
         return board_files(cfg.board)  # not the other files the board folder may hold (a .git)
 
     manifest = board_manifest(cfg, model, adapter, response.response_source if two_stage else None)

@@ -416,3 +416,16 @@ def test_paper_lens_equals_manual_block_outputs_and_token_sets(lm, tiny_model_di
 def test_paper_lens_needs_the_sentiment_task(tiny_model_dir, tmp_path):
     with pytest.raises(MlalignError, match="runs on the sentiment task.*--protocol english-output"):
         run_logit_lens(str(tiny_model_dir), "snli", "de", tmp_path / "lens", limit=2, device="cpu")
+
+
+def test_identical_lens_curves_are_named_on_the_plot() -> None:
+    """Curves that coincide hide each other: the plot says which (here base = aligned, e.g. a zero adapter)."""
+    from matplotlib.figure import Figure
+
+    from mlalign_tasks.analysis.plots import note_identical
+
+    ax = Figure().subplots()
+    curves = {"English (base)": [0.1, 0.2], "English (aligned)": [0.1, 0.2], "target (base)": [0.3, 0.1]}
+    assert note_identical(ax, curves) == "identical: English (base) = English (aligned)"
+    assert [t.get_text() for t in ax.texts] == ["identical: English (base) = English (aligned)"]
+    assert note_identical(Figure().subplots(), {"a": [0.1], "b": [0.2]}) is None

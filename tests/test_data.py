@@ -308,6 +308,26 @@ def test_verify_fails_when_files_are_missing(tmp_path):
     assert res.stderr.startswith("missing: ") and res.stderr.count("\n") == 1 and "mlalign data fetch" in res.stderr
 
 
+def test_data_list_is_not_cut_when_piped() -> None:
+    """Piped output (rich assumes 80 columns there) keeps every cell whole: the full source URL of each file."""
+    import subprocess
+    import sys
+
+    from mlalign_tasks import data
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlalign_tasks.cli", "data", "list", "mgsm/*"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "…" not in proc.stdout
+    for entry in data.select(["mgsm/*"]):
+        assert entry.url() in proc.stdout and entry.name in proc.stdout
+    assert max(map(len, proc.stdout.splitlines())) > 80
+
+
 def test_cli_lists_files_not_mirrored_as_downloadable_and_names_them_offline(shared_data):
     import os
 

@@ -84,7 +84,8 @@ def test_task_spec_syntax() -> None:
     ("spec", "match"),
     [
         ("mgsm", "unknown task 'mgsm'.*groups: mgsm_aligned, msvamp_aligned"),
-        ("xnli_de", "unknown task 'xnli_de'"),
+        # lm-eval tasks outside the multilingual suites need --include-defaults
+        ("arc_easy", "unknown task 'arc_easy'"),
         ("msvamp_aligned:te", "unknown msvamp_aligned language code 'te'.*Valid codes: bn, de"),
         ("mgsm_aligned:de,xx", "unknown task 'xx'"),
         ("de,mgsm_aligned", "a language code must follow a FAMILY:LANG item"),
@@ -442,6 +443,22 @@ def test_recipes_lists_the_shipped_configs(monkeypatch, capsys) -> None:
     assert code == 2 and "neither a file nor a shipped recipe" in err
 
 
+def test_recipes_table_is_not_cut_when_piped() -> None:
+    """Piped (rich would assume 80 columns), every row keeps its whole path and stage list on one line."""
+    from mlalign_trainer import recipes
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlalign_tasks.cli", "recipes"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "…" not in proc.stdout and max(map(len, lines)) > 80
+    for name, path in recipes.shipped_configs().items():
+        assert any(name in line and str(path) in line for line in lines), name
+    assert any("qalign" in line and "stages question + response" in line for line in lines)
+
+
 def test_a_comma_in_a_model_path_cannot_smuggle_lm_eval_settings(monkeypatch, capsys, tmp_path, tiny_model_dir) -> None:
     """`-m "$PWD/evil,trust_remote_code=True"` names a real folder, but lm-eval's model_args string would load `evil`
     with trust_remote_code=True and run its code. Refused in one line by eval and run; the analyses, which pass
@@ -522,10 +539,31 @@ def test_one_seed_default_across_commands() -> None:
 
     walk(typer.main.get_command(cli.app), "")
     assert defaults == {
-        "tiny-model": 0, "eval": 0, "data build-qt": 0, "analyze logit-lens": 0, "analyze pca": 0, "run": None
+        "tiny-model": 0, "eval": 0, "data build-qt": 0, "leaderboard": 0, "analyze logit-lens": 0, "analyze pca": 0,
+        "run": None,
     }  # fmt: skip
     assert sft.parse_args(["--model_name_or_path", "m", "--output_dir", "o"])[1].seed == 0
     assert configure().seed == 0 and configure(model="m").seed == 0
     recipe = configure(model="m", recipe="qalign")
     assert recipe.seed == 1234 and recipe.defaulted["seed"] == "recipe qalign"
     assert configure(model="m", recipe="qalign", seed=0).seed == 0
+
+
+def test_eval_under_a_multi_process_launch_is_refused(tmp_path, tiny_model_dir) -> None:
+    """`mlalign eval` is one process: under torchrun (which `accelerate launch --multi_gpu` runs; on CPU accelerate
+    starts one process) each process refuses in one line naming the plain lm-eval route, before the model loads or
+    anything is written (README: Faster evaluation)."""
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "mlalign_tasks.cli", "eval",
+        "-m", str(tiny_model_dir), "-t", "snli_aligned_de", "--limit", "1", "--output-path", str(out),
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    refusals = [line for line in errors if line.startswith("error: mlalign eval runs in one process")]
+    # torchrun stops the other process at the first one's exit: one or two refusals, and no other error
+    assert refusals == errors and len(refusals) in (1, 2), result.stderr[-3000:]
+    assert all("(WORLD_SIZE=2)" in line for line in refusals)
+    assert 'accelerate launch -m lm_eval --model hf --include_path "$(mlalign tasks-path)"' in refusals[0]
+    assert not out.exists()

@@ -106,7 +106,7 @@ def test_rerun_skips_and_corruption_reruns_one_stage(study):
 
 def test_a_changed_evaluation_republishes_the_board(study):
     """eval-base re-runs when its results file changed on disk; the board then re-runs from the new results and
-    names only results files that exist."""
+    names the folders they are in (lm-eval's dated file names are kept out of the board), each holding one."""
     (results_file,) = (study / "runs" / "eval-base").glob("*/results_*.json")
     results_file.write_text(
         results_file.read_text().replace('"lm_eval_version"', '"edited_by_hand": 1, "lm_eval_version"')
@@ -115,7 +115,9 @@ def test_a_changed_evaluation_republishes_the_board(study):
     assert [s for s, v in statuses.items() if v == "ran"] == ["eval-base", "leaderboard"]
     board = json.loads((study / "board" / "results.json").read_text())
     sources = [name for m in board["models"] for name in m["sources"]]
-    assert len(sources) == 2 and all(list((study / "runs").glob(f"eval-*/*/{name}")) for name in sources)
+    assert len(sources) == 2 and all(len(list((study / "runs").glob(f"eval-*/{name}/results_*.json"))) == 1
+                                     for name in sources)  # fmt: skip
+    assert results_file.parent.name in sources and not results_file.exists()  # re-run: a new dated file
 
 
 def test_the_users_folders_are_never_replaced(tmp_path):
