@@ -204,10 +204,10 @@ def _replicates(
             diffs, present = np.hstack([g[2] for g in group]), np.hstack([g[3] for g in group])
             with np.errstate(invalid="ignore", divide="ignore"):  # each resample draws `items` items
                 drawn = weights @ present if not present.all() else items
-                means = (weights @ diffs) / drawn * 100
+                means = (weights @ diffs) / drawn * 100 * scale
             column = 0
             for key, langs, *_ in group:
-                out[(key, family)] = {lang: means[:, column + j] * scale for j, lang in enumerate(langs)}
+                out[(key, family)] = {lang: means[:, column + j] for j, lang in enumerate(langs)}
                 column += len(langs)
     return out
 

@@ -237,7 +237,8 @@ def reference_table(board: Board, family: str | None = None) -> tuple[list[str],
 def consistency_table(board: Board, family: str) -> tuple[list[str], list[list[str]]]:
     """Languages x models: same answer as in English (%) / correct in both (%)."""
     cons = {(c["model"], c["language"]): c for c in board.consistency if c["family"] == family}
-    models = [m for m in board.models if any(k[0] == m.name for k in cons)]
+    named = {name for name, _ in cons}
+    models = [m for m in board.models if m.name in named]
     header = ["language", *(f"{m.name}: same / both correct" for m in models)]
     rows = []
     for lang in board.languages:
