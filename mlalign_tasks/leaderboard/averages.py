@@ -39,14 +39,17 @@ def averages(
         out += _split_means(board, primary, model, model, cells[model.key], (None, None))
     deltas: list[dict[str, Any]] = []
     notes: list[str] = []
-    for base, aligned in board.pairs():
-        common = cells[base.key] & cells[aligned.key]
+    pairs = board.pairs()
+    commons = {aligned.key: cells[base.key] & cells[aligned.key] for base, aligned in pairs}
+    replicates = _replicates(board, pairs, commons, samples)
+    for base, aligned in pairs:
+        common = commons[aligned.key]
         means = {}
         for model in (base, aligned):
             rows = _split_means(board, primary, model, aligned, common, (base.name, aligned.name))
             means[model.key] = {(r["family"], r["split"]): r["value"] for r in rows}
             out += rows
-        deltas += _pair_deltas(board, base, aligned, common, means, samples)
+        deltas += _pair_deltas(board, base, aligned, common, means, replicates)
         notes += _left_out(board, base, aligned, cells, common)
     return out, deltas, notes
 
@@ -128,17 +131,16 @@ def _pair_deltas(
     aligned: Model,
     common: set[Cell],
     means: dict[str, dict[tuple[str, str], float]],
-    samples: Samples,
+    replicates: dict[tuple[str, str], dict[str, Any]],
 ) -> list[dict[str, Any]]:
     """Δ (pp) of each of the pair's averages with its paired bootstrap interval (None where a cell has no samples)."""
     resampled: dict[tuple[str, str], Any] = {}  # (family, split) -> the B resampled Δ of that average
     per_split: dict[str, list[Any]] = {s: [] for s in SPLITS}
     for family in board.families:
-        langs = [lang for lang in board.languages if (family, lang) in common]
-        replicates = _family_replicates(board, base, aligned, family, langs, samples) if langs else None
+        drawn = replicates.get((aligned.key, family))
         for split, members in _buckets(board, aligned, common, family).items():
             if members:
-                value = None if replicates is None else sum(replicates[lang] for lang in members) / len(members)
+                value = None if drawn is None else sum(drawn[lang] for lang in members) / len(members)
                 resampled[(family, split)] = value
                 per_split[split].append(value)
     for split, values in per_split.items():
@@ -178,15 +180,43 @@ def _weights(board: Board, family: str, items: int):
     return _WEIGHTS[key]
 
 
-def _family_replicates(
-    board: Board, base: Model, aligned: Model, family: str, langs: list[str], samples: Samples
-) -> dict[str, Any] | None:
-    """Per language, the B resampled mean differences (aligned − base, pp) of one family, the items resampled
-    jointly over its languages; None when resampling is off or a language lacks per-item scores."""
+def _replicates(
+    board: Board, pairs: list[tuple[Model, Model]], commons: dict[str, set[Cell]], samples: Samples
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """(aligned model, family) -> per language, the B resampled mean differences (aligned − base, pp), the items
+    resampled jointly over the family's languages; absent when resampling is off or a language lacks per-item scores.
+    A family's pairs with as many items share their resamples: one matrix product for all of them."""
     import numpy as np
 
+    out: dict[tuple[str, str], dict[str, Any]] = {}
     if not board.options.bootstrap:
-        return None
+        return out
+    for family in board.families:
+        groups: dict[int, list[tuple[str, list[str], Any, Any]]] = {}  # items -> (aligned, langs, diffs, present)
+        for base, aligned in pairs:
+            langs = [lang for lang in board.languages if (family, lang) in commons[aligned.key]]
+            table = _item_table(base, aligned, family, langs, samples) if langs else None
+            if table is not None:
+                groups.setdefault(len(table[0]), []).append((aligned.key, langs, *table))
+        scale = 1 / (1 - board.chance[family]) if board.options.chance_normalised and family in board.chance else 1.0
+        for items, group in groups.items():
+            weights = _weights(board, family, items)
+            diffs, present = np.hstack([g[2] for g in group]), np.hstack([g[3] for g in group])
+            with np.errstate(invalid="ignore", divide="ignore"):  # each resample draws `items` items
+                drawn = weights @ present if not present.all() else items
+                means = (weights @ diffs) / drawn * 100 * scale
+            column = 0
+            for key, langs, *_ in group:
+                out[(key, family)] = {lang: means[:, column + j] for j, lang in enumerate(langs)}
+                column += len(langs)
+    return out
+
+
+def _item_table(base: Model, aligned: Model, family: str, langs: list[str], samples: Samples):
+    """(items x languages score differences aligned − base, items x languages 1 where scored), the items of all
+    `langs` sorted; None when a language lacks per-item scores."""
+    import numpy as np
+
     pairs = []
     for lang in langs:
         b, a = samples.get((base.key, family, lang)), samples.get((aligned.key, family, lang))
@@ -202,12 +232,7 @@ def _family_replicates(
     for j, (keys, d) in enumerate(pairs):
         rows = [universe[k] for k in keys]
         diffs[rows, j], present[rows, j] = d, 1.0
-    weights = _weights(board, family, len(universe))
-    with np.errstate(invalid="ignore", divide="ignore"):  # each resample draws len(universe) items
-        drawn = weights @ present if not present.all() else len(universe)
-        means = (weights @ diffs) / drawn * 100
-    scale = 1 / (1 - board.chance[family]) if board.options.chance_normalised and family in board.chance else 1.0
-    return {lang: means[:, j] * scale for j, lang in enumerate(langs)}
+    return diffs, present
 
 
 def _percentiles(draws) -> tuple[float | None, float | None]:

@@ -272,12 +272,13 @@ def build_board(
     cells: dict[CellKey, list[TaskResult]] = {}  # (model key, family, lang) -> its results (one per seed)
     for model in models:
         for run in model.runs:
+            source = source_folder(run.path)
             for r in run.tasks.values():
                 if r.level == LANGUAGE:
                     cells.setdefault((model.key, r.family, r.lang), []).append(r)
                 primary_metric = metrics.get(r.family) if r.level == LANGUAGE else None
                 for metric, value in r.metrics.items():
-                    rows.append(_row(model, run, r, metric, value, metric == primary_metric))
+                    rows.append(_row(model, run, source, r, metric, value, metric == primary_metric))
     jobs = [(key, path, prefix) for key, rs in cells.items() for r in rs for prefix, path in r.samples]
     loaded = load_all_samples([(path, metrics[key[1]]) for key, path, _ in jobs])
     per_run: dict[tuple[CellKey, Path], dict[Any, Sample]] = {}
@@ -348,7 +349,9 @@ def source_folder(path: Path) -> str:
     return str(path.parent.relative_to(Path.cwd())) if path.parent.is_relative_to(Path.cwd()) else path.parent.name
 
 
-def _row(model: Model, run: Run, r: TaskResult, metric: str, value: float, primary: bool) -> dict[str, Any]:
+def _row(
+    model: Model, run: Run, source: str, r: TaskResult, metric: str, value: float, primary: bool
+) -> dict[str, Any]:
     return {
         "model": model.name,
         "base_model": model.pretrained,
@@ -363,7 +366,7 @@ def _row(model: Model, run: Run, r: TaskResult, metric: str, value: float, prima
         "n": r.n,
         "seed": run.seed,
         "split": model.split(r.lang) if r.level != GROUP else "",
-        "source": source_folder(run.path),
+        "source": source,
         "primary": primary,
     }
 

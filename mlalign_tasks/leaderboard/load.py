@@ -504,17 +504,19 @@ def load_samples(path: Path, metric_key: str) -> dict[int, Sample]:
 PARALLEL_MIN_FILES = 200  # below this a process pool costs more than it saves
 
 
-def _load_chunk(jobs: list[tuple[Path, str]]) -> list[dict[int, Sample]]:
-    return [load_samples(path, metric) for path, metric in jobs]
+def _load_chunk(jobs: list[tuple[Path, str]]) -> list[tuple[tuple[Any, ...], ...]]:
+    """A worker's samples as columns (doc ids, answers, scores): far cheaper to send back than Sample tuples."""
+    return [tuple(zip(*load_samples(path, metric).values(), strict=True)) or ((), (), ()) for path, metric in jobs]
 
 
 def load_all_samples(jobs: list[tuple[Path, str]]) -> list[dict[int, Sample]]:
     """`load_samples` for many (path, metric) jobs, in order; spread over the CPU cores when there are many."""
     workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
     if len(jobs) < PARALLEL_MIN_FILES or workers < 2:
-        return _load_chunk(jobs)
+        return [load_samples(path, metric) for path, metric in jobs]
     size = -(-len(jobs) // (workers * 2))
     chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        return [samples for chunk in pool.map(_load_chunk, chunks) for samples in chunk]
+        columns = [samples for chunk in pool.map(_load_chunk, chunks) for samples in chunk]
+    return [dict(zip(ids, map(Sample, ids, answers, scores), strict=True)) for ids, answers, scores in columns]

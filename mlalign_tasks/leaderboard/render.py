@@ -237,7 +237,8 @@ def reference_table(board: Board, family: str | None = None) -> tuple[list[str],
 def consistency_table(board: Board, family: str) -> tuple[list[str], list[list[str]]]:
     """Languages x models: same answer as in English (%) / correct in both (%)."""
     cons = {(c["model"], c["language"]): c for c in board.consistency if c["family"] == family}
-    models = [m for m in board.models if any(k[0] == m.name for k in cons)]
+    named = {name for name, _ in cons}
+    models = [m for m in board.models if m.name in named]
     header = ["language", *(f"{m.name}: same / both correct" for m in models)]
     rows = []
     for lang in board.languages:
@@ -337,19 +338,52 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> Non
 
 
 def model_card(model: Model, rows: list[dict[str, Any]]) -> str:
-    """Hugging Face model-card `model-index` YAML for one model from its primary rows (lm-eval's values)."""
-    results = [
-        {
-            "task": {"type": "text-generation", "name": row["family"]},
-            "dataset": {"name": row["task"], "type": row["family"], "config": row["language"], "split": "test"},
-            "metrics": [{"type": row["metric"].split(",")[0], "name": row["metric"], "value": row["value"]}],
-            "source": {"name": "mlalign leaderboard", "url": "index.html"},
-        }
-        for row in rows
-    ]
+    """Hugging Face model-card `model-index` YAML for one model from its primary rows (lm-eval's values).
+
+    What `yaml.dump` writes for the whole card, assembled from each result's text (dumped once per task and metric,
+    every model's cards alike, with the value's own dump put in)."""
+    head = _card_yaml(model.name, [])
+    if not rows or not head.endswith(_EMPTY_RESULTS):
+        return _card_yaml(model.name, [_card_result(row) for row in rows])
+    return head[: -len(_EMPTY_RESULTS)] + "  results:\n" + "".join(map(_card_item, rows))
+
+
+_EMPTY_RESULTS = "  results: []\n"
+_VALUE_LINE = "      value: "
+_CARD_ITEMS: dict[tuple[str, str, str, str], tuple[str, str]] = {}  # (family, task, language, metric) -> text
+_YAML_FLOATS: dict[str, str] = {}  # repr(value) -> its YAML
+
+
+def _card_yaml(name: str, results: list[dict[str, Any]]) -> str:
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when available: 10x faster
-    card = {"model-index": [{"name": model.name, "results": results}]}
+    card = {"model-index": [{"name": name, "results": results}]}
     return yaml.dump(card, Dumper=dumper, sort_keys=False, allow_unicode=True)
+
+
+def _card_result(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "task": {"type": "text-generation", "name": row["family"]},
+        "dataset": {"name": row["task"], "type": row["family"], "config": row["language"], "split": "test"},
+        "metrics": [{"type": row["metric"].split(",")[0], "name": row["metric"], "value": row["value"]}],
+        "source": {"name": "mlalign leaderboard", "url": "index.html"},
+    }
+
+
+def _card_item(row: dict[str, Any]) -> str:
+    """One result of a card as `yaml.dump` writes it; the whole result dumped where its value line is not plain."""
+    key = (row["family"], row["task"], row["language"], row["metric"])
+    if key not in _CARD_ITEMS:
+        text = _card_yaml("m", [_card_result(row | {"value": 0.5})])
+        item = text.removeprefix("model-index:\n- name: m\n  results:\n")
+        before, _, after = item.partition(_VALUE_LINE + "0.5\n")
+        _CARD_ITEMS[key] = (before, after) if item.count(_VALUE_LINE) == 1 and after else ("", "")
+    before, after = _CARD_ITEMS[key]
+    if not after:
+        return _card_yaml("m", [_card_result(row)]).removeprefix("model-index:\n- name: m\n  results:\n")
+    value = repr(row["value"])
+    if value not in _YAML_FLOATS:
+        _YAML_FLOATS[value] = yaml.safe_dump(row["value"]).split("\n", 1)[0]
+    return f"{before}{_VALUE_LINE}{_YAML_FLOATS[value]}\n{after}"
 
 
 def _data_uri(path: Path, mime: str) -> str:
@@ -495,11 +529,14 @@ def write_board(board: Board, out: Path, command: str, inputs: list[Path], embed
         (tmp / "results.json").write_text(results_json(board, command), encoding="utf-8")
         cards = tmp / "model_cards"
         cards.mkdir()
-        primary, stems = _index(board), slugs(board.models)
+        by_model: dict[str, list[dict[str, Any]]] = {}
+        for (name, _, _), row in _index(board).items():
+            by_model.setdefault(name, []).append(row)
+        stems = slugs(board.models)
         for model in board.models:
             if model.adapter or model.base:
-                rows = [r for (name, _, _), r in primary.items() if name == model.name]
-                (cards / f"{stems[model.name]}.yaml").write_text(model_card(model, rows), encoding="utf-8")
+                card = model_card(model, by_model.get(model.name, []))
+                (cards / f"{stems[model.name]}.yaml").write_text(card, encoding="utf-8")
         (tmp / "index.html").write_text(html(board, command, tmp / "plots"), encoding="utf-8")
         if embed:
             embed_inputs(board, tmp)
