@@ -429,3 +429,26 @@ def test_identical_lens_curves_are_named_on_the_plot() -> None:
     assert note_identical(ax, curves) == "identical: English (base) = English (aligned)"
     assert [t.get_text() for t in ax.texts] == ["identical: English (base) = English (aligned)"]
     assert note_identical(Figure().subplots(), {"a": [0.1], "b": [0.2]}) is None
+
+
+def test_a_long_identical_note_does_not_squeeze_the_axes() -> None:
+    """The note is wrapped and left out of the constrained layout: the axes keep the width they have without it."""
+    import io
+    import warnings
+
+    from matplotlib.figure import Figure
+
+    from mlalign_tasks.analysis.plots import note_identical
+
+    def axes_width(with_note: bool) -> float:
+        fig = Figure(figsize=(7.2, 2.8), layout="constrained")
+        axes = fig.subplots(1, 2, squeeze=False)
+        curves = {f"gold label, target language (variant {i})": [0.1, 0.2] for i in range(8)}
+        if with_note:
+            note_identical(axes[0, 0], curves)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # matplotlib warns when the layout collapses the axes
+            fig.savefig(io.BytesIO(), format="png")
+        return axes[0, 0].get_position().width
+
+    assert axes_width(True) == pytest.approx(axes_width(False), rel=0.01)

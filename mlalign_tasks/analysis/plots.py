@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -35,7 +36,11 @@ def note_identical(ax, curves: dict[str, list[float]]) -> str | None:
     text = "; ".join(" = ".join(g) for g in groups if len(g) > 1)
     if not text:
         return None
-    ax.text(0.02, 0.98, f"identical: {text}", transform=ax.transAxes, va="top", fontsize=6, wrap=True)
+    note = ax.text(
+        0.02, 0.98, textwrap.fill(f"identical: {text}", 48), transform=ax.transAxes, va="top", fontsize=6,
+        bbox={"facecolor": "white", "alpha": 0.7, "linewidth": 0}, clip_on=True,
+    )  # fmt: skip
+    note.set_in_layout(False)  # a long note must not squeeze the axes under constrained layout
     return f"identical: {text}"
 
 
