@@ -246,3 +246,15 @@ def test_each_setting_that_differs_is_refused(tmp_path: Path, change, what: str,
     board = make_leaderboard(paths, tmp_path / "board", options=BoardOptions(allow_mismatch=True))
     # one note per cell the difference touches (a chat template: every task of the run)
     assert len([n for n in board.notes if n.startswith("NOT LIKE WITH LIKE: ")]) == cells
+
+
+def test_a_familys_per_task_hashes_show_as_one_digest() -> None:
+    """The settings table names one digest per family, not 20 hashes: equal exactly when every task's hash is."""
+    from mlalign_tasks.leaderboard.likeness import _joined
+
+    hashes = {f"{i:012x}" for i in range(20)}
+    shown = _joined("task_hash", hashes)
+    assert shown.startswith("20 hashes, digest ") and len(shown) == len("20 hashes, digest ") + 12
+    assert _joined("task_hash", set(sorted(hashes))) == shown
+    assert _joined("task_hash", (hashes - {f"{0:012x}"}) | {"f" * 12}) != shown
+    assert _joined("prompt", {"abc"}) == "abc" and _joined("shots", {"0", "5"}) == "0 | 5"

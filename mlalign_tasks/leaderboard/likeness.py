@@ -8,6 +8,7 @@ then each difference is named in a note that the README and the page show first.
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING
 
 from mlalign_tasks.errors import MlalignError
@@ -27,6 +28,7 @@ WHAT = {
     "precision": ("precisions", "the same `mlalign eval --load-in-4bit --nf4-preset`"),
 }
 MISMATCH_PREFIX = "NOT LIKE WITH LIKE: "
+PER_TASK_HASHES = ("prompt", "task_hash")  # each task of a family has its own
 
 
 def check_like_with_like(models: list[Model], allow: bool) -> tuple[dict[str, dict[str, dict[str, str]]], list[str]]:
@@ -68,5 +70,14 @@ def settings_rows(models: list[Model], by_task: dict[str, dict[str, dict[str, st
                 for setting in SETTINGS:
                     family[setting].add(by_model[model.name].get(setting, ""))
         for family, values in per_family.items():
-            rows.append({"model": model.name, "family": family} | {s: " | ".join(sorted(values[s])) for s in SETTINGS})
+            rows.append({"model": model.name, "family": family} | {s: _joined(s, values[s]) for s in SETTINGS})
     return rows
+
+
+def _joined(setting: str, values: set[str]) -> str:
+    """A family's values of one setting: joined with `|`, or for per-task hashes (one per language) their count
+    and one digest of them all, equal for two models exactly when every task's hash is."""
+    if setting in PER_TASK_HASHES and len(values) > 1:
+        digest = hashlib.sha256("|".join(sorted(values)).encode()).hexdigest()[:12]
+        return f"{len(values)} hashes, digest {digest}"
+    return " | ".join(sorted(values))
