@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -56,13 +57,26 @@ def test_auto_on_the_cpu_is_quick_and_ctrl_c_stops_at_once(tmp_path, tiny_model_
     (results,) = (tmp_path / "ok").glob("*/results_*.json")
     assert json.loads(results.read_text())["config"]["batch_size"] == "auto"
 
-    long = [*base, "-t", "mgsm_aligned:de", "--limit", "16", "--gen-kwargs", "max_gen_toks=400"]
+    long = [*base, "-t", "mgsm_aligned:de", "--limit", "64", "--gen-kwargs", "max_gen_toks=1000"]
     proc = subprocess.Popen([*long, "--output-path", str(tmp_path / "cut")], stderr=subprocess.PIPE, text=True)
-    time.sleep(20)  # model loaded, generating
+    lines, generating = [], threading.Event()
+
+    def read_stderr() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+            if f"batches of {CPU_AUTO_BATCH}" in line:
+                generating.set()
+
+    reader = threading.Thread(target=read_stderr)
+    reader.start()
+    assert generating.wait(timeout=240), "".join(lines)[-3000:]
+    time.sleep(1)  # inside the first batch of 64 x 1000 new tokens
     assert proc.poll() is None, "the evaluation ended before it was interrupted"
     proc.send_signal(signal.SIGINT)
     sent = time.monotonic()
-    _, err = proc.communicate(timeout=60)
+    proc.wait(timeout=60)
     assert time.monotonic() - sent < 10, "Ctrl-C was not heard at once"
+    reader.join()
+    err = "".join(lines)
     assert proc.returncode == 130 and err.rstrip().endswith("interrupted") and "Traceback" not in err
     assert not (tmp_path / "cut").exists()
