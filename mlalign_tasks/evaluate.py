@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlalign_tasks import label_scoring, suites
+from mlalign_tasks.artefacts import ADAPTER_FILE
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.languages import (
     DEFAULT_FAMILIES,
@@ -29,7 +30,7 @@ from mlalign_tasks.languages import (
     check_lang,
     task_name,
 )
-from mlalign_tasks.model_paths import ADAPTER_FILE, check_local, check_model_arg
+from mlalign_tasks.model_paths import check_local, check_model_arg
 from mlalign_tasks.nf4 import Nf4Preset
 from mlalign_tasks.output_dirs import remove_leftovers, try_lock
 from mlalign_tasks.progress import lm_eval_bars

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mlalign_trainer.metadata import METADATA_FILE
-
+from mlalign_tasks.artefacts import ADAPTER_FILE, METADATA_FILE
 from mlalign_tasks.atomic import atomic_dir, write_json_atomic
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.model_paths import ADAPTER_FILE, check_local
+from mlalign_tasks.model_paths import check_local
 from mlalign_tasks.output_dirs import check_replaceable
 
 DTYPES = ("float32", "bfloat16", "float16")

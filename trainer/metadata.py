@@ -8,11 +8,10 @@ import json
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
+from mlalign_tasks.artefacts import METADATA_FILE, RUN_FILE
 from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
 
-RUN_FILE = "mlalign_run.json"
-METADATA_FILE = "mlalign_training.json"
 _VERSIONED = ("mlalign", "torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "datasets")
 
 

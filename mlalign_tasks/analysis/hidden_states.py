@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
+from mlalign_tasks.artefacts import ADAPTER_FILE
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.model_paths import ADAPTER_FILE, check_local
+from mlalign_tasks.model_paths import check_local
 from mlalign_tasks.progress import StepProgress
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
