@@ -15,7 +15,8 @@ from mlalign_tasks.errors import MlalignError
 _VERSIONED = ("mlalign", "torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "datasets")
 
 
-def read_json(path: Path) -> dict:
+def _read_run_file(path: Path) -> dict:
+    """The settings recorded in an output directory's run file (unreadable: start again)."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
@@ -58,7 +59,7 @@ def check_run_dir(output_dir: Path, settings: dict) -> str:
                 f"choose a new --output_dir or empty it"
             )
         return "new"
-    previous = _flatten(read_json(run_file).get("settings", {}))
+    previous = _flatten(_read_run_file(run_file).get("settings", {}))
     current = _flatten(settings)
     changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
     if changed:
