@@ -31,9 +31,9 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import version
+        from mlalign_tasks import __version__
 
-        console.print(f"mlalign {version('mlalign')}", highlight=False)
+        console.print(f"mlalign {__version__}", highlight=False)
         raise typer.Exit
 
 

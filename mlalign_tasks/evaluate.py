@@ -18,7 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from mlalign_tasks import label_scoring, suites
+from mlalign_tasks import __version__, label_scoring, suites
 from mlalign_tasks.artefacts import ADAPTER_FILE
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.languages import (
@@ -394,8 +394,6 @@ def run(req: EvalRequest) -> dict[str, Any]:
         raise MlalignError(f"--output-path {req.output_path} is a file; pass a directory")
     check_model(req.model, req.adapter)
 
-    from importlib.metadata import version
-
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
     from lm_eval.tasks import TaskManager
@@ -447,7 +445,7 @@ def run(req: EvalRequest) -> dict[str, Any]:
         if results is None:
             raise MlalignError("lm-eval returned no results (not the main process)")
         results["mlalign"] = {
-            "version": version("mlalign"),
+            "version": __version__,
             "tasks": names,
             "load_in_4bit": req.load_in_4bit,
             "nf4_preset": req.nf4_preset.value if req.load_in_4bit else None,
