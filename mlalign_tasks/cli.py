@@ -12,11 +12,11 @@ from rich.console import Console
 
 from mlalign_tasks.analysis.protocols import PAPER_PAIRS, LensProtocol, PcaInput, Pooling
 from mlalign_tasks.errors import Interrupted, MlalignError
-from mlalign_tasks.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP, Dtype
+from mlalign_tasks.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP
 from mlalign_tasks.label_scoring import Scoring
 from mlalign_tasks.leaderboard.options import DEFAULT_OPTIONS as DEFAULT_BOARD
 from mlalign_tasks.leaderboard.options import BoardOptions, Correction
-from mlalign_tasks.nf4 import Nf4Preset
+from mlalign_tasks.model_loading import Dtype, Nf4Preset
 from mlalign_tasks.study import StudyConfig
 
 DEMO = StudyConfig()  # the demo's settings: the defaults `mlalign run --help` shows
@@ -31,9 +31,9 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import version
+        from mlalign_tasks import __version__
 
-        console.print(f"mlalign {version('mlalign')}", highlight=False)
+        console.print(f"mlalign {__version__}", highlight=False)
         raise typer.Exit
 
 

@@ -329,8 +329,8 @@ def python_literals_to_json(source: str) -> str:
     return json.dumps(out, ensure_ascii=False, indent=1)
 
 
-def read_json(name: str, **kw) -> object:
-    """Parse a JSON registry file, with a clear error if it is not valid JSON."""
+def read_registry_json(name: str, **kw) -> object:
+    """Parse the registry data file `name` (JSON), with a clear error if it is not valid JSON."""
     path = resolve(name, **kw)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -338,8 +338,8 @@ def read_json(name: str, **kw) -> object:
         raise DataError(f"{path} is not valid JSON ({e}); delete it and run `mlalign data fetch {name}`") from None
 
 
-def read_jsonl(name: str, **kw) -> list[dict]:
-    """Parse a JSON-lines registry file."""
+def read_registry_jsonl(name: str, **kw) -> list[dict]:
+    """Parse the registry data file `name` (JSON lines)."""
     path = resolve(name, **kw)
     rows = []
     with open(path, encoding="utf-8") as f:

@@ -14,11 +14,11 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from mlalign_tasks import label_scoring, suites
+from mlalign_tasks import __version__, label_scoring, suites
+from mlalign_tasks.artefacts import ADAPTER_FILE
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.languages import (
     DEFAULT_FAMILIES,
@@ -29,8 +29,8 @@ from mlalign_tasks.languages import (
     check_lang,
     task_name,
 )
-from mlalign_tasks.model_paths import ADAPTER_FILE, check_local, check_model_arg
-from mlalign_tasks.nf4 import Nf4Preset
+from mlalign_tasks.model_loading import Dtype, Nf4Preset, resolve_device
+from mlalign_tasks.model_paths import check_local, check_model_arg
 from mlalign_tasks.output_dirs import remove_leftovers, try_lock
 from mlalign_tasks.progress import lm_eval_bars
 from mlalign_tasks.quiet import quiet_lm_eval_git
@@ -258,35 +258,7 @@ def check_model(model: str, adapter: str | None) -> None:
         ) from None
 
 
-def resolve_device(device: str | None, load_in_4bit: bool) -> str:
-    """The device to run on (default: cuda if available), checked against what is there."""
-    import torch
-
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        torch.device(device)
-    except RuntimeError:
-        raise MlalignError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise MlalignError(f"--device {device}, but no CUDA GPU is visible; use --device cpu")
-    if load_in_4bit and not device.startswith("cuda"):
-        raise MlalignError(
-            "--load-in-4bit needs a CUDA GPU (bitsandbytes NF4); drop --load-in-4bit to evaluate on "
-            f"{device} in full precision"
-        )
-    return device
-
-
 # ----------------------------------------------------------------------------- running
-
-
-class Dtype(StrEnum):
-    """The weights' dtype for full-precision evaluation (auto: the model config's)."""
-
-    auto = "auto"
-    bfloat16 = "bfloat16"
-    float16 = "float16"
-    float32 = "float32"
 
 
 @dataclass
@@ -309,7 +281,7 @@ class EvalRequest:
     seed: int = 0
     label_scoring: str = "paper"  # paper tasks: paper, first-token or label (see mlalign_tasks.label_scoring)
     dtype: Dtype = Dtype.auto  # weights' dtype (full precision only)
-    nf4_preset: Nf4Preset = Nf4Preset.mlalign  # with load_in_4bit (see mlalign_tasks.nf4)
+    nf4_preset: Nf4Preset = Nf4Preset.mlalign  # with load_in_4bit (see mlalign_tasks.model_loading)
 
     @property
     def model_args(self) -> str:
@@ -354,7 +326,7 @@ def make_lm(req: EvalRequest, device: str, token_sets: dict | None):
         )  # fmt: skip
     from transformers import AutoTokenizer
 
-    from mlalign_tasks.nf4 import load_4bit
+    from mlalign_tasks.model_loading import load_4bit
 
     model = load_4bit(req.model, req.adapter, req.nf4_preset, device)
     return cls(pretrained=model, tokenizer=AutoTokenizer.from_pretrained(req.model), batch_size=req.batch_size, **extra)
@@ -392,8 +364,6 @@ def run(req: EvalRequest) -> dict[str, Any]:
     if req.output_path is not None and req.output_path.exists() and not req.output_path.is_dir():
         raise MlalignError(f"--output-path {req.output_path} is a file; pass a directory")
     check_model(req.model, req.adapter)
-
-    from importlib.metadata import version
 
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
@@ -446,7 +416,7 @@ def run(req: EvalRequest) -> dict[str, Any]:
         if results is None:
             raise MlalignError("lm-eval returned no results (not the main process)")
         results["mlalign"] = {
-            "version": version("mlalign"),
+            "version": __version__,
             "tasks": names,
             "load_in_4bit": req.load_in_4bit,
             "nf4_preset": req.nf4_preset.value if req.load_in_4bit else None,

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlalign_tasks.artefacts import ADAPTER_FILE, MODEL_FILE
 from mlalign_tasks.errors import MlalignError
-
-MODEL_FILE, ADAPTER_FILE = "config.json", "adapter_config.json"
 
 
 def missing_local(name: str, bare_hub_ids: bool = True) -> bool:

@@ -82,7 +82,7 @@ def check_task(task: str) -> str:
 
 def _task_prompts(task: str, data_dir: DataDir = None) -> dict[str, Any]:
     check_task(task)
-    prompts = data.read_json(PROMPTS_FILE, data_dir=data_dir)
+    prompts = data.read_registry_json(PROMPTS_FILE, data_dir=data_dir)
     entry = prompts.get(task) if isinstance(prompts, dict) else None
     if not isinstance(entry, dict) or not all(k in entry for k in ("fewshot_prefix", "query_template", "labels")):
         raise DataError(
@@ -145,7 +145,7 @@ def _shots_answering(prefix: str, english: list[str], shots: list[str], where: s
 def _read_rows(task: str, lang: str, data_dir: DataDir) -> list[dict]:
     spec = _SPECS[task]
     name = spec.file.format(lang=lang)
-    rows = data.read_json(name, data_dir=data_dir)
+    rows = data.read_registry_json(name, data_dir=data_dir)
     needed = (*spec.fields.values(), "answer")
     if not isinstance(rows, list):
         raise DataError(f"{name} must be a JSON list of items; restore it with `mlalign data fetch {name}`")

@@ -18,8 +18,8 @@ from mlalign_trainer.qt_data import SOURCES as QT_SOURCES
 
 from mlalign_tasks.atomic import write_json_atomic, write_text_atomic
 from mlalign_tasks.errors import Interrupted, MlalignError
+from mlalign_tasks.model_loading import Nf4Preset, resolve_device
 from mlalign_tasks.model_paths import check_local, check_model_arg
-from mlalign_tasks.nf4 import Nf4Preset
 from mlalign_tasks.output_dirs import check_replaceable, exclusive
 from mlalign_tasks.stages import Stage, StageResult, run_stages
 
@@ -64,7 +64,7 @@ class StudyConfig:
     batch_size: str = DEMO_SCALE.batch_size
     device: str | None = None
     load_in_4bit: bool = False
-    nf4_preset: str = "mlalign"  # evaluation in 4-bit: mlalign or paper (mlalign_tasks.nf4)
+    nf4_preset: str = "mlalign"  # evaluation in 4-bit: mlalign or paper (mlalign_tasks.model_loading)
     label_scoring: str = "paper"  # paper tasks: paper, first-token or label (mlalign_tasks.label_scoring)
     analysis_task: str = "sentiment"
     lens_langs: str = "en,de,zh,sw,ja"
@@ -166,7 +166,7 @@ def check_config(cfg: StudyConfig) -> None:
     evaluate.parse_tasks(cfg.eval_tasks)
     evaluate.parse_limit(cfg.eval_limit)
     evaluate.parse_batch_size(cfg.batch_size)
-    evaluate.resolve_device(cfg.device, cfg.load_in_4bit)
+    resolve_device(cfg.device, cfg.load_in_4bit)
     label_scoring.check_scoring(cfg.label_scoring)
     if cfg.nf4_preset not in {p.value for p in Nf4Preset}:
         raise MlalignError(

@@ -13,11 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlalign_trainer.metadata import METADATA_FILE
-
+from mlalign_tasks.artefacts import ADAPTER_FILE, METADATA_FILE, MODEL_FILE
 from mlalign_tasks.errors import MlalignError
-
-ADAPTER_CONFIG = "adapter_config.json"
 
 
 @dataclass(frozen=True)
@@ -57,16 +54,14 @@ def start_point(init_from: str) -> StartPoint:
     if not path.is_dir():
         raise MlalignError(f"--init_from {init_from}: no such directory (give a stage-I output of `mlalign train`)")
     meta = _read_json(path / METADATA_FILE) if (path / METADATA_FILE).is_file() else None
-    if (path / ADAPTER_CONFIG).is_file():
-        base = _read_json(path / ADAPTER_CONFIG).get("base_model_name_or_path")
+    if (path / ADAPTER_FILE).is_file():
+        base = _read_json(path / ADAPTER_FILE).get("base_model_name_or_path")
         if not base:
-            raise MlalignError(f"--init_from {init_from}: {ADAPTER_CONFIG} names no base model")
+            raise MlalignError(f"--init_from {init_from}: {ADAPTER_FILE} names no base model")
         return StartPoint(path, True, str(base), meta)
-    if (path / "config.json").is_file():
+    if (path / MODEL_FILE).is_file():
         return StartPoint(path, False, str((meta or {}).get("base_model") or path), meta)
-    raise MlalignError(
-        f"--init_from {init_from} is neither a LoRA adapter ({ADAPTER_CONFIG}) nor a model (config.json)"
-    )
+    raise MlalignError(f"--init_from {init_from} is neither a LoRA adapter ({ADAPTER_FILE}) nor a model ({MODEL_FILE})")
 
 
 def _same_model(a: str, b: str) -> bool:
@@ -91,7 +86,7 @@ def configure(start: StartPoint, model_args) -> list[str]:
             "the whole model from it, merge it first (`mlalign merge`) and give the merged model"
         )
     model_args.model_name_or_path = start.base_model
-    config = _read_json(start.path / ADAPTER_CONFIG)
+    config = _read_json(start.path / ADAPTER_FILE)
     targets = config.get("target_modules")
     adapter = {
         "lora_r": config.get("r"),

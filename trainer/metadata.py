@@ -5,33 +5,22 @@ and the training metadata of a finished adapter (``mlalign_training.json``, writ
 from __future__ import annotations
 
 import json
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 
+from mlalign_tasks.artefacts import METADATA_FILE, RUN_FILE
 from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.versions import package_versions
 
-RUN_FILE = "mlalign_run.json"
-METADATA_FILE = "mlalign_training.json"
 _VERSIONED = ("mlalign", "torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "datasets")
 
 
-def read_json(path: Path) -> dict:
+def _read_run_file(path: Path) -> dict:
+    """The settings recorded in an output directory's run file (unreadable: start again)."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise MlalignError(f"cannot read {path} ({e}); delete the output directory and start again") from None
-
-
-def library_versions() -> dict[str, str]:
-    """Installed versions of the libraries a training run depends on."""
-    out = {}
-    for name in _VERSIONED:
-        try:
-            out[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -59,7 +48,7 @@ def check_run_dir(output_dir: Path, settings: dict) -> str:
                 f"choose a new --output_dir or empty it"
             )
         return "new"
-    previous = _flatten(read_json(run_file).get("settings", {}))
+    previous = _flatten(_read_run_file(run_file).get("settings", {}))
     current = _flatten(settings)
     changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
     if changed:
@@ -108,7 +97,7 @@ def training_metadata(
         "data_hash": settings["data_hash"],
         "data_source": settings["data_source"],
         "hyperparameters": settings["hyperparameters"],
-        "versions": library_versions(),
+        "versions": package_versions(*_VERSIONED),
         "seed": seed,
         "final_loss": final_loss,
         "global_step": global_step,

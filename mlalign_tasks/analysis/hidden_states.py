@@ -17,11 +17,11 @@ from typing import Any
 
 import torch
 
+from mlalign_tasks.artefacts import ADAPTER_FILE
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.model_paths import ADAPTER_FILE, check_local
+from mlalign_tasks.model_loading import bnb_config, load_causal_lm, resolve_device, torch_dtype
+from mlalign_tasks.model_paths import check_local
 from mlalign_tasks.progress import StepProgress
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -66,31 +66,12 @@ class LoadedModel:
             yield
 
 
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda when available else cpu; a CUDA device that is not there is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise MlalignError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise MlalignError(f"device {device!r} requested but no CUDA GPU is available; use --device cpu")
-    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
-        raise MlalignError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA GPU(s) visible")
-    if dev.type not in ("cpu", "cuda"):
-        raise MlalignError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
-    return dev
-
-
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """'auto' -> bfloat16 on a GPU that supports it, else float32."""
     if dtype == "auto":
         cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         return torch.bfloat16 if cuda_bf16 else torch.float32
-    if dtype not in DTYPES:
-        raise MlalignError(f"unknown dtype {dtype!r}; use auto, {', '.join(DTYPES)}")
-    return DTYPES[dtype]
+    return torch_dtype(dtype)
 
 
 def _load_error(model: str, e: Exception) -> MlalignError:
@@ -127,32 +108,22 @@ def load_model(
     load_in_4bit: bool = False,
 ) -> LoadedModel:
     """Load `model` (a Hugging Face id or path) for analysis, with the LoRA adapter `peft` if given."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    dev = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, dev)
-    if load_in_4bit and dev.type != "cuda":
-        raise MlalignError("--load-in-4bit needs a CUDA GPU (bitsandbytes NF4); drop it to run on the CPU")
+    dev = torch.device(resolve_device(device, load_in_4bit))
+    dtype = resolve_dtype(dtype, dev)
     check_paths(model, peft)
-    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    kwargs: dict[str, Any] = {"dtype": dtype}
     if load_in_4bit:
-        from mlalign_tasks.nf4 import bnb_config
-
-        kwargs["quantization_config"] = bnb_config(
-            compute_dtype=torch_dtype if torch_dtype != torch.float32 else torch.float16
-        )
+        kwargs["quantization_config"] = bnb_config(compute_dtype=dtype if dtype != torch.float32 else torch.float16)
         kwargs["device_map"] = {"": dev.index or 0}
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)
-        lm = AutoModelForCausalLM.from_pretrained(model, **kwargs)
+        lm = load_causal_lm(model, peft, **kwargs)
     except (OSError, ValueError) as e:
         raise _load_error(model, e) from None
     if not load_in_4bit:
         lm = lm.to(dev)
-    if peft is not None:
-        from peft import PeftModel
-
-        lm = PeftModel.from_pretrained(lm, str(peft))
     lm.eval()
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:

@@ -27,11 +27,12 @@ import torch
 from mlalign_tasks import label_tokens, paper_prompts
 from mlalign_tasks.analysis import paper_items, paper_lens, plots
 from mlalign_tasks.analysis.hidden_states import Batch, LoadedModel, check_paths, load_model, run_batches
-from mlalign_tasks.analysis.outputs import atomic_output_dir, versions
+from mlalign_tasks.analysis.outputs import VERSIONED, atomic_output_dir
 from mlalign_tasks.analysis.protocols import LensProtocol
 from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.progress import StepProgress
+from mlalign_tasks.versions import package_versions
 
 NORM_NAMES = ("norm", "final_layernorm", "final_layer_norm", "ln_f")
 RESULT_FILE = "logit_lens.json"
@@ -244,7 +245,7 @@ def run_logit_lens(
             "english_labels": english,
             "native_labels": native,
             "variants": variants,
-            "versions": versions(),
+            "versions": package_versions(*VERSIONED),
             "notes": _paper_notes(first, len(chosen)) if protocol is LensProtocol.paper else _shared_notes(first),
         }
         if protocol is LensProtocol.english_output:

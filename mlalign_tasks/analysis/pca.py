@@ -27,11 +27,12 @@ from mlalign_tasks.analysis.hidden_states import (
     parse_layers,
     run_batches,
 )
-from mlalign_tasks.analysis.outputs import atomic_output_dir, versions
+from mlalign_tasks.analysis.outputs import VERSIONED, atomic_output_dir
 from mlalign_tasks.analysis.protocols import PAPER_PAIRS, PcaInput, Pooling
 from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.progress import StepProgress
+from mlalign_tasks.versions import package_versions
 
 RESULT_FILE = "pca.json"
 
@@ -193,7 +194,7 @@ def run_pca(
             "items": items,
             "seed": seed,
             "variants": variants,
-            "versions": versions(),
+            "versions": package_versions(*VERSIONED),
         }
         write_json_atomic(tmp / RESULT_FILE, result)
         plots.pca_scatter(result, tmp / "pca")

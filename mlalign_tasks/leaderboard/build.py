@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from mlalign_trainer.metadata import METADATA_FILE as TRAINING_METADATA
 
 from mlalign_tasks import suites
+from mlalign_tasks.artefacts import METADATA_FILE
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.languages import parse_langs
 from mlalign_tasks.leaderboard.averages import averages, statistics_notes
@@ -140,7 +140,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
 def _training_metadata(adapter: str, near: list[Path]) -> dict[str, Any] | None:
     """The trainer's `mlalign_training.json` of an adapter (path as given, or relative to the results)."""
     for root in [Path.cwd(), *near]:
-        meta = root / adapter / TRAINING_METADATA  # an absolute adapter path replaces root
+        meta = root / adapter / METADATA_FILE  # an absolute adapter path replaces root
         if meta.is_file():
             try:
                 return json.loads(meta.read_text(encoding="utf-8"))
@@ -203,7 +203,7 @@ def collect_models(runs: list[Run], manifest: dict[str, Any]) -> tuple[list[Mode
                 model.seen = tuple(parse_langs([str(c) for c in seen])) if seen else ()
             else:
                 notes.append(
-                    f"training languages of {model.adapter} unknown (no {TRAINING_METADATA} found and no manifest "
+                    f"training languages of {model.adapter} unknown (no {METADATA_FILE} found and no manifest "
                     "entry): its languages are not split into seen/unseen"
                 )
         if model.base not in models:

@@ -9,12 +9,12 @@ import json
 import re
 import shutil
 from dataclasses import asdict
-from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
 
+from mlalign_tasks import __version__
 from mlalign_tasks.atomic import atomic_dir
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.leaderboard.averages import ALL_FAMILIES, AVERAGE_FIELDS, DELTA_FIELDS, SPLITS
@@ -281,7 +281,7 @@ def markdown(board: Board, command: str) -> str:
     parts += [
         f"Regenerate with:\n\n{md_code_block(command, 'bash')}",
         "",
-        f"Built by mlalign {_version('mlalign')} from lm-eval {md_text(', '.join(board.lm_eval_versions))} results. "
+        f"Built by mlalign {__version__} from lm-eval {md_text(', '.join(board.lm_eval_versions))} results. "
         + legend(board),
         "",
         "Open `index.html` for sortable tables and plots. Data: `results.csv` / `results.json` (tidy), "
@@ -321,13 +321,6 @@ def markdown(board: Board, command: str) -> str:
 def _ordered_notes(board: Board) -> list[str]:
     """Notes, those saying the board compares unlike runs (`--allow-mismatch`) first."""
     return sorted(board.notes, key=lambda n: not n.startswith(MISMATCH_PREFIX))
-
-
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
@@ -454,7 +447,7 @@ def html(board: Board, command: str, plot_dir: Path) -> str:
         heatmap=_data_uri(plot_dir / "delta_heatmap.svg", "image/svg+xml"),
         bars=_data_uri(plot_dir / "split_averages.svg", "image/svg+xml"),
         significance=SIGNIFICANCE,
-        version=_version("mlalign"),
+        version=__version__,
     )
 
 
