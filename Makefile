@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The exact set of releases CI tested (pip constraints); `make lock` refreshes it. LOCK= installs the newest
 # releases inside pyproject.toml's ranges instead.
-LOCK ?= constraints.txt
+LOCK ?= requirements.txt
 LATEST_VENV ?= .venv-latest
 # Offline data mirror, where there is one; without it (or with MLALIGN_DATA_DIR= ) the data is downloaded from the
 # pinned public sources.

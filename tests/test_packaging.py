@@ -66,11 +66,11 @@ def test_wheel_holds_recipes_tasks_and_resources(wheel_venv, tmp_path):
 
 
 def _lock() -> dict[str, str]:
-    """constraints.txt as {canonical name: version}; each line must pin one release of one package."""
+    """requirements.txt as {canonical name: version}; each line must pin one release of one package."""
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    lines = [line.strip() for line in (ROOT / "constraints.txt").read_text().splitlines()]
+    lines = [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
     pins = [Requirement(line) for line in lines if line and not line.startswith("#")]
     assert all(str(r.specifier).startswith("==") and "," not in str(r.specifier) and not r.marker for r in pins)
     locked = {canonicalize_name(r.name): str(r.specifier).removeprefix("==") for r in pins}
@@ -79,7 +79,7 @@ def _lock() -> dict[str, str]:
 
 
 def test_lock_pins_every_dependency_to_a_release_inside_its_range():
-    """constraints.txt (`make install` installs it; `make lock` writes it) pins each dependency of pyproject.toml."""
+    """requirements.txt (`make install` installs it; `make lock` writes it) pins each dependency of pyproject.toml."""
     import tomllib
 
     from packaging.requirements import Requirement
