@@ -15,12 +15,12 @@ from mlalign_tasks.versions import package_versions
 _VERSIONED = ("mlalign", "torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "datasets")
 
 
-def _read_run_file(path: Path) -> dict:
-    """The settings recorded in an output directory's run file (unreadable: start again)."""
+def read_json_file(path: Path, fix: str = "") -> dict:
+    """A JSON file that a run wrote; unreadable: one clear error, with `fix` (e.g. "; start again") appended."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
-        raise MlalignError(f"cannot read {path} ({e}); delete the output directory and start again") from None
+        raise MlalignError(f"cannot read {path} ({e}){fix}") from None
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -48,7 +48,7 @@ def check_run_dir(output_dir: Path, settings: dict) -> str:
                 f"choose a new --output_dir or empty it"
             )
         return "new"
-    previous = _flatten(_read_run_file(run_file).get("settings", {}))
+    previous = _flatten(read_json_file(run_file, "; delete the output directory and start again").get("settings", {}))
     current = _flatten(settings)
     changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
     if changed:
