@@ -210,6 +210,13 @@ class QTConfig(SFTConfig):
             "choices": ["random", "sequential", "group_by_length", "batch_rebalance"],
         },
     )
+    cudnn_attention: bool = field(
+        default=False,
+        metadata={
+            "help": "Let PyTorch's SDPA attention use its cuDNN backend on CUDA (off by default: it builds a graph on "
+            "the host for every new batch shape; on an H100, a 7B QLoRA trained about 1.2x faster without it)."
+        },
+    )
     use_cpu: bool = field(default=not CUDA, metadata={"help": "Train on the CPU (the default without CUDA)."})
     bf16: bool | None = field(default=CUDA, metadata={"help": "bf16 mixed precision (the default on CUDA)."})
     optim: OptimizerNames | str = field(

@@ -154,7 +154,7 @@ def hold_out(qt: QTArguments, args, dataset):
 
 
 # Settings that cannot change the trained adapter: where and how often to log and save, uploads, progress bars,
-# data-loading workers, the process's own rank. The data-selection flags are left out as well: the data they
+# data-loading workers, the process's own rank, the attention backend (the same computation). The data-selection flags are left out as well: the data they
 # select is compared through its hash (and the run's languages, target and stage-I start point by name). Every
 # other setting of the run is compared before it resumes.
 RESULT_NEUTRAL = frozenset(
@@ -166,7 +166,7 @@ RESULT_NEUTRAL = frozenset(
         "save_only_model", "resume_from_checkpoint", "push_to_hub", "hub_model_id", "hub_strategy", "hub_token",
         "hub_private_repo", "hub_always_push", "hub_revision", "local_rank", "ddp_timeout", "dataloader_num_workers",
         "dataloader_pin_memory", "dataloader_persistent_workers", "dataloader_prefetch_factor",
-        "dataloader_multiprocessing_context", "dataset_num_proc", "torch_empty_cache_steps",
+        "dataloader_multiprocessing_context", "dataset_num_proc", "torch_empty_cache_steps", "cudnn_attention",
         "dataset_path", "data_dir", "qt_source", "languages", "target_language", "mixture", "examples_per_language",
         "prompt_format", "clean_pairs", "response_source", "init_from",
     }
