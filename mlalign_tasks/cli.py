@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from mlalign_trainer.choices import BuildSource, PromptFormat, QTSource
 from rich.console import Console
 
 from mlalign_tasks.analysis.protocols import PAPER_PAIRS, LensProtocol, PcaInput, Pooling
@@ -16,8 +17,9 @@ from mlalign_tasks.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP
 from mlalign_tasks.label_scoring import Scoring
 from mlalign_tasks.leaderboard.options import DEFAULT_OPTIONS as DEFAULT_BOARD
 from mlalign_tasks.leaderboard.options import BoardOptions, Correction
-from mlalign_tasks.model_loading import Dtype, Nf4Preset
+from mlalign_tasks.model_loading import Dtype, MergeDtype, Nf4Preset
 from mlalign_tasks.study import StudyConfig
+from mlalign_tasks.vocabulary import option
 
 DEMO = StudyConfig()  # the demo's settings: the defaults `mlalign run --help` shows
 
@@ -71,9 +73,7 @@ def print_table(table) -> None:
         console.width = width
 
 
-DataDirOpt = Annotated[
-    Path | None, typer.Option("--data-dir", help="Directory with the data files (else $MLALIGN_DATA_DIR).")
-]
+DataDirOpt = Annotated[Path | None, option("data folder", "Directory with the data files (else $MLALIGN_DATA_DIR).")]
 Nf4PresetOpt = Annotated[
     Nf4Preset,
     typer.Option(
@@ -106,7 +106,7 @@ LabelScoringOpt = Annotated[
 
 @app.command("tiny-model")
 def tiny_model(
-    out: Annotated[Path, typer.Option("--out", help="Directory to write the model and tokenizer to.")],
+    out: Annotated[Path, option("output folder", "Directory to write the model and tokenizer to.")],
     seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
 ) -> None:
     """Build the tiny random-weight Llama model (offline, seconds) used by tests and the demo."""
@@ -126,37 +126,37 @@ def tasks_path() -> None:
 
 @app.command("eval")
 def eval_cmd(
-    model: Annotated[str, typer.Option("--model", "-m", help="Hugging Face model id or local model directory.")],
-    tasks: Annotated[str, typer.Option("--tasks", "-t", help=TASK_SPEC_HELP)] = DEFAULT_TASKS,
-    peft: Annotated[str | None, typer.Option("--peft", help="PEFT (LoRA) adapter directory to apply.")] = None,
+    model: Annotated[str, option("model", "Hugging Face model id or local model directory.")],
+    tasks: Annotated[str, option("tasks", TASK_SPEC_HELP)] = DEFAULT_TASKS,
+    peft: Annotated[str | None, option("adapter", "PEFT (LoRA) adapter directory to apply.")] = None,
     limit: Annotated[
-        str | None, typer.Option(help="Items per task: a positive integer, a fraction in (0, 1], or 'none' (all).")
+        str | None,
+        option(
+            "items per task or language", "Items per task: a positive integer, a fraction in (0, 1], or 'none' (all)."
+        ),
     ] = None,
-    num_fewshot: Annotated[
-        int | None, typer.Option("--num-fewshot", help="Few-shot examples (MGSM/MSVAMP: <= 8).")
-    ] = None,
-    batch_size: Annotated[str, typer.Option("--batch-size", help="Batch size, or 'auto'.")] = "1",
+    num_fewshot: Annotated[int | None, option("few-shot examples", "Few-shot examples (MGSM/MSVAMP: <= 8).")] = None,
+    batch_size: Annotated[str, option("batch size", "Batch size, or 'auto'.")] = "1",
     device: Annotated[
-        str | None, typer.Option(help="Device, e.g. cuda, cuda:1, cpu (default: cuda if available).")
+        str | None, option("device", "Device, e.g. cuda, cuda:1, cpu (default: cuda if available).")
     ] = None,
     gen_kwargs: Annotated[
-        str | None, typer.Option("--gen-kwargs", help="Generation overrides, e.g. 'max_gen_toks=64'.")
+        str | None, option("generation settings", "Generation overrides, e.g. 'max_gen_toks=64'.")
     ] = None,
     output_path: Annotated[
-        Path | None, typer.Option("--output-path", help="Write lm-eval results JSON and per-sample logs here.")
+        Path | None, option("output folder", "Write lm-eval results JSON and per-sample logs here.")
     ] = None,
-    load_in_4bit: Annotated[bool, typer.Option("--load-in-4bit", help="Load the model in 4-bit NF4 (CUDA).")] = False,
+    load_in_4bit: Annotated[bool, option("4-bit base model", "Load the model in 4-bit NF4 (CUDA).")] = False,
     nf4_preset: Nf4PresetOpt = Nf4Preset.mlalign,
     include_defaults: Annotated[
         bool, typer.Option("--include-defaults", help="Also index lm-eval's built-in tasks (slower start).")
     ] = False,
-    apply_chat_template: Annotated[
-        bool, typer.Option("--apply-chat-template", help="Wrap prompts in the model's chat template.")
-    ] = False,
-    seed: Annotated[int, typer.Option(help="Random seed (python, numpy, torch; paper scoring's ties).")] = 0,
+    apply_chat_template: Annotated[bool, option("chat template", "Wrap prompts in the model's chat template.")] = False,
+    seed: Annotated[int, option("seed", "Random seed (python, numpy, torch; paper scoring's ties).")] = 0,
     label_scoring: LabelScoringOpt = Scoring.paper,
     dtype: Annotated[
-        Dtype, typer.Option(help="Weights' dtype in full precision (auto: the model config's; QAlign used bfloat16).")
+        Dtype,
+        option("weights' dtype", "Weights' dtype in full precision (auto: the model config's; QAlign used bfloat16)."),
     ] = Dtype.auto,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show lm-eval's log.")] = False,
     data_dir: DataDirOpt = None,
@@ -281,27 +281,28 @@ def data_verify(
 
 @data_app.command("build-qt")
 def data_build_qt(
-    out: Annotated[Path, typer.Option("--out", help="New directory for the dataset and its qt_build.json.")],
+    out: Annotated[Path, option("output folder", "New directory for the dataset and its qt_build.json.")],
     langs: Annotated[
-        str | None, typer.Option("--langs", help="Source languages, e.g. 'de,fr,sw' (files: the one language).")
+        str | None, option("languages", "Source languages, e.g. 'de,fr,sw' (files: the one language).")
     ] = None,
     target: Annotated[
         str, typer.Option("--target", help="Target language: en, or another of the source's (e.g. zh; files: theirs).")
     ] = "en",
     source: Annotated[
-        str, typer.Option(help="gsm8k, snli, paws, sentiment, or files (your own parallel data).")
-    ] = "gsm8k",
+        BuildSource,
+        option("question-translation source", "A built-in source, or files (your own parallel data)."),
+    ] = BuildSource.gsm8k,
     mixture: Annotated[str | None, typer.Option(help=MIXTURE_HELP)] = None,
-    n: Annotated[int | None, typer.Option("--n", help="Examples per language (default: all usable).")] = None,
+    n: Annotated[int | None, option("examples per language", "Examples per language (default: all usable).")] = None,
     seed: Annotated[int, typer.Option(help="Sampling and shuffling seed.")] = 0,
     fmt: Annotated[
-        str,
-        typer.Option(
-            "--format",
-            help="plain (question + the paper's instruction line), qalign (QAlign's instruction in the Alpaca "
+        PromptFormat,
+        option(
+            "prompt format",
+            "plain (question + the paper's instruction line), qalign (QAlign's instruction in the Alpaca "
             "template) or chat (chat template).",
         ),
-    ] = "plain",
+    ] = PromptFormat.plain,
     src_file: Annotated[Path | None, typer.Option(help="files: questions in the source language, one a line.")] = None,
     tgt_file: Annotated[Path | None, typer.Option(help="files: the English questions, line-aligned.")] = None,
     jsonl: Annotated[Path | None, typer.Option(help="files: JSON lines with source and target fields.")] = None,
@@ -319,7 +320,7 @@ def data_build_qt(
 
     check_replaceable(out, "--out")  # before the build: an existing set is never replaced, whatever its size
     build = qt_data.build_qt_dataset(
-        source, langs, n, seed=seed, fmt=fmt, data_dir=data_dir, src_file=src_file, tgt_file=tgt_file,
+        source.value, langs, n, seed=seed, fmt=fmt.value, data_dir=data_dir, src_file=src_file, tgt_file=tgt_file,
         jsonl=jsonl, source_field=source_field, target_field=target_field, clean=clean, target=target,
         mixture=mixture,
     )  # fmt: skip
@@ -366,38 +367,42 @@ def recipes(
 
 @app.command("merge")
 def merge(
-    adapter: Annotated[Path, typer.Option("--adapter", help="Adapter directory written by `mlalign train`.")],
-    out: Annotated[Path, typer.Option("--out", help="New directory for the merged full model.")],
-    base: Annotated[str | None, typer.Option(help="Base model (default: the one the adapter names).")] = None,
-    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
+    adapter: Annotated[Path, option("adapter", "Adapter directory written by `mlalign train`.")],
+    out: Annotated[Path, option("output folder", "New directory for the merged full model.")],
+    base: Annotated[
+        str | None, option("model", "Base model (default: the one the adapter names).", show_default=False)
+    ] = None,
+    dtype: Annotated[MergeDtype, option("weights' dtype", "The merged model's weights.")] = MergeDtype.float32,
 ) -> None:
     """Merge a LoRA adapter into its base model and save the full model."""
     from mlalign_trainer.merge import merge_adapter
 
-    console.print(f"merged model written to {merge_adapter(adapter, out, base=base, dtype=dtype)}")
+    console.print(f"merged model written to {merge_adapter(adapter, out, base=base, dtype=dtype.value)}")
 
 
 analyze_app = typer.Typer(
     help="Interpretability analyses: logit lens over layers, PCA of hidden states.", no_args_is_help=True
 )
 app.add_typer(analyze_app, name="analyze")
-ModelOpt = Annotated[str, typer.Option("--model", help="Hugging Face model id or local directory.")]
+ModelOpt = Annotated[str, option("model", "Hugging Face model id or local directory.")]
 PeftOpt = Annotated[
-    str | None, typer.Option("--peft", help="LoRA adapter directory: base and aligned are analysed side by side.")
+    str | None, option("adapter", "LoRA adapter directory: base and aligned are analysed side by side.")
 ]
-AnalysisOutOpt = Annotated[Path, typer.Option("--out", help="New (or earlier output) directory for JSON + plots.")]
-LimitOpt = Annotated[int | None, typer.Option(help="Number of parallel items, drawn with --seed (default: all).")]
-BatchOpt = Annotated[int, typer.Option("--batch-size", help="Prompts per forward pass.")]
-DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-DtypeOpt = Annotated[str, typer.Option(help="auto (bfloat16 on GPU, else float32), float32, bfloat16, float16.")]
-FourBitOpt = Annotated[bool, typer.Option("--load-in-4bit", help="Load the model in 4-bit NF4 (CUDA only).")]
-SeedOpt = Annotated[int, typer.Option(help="Seed of the item sample (and torch).")]
+AnalysisOutOpt = Annotated[Path, option("output folder", "New (or earlier output) directory for JSON + plots.")]
+LimitOpt = Annotated[
+    int | None, option("items per task or language", "Number of parallel items, drawn with --seed (default: all).")
+]
+BatchOpt = Annotated[int, option("batch size", "Prompts per forward pass.")]
+DeviceOpt = Annotated[str, option("device", "auto, cpu, cuda or cuda:N.")]
+DtypeOpt = Annotated[Dtype, option("weights' dtype", "auto: bfloat16 on a GPU, else float32.")]
+FourBitOpt = Annotated[bool, option("4-bit base model", "Load the model in 4-bit NF4 (CUDA only).")]
+SeedOpt = Annotated[int, option("seed", "Seed of the item sample (and torch).")]
 
 
 @analyze_app.command("logit-lens")
 def analyze_logit_lens(
     model: ModelOpt,
-    langs: Annotated[str, typer.Option(help="Comma-separated paper languages, e.g. zh,sw,de.")],
+    langs: Annotated[str, option("languages", "Comma-separated paper languages, e.g. zh,sw,de.")],
     out: AnalysisOutOpt,
     protocol: Annotated[
         LensProtocol,
@@ -414,7 +419,7 @@ def analyze_logit_lens(
     top_k: Annotated[int, typer.Option("--top-k", help="english-output: top tokens recorded per layer.")] = 5,
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
+    dtype: DtypeOpt = Dtype.auto,
     load_in_4bit: FourBitOpt = False,
     seed: SeedOpt = 0,
     data_dir: DataDirOpt = None,
@@ -436,7 +441,7 @@ def analyze_pca(
     model: ModelOpt,
     out: AnalysisOutOpt,
     langs: Annotated[
-        str, typer.Option(help="Comma-separated paper languages (English is always added).")
+        str, option("languages", "Comma-separated paper languages (English is always added).")
     ] = "en,de,fr,hi,th,sw,ms",
     peft: PeftOpt = None,
     source: Annotated[
@@ -467,7 +472,7 @@ def analyze_pca(
     limit: LimitOpt = None,
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
+    dtype: DtypeOpt = Dtype.auto,
     load_in_4bit: FourBitOpt = False,
     seed: SeedOpt = 0,
     data_dir: DataDirOpt = None,
@@ -486,7 +491,7 @@ def analyze_pca(
 @app.command("leaderboard")
 def leaderboard(
     results: Annotated[list[Path], typer.Argument(help="lm-eval output directories or results_*.json files.")],
-    out: Annotated[Path, typer.Option("--out", help="Board folder to (re)write, e.g. leaderboards/NAME.")],
+    out: Annotated[Path, option("output folder", "Board folder to (re)write, e.g. leaderboards/NAME.")],
     manifest: Annotated[
         Path | None, typer.Option(help="YAML: title, description, models (match, name, base, languages), metrics.")
     ] = None,
@@ -534,7 +539,7 @@ def leaderboard(
 @app.command("run")
 def run_cmd(
     model: Annotated[
-        str | None, typer.Option(help="Base model id or path (default: the recipe's, else the tiny model).")
+        str | None, option("model", "Base model id or path (default: the recipe's, else the tiny model).")
     ] = None,
     recipe: Annotated[
         str | None,
@@ -545,75 +550,77 @@ def run_cmd(
     ] = None,
     langs: Annotated[
         str | None,
-        typer.Option(
-            "--langs", help=f"Training languages (question translation) [default: a recipe's, else {DEMO.languages}]"
+        option(
+            "languages", f"Training languages (question translation) [default: a recipe's, else {DEMO.data.languages}]"
         ),
     ] = None,
     qt_source: Annotated[
-        str | None,
-        typer.Option(
-            "--qt-source",
-            help=f"Question translations: gsm8k, snli, paws or sentiment [default: a recipe's, else {DEMO.qt_source}]",
+        QTSource | None,
+        option(
+            "question-translation source", f"Question translations [default: a recipe's, else {DEMO.data.qt_source}]"
         ),
     ] = None,
     examples_per_language: Annotated[
         int | None,
-        typer.Option(
-            "--examples-per-language",
-            help=f"Training pairs per language, 0: all [default: tiny model {DEMO.examples_per_language}; a real "
+        option(
+            "examples per language",
+            f"Training pairs per language, 0: all [default: tiny model {DEMO.data.examples_per_language}; a real "
             "model: the recipe's, else all]",
         ),
     ] = None,
     train_flag: Annotated[
         list[str] | None, typer.Option("--train-flag", help="Extra trainer flag, e.g. '--max_steps=200' (repeat).")
     ] = None,
-    tasks: Annotated[str, typer.Option(help="Evaluation tasks (as for `mlalign eval`).")] = DEMO.eval_tasks,
+    tasks: Annotated[str, option("tasks", "Evaluation tasks (as for `mlalign eval`).")] = DEMO.evaluation.tasks,
     limit: Annotated[
         str | None,
-        typer.Option(
-            help=f"Evaluation items per task, 'none': all [default: tiny model {DEMO.eval_limit}; a real model: all]"
+        option(
+            "items per task or language",
+            f"Evaluation items per task, 'none': all [default: tiny model {DEMO.evaluation.limit}; a real model: all]",
         ),
     ] = None,
     max_gen_toks: Annotated[
         int | None,
-        typer.Option(
-            "--max-gen-toks",
-            help=f"New tokens per MGSM/MSVAMP item, 0: the task's own [default: tiny model {DEMO.max_gen_toks}; a "
+        option(
+            "new tokens per generation",
+            f"New tokens per MGSM/MSVAMP item, 0: the task's own [default: tiny model {DEMO.evaluation.max_gen_toks}; a "
             "real model: the task's own]",
         ),
     ] = None,
     batch_size: Annotated[
         str | None,
-        typer.Option(
-            "--batch-size", help=f"Evaluation batch size [default: tiny model {DEMO.batch_size}; a real model: auto]"
+        option(
+            "batch size",
+            f"Evaluation batch size [default: tiny model {DEMO.evaluation.batch_size}; a real model: auto]",
         ),
     ] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: cuda if available).")] = None,
-    load_in_4bit: Annotated[bool, typer.Option("--load-in-4bit", help="Evaluate/analyse in 4-bit NF4 (CUDA).")] = False,
+    device: Annotated[str | None, option("device", "cpu, cuda, cuda:N (default: cuda if available).")] = None,
+    load_in_4bit: Annotated[bool, option("4-bit base model", "Evaluate/analyse in 4-bit NF4 (CUDA).")] = False,
     nf4_preset: Nf4PresetOpt = Nf4Preset.mlalign,
     label_scoring: LabelScoringOpt = Scoring.paper,
     analysis_limit: Annotated[
         int | None,
         typer.Option(
             "--analysis-limit",
-            help=f"Items per language in the analyses, 0: all [default: tiny model {DEMO.analysis_limit}; a real "
+            help=f"Items per language in the analyses, 0: all [default: tiny model {DEMO.analysis.limit}; a real "
             "model: all]",
         ),
     ] = None,
-    out: Annotated[Path, typer.Option(help="Run directory (stages, resumable).")] = DEMO.out,
+    out: Annotated[Path, option("output folder", "Run directory (stages, resumable).")] = DEMO.out,
     board: Annotated[Path, typer.Option(help="Leaderboard folder to publish.")] = DEMO.board,
     seed: Annotated[
         int | None,
-        typer.Option(help=f"Seed of data sampling, training and analyses [default: a recipe's, else {DEMO.seed}]"),
+        option("seed", f"Seed of data sampling, training and analyses [default: a recipe's, else {DEMO.seed}]"),
     ] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """The whole study: data -> question-aligned training -> eval base and aligned -> leaderboard -> analyses."""
     from rich.table import Table
 
-    from mlalign_tasks.study import configure, describe_defaults, run_study
+    from mlalign_tasks.evaluate import parse_batch_size, parse_limit
+    from mlalign_tasks.study import chosen_sizes, configure, describe_defaults, run_study
 
-    sized = {  # the options whose defaults depend on the model (`configure`); given ones only, 0 / 'none': all
+    sized = {  # the options whose defaults depend on the model (`chosen_sizes`); given ones only, 0 / 'none': all
         "languages": langs,
         "qt_source": qt_source,
         "examples_per_language": examples_per_language,
@@ -625,15 +632,17 @@ def run_cmd(
     }
     given = {k: v for k, v in sized.items() if v is not None}
     given |= {k: None for k in ("examples_per_language", "max_gen_toks", "analysis_limit") if given.get(k) == 0}
-    if str(given.get("eval_limit", "")).lower() == "none":
-        given["eval_limit"] = None
+    if "eval_limit" in given:
+        given["eval_limit"] = parse_limit(given["eval_limit"])
+    if "batch_size" in given:
+        given["batch_size"] = parse_batch_size(given["batch_size"])
+    if chosen := describe_defaults(chosen_sizes(model, recipe, given)):  # said before any option is refused
+        console.print(chosen, highlight=False, soft_wrap=True)
     cfg = configure(
         model=model, recipe=recipe, **given, train_flags=train_flag or [], eval_tasks=tasks, device=device,
-        load_in_4bit=load_in_4bit, nf4_preset=nf4_preset.value, label_scoring=label_scoring.value,
+        load_in_4bit=load_in_4bit, nf4_preset=nf4_preset, label_scoring=label_scoring,
         out=out, board=board, data_dir=str(data_dir) if data_dir else None,
     )  # fmt: skip
-    if chosen := describe_defaults(cfg):
-        console.print(chosen, highlight=False, soft_wrap=True)
     try:
         results, paths = run_study(cfg, on_start=lambda st, why: console.rule(f"[bold]{st.name}[/bold] ({why})"))
     except Interrupted:

@@ -36,7 +36,7 @@ from mlalign_tasks.progress import lm_eval_bars
 from mlalign_tasks.quiet import quiet_lm_eval_git
 
 DEFAULT_TASKS = ",".join(DEFAULT_FAMILIES)
-STAGING_PREFIX = ".mlalign-eval-"  # results are written here, inside --output-path, then moved into place
+STAGING_PREFIX = ".mlalign-eval-"  # results are written here, inside --out, then moved into place
 TASK_SPEC_HELP = (
     "Comma-separated: groups (mgsm_aligned, paper_aligned), tasks (mgsm_aligned_de), or FAMILY:LANG "
     "with more languages following it, e.g. 'mgsm_aligned:de,fr,sw,paper_aligned:zh'."
@@ -362,7 +362,7 @@ def run(req: EvalRequest) -> dict[str, Any]:
         raise MlalignError(f"--dtype {req.dtype.value} applies to full precision; 4-bit compute follows --nf4-preset")
     device = resolve_device(req.device, req.load_in_4bit)
     if req.output_path is not None and req.output_path.exists() and not req.output_path.is_dir():
-        raise MlalignError(f"--output-path {req.output_path} is a file; pass a directory")
+        raise MlalignError(f"--out {req.output_path} is a file; pass a directory")
     check_model(req.model, req.adapter)
 
     from lm_eval import simple_evaluate

@@ -28,6 +28,7 @@ class Dtype(StrEnum):
 
 
 DTYPES = tuple(d.value for d in Dtype if d is not Dtype.auto)  # the explicit ones
+MergeDtype = StrEnum("MergeDtype", {name: name for name in DTYPES})  # a merged model's: an explicit one
 
 
 def torch_dtype(name: str):

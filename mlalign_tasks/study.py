@@ -14,10 +14,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mlalign_trainer import recipes, sft
-from mlalign_trainer.qt_data import SOURCES as QT_SOURCES
+from mlalign_trainer.choices import QTSource
 
 from mlalign_tasks.atomic import write_json_atomic, write_text_atomic
 from mlalign_tasks.errors import Interrupted, MlalignError
+from mlalign_tasks.label_scoring import Scoring
 from mlalign_tasks.model_loading import Nf4Preset, resolve_device
 from mlalign_tasks.model_paths import check_local, check_model_arg
 from mlalign_tasks.output_dirs import check_replaceable, exclusive
@@ -35,70 +36,183 @@ class Scale:
     """The sizes of a run where the user gives none (None: all, or the task's own)."""
 
     examples_per_language: int | None  # training pairs per language (None: every usable pair)
-    eval_limit: str | None  # evaluation items per task (None: every item)
+    eval_limit: int | float | None  # evaluation items per task (None: every item)
     max_gen_toks: int | None  # new tokens per MGSM/MSVAMP item (None: each task's own length)
     analysis_limit: int | None  # items per language in the analyses (None: every item)
-    batch_size: str  # evaluation batch size
+    batch_size: int | str  # evaluation batch size
 
 
-DEMO_SCALE = Scale(examples_per_language=32, eval_limit="8", max_gen_toks=48, analysis_limit=16, batch_size="8")
+DEMO_SCALE = Scale(examples_per_language=32, eval_limit=8, max_gen_toks=48, analysis_limit=16, batch_size=8)
 FULL_SCALE = Scale(
     examples_per_language=None, eval_limit=None, max_gen_toks=None, analysis_limit=None, batch_size="auto"
 )
 RECIPE_DATA = ("languages", "qt_source", "examples_per_language", "seed")  # what a real run takes from its recipe
 
 
-@dataclass
+@dataclass(frozen=True)
+class DataOptions:
+    """Stage `data`: the question translations stage I trains on."""
+
+    qt_source: QTSource = QTSource.gsm8k
+    languages: str = "de,zh"
+    examples_per_language: int | None = DEMO_SCALE.examples_per_language
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from mlalign_tasks.languages import parse_langs
+
+        try:
+            object.__setattr__(self, "qt_source", QTSource(self.qt_source))
+        except ValueError:
+            raise MlalignError(
+                f"--qt-source {self.qt_source!r}: choose one of {', '.join(s.value for s in QTSource)}"
+            ) from None
+        object.__setattr__(self, "languages", ",".join(parse_langs(self.languages)))
+        _check_positive("--examples-per-language", self.examples_per_language)
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """Stages `eval-base` and `eval-aligned` (the model, device and data folder are the run's)."""
+
+    tasks: str = "mgsm_aligned,msvamp_aligned,paper_aligned"
+    limit: int | float | None = DEMO_SCALE.eval_limit
+    max_gen_toks: int | None = DEMO_SCALE.max_gen_toks
+    batch_size: int | str = DEMO_SCALE.batch_size
+    load_in_4bit: bool = False
+    nf4_preset: Nf4Preset = Nf4Preset.mlalign  # 4-bit only (mlalign_tasks.model_loading)
+    label_scoring: Scoring = Scoring.paper  # the paper tasks' (mlalign_tasks.label_scoring)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from mlalign_tasks import evaluate
+        from mlalign_tasks.label_scoring import check_scoring
+
+        evaluate.parse_tasks(self.tasks)
+        evaluate.parse_limit(None if self.limit is None else str(self.limit))
+        evaluate.parse_batch_size(str(self.batch_size))
+        object.__setattr__(self, "label_scoring", check_scoring(self.label_scoring))
+        try:
+            object.__setattr__(self, "nf4_preset", Nf4Preset(self.nf4_preset))
+        except ValueError:
+            choices = ", ".join(p.value for p in Nf4Preset)
+            raise MlalignError(f"unknown --nf4-preset {self.nf4_preset!r}; choose one of {choices}") from None
+        if self.nf4_preset is not Nf4Preset.mlalign and not self.load_in_4bit:
+            raise MlalignError(f"--nf4-preset {self.nf4_preset.value} applies to 4-bit evaluation; add --load-in-4bit")
+        _check_positive("--max-gen-toks", self.max_gen_toks, "the task's own")
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """Stages `logit-lens` and `pca`."""
+
+    task: str = "sentiment"
+    limit: int | None = DEMO_SCALE.analysis_limit
+    lens_langs: str = "en,de,zh,sw,ja"
+    pca_langs: str = "en,de,fr,hi,sw"
+    load_in_4bit: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from mlalign_tasks.analysis import paper_items
+
+        _check_positive("--analysis-limit", self.limit)
+        for langs in (self.lens_langs, self.pca_langs):
+            paper_items.check_inputs(self.task, langs, self.limit)
+
+
+def _check_positive(flag: str, value: int | None, zero: str = "all") -> None:
+    """A size the command line gives as a number >= 0, where 0 means `zero` (None here)."""
+    if value is not None and value < 1:
+        raise MlalignError(f"{flag} {value} must be >= 0 (0: {zero})")
+
+
+@dataclass(frozen=True)
 class StudyConfig:
-    """What `mlalign run` does; the defaults are the embedded demo (`configure` picks them by the model)."""
+    """What `mlalign run` does, built and checked once; the defaults are the embedded demo (`configure` picks the
+    sizes by the model)."""
 
     model: str | None = None  # None: the recipe's model_name_or_path, or the tiny model without a recipe
     recipe: str | None = None
-    languages: str = "de,zh"
-    qt_source: str = "gsm8k"
-    examples_per_language: int | None = DEMO_SCALE.examples_per_language
-    train_flags: list[str] = field(default_factory=list)
-    eval_tasks: str = "mgsm_aligned,msvamp_aligned,paper_aligned"
-    eval_limit: str | None = DEMO_SCALE.eval_limit
-    max_gen_toks: int | None = DEMO_SCALE.max_gen_toks
-    batch_size: str = DEMO_SCALE.batch_size
+    data: DataOptions = DataOptions()
+    evaluation: EvalOptions = EvalOptions()
+    analysis: AnalysisOptions = AnalysisOptions()
+    train_flags: tuple[str, ...] = ()
     device: str | None = None
-    load_in_4bit: bool = False
-    nf4_preset: str = "mlalign"  # evaluation in 4-bit: mlalign or paper (mlalign_tasks.model_loading)
-    label_scoring: str = "paper"  # paper tasks: paper, first-token or label (mlalign_tasks.label_scoring)
-    analysis_task: str = "sentiment"
-    lens_langs: str = "en,de,zh,sw,ja"
-    pca_langs: str = "en,de,fr,hi,sw"
-    analysis_limit: int | None = DEMO_SCALE.analysis_limit
     out: Path = Path("runs/demo")
     board: Path = Path("leaderboards/demo")
-    seed: int = 0
     data_dir: str | None = None
-    defaulted: dict[str, str] = field(default_factory=dict)  # option -> where its value came from (not given)
+    defaulted: dict[str, tuple[object, str]] = field(default_factory=dict)  # option -> (value, where it came from)
+
+    @property
+    def seed(self) -> int:
+        """The run's seed (data sampling, training, evaluation, analyses)."""
+        return self.data.seed
 
 
-def configure(model: str | None = None, recipe: str | None = None, **given) -> StudyConfig:
-    """The run's configuration: the options the user gave, the others at the run's scale.
+def chosen_sizes(model: str | None, recipe: str | None, given: dict[str, object]) -> dict[str, tuple[object, str]]:
+    """The sizes the run picks itself (option -> (value, where it came from)), for the options not in `given`.
 
     On the tiny model the demo's small sizes; on a real model or recipe the full test sets, each task's own
     generation length, every analysis item, batch size auto, and the recipe's training data (languages, source,
-    examples per language) or, without a recipe, every usable pair. `defaulted` records what was chosen here.
+    examples per language, seed) or, without a recipe, every usable pair.
     """
-    probe = StudyConfig(model=model, recipe=recipe)
-    tiny = is_tiny(probe)
+    tiny = is_tiny(StudyConfig(model=model, recipe=recipe))
     why = "the demo's" if tiny else "full size"
     chosen = {name: (value, why) for name, value in asdict(DEMO_SCALE if tiny else FULL_SCALE).items()}
     if not tiny and recipe is not None:
-        path, values = _recipe(probe)
-        values = recipes.stage_flags(values, "question", path)  # a two-stage recipe's data: its first stage's
+        path = recipes.recipe_path(recipe)
+        values = recipes.stage_flags(recipes.read_recipe(path), "question", path)  # a two-stage recipe: stage I's
         chosen |= {name: (values[name], f"recipe {recipe}") for name in RECIPE_DATA if name in values}
-    chosen = {name: pair for name, pair in chosen.items() if name not in given}
+    return {name: pair for name, pair in chosen.items() if name not in given}
+
+
+def configure(
+    model: str | None = None,
+    recipe: str | None = None,
+    *,
+    eval_tasks: str = EvalOptions.tasks,
+    load_in_4bit: bool = False,
+    nf4_preset: Nf4Preset = Nf4Preset.mlalign,
+    label_scoring: Scoring = Scoring.paper,
+    analysis_task: str = AnalysisOptions.task,
+    train_flags: tuple[str, ...] | list[str] = (),
+    device: str | None = None,
+    out: Path = StudyConfig.out,
+    board: Path = StudyConfig.board,
+    data_dir: str | None = None,
+    **sized: object,
+) -> StudyConfig:
+    """The run's configuration, checked: the options given, and the sizes (`Scale`'s fields, languages, qt_source,
+    seed) not given at the run's scale (`chosen_sizes`)."""
+    known = {*asdict(DEMO_SCALE), *RECIPE_DATA}
+    if unknown := set(sized) - known:
+        raise TypeError(f"configure: unknown option(s) {sorted(unknown)}")
+    chosen = chosen_sizes(model, recipe, sized)
+    v = {"languages": DataOptions.languages, "qt_source": DataOptions.qt_source, "seed": DataOptions.seed}
+    v |= {name: value for name, (value, _) in chosen.items()} | sized
+    seed = v["seed"]
     return StudyConfig(
         model=model,
         recipe=recipe,
-        **given,
-        **{name: value for name, (value, _) in chosen.items()},
-        defaulted={name: source for name, (_, source) in chosen.items()},
+        data=DataOptions(v["qt_source"], v["languages"], v["examples_per_language"], seed),
+        evaluation=EvalOptions(
+            eval_tasks,
+            v["eval_limit"],
+            v["max_gen_toks"],
+            v["batch_size"],
+            load_in_4bit,
+            nf4_preset,
+            label_scoring,
+            seed,
+        ),  # fmt: skip
+        analysis=AnalysisOptions(analysis_task, v["analysis_limit"], load_in_4bit=load_in_4bit, seed=seed),
+        train_flags=tuple(train_flags),
+        device=device,
+        out=Path(out),
+        board=Path(board),
+        data_dir=data_dir,
+        defaulted=chosen,
     )
 
 
@@ -115,11 +229,11 @@ _DESCRIBED = {
 }
 
 
-def describe_defaults(cfg: StudyConfig) -> str | None:
-    """One line naming each value the run chose itself, where it came from and the flag that changes it."""
+def describe_defaults(chosen: dict[str, tuple[object, str]]) -> str | None:
+    """One line naming each value the run chose itself (`chosen_sizes`), where it came from and the flag that
+    changes it."""
     parts = [
-        f"{_DESCRIBED[name][1](getattr(cfg, name))} ({source}; {_DESCRIBED[name][0]})"
-        for name, source in cfg.defaulted.items()
+        f"{_DESCRIBED[name][1](value)} ({source}; {_DESCRIBED[name][0]})" for name, (value, source) in chosen.items()
     ]
     return "chosen for this run: " + ", ".join(parts) if parts else None
 
@@ -154,32 +268,12 @@ def is_tiny(cfg: StudyConfig) -> bool:
 
 
 def check_config(cfg: StudyConfig) -> None:
-    """Check every option before the first stage runs, so that no bad flag surfaces after hours of training."""
-    from mlalign_tasks import data, evaluate, label_scoring
-    from mlalign_tasks.analysis import paper_items
-    from mlalign_tasks.languages import parse_langs
+    """Check what the options cannot check alone (device, data and output folders) before the first stage runs,
+    so that no bad flag surfaces after hours of training."""
+    from mlalign_tasks import data
     from mlalign_tasks.leaderboard.render import check_board_folder
 
-    parse_langs(cfg.languages)
-    if cfg.qt_source not in QT_SOURCES:
-        raise MlalignError(f"--qt-source {cfg.qt_source!r}: choose one of {', '.join(QT_SOURCES)}")
-    evaluate.parse_tasks(cfg.eval_tasks)
-    evaluate.parse_limit(cfg.eval_limit)
-    evaluate.parse_batch_size(cfg.batch_size)
-    resolve_device(cfg.device, cfg.load_in_4bit)
-    label_scoring.check_scoring(cfg.label_scoring)
-    if cfg.nf4_preset not in {p.value for p in Nf4Preset}:
-        raise MlalignError(
-            f"unknown --nf4-preset {cfg.nf4_preset!r}; choose one of {', '.join(p.value for p in Nf4Preset)}"
-        )
-    if cfg.nf4_preset != Nf4Preset.mlalign.value and not cfg.load_in_4bit:
-        raise MlalignError(f"--nf4-preset {cfg.nf4_preset} applies to 4-bit evaluation; add --load-in-4bit")
-    if cfg.max_gen_toks is not None and cfg.max_gen_toks < 0:
-        raise MlalignError(f"--max-gen-toks {cfg.max_gen_toks} must be >= 0 (0: the task's default)")
-    if cfg.analysis_limit is not None and cfg.analysis_limit < 1:
-        raise MlalignError(f"--analysis-limit {cfg.analysis_limit} must be >= 0 (0: all items)")
-    for langs in (cfg.lens_langs, cfg.pca_langs):
-        paper_items.check_inputs(cfg.analysis_task, langs, cfg.analysis_limit)
+    resolve_device(cfg.device, cfg.evaluation.load_in_4bit)
     data.explicit_dir(cfg.data_dir)  # a --data-dir or MLALIGN_DATA_DIR that is not a folder
     for flag, path in (("--out", cfg.out), ("--board", cfg.board)):
         if any(p.exists() and not p.is_dir() for p in (path, *path.parents)):
@@ -248,13 +342,13 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
         from mlalign_trainer.qt_data import build_qt_dataset, save_build
 
         build = build_qt_dataset(
-            cfg.qt_source, cfg.languages, cfg.examples_per_language, seed=cfg.seed, data_dir=cfg.data_dir,
+            d.qt_source, d.languages, d.examples_per_language, seed=d.seed, data_dir=cfg.data_dir,
             fmt=question.prompt_format, clean=question.clean_pairs, target=question.target_language,
         )  # fmt: skip
         save_build(build, o)
 
-    data_cfg = {k: getattr(cfg, k) for k in ("qt_source", "languages", "examples_per_language", "seed")}
-    data_cfg |= {k: getattr(question, k) for k in ("prompt_format", "clean_pairs", "target_language")}
+    d = cfg.data  # with the trainer's settings that shape the data (a recipe's prompt format, cleaning, target)
+    data_cfg = asdict(d) | {k: getattr(question, k) for k in ("prompt_format", "clean_pairs", "target_language")}
     stages.append(Stage("data", data_cfg, build_data))
 
     # The trainer's own defaults are part of the configuration: changing one (in a new release) retrains.
@@ -282,19 +376,8 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
         response = sft.parse_args([*response_flags, "--output_dir", str(out / "train-response")])[0]
         stages.append(train_stage("train-response", response_flags, ("train",)))
 
-    eval_cfg = {
-        k: getattr(cfg, k)
-        for k in (
-            "eval_tasks",
-            "eval_limit",
-            "max_gen_toks",
-            "batch_size",
-            "load_in_4bit",
-            "nf4_preset",
-            "label_scoring",
-            "seed",
-        )  # fmt: skip
-    }
+    e = cfg.evaluation
+    eval_cfg = asdict(e)
 
     def evaluate_stage(peft: Path | None):
         def run(o: Path, w: Path) -> None:
@@ -304,18 +387,18 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
             evaluate.run(
                 evaluate.EvalRequest(
                     model=model,
-                    tasks=evaluate.parse_tasks(cfg.eval_tasks),
+                    tasks=evaluate.parse_tasks(e.tasks),
                     adapter=str(peft) if peft else None,
-                    limit=evaluate.parse_limit(cfg.eval_limit),
-                    batch_size=evaluate.parse_batch_size(cfg.batch_size),
+                    limit=e.limit,
+                    batch_size=e.batch_size,
                     device=cfg.device,
-                    gen_kwargs={"max_gen_toks": cfg.max_gen_toks} if cfg.max_gen_toks else None,
+                    gen_kwargs={"max_gen_toks": e.max_gen_toks} if e.max_gen_toks else None,
                     output_path=o,
-                    load_in_4bit=cfg.load_in_4bit,
-                    nf4_preset=Nf4Preset(cfg.nf4_preset),
+                    load_in_4bit=e.load_in_4bit,
+                    nf4_preset=e.nf4_preset,
                     data_dir=cfg.data_dir,
-                    seed=cfg.seed,
-                    label_scoring=cfg.label_scoring,
+                    seed=e.seed,
+                    label_scoring=e.label_scoring,
                 )
             )
 
@@ -343,26 +426,27 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     stages.append(Stage("leaderboard", board_cfg, leaderboard, deps=("eval-base", "eval-aligned")))
     paths["leaderboard"] = cfg.board
 
-    analysis_cfg = {k: getattr(cfg, k) for k in ("analysis_task", "analysis_limit", "load_in_4bit", "seed")}
+    a = cfg.analysis
+    analysis_cfg = {k: v for k, v in asdict(a).items() if k not in ("lens_langs", "pca_langs")}  # the shared ones
 
     def lens(o: Path, w: Path) -> None:
         from mlalign_tasks.analysis.logit_lens import run_logit_lens
 
         run_logit_lens(
-            model, cfg.analysis_task, cfg.lens_langs, o, peft=adapter, limit=cfg.analysis_limit,
-            device=cfg.device or "auto", load_in_4bit=cfg.load_in_4bit, seed=cfg.seed, data_dir=cfg.data_dir,
+            model, a.task, a.lens_langs, o, peft=adapter, limit=a.limit, device=cfg.device or "auto",
+            load_in_4bit=a.load_in_4bit, seed=a.seed, data_dir=cfg.data_dir,
         )  # fmt: skip
 
     def pca(o: Path, w: Path) -> None:
         from mlalign_tasks.analysis.pca import run_pca
 
         run_pca(
-            model, cfg.pca_langs, o, peft=adapter, task=cfg.analysis_task, limit=cfg.analysis_limit,
-            device=cfg.device or "auto", load_in_4bit=cfg.load_in_4bit, seed=cfg.seed, data_dir=cfg.data_dir,
+            model, a.pca_langs, o, peft=adapter, task=a.task, limit=a.limit, device=cfg.device or "auto",
+            load_in_4bit=a.load_in_4bit, seed=a.seed, data_dir=cfg.data_dir,
         )  # fmt: skip
 
-    stages.append(Stage("logit-lens", {**analysis_cfg, "langs": cfg.lens_langs}, lens, deps=(last_train,)))
-    stages.append(Stage("pca", {**analysis_cfg, "langs": cfg.pca_langs}, pca, deps=(last_train,)))
+    stages.append(Stage("logit-lens", {**analysis_cfg, "langs": a.lens_langs}, lens, deps=(last_train,)))
+    stages.append(Stage("pca", {**analysis_cfg, "langs": a.pca_langs}, pca, deps=(last_train,)))
     paths["logit-lens"], paths["pca"] = out / "logit-lens", out / "pca"
     return stages, paths
 
@@ -373,10 +457,10 @@ def board_manifest(cfg: StudyConfig, model: str, adapter: Path, response_source:
     title = "mlalign demo: tiny random-weight model" if tiny else f"{model}: base vs question-aligned"
     description = (
         f"Base: the tiny model; aligned: a LoRA adapter trained by `mlalign run` for a few CPU steps on "
-        f"{cfg.languages} question translation ({cfg.qt_source})"
+        f"{cfg.data.languages} question translation ({cfg.data.qt_source})"
         if tiny
-        else f"Base model {model} and its question-aligned LoRA adapter, trained on {cfg.languages} "
-        f"question translation ({cfg.qt_source})"
+        else f"Base model {model} and its question-aligned LoRA adapter, trained on {cfg.data.languages} "
+        f"question translation ({cfg.data.qt_source})"
     )
     stage_two = (
         f", then on English question-answer pairs ({response_source}), QAlign's two stages" if response_source else ""

@@ -357,7 +357,6 @@ def test_tasks_path(monkeypatch, capsys) -> None:
         (["--recipe", "cpu_ddp"], "is an accelerate config, not a trainer recipe"),
         (["--data-dir", "nodata"], "--data-dir nodata is not a directory"),
         (["--train-flag=--bogus_flag=1"], "bad training arguments"),
-        (["--qt-source", "nope"], "--qt-source 'nope'"),
         (["--device", "tpu"], "unknown device 'tpu'"),
         (["--nf4-preset", "paper"], "--nf4-preset paper applies to 4-bit evaluation; add --load-in-4bit"),
         (["--board", "mine"], "--board mine (a folder) exists and is not empty and not a leaderboard; refusing"),
@@ -395,23 +394,20 @@ def test_a_real_model_gets_full_size_defaults_and_the_recipes_data(monkeypatch, 
     from mlalign_tasks.study import DEMO_SCALE, configure, describe_defaults
 
     demo = configure()
-    assert (demo.eval_limit, demo.max_gen_toks, demo.examples_per_language) == ("8", 48, 32) == (
+    assert (demo.evaluation.limit, demo.evaluation.max_gen_toks, demo.data.examples_per_language) == (8, 48, 32) == (
         DEMO_SCALE.eval_limit, DEMO_SCALE.max_gen_toks, DEMO_SCALE.examples_per_language,
     )  # fmt: skip
-    assert set(demo.defaulted.values()) == {"the demo's"}
+    assert {source for _, source in demo.defaulted.values()} == {"the demo's"}
     real = configure(recipe="qwen2.5-1.5b-12gb")
-    assert (real.eval_limit, real.max_gen_toks, real.analysis_limit, real.batch_size) == (None, None, None, "auto")
-    assert (real.languages, real.examples_per_language) == ("de,es,fr,ja,ru,sw,zh", 1000)
-    line = describe_defaults(real)
+    e, a = real.evaluation, real.analysis
+    assert (e.limit, e.max_gen_toks, a.limit, e.batch_size) == (None, None, None, "auto")
+    assert (real.data.languages, real.data.examples_per_language) == ("de,es,fr,ja,ru,sw,zh", 1000)
+    line = describe_defaults(real.defaulted)
     assert "all evaluation items per task (full size; --limit)" in line
     assert "1000 training pairs per language (recipe qwen2.5-1.5b-12gb; --examples-per-language)" in line
-    asked = configure(model="Qwen/Qwen2.5-1.5B", eval_limit="8", max_gen_toks=None, languages="sw")
-    assert (asked.eval_limit, asked.max_gen_toks, asked.languages, asked.examples_per_language) == (
-        "8",
-        None,
-        "sw",
-        None,
-    )
+    asked = configure(model="Qwen/Qwen2.5-1.5B", eval_limit=8, max_gen_toks=None, languages="sw")
+    assert (asked.evaluation.limit, asked.evaluation.max_gen_toks, asked.data.languages) == (8, None, "sw")
+    assert asked.data.examples_per_language is None
     assert not {"eval_limit", "max_gen_toks", "languages"} & set(asked.defaulted)
     # `mlalign run --model DIR` says what it chose before anything runs (here a refused option stops it).
     code, out, err = run_cli(
@@ -545,7 +541,7 @@ def test_one_seed_default_across_commands() -> None:
     assert sft.parse_args(["--model_name_or_path", "m", "--output_dir", "o"])[1].seed == 0
     assert configure().seed == 0 and configure(model="m").seed == 0
     recipe = configure(model="m", recipe="qalign")
-    assert recipe.seed == 1234 and recipe.defaulted["seed"] == "recipe qalign"
+    assert recipe.seed == 1234 and recipe.defaulted["seed"] == (1234, "recipe qalign")
     assert configure(model="m", recipe="qalign", seed=0).seed == 0
 
 

@@ -18,6 +18,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import torch
+from mlalign_trainer.choices import Overlong, PromptFormat, QTSource, ResponseSource, Stage
 from transformers.trainer_utils import SchedulerType
 from transformers.training_args import OptimizerNames
 from trl import ModelConfig, SFTConfig
@@ -25,44 +26,6 @@ from trl import ModelConfig, SFTConfig
 from mlalign_tasks.languages import check_lang
 
 CUDA = torch.cuda.is_available()
-
-
-class Stage(enum.StrEnum):
-    """What a run trains on."""
-
-    question = "question"  # question translation (the paper's training; QAlign's stage I)
-    response = "response"  # English question-answer pairs, continuing a stage-I model (QAlign's stage II)
-
-
-class PromptFormat(enum.StrEnum):
-    """How an example is written (see `mlalign_trainer.prompts`)."""
-
-    plain = "plain"  # the question, then the paper's instruction line: "{question}\nTranslate the input from German to English:\n"
-    qalign = "qalign"  # QAlign: the instruction in the Alpaca no-input template
-    chat = "chat"  # the model's chat template around the plain text (stage I) or the question (stage II)
-
-
-class Overlong(enum.StrEnum):
-    """What happens to a sequence longer than ``max_length``."""
-
-    drop = "drop"  # mlalign's default: every trained example keeps its EOS
-    truncate = "truncate"  # both papers' code: the end is cut off
-
-
-class QTSource(enum.StrEnum):
-    """Built-in question-translation sources (`mlalign_trainer.qt_data`)."""
-
-    gsm8k = "gsm8k"  # QAlign's GSM8K question translations
-    snli = "snli"  # the paper's task items, translated
-    paws = "paws"
-    sentiment = "sentiment"  # Amazon polarity
-
-
-class ResponseSource(enum.StrEnum):
-    """Stage-II data (`mlalign_trainer.response_data`)."""
-
-    gsm8k = "gsm8k"  # the pinned GSM8K training set (offline)
-    metamathqa = "metamathqa"  # the hub dataset meta-math/MetaMathQA (QAlign's)
 
 
 @dataclass
@@ -91,7 +54,9 @@ class QTArguments:
         },
     )
     qt_source: QTSource = field(default=QTSource.gsm8k, metadata={"help": "Built-in question-translation source."})
-    languages: str | None = field(default=None, metadata={"help": "Languages to train on, e.g. 'de,fr,sw'."})
+    languages: str | None = field(
+        default=None, metadata={"aliases": ["--langs"], "help": "Languages to train on, e.g. 'de,fr,sw'."}
+    )
     mixture: str | None = field(
         default=None,
         metadata={
@@ -210,6 +175,10 @@ class QTConfig(SFTConfig):
             "choices": ["random", "sequential", "group_by_length", "batch_rebalance"],
         },
     )
+    output_dir: str | None = field(
+        default=None,
+        metadata={"aliases": ["--out"], "help": "Where the checkpoints, the adapter and its metadata are written."},
+    )
     cudnn_attention: bool = field(
         default=False,
         metadata={
@@ -229,6 +198,9 @@ class QTConfig(SFTConfig):
 class QTModelConfig(ModelConfig):
     """TRL's ``ModelConfig`` with mlalign's defaults: LoRA on q_proj,v_proj; on CUDA a 4-bit NF4 base (QLoRA)."""
 
+    model_name_or_path: str | None = field(
+        default=None, metadata={"aliases": ["--model", "-m"], "help": "The base model: a hub id or a local folder."}
+    )
     dtype: str | None = field(
         default="bfloat16" if CUDA else "float32",
         metadata={"help": "dtype of the base model's weights.", "choices": ["auto", "bfloat16", "float16", "float32"]},

@@ -17,7 +17,7 @@ def merge_adapter(adapter: str | Path, out: str | Path, base: str | None = None,
     """Load `base` (default: the adapter's base model) unquantised, apply the adapter, merge, save to `out`."""
     from transformers import AutoTokenizer
 
-    check_local(str(adapter), "--adapter", ADAPTER_FILE)
+    check_local(str(adapter), "--peft", ADAPTER_FILE)
     adapter, out = Path(adapter), Path(out)
     config_file = adapter / ADAPTER_FILE
     weights = torch_dtype(dtype)
