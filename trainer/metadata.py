@@ -10,6 +10,7 @@ from pathlib import Path
 from mlalign_tasks.artefacts import METADATA_FILE, RUN_FILE
 from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.output_dirs import check_replaceable
 from mlalign_tasks.versions import package_versions
 
 _VERSIONED = ("mlalign", "torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "datasets")
@@ -39,14 +40,11 @@ def check_run_dir(output_dir: Path, settings: dict) -> str:
     Raises MlalignError when the directory holds something else, or a run with other settings.
     """
     run_file = output_dir / RUN_FILE
-    if not run_file.is_file():
-        if output_dir.exists() and (
-            not output_dir.is_dir() or any(p for p in output_dir.iterdir() if not p.name.startswith("."))
-        ):
-            raise MlalignError(
-                f"output directory {output_dir} is not empty and holds no mlalign training run; "
-                f"choose a new --output_dir or empty it"
-            )
+    if not run_file.is_file():  # output_dirs' one rule: absent, empty, or a run (holding RUN_FILE)
+        check_replaceable(
+            output_dir, "--output_dir", kind="an mlalign training run (it holds no mlalign training run)",
+            fix="choose a new --output_dir or empty it",
+        )  # fmt: skip
         return "new"
     previous = _flatten(read_json_file(run_file, "; delete the output directory and start again").get("settings", {}))
     current = _flatten(settings)
