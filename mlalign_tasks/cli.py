@@ -11,7 +11,7 @@ import typer
 from mlalign_trainer.choices import BuildSource, PromptFormat, QTSource
 from rich.console import Console
 
-from mlalign_tasks.analysis.protocols import PAPER_PAIRS, LensProtocol, PcaInput, Pooling
+from mlalign_tasks.analysis.protocols import PAPER_PAIRS, LensProtocol, PaperTask, PcaInput, Pooling
 from mlalign_tasks.errors import Interrupted, MlalignError
 from mlalign_tasks.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP
 from mlalign_tasks.label_scoring import Scoring
@@ -411,8 +411,8 @@ def analyze_logit_lens(
             "entropy in bits); 'english-output': mlalign's lens on the English-output prompts of any paper task."
         ),
     ] = LensProtocol.paper,
-    task: Annotated[str, typer.Option(help="Paper task: sentiment, snli or paws (paper protocol: sentiment).")] = (
-        "sentiment"
+    task: Annotated[PaperTask, typer.Option(help="Paper task (the paper's protocol: sentiment).")] = (
+        PaperTask.sentiment
     ),
     peft: PeftOpt = None,
     limit: LimitOpt = None,
@@ -428,7 +428,7 @@ def analyze_logit_lens(
     from mlalign_tasks.analysis.logit_lens import run_logit_lens
 
     result = run_logit_lens(
-        model, task, langs, out, peft=peft, limit=limit, batch_size=batch_size, device=device, dtype=dtype,
+        model, task.value, langs, out, peft=peft, limit=limit, batch_size=batch_size, device=device, dtype=dtype,
         load_in_4bit=load_in_4bit, seed=seed, top_k=top_k, data_dir=data_dir, protocol=protocol,
     )  # fmt: skip
     for note in result["notes"]:
@@ -465,7 +465,9 @@ def analyze_pca(
             f"{', '.join(PAPER_PAIRS)} among --langs)."
         ),
     ] = None,
-    task: Annotated[str, typer.Option(help="sentiment; with --input sentence also snli or paws.")] = "sentiment",
+    task: Annotated[
+        PaperTask, typer.Option(help="Paper task: sentiment; with --input sentence also snli or paws.")
+    ] = PaperTask.sentiment,
     layers: Annotated[
         str | None, typer.Option(help="Layers, e.g. '0,8,-1' or '4-8' (default: L/4, L/2, 3L/4, L).")
     ] = None,
@@ -481,7 +483,7 @@ def analyze_pca(
     from mlalign_tasks.analysis.pca import run_pca
 
     run_pca(
-        model, langs, out, peft=peft, task=task, layers=layers, limit=limit, batch_size=batch_size, device=device,
+        model, langs, out, peft=peft, task=task.value, layers=layers, limit=limit, batch_size=batch_size, device=device,
         dtype=dtype, load_in_4bit=load_in_4bit, seed=seed, data_dir=data_dir, source=source, pooling=pooling,
         pairs=pairs,
     )  # fmt: skip

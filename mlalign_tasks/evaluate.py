@@ -261,7 +261,7 @@ def check_model(model: str, adapter: str | None) -> None:
 # ----------------------------------------------------------------------------- running
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalRequest:
     """Everything `mlalign eval` needs, already parsed."""
 

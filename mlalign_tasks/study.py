@@ -16,6 +16,7 @@ from pathlib import Path
 from mlalign_trainer import recipes, sft
 from mlalign_trainer.choices import QTSource
 
+from mlalign_tasks.analysis.protocols import PaperTask
 from mlalign_tasks.atomic import write_json_atomic, write_text_atomic
 from mlalign_tasks.errors import Interrupted, MlalignError
 from mlalign_tasks.label_scoring import Scoring
@@ -106,7 +107,7 @@ class EvalOptions:
 class AnalysisOptions:
     """Stages `logit-lens` and `pca`."""
 
-    task: str = "sentiment"
+    task: PaperTask = PaperTask.sentiment
     limit: int | None = DEMO_SCALE.analysis_limit
     lens_langs: str = "en,de,zh,sw,ja"
     pca_langs: str = "en,de,fr,hi,sw"
@@ -114,8 +115,10 @@ class AnalysisOptions:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        from mlalign_tasks import paper_prompts
         from mlalign_tasks.analysis import paper_items
 
+        object.__setattr__(self, "task", PaperTask(paper_prompts.check_task(self.task)))
         _check_positive("--analysis-limit", self.limit)
         for langs in (self.lens_langs, self.pca_langs):
             paper_items.check_inputs(self.task, langs, self.limit)
@@ -175,7 +178,7 @@ def configure(
     load_in_4bit: bool = False,
     nf4_preset: Nf4Preset = Nf4Preset.mlalign,
     label_scoring: Scoring = Scoring.paper,
-    analysis_task: str = AnalysisOptions.task,
+    analysis_task: PaperTask = AnalysisOptions.task,
     train_flags: tuple[str, ...] | list[str] = (),
     device: str | None = None,
     out: Path = StudyConfig.out,
@@ -433,7 +436,7 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
         from mlalign_tasks.analysis.logit_lens import run_logit_lens
 
         run_logit_lens(
-            model, a.task, a.lens_langs, o, peft=adapter, limit=a.limit, device=cfg.device or "auto",
+            model, a.task.value, a.lens_langs, o, peft=adapter, limit=a.limit, device=cfg.device or "auto",
             load_in_4bit=a.load_in_4bit, seed=a.seed, data_dir=cfg.data_dir,
         )  # fmt: skip
 
@@ -441,7 +444,7 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
         from mlalign_tasks.analysis.pca import run_pca
 
         run_pca(
-            model, a.pca_langs, o, peft=adapter, task=a.task, limit=a.limit, device=cfg.device or "auto",
+            model, a.pca_langs, o, peft=adapter, task=a.task.value, limit=a.limit, device=cfg.device or "auto",
             load_in_4bit=a.load_in_4bit, seed=a.seed, data_dir=cfg.data_dir,
         )  # fmt: skip
 

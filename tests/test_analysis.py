@@ -283,7 +283,6 @@ def no_norm_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
     ("args", "message"),
     [
         (["logit-lens", "--task", "snli", "--langs", "de,xx"], "unknown language code 'xx'"),
-        (["logit-lens", "--task", "nli", "--langs", "de"], "unknown paper task 'nli'"),
         (["logit-lens", "--langs", "de", "--load-in-4bit", "--device", "cpu"], "needs a CUDA GPU"),
         (["logit-lens", "--task", "snli", "--langs", "de"], "runs on the sentiment task"),
         (["logit-lens", "--task", "snli", "--langs", "de", "--limit", "0"], "--limit must be a positive"),

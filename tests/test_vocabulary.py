@@ -87,6 +87,7 @@ def test_readme_table_is_the_vocabulary() -> None:
         (["data", "build-qt", "--out", "o", "--prompt-format", "alpaca"], "alpaca"),
         (["run", "--qt-source", "wiki"], "wiki"),
         (["analyze", "pca", "--model", "M", "--out", "o", "--dtype", "fp8"], "fp8"),
+        (["analyze", "logit-lens", "--model", "M", "--langs", "de", "--out", "o", "--task", "xnli"], "xnli"),
     ],
 )
 def test_choices_are_refused_before_anything_runs(argv: list[str], bad: str) -> None:

@@ -24,6 +24,7 @@ from transformers.training_args import OptimizerNames
 from trl import ModelConfig, SFTConfig
 
 from mlalign_tasks.languages import check_lang
+from mlalign_tasks.model_loading import Dtype
 
 CUDA = torch.cuda.is_available()
 
@@ -203,7 +204,7 @@ class QTModelConfig(ModelConfig):
     )
     dtype: str | None = field(
         default="bfloat16" if CUDA else "float32",
-        metadata={"help": "dtype of the base model's weights.", "choices": ["auto", "bfloat16", "float16", "float32"]},
+        metadata={"help": "dtype of the base model's weights.", "choices": [d.value for d in Dtype]},
     )
     use_peft: bool = field(default=True, metadata={"help": "Train a LoRA adapter (false: the full model)."})
     lora_target_modules: list[str] | None = field(

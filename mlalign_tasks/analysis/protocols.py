@@ -5,6 +5,14 @@ from __future__ import annotations
 from enum import StrEnum
 
 
+class PaperTask(StrEnum):
+    """The paper task an analysis reads its items and prompts from (mlalign_tasks.paper_prompts.PAPER_TASKS)."""
+
+    sentiment = "sentiment"
+    snli = "snli"
+    paws = "paws"
+
+
 class LensProtocol(StrEnum):
     """Which logit lens runs (mlalign_tasks.analysis.logit_lens)."""
 
