@@ -553,20 +553,21 @@ def run_cmd(
     langs: Annotated[
         str | None,
         option(
-            "languages", f"Training languages (question translation) [default: a recipe's, else {DEMO.data.languages}]"
+            "languages",
+            f"Training languages (question translation) \\[default: a recipe's, else {DEMO.data.languages}]",
         ),
     ] = None,
     qt_source: Annotated[
         QTSource | None,
         option(
-            "question-translation source", f"Question translations [default: a recipe's, else {DEMO.data.qt_source}]"
+            "question-translation source", f"Question translations \\[default: a recipe's, else {DEMO.data.qt_source}]"
         ),
     ] = None,
     examples_per_language: Annotated[
         int | None,
         option(
             "examples per language",
-            f"Training pairs per language, 0: all [default: tiny model {DEMO.data.examples_per_language}; a real "
+            f"Training pairs per language, 0: all \\[default: tiny model {DEMO.data.examples_per_language}; a real "
             "model: the recipe's, else all]",
         ),
     ] = None,
@@ -578,14 +579,14 @@ def run_cmd(
         str | None,
         option(
             "items per task or language",
-            f"Evaluation items per task, 'none': all [default: tiny model {DEMO.evaluation.limit}; a real model: all]",
+            f"Evaluation items per task, 'none': all \\[default: tiny model {DEMO.evaluation.limit}; a real model: all]",
         ),
     ] = None,
     max_gen_toks: Annotated[
         int | None,
         option(
             "new tokens per generation",
-            f"New tokens per MGSM/MSVAMP item, 0: the task's own [default: tiny model {DEMO.evaluation.max_gen_toks}; a "
+            f"New tokens per MGSM/MSVAMP item, 0: the task's own \\[default: tiny model {DEMO.evaluation.max_gen_toks}; a "
             "real model: the task's own]",
         ),
     ] = None,
@@ -593,7 +594,7 @@ def run_cmd(
         str | None,
         option(
             "batch size",
-            f"Evaluation batch size [default: tiny model {DEMO.evaluation.batch_size}; a real model: auto]",
+            f"Evaluation batch size \\[default: tiny model {DEMO.evaluation.batch_size}; a real model: auto]",
         ),
     ] = None,
     device: Annotated[str | None, option("device", "cpu, cuda, cuda:N (default: cuda if available).")] = None,
@@ -604,7 +605,7 @@ def run_cmd(
         int | None,
         typer.Option(
             "--analysis-limit",
-            help=f"Items per language in the analyses, 0: all [default: tiny model {DEMO.analysis.limit}; a real "
+            help=f"Items per language in the analyses, 0: all \\[default: tiny model {DEMO.analysis.limit}; a real "
             "model: all]",
         ),
     ] = None,
@@ -612,7 +613,7 @@ def run_cmd(
     board: Annotated[Path, typer.Option(help="Leaderboard folder to publish.")] = DEMO.board,
     seed: Annotated[
         int | None,
-        option("seed", f"Seed of data sampling, training and analyses [default: a recipe's, else {DEMO.seed}]"),
+        option("seed", f"Seed of data sampling, training and analyses \\[default: a recipe's, else {DEMO.seed}]"),
     ] = None,
     data_dir: DataDirOpt = None,
 ) -> None:

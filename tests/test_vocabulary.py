@@ -95,3 +95,13 @@ def test_choices_are_refused_before_anything_runs(argv: list[str], bad: str) -> 
 
     result = CliRunner().invoke(cli.app, argv)
     assert result.exit_code == 2 and f"'{bad}' is not one of" in result.output, result.output
+
+
+def test_run_help_shows_the_defaults_that_depend_on_the_model() -> None:
+    """Help texts are rich markup: an unescaped '[default: ...]' would be taken for a style tag and vanish."""
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(cli.app, ["run", "--help"], env={"COLUMNS": "250"})
+    text = " ".join(result.output.replace("│", " ").split())
+    for shown in ("[default: a recipe's, else de,zh]", "[default: tiny model 8; a real model: auto]"):
+        assert shown in text, text
