@@ -29,6 +29,7 @@ from mlalign_tasks.analysis.hidden_states import Batch, load_model, run_batches 
 from mlalign_tasks.analysis.logit_lens import LogitLens  # noqa: E402
 from mlalign_tasks.analysis.pca import mean_pooled  # noqa: E402
 from mlalign_tasks.languages import PAPER_LANGS, parse_langs  # noqa: E402
+from mlalign_tasks.model_loading import ModelSpec  # noqa: E402
 
 
 def lens_one_pass(lm, lens: LogitLens, prompts: list[str], batch_size: int) -> torch.Tensor:
@@ -79,7 +80,7 @@ def main() -> None:
             from mlalign_tasks.tiny_model import build_tiny_model
 
             model = str(build_tiny_model(Path(tmp) / "tiny"))
-        lm = load_model(model, device=args.device)
+        lm = load_model(ModelSpec(model, device=args.device))
         lens = LogitLens(lm.model)
         _, items = paper_items.prompts("snli", langs, args.items, seed=0)
         prompts = [it["prompt"] for lang in langs for it in items[lang]]

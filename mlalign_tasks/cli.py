@@ -17,7 +17,7 @@ from mlalign_tasks.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP
 from mlalign_tasks.label_scoring import Scoring
 from mlalign_tasks.leaderboard.options import DEFAULT_OPTIONS as DEFAULT_BOARD
 from mlalign_tasks.leaderboard.options import BoardOptions, Correction
-from mlalign_tasks.model_loading import Dtype, MergeDtype, Nf4Preset
+from mlalign_tasks.model_loading import Dtype, MergeDtype, ModelSpec, Nf4Preset
 from mlalign_tasks.study import StudyConfig
 from mlalign_tasks.vocabulary import option
 
@@ -427,9 +427,10 @@ def analyze_logit_lens(
     """Label-word probabilities and entropy after every layer on the paper's few-shot prompts."""
     from mlalign_tasks.analysis.logit_lens import run_logit_lens
 
+    spec = ModelSpec(model, peft, device, dtype, load_in_4bit)
     result = run_logit_lens(
-        model, task.value, langs, out, peft=peft, limit=limit, batch_size=batch_size, device=device, dtype=dtype,
-        load_in_4bit=load_in_4bit, seed=seed, top_k=top_k, data_dir=data_dir, protocol=protocol,
+        spec, task.value, langs, out, limit=limit, batch_size=batch_size, seed=seed, top_k=top_k, data_dir=data_dir,
+        protocol=protocol,
     )  # fmt: skip
     for note in result["notes"]:
         console.print(f"note: {note}", highlight=False)
@@ -483,9 +484,8 @@ def analyze_pca(
     from mlalign_tasks.analysis.pca import run_pca
 
     run_pca(
-        model, langs, out, peft=peft, task=task.value, layers=layers, limit=limit, batch_size=batch_size, device=device,
-        dtype=dtype, load_in_4bit=load_in_4bit, seed=seed, data_dir=data_dir, source=source, pooling=pooling,
-        pairs=pairs,
+        ModelSpec(model, peft, device, dtype, load_in_4bit), langs, out, task=task.value, layers=layers, limit=limit,
+        batch_size=batch_size, seed=seed, data_dir=data_dir, source=source, pooling=pooling, pairs=pairs,
     )  # fmt: skip
     console.print(f"PCA written to {out}")
 

@@ -12,6 +12,7 @@ The 4-bit presets (`mlalign eval --nf4-preset`):
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -29,6 +30,27 @@ class Dtype(StrEnum):
 
 DTYPES = tuple(d.value for d in Dtype if d is not Dtype.auto)  # the explicit ones
 MergeDtype = StrEnum("MergeDtype", {name: name for name in DTYPES})  # a merged model's: an explicit one
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model an analysis loads: the base model, an optional PEFT adapter (then base and aligned are both
+    analysed), where it runs and in what precision."""
+
+    model: str
+    adapter: str | None = None
+    device: str = "auto"  # auto, cpu, cuda or cuda:N
+    dtype: Dtype = Dtype.auto  # full precision (auto: bfloat16 on a GPU that has it, else float32)
+    load_in_4bit: bool = False  # NF4, the mlalign preset (CUDA)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model", str(self.model))
+        if self.adapter is not None:
+            object.__setattr__(self, "adapter", str(self.adapter))
+        try:
+            object.__setattr__(self, "dtype", Dtype(self.dtype))
+        except ValueError:
+            raise MlalignError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(Dtype)}") from None
 
 
 def torch_dtype(name: str):

@@ -20,7 +20,7 @@ from mlalign_tasks.analysis.protocols import PaperTask
 from mlalign_tasks.atomic import write_json_atomic, write_text_atomic
 from mlalign_tasks.errors import Interrupted, MlalignError
 from mlalign_tasks.label_scoring import Scoring
-from mlalign_tasks.model_loading import Nf4Preset, resolve_device
+from mlalign_tasks.model_loading import ModelSpec, Nf4Preset, resolve_device
 from mlalign_tasks.model_paths import check_local, check_model_arg
 from mlalign_tasks.output_dirs import check_replaceable, exclusive
 from mlalign_tasks.stages import Stage, StageResult, run_stages
@@ -431,22 +431,17 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
 
     a = cfg.analysis
     analysis_cfg = {k: v for k, v in asdict(a).items() if k not in ("lens_langs", "pca_langs")}  # the shared ones
+    aligned = ModelSpec(model, str(adapter), cfg.device or "auto", load_in_4bit=a.load_in_4bit)
 
     def lens(o: Path, w: Path) -> None:
         from mlalign_tasks.analysis.logit_lens import run_logit_lens
 
-        run_logit_lens(
-            model, a.task.value, a.lens_langs, o, peft=adapter, limit=a.limit, device=cfg.device or "auto",
-            load_in_4bit=a.load_in_4bit, seed=a.seed, data_dir=cfg.data_dir,
-        )  # fmt: skip
+        run_logit_lens(aligned, a.task.value, a.lens_langs, o, limit=a.limit, seed=a.seed, data_dir=cfg.data_dir)
 
     def pca(o: Path, w: Path) -> None:
         from mlalign_tasks.analysis.pca import run_pca
 
-        run_pca(
-            model, a.pca_langs, o, peft=adapter, task=a.task.value, limit=a.limit, device=cfg.device or "auto",
-            load_in_4bit=a.load_in_4bit, seed=a.seed, data_dir=cfg.data_dir,
-        )  # fmt: skip
+        run_pca(aligned, a.pca_langs, o, task=a.task.value, limit=a.limit, seed=a.seed, data_dir=cfg.data_dir)
 
     stages.append(Stage("logit-lens", {**analysis_cfg, "langs": a.lens_langs}, lens, deps=(last_train,)))
     stages.append(Stage("pca", {**analysis_cfg, "langs": a.pca_langs}, pca, deps=(last_train,)))

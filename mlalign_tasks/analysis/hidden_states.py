@@ -19,7 +19,7 @@ import torch
 
 from mlalign_tasks.artefacts import ADAPTER_FILE
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.model_loading import bnb_config, load_causal_lm, resolve_device, torch_dtype
+from mlalign_tasks.model_loading import ModelSpec, bnb_config, load_causal_lm, resolve_device, torch_dtype
 from mlalign_tasks.model_paths import check_local
 from mlalign_tasks.progress import StepProgress
 
@@ -100,21 +100,16 @@ def config_num_layers(model: str) -> int:
     return int(config.get_text_config().num_hidden_layers)
 
 
-def load_model(
-    model: str,
-    peft: str | Path | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    load_in_4bit: bool = False,
-) -> LoadedModel:
-    """Load `model` (a Hugging Face id or path) for analysis, with the LoRA adapter `peft` if given."""
+def load_model(spec: ModelSpec) -> LoadedModel:
+    """Load `spec`'s model (a Hugging Face id or path) for analysis, with its LoRA adapter if it names one."""
     from transformers import AutoTokenizer
 
-    dev = torch.device(resolve_device(device, load_in_4bit))
-    dtype = resolve_dtype(dtype, dev)
+    model, peft = spec.model, spec.adapter
+    dev = torch.device(resolve_device(spec.device, spec.load_in_4bit))
+    dtype = resolve_dtype(spec.dtype, dev)
     check_paths(model, peft)
     kwargs: dict[str, Any] = {"dtype": dtype}
-    if load_in_4bit:
+    if spec.load_in_4bit:
         kwargs["quantization_config"] = bnb_config(compute_dtype=dtype if dtype != torch.float32 else torch.float16)
         kwargs["device_map"] = {"": dev.index or 0}
     try:
@@ -122,7 +117,7 @@ def load_model(
         lm = load_causal_lm(model, peft, **kwargs)
     except (OSError, ValueError) as e:
         raise _load_error(model, e) from None
-    if not load_in_4bit:
+    if not spec.load_in_4bit:
         lm = lm.to(dev)
     lm.eval()
     tokenizer.padding_side = "left"

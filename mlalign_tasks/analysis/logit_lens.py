@@ -31,6 +31,7 @@ from mlalign_tasks.analysis.outputs import VERSIONED, atomic_output_dir
 from mlalign_tasks.analysis.protocols import LensProtocol
 from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.model_loading import ModelSpec
 from mlalign_tasks.progress import StepProgress
 from mlalign_tasks.versions import package_versions
 
@@ -179,23 +180,21 @@ def _means(per_item: torch.Tensor) -> list[float]:
 
 
 def run_logit_lens(
-    model: str,
+    spec: ModelSpec,
     task: str,
     langs: str | list[str],
     out: str | Path,
-    peft: str | Path | None = None,
+    *,
     limit: int | None = None,
     batch_size: int = 8,
-    device: str = "auto",
-    dtype: str = "auto",
-    load_in_4bit: bool = False,
     seed: int = 0,
     top_k: int = 5,
     data_dir: str | Path | None = None,
     protocol: LensProtocol = LensProtocol.paper,
 ) -> dict:
-    """Run the logit lens for `task` in `langs` (base, and aligned with `peft`); write JSON + plots into `out`."""
-    check_paths(model, peft)
+    """Run the logit lens for `task` in `langs` (base, and aligned with `spec`'s adapter); write JSON + plots into
+    `out`."""
+    check_paths(spec.model, spec.adapter)
     codes = paper_items.check_inputs(task, langs, limit)
     if top_k < 1:
         raise MlalignError(f"--top-k must be at least 1, got {top_k}")
@@ -210,7 +209,7 @@ def run_logit_lens(
         chosen, items = paper_items.prompts(task, codes, limit, seed, data_dir, words=words)
         english = paper_prompts.english_labels(task, data_dir)
         native = {lang: paper_prompts.native_labels(task, lang, data_dir) for lang in codes}
-        lm = load_model(model, peft, device=device, dtype=dtype, load_in_4bit=load_in_4bit)
+        lm = load_model(spec)
         lens = LogitLens(lm.model)
         variants: dict[str, dict] = {}
         total = len(lm.variants()) * sum(len(items[lang]) for lang in codes)
@@ -234,7 +233,7 @@ def run_logit_lens(
         result = {
             "analysis": "logit_lens",
             "protocol": protocol.value,
-            "model": model,
+            "model": spec.model,
             "peft": lm.peft,
             "task": task,
             "langs": codes,

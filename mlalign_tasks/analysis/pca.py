@@ -31,6 +31,7 @@ from mlalign_tasks.analysis.outputs import VERSIONED, atomic_output_dir
 from mlalign_tasks.analysis.protocols import PAPER_PAIRS, PcaInput, Pooling
 from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.model_loading import ModelSpec
 from mlalign_tasks.progress import StepProgress
 from mlalign_tasks.versions import package_versions
 
@@ -136,17 +137,14 @@ def points(
 
 
 def run_pca(
-    model: str,
+    spec: ModelSpec,
     langs: str | list[str],
     out: str | Path,
-    peft: str | Path | None = None,
+    *,
     task: str = "sentiment",
     layers: str | None = None,
     limit: int | None = None,
     batch_size: int = 8,
-    device: str = "auto",
-    dtype: str = "auto",
-    load_in_4bit: bool = False,
     seed: int = 0,
     data_dir: str | Path | None = None,
     source: PcaInput = PcaInput.prompt,
@@ -154,10 +152,10 @@ def run_pca(
     pairs: str | None = None,
 ) -> dict:
     """PCA of `task`'s parallel test items in `langs` (English always included) at the chosen layers."""
-    check_paths(model, peft)
+    check_paths(spec.model, spec.adapter)
     codes = list(dict.fromkeys(["en", *paper_items.check_inputs(task, langs, limit)]))
     chosen_pairs = parse_pairs(pairs, codes)
-    num_layers = config_num_layers(model)
+    num_layers = config_num_layers(spec.model)
     default = sorted({num_layers // 4, num_layers // 2, 3 * num_layers // 4, num_layers})
     chosen_layers = parse_layers(layers, num_layers, default)
     with atomic_output_dir(out, RESULT_FILE) as tmp:
@@ -166,7 +164,7 @@ def run_pca(
         flat = [t for lang in codes for t in texts[lang]]
         if len(flat) < 2:
             raise MlalignError("a PCA needs at least two points: raise --limit or add a language to --langs")
-        lm = load_model(model, peft, device=device, dtype=dtype, load_in_4bit=load_in_4bit)
+        lm = load_model(spec)
         variants: dict[str, dict] = {}
         with StepProgress("pca", len(lm.variants()) * len(flat), "prompts") as progress:
             for variant in lm.variants():
@@ -184,7 +182,7 @@ def run_pca(
             "analysis": "pca",
             "input": source.value,
             "pooling": pooling.value,
-            "model": model,
+            "model": spec.model,
             "peft": lm.peft,
             "task": task,
             "langs": codes,
