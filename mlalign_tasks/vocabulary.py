@@ -33,6 +33,6 @@ FLAGS: dict[str, tuple[str, ...]] = {
 }
 
 
-def option(concept: str, help: str, **kwargs) -> typer.models.OptionInfo:  # noqa: A002 (typer's name)
+def option(concept: str, help: str, **kwargs) -> typer.models.OptionInfo:
     """The typer option of `concept`: its spelling and aliases from `FLAGS`."""
     return typer.Option(*FLAGS[concept], help=help, **kwargs)
