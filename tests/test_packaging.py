@@ -66,20 +66,32 @@ def test_wheel_holds_recipes_tasks_and_resources(wheel_venv, tmp_path):
 
 
 def _lock() -> dict[str, str]:
-    """requirements.txt as {canonical name: version}; each line must pin one release of one package."""
-    from packaging.requirements import Requirement
+    """pylock.toml as {canonical name: version}; one release of each package, every file from PyPI with its sha256."""
+    import tomllib
+
     from packaging.utils import canonicalize_name
 
-    lines = [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
-    pins = [Requirement(line) for line in lines if line and not line.startswith("#")]
-    assert all(str(r.specifier).startswith("==") and "," not in str(r.specifier) and not r.marker for r in pins)
-    locked = {canonicalize_name(r.name): str(r.specifier).removeprefix("==") for r in pins}
-    assert len(locked) == len(pins) and "mlalign" not in locked  # one pin a package; not the project itself
+    lock = tomllib.loads((ROOT / "pylock.toml").read_text())
+    assert lock["lock-version"] == "1.0"
+    packages = lock["packages"]
+    for pkg in packages:
+        files = [*pkg.get("wheels", []), *([pkg["sdist"]] if "sdist" in pkg else [])]
+        assert files and all(f["url"].startswith("https://files.pythonhosted.org/") for f in files), pkg["name"]
+        assert all(len(f["hashes"]["sha256"]) == 64 for f in files), pkg["name"]
+    locked = {canonicalize_name(p["name"]): p["version"] for p in packages}
+    assert len(locked) == len(packages) and not {"mlalign", "torch"} & locked.keys()  # torch: the Makefile's pin
     return locked
 
 
+def _torch_pin() -> str:
+    """The torch release `make install` pins beside the lock (the CPU build here, a CUDA build on a GPU machine)."""
+    line = next(line for line in (ROOT / "Makefile").read_text().splitlines() if line.startswith("TORCH ?= "))
+    return line.removeprefix("TORCH ?= torch==")
+
+
 def test_lock_pins_every_dependency_to_a_release_inside_its_range():
-    """requirements.txt (`make install` installs it; `make lock` writes it) pins each dependency of pyproject.toml."""
+    """pylock.toml (`make install` installs it; `make lock` writes it) and the Makefile's torch pin hold each
+    dependency of pyproject.toml."""
     import tomllib
 
     from packaging.requirements import Requirement
@@ -88,8 +100,8 @@ def test_lock_pins_every_dependency_to_a_release_inside_its_range():
     if os.environ.get("MLALIGN_LOCK") == "":
         pytest.skip("make test-latest: installed without the lock, which may be older than pyproject's ranges")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    locked = _lock()
-    assert locked["torch"] == "2.13.0"  # named without the local +cpu label, so it also resolves on PyPI
+    locked = _lock() | {"torch": _torch_pin()}
+    assert locked["torch"] == "2.13.0"
     for dep in project["dependencies"] + project["optional-dependencies"]["test"]:
         req = Requirement(dep)
         version = locked.get(canonicalize_name(req.name))
@@ -105,7 +117,7 @@ def test_make_install_installed_exactly_the_lock():
     from packaging.utils import canonicalize_name
     from packaging.version import Version
 
-    locked = _lock()
+    locked = _lock() | {"torch": _torch_pin()}
     unlocked = set()
     for name, version in [*locked.items(), ("mlalign", None)]:
         dist = distribution(name)
