@@ -2,18 +2,28 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The exact set of releases CI tested (pip constraints); `make lock` refreshes it. LOCK= installs the newest
-# releases inside pyproject.toml's ranges instead.
-LOCK ?= constraints.txt
+# The exact set of releases CI tested, as a PEP 751 lock (pylock.toml: PyPI URLs and sha256 of every file, for CPython
+# 3.11 on x86-64 Linux); `make lock` refreshes it. LOCK= installs the newest releases inside pyproject.toml's ranges
+# instead. torch stays outside the lock, pinned here: the CPU build on this machine, a CUDA build on a GPU machine.
+LOCK ?= pylock.toml
+TORCH ?= torch==2.13.0
+# pip that installs a pylock.toml (`pip install -r`, experimental in pip)
+PIP_RELEASE ?= pip==26.3
 LATEST_VENV ?= .venv-latest
-# Offline data mirror; unset MLALIGN_DATA_DIR to download from the pinned public sources instead.
-export MLALIGN_DATA_DIR ?= $(abspath ../shared/data)
+# Offline data mirror, where there is one; without it (or with MLALIGN_DATA_DIR= ) the data is downloaded from the
+# pinned public sources.
+export MLALIGN_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data))
 
 .PHONY: install test lint demo bench test-latest lock
 
+# pip, torch, the lock, then mlalign itself (-qq: not setuptools' page-long notice that the task, template and recipe
+# folders are package data, not packages), and a check that every installed requirement is met.
 install:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q $(if $(LOCK),-c $(LOCK)) torch==2.13.0 -e ".[test]"
+	$(BIN)/python -m pip install -q $(PIP_RELEASE) $(TORCH)
+	$(if $(LOCK),$(BIN)/python -m pip install -q -r $(LOCK))
+	$(BIN)/python -m pip install -qq $(if $(LOCK),--no-deps) -e ".[test]"
+	$(BIN)/python -m pip check
 
 lint: install
 	$(BIN)/ruff check .
@@ -36,11 +46,14 @@ test-latest:
 	rm -rf $(LATEST_VENV)
 	$(MAKE) test VENV=$(LATEST_VENV) LOCK=
 
-# Refresh the lock: `make test-latest`, and only when it passes, write what it installed to $(LOCK).
+# Refresh the lock: `make test-latest`, and only when it passes, lock what it installed (torch aside) with pip's
+# resolver off, against PyPI alone (not this machine's mirrors), so that every URL in the lock is public.
 lock: test-latest
-	{ echo "# The exact releases CI tested, from \`make lock\` (pip freeze of $(LATEST_VENV) after \`make test-latest\`)."; \
-	  echo "# pip constraints, used by \`make install\`; torch is the CPU build named without its +cpu label."; \
-	  $(LATEST_VENV)/bin/python -m pip freeze --all --exclude-editable | grep -v '^pip==' | sed -E 's/^(torch==[^+]*)\+cpu$$/\1/'; \
-	} > $(LOCK).tmp
-	mv $(LOCK).tmp $(LOCK)
+	$(LATEST_VENV)/bin/python -m pip freeze --all --exclude-editable | grep -v -E '^(pip|torch)==' > .lock-input.txt
+	env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null $(LATEST_VENV)/bin/python -m pip lock -q --no-deps \
+	  --index-url https://pypi.org/simple -r .lock-input.txt -o pylock.new.toml
+	{ echo "# The exact releases CI tested: \`make lock\` (pip lock of what \`make test-latest\` installed; torch, pinned in"; \
+	  echo "# the Makefile, aside). \`make install\` installs it with \`pip install -r $(LOCK)\`."; \
+	  cat pylock.new.toml; } > $(LOCK)
+	rm -f pylock.new.toml .lock-input.txt
 	@echo "$(LOCK) written: review it with git diff, then commit it"

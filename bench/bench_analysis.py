@@ -29,6 +29,7 @@ from mlalign_tasks.analysis.hidden_states import Batch, load_model, run_batches 
 from mlalign_tasks.analysis.logit_lens import LogitLens  # noqa: E402
 from mlalign_tasks.analysis.pca import mean_pooled  # noqa: E402
 from mlalign_tasks.languages import PAPER_LANGS, parse_langs  # noqa: E402
+from mlalign_tasks.model_loading import ModelSpec  # noqa: E402
 
 
 def lens_one_pass(lm, lens: LogitLens, prompts: list[str], batch_size: int) -> torch.Tensor:
@@ -79,7 +80,7 @@ def main() -> None:
             from mlalign_tasks.tiny_model import build_tiny_model
 
             model = str(build_tiny_model(Path(tmp) / "tiny"))
-        lm = load_model(model, device=args.device)
+        lm = load_model(ModelSpec(model, device=args.device))
         lens = LogitLens(lm.model)
         _, items = paper_items.prompts("snli", langs, args.items, seed=0)
         prompts = [it["prompt"] for lang in langs for it in items[lang]]
@@ -94,9 +95,9 @@ def main() -> None:
         rows.append(("logit lens", len(prompts), t_fast, t_slow))
 
         def pooled_per_layer(lm, texts, bs):
-            return torch.cat([mean_pooled(lm, texts, [layer], bs, "naive") for layer in layers], dim=1)
+            return torch.cat([mean_pooled(lm, texts, [layer], bs) for layer in layers], dim=1)
 
-        t_fast, fast = timed(mean_pooled, lm, sentences, layers, args.batch_size, "pca")
+        t_fast, fast = timed(mean_pooled, lm, sentences, layers, args.batch_size)
         t_slow, slow = timed(pooled_per_layer, lm, sentences, args.batch_size)
         assert torch.allclose(fast, slow, atol=1e-5), "pca: one-pass and per-layer results differ"
         rows.append(("pca pooling", len(sentences), t_fast, t_slow))

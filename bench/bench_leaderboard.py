@@ -1,6 +1,8 @@
-"""Benchmark: build a leaderboard from N models x 60 task-language pairs with per-sample logs.
+"""Benchmark: build a leaderboard from N models x every suite's task-language cells, with per-sample logs.
 
-Half the models are bases, half are aligned adapters of them (peft=...), trained on de/fr/zh/sw.
+Every cell of every suite on the board (ours and lm-eval's multilingual built-ins, `mlalign_tasks.suites`: 423
+task-language pairs). Half the models are bases, half are aligned adapters of them (peft=...), trained on
+de/fr/zh/sw.
 Files are written in lm-eval 0.4.13's exact layout (mlalign_tasks.leaderboard.synthetic); only the
 `make_leaderboard` call is timed (read + statistics + plots + HTML + atomic write), without copying the
 inputs into the board (`--no-embed-inputs`; embedding adds a plain file copy of the inputs). Wall time
@@ -27,17 +29,16 @@ from pathlib import Path
 import yaml
 from _rows import Row, add_json_option, cost, write_rows
 
-from mlalign_tasks.languages import FAMILIES, task_name
-from mlalign_tasks.leaderboard import make_leaderboard
-from mlalign_tasks.leaderboard.synthetic import Item, write_run
+from mlalign_tasks import suites
+from mlalign_tasks.leaderboard import BoardOptions, make_leaderboard
+from mlalign_tasks.leaderboard.synthetic import MC_CHOICES, Item, write_run
 
 SEEN = ["de", "fr", "zh", "sw"]
-GENERATIVE_FAMILIES = {"mgsm_aligned", "msvamp_aligned"}
 
 
-def task_pairs(count: int = 60) -> list[tuple[str, str]]:
-    """The first `count` (family, language) pairs of the language table."""
-    return [(f, lang) for f, langs in FAMILIES.items() for lang in langs][:count]
+def task_pairs() -> list[tuple[suites.Suite, str]]:
+    """Every (suite, language) cell of every suite."""
+    return [(suite, lang) for suite in suites.SUITES.values() for lang in suite.languages]
 
 
 def make_inputs(root: Path, n_models: int, n_items: int, seed: int = 0) -> tuple[list[Path], Path]:
@@ -51,16 +52,17 @@ def make_inputs(root: Path, n_models: int, n_items: int, seed: int = 0) -> tuple
         args = f"pretrained={base},peft=adapters/aligned-{m // 2:03d}" if aligned else f"pretrained={base}"
         p_right = 0.55 if aligned else 0.45
         tasks, generative = {}, set()
-        for family, lang in pairs:
-            name = task_name(family, lang)
-            gen = family in GENERATIVE_FAMILIES
+        for suite, lang in pairs:
+            name = suite.task(lang)
+            gen = suite.choices is None
+            k = min(suite.choices or 1, len(MC_CHOICES))  # the synthetic records log three choices
             if gen:
                 generative.add(name)
             items = []
             for i in range(n_items):
-                gold: int | str = str(i % 97) if gen else i % 3
+                gold: int | str = str(i % 97) if gen else i % k
                 right = rng.random() < p_right
-                wrong: int | str = str(i % 97 + 1) if gen else (i + 1) % 3
+                wrong: int | str = str(i % 97 + 1) if gen else (i + 1) % k
                 items.append(Item(gold if right else wrong, gold))
             tasks[name] = items
         out = root / f"run-{m:03d}"
@@ -97,7 +99,7 @@ def bench(n_models: int, n_items: int, repeats: int) -> Row:
             read_inputs(root / "inputs")
             reads.append(time.perf_counter() - start)
             start, start_cpu = time.perf_counter(), _cpu()
-            board = make_leaderboard(dirs, root / "board", manifest, embed=False)
+            board = make_leaderboard(dirs, root / "board", manifest, BoardOptions(embed=False))
             times.append(time.perf_counter() - start)
             cpu.append(_cpu() - start_cpu)
             shutil.rmtree(root / "board")

@@ -8,12 +8,16 @@ trains and removes it again (``unload``), on the same rows:
 - ``plain``: the textbook transformers + PEFT + bitsandbytes QLoRA loop: ``get_peft_model``, random micro-batches
   padded to their longest row, the model's own loss on full logits, bf16 autocast, ``bnb.optim.PagedAdamW8bit``.
 - ``mlalign``: ``QTTrainer`` (TRL ``SFTTrainer``) with `mlalign train`'s defaults for CUDA (the parser's, not a copy):
-  length-balanced micro-batches (``batch_rebalance``), TRL's fused LM-head loss (no full logits), bf16 LoRA weights.
-- ``no-cudnn-attn``: the same with PyTorch's cuDNN attention backend off (``enable_cudnn_sdp(False)``), so SDPA
-  takes the flash or memory-efficient kernels: on an H100 (torch 2.11) SDPA picked cuDNN, which builds a new
-  execution graph on the host for every new batch shape, and variable-length batches are all new shapes.
+  length-balanced micro-batches (``batch_rebalance``), TRL's fused LM-head loss (no full logits), bf16 LoRA weights,
+  PyTorch's cuDNN attention backend off (``--cudnn_attention false``).
 - ``padding-free``: the same with ``--padding_free``: each micro-batch is one row without padding.
 - ``liger``: the same with ``--use_liger_kernel`` (fused RMSNorm/RoPE/SwiGLU); run last, it patches the model.
+- ``plain-no-cudnn``: the plain loop with cuDNN attention off (``enable_cudnn_sdp(False)``); ``mlalign-cudnn``,
+  ``liger-cudnn``: those with it on (``--cudnn_attention true``). With cuDNN on, SDPA on an H100 (torch 2.11) picks
+  cuDNN, which builds an execution graph on the host for every new batch shape, and variable-length batches are
+  all new shapes; off, it takes the flash or memory-efficient kernels. The graphs are cached per process, so a
+  variant with cuDNN on runs faster after another has seen the same shapes: compare such variants run first, each in
+  a process of its own.
 
 Settings are the 12/24 GB recipes': LoRA r 16 on q_proj,v_proj, micro-batch 4, effective batch 16 (4 accumulation
 steps), lr 5e-5. Rows are random token ids of lengths drawn uniformly from [seq/8, seq] (like question-translation
@@ -39,7 +43,7 @@ torch.profiler, whose overhead makes its own throughput figures worthless: profi
 QLoRA-on-GPU figures. Results are written to ``--json`` after every variant, so a run cut short keeps what it has.
 
 Usage: python bench/bench_qlora_gpu.py [--shapes llama2-7b:1024+512,qwen2.5-1.5b:1024]
-       [--variants plain,mlalign,no-cudnn-attn,padding-free,liger] [--steps 3] [--warmup 1] [--json PATH]
+       [--variants plain,mlalign,padding-free,liger,liger-cudnn] [--steps 3] [--warmup 1] [--json PATH]
        python bench/bench_qlora_gpu.py --device cpu --shapes tiny-llama:64 --steps 2 --warmup 1
 """
 
@@ -65,7 +69,7 @@ from mlalign_tasks.atomic import write_json_atomic
 
 # Dense bf16 peak TFLOP/s by device name fragment (no sparsity).
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 70.0, "4090": 165.0, "3090": 71.0}
-VARIANTS = ("plain", "mlalign", "no-cudnn-attn", "padding-free", "liger")
+VARIANTS = ("plain", "plain-no-cudnn", "mlalign", "mlalign-cudnn", "padding-free", "liger", "liger-cudnn")
 MICRO_BATCH, EFFECTIVE_BATCH = 4, 16
 FIRST_ID = 16  # random rows use ids >= this: never a special token (padding included)
 
@@ -127,8 +131,10 @@ def trainer_settings(ckpt: Path, out: Path, seq: int, steps: int, a: argparse.Na
         flags += ["--load_in_4bit", "true", "--gradient_checkpointing", "true"]
     if variant == "padding-free":
         flags += ["--padding_free", "true"]
-    if variant == "liger":
+    if base_variant(variant) == "liger":
         flags += ["--use_liger_kernel", "true"]
+    if variant.endswith("-cudnn") and not variant.endswith("-no-cudnn"):
+        flags += ["--cudnn_attention", "true"]
     qt, args, model_args = sft.parse_args(flags)
     sft.apply_batch_size(qt, args)
     args.include_num_input_tokens_seen = "non_padding"  # the clock's token count (the parser takes only a bool)
@@ -259,8 +265,8 @@ def run_variant(variant: str, model, ckpt: Path, shape: str, seq: int, a: argpar
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    runner = run_plain if variant == "plain" else run_mlalign
-    with profiled(a.profile, cuda) as prof, cudnn_attention_off(variant == "no-cudnn-attn"):
+    runner = run_plain if base_variant(variant) == "plain" else run_mlalign
+    with profiled(a.profile, cuda) as prof, cudnn_attention_off(variant.endswith("-no-cudnn")):
         peft_model = runner(model, rows, args, model_args, clock)
     if len(clock.times) != steps + 1:
         raise RuntimeError(f"{variant}: {len(clock.times) - 1} optimizer steps timed, expected {steps}")
@@ -293,6 +299,11 @@ def run_variant(variant: str, model, ckpt: Path, shape: str, seq: int, a: argpar
     if base is not model:
         raise RuntimeError("unloading LoRA did not give back the base model")
     return result
+
+
+def base_variant(variant: str) -> str:
+    """plain, mlalign, padding-free or liger: the variant without its cuDNN suffix."""
+    return variant.removesuffix("-no-cudnn").removesuffix("-cudnn")
 
 
 @contextmanager
@@ -367,14 +378,15 @@ def available_variants(names: list[str], device: str) -> tuple[list[str], dict[s
     import importlib.util
 
     skipped = {}
-    if "liger" in names and (device != "cuda" or importlib.util.find_spec("liger_kernel") is None):
-        skipped["liger"] = "needs a CUDA GPU and the liger-kernel package"
-    run = [v for v in VARIANTS if v in names and v not in skipped]  # liger last: it patches the model
-    return run, skipped
+    if device != "cuda" or importlib.util.find_spec("liger_kernel") is None:
+        for name in (v for v in names if base_variant(v) == "liger"):
+            skipped[name] = "needs a CUDA GPU and the liger-kernel package"
+    run = sorted((v for v in dict.fromkeys(names) if v in VARIANTS and v not in skipped), key=lambda v: "liger" in v)
+    return run, skipped  # in the order given, liger last: it patches the model
 
 
 def print_table(results: list[dict]) -> None:
-    print(f"\n{'shape':14s} {'seq':>5s} {'variant':13s} {'tok/s':>9s} {'x plain':>8s} {'peak GiB':>9s} {'MFU':>6s}")
+    print(f"\n{'shape':14s} {'seq':>5s} {'variant':16s} {'tok/s':>9s} {'x plain':>8s} {'peak GiB':>9s} {'MFU':>6s}")
     for r in results:
         if "variant" not in r:
             continue
@@ -383,7 +395,7 @@ def print_table(results: list[dict]) -> None:
         ratio = f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}" if base else "n/a"
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
         mem = f"{r['peak_mem_gib']:.2f}" if r["peak_mem_gib"] is not None else "n/a"
-        print(f"{r['shape']:14s} {r['seq']:5d} {r['variant']:13s} {r['tokens_per_s']:9.0f} {ratio:>8s} {mem:>9s} "
+        print(f"{r['shape']:14s} {r['seq']:5d} {r['variant']:16s} {r['tokens_per_s']:9.0f} {ratio:>8s} {mem:>9s} "
               f"{mfu:>6s}")  # fmt: skip
 
 

@@ -155,7 +155,7 @@ def cli_section(rec: Recorder, work: Path, smoke: bool) -> None:
 
     argv = mlalign("eval", "-m", str(model), *four_bit, "--peft", str(adapter), "--tasks",
                    "mgsm_aligned:de,paper_aligned:de", "--limit", "4", "--batch-size", batch,
-                   "--gen-kwargs", "max_gen_toks=64", "--output-path", str(work / "eval"))  # fmt: skip
+                   "--gen-kwargs", "max_gen_toks=64", "--out", str(work / "eval"))  # fmt: skip
     rec.command("eval-4bit-peft", argv, 300, check=lambda: evaluated(work / "eval"))
     argv = mlalign("analyze", "logit-lens", "--model", str(model), "--peft", str(adapter), "--task", "sentiment",
                    "--langs", "de", "--limit", "4", *four_bit, "--out", str(work / "lens"))  # fmt: skip
@@ -163,7 +163,7 @@ def cli_section(rec: Recorder, work: Path, smoke: bool) -> None:
     argv = mlalign("analyze", "pca", "--model", str(model), "--peft", str(adapter), "--langs", "de", "--limit", "8",
                    *four_bit, "--out", str(work / "pca"))  # fmt: skip
     rec.command("pca-4bit", argv, 300, check=lambda: files(work / "pca"))
-    argv = mlalign("merge", "--adapter", str(adapter), "--out", str(work / "merged"), "--dtype", "bfloat16")
+    argv = mlalign("merge", "--peft", str(adapter), "--out", str(work / "merged"), "--dtype", "bfloat16")
     rec.command("merge", argv, 300, check=lambda: files(work / "merged"))
     argv = mlalign("analyze", "pca", "--model", str(work / "merged"), "--langs", "de", "--limit", "8",
                    "--out", str(work / "pca-merged"))  # fmt: skip
@@ -217,7 +217,7 @@ def eval_speed_section(rec: Recorder, work: Path, smoke: bool, repeats: int) -> 
         a = rec.command(
             f"speed-mlalign-{i}",
             mlalign("eval", "-m", str(model), "--tasks", "mgsm_aligned:de,paper_aligned:de", "--limit", limit,
-                    "--batch-size", batch, "--gen-kwargs", f"max_gen_toks={toks}", *device, "--output-path", str(out),
+                    "--batch-size", batch, "--gen-kwargs", f"max_gen_toks={toks}", *device, "--out", str(out),
                     "--label-scoring", "label"),  # plain lm_eval's scoring, so the scores must agree
             300, check=lambda out=out: measured(out),
         )  # fmt: skip

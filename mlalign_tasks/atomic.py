@@ -50,6 +50,9 @@ def _replace_entries(new: Path, target: Path, owned: Collection[str]) -> None:
             stale.unlink()
 
 
+_STAGING: set[Path] = set()  # the temporary folders of this process's open `atomic_dir` blocks
+
+
 @contextmanager
 def atomic_dir(out: str | Path, owned: Collection[str] | None = None) -> Iterator[Path]:
     """Yield a temporary directory beside `out`; when the block succeeds it replaces `out`, else it is removed.
@@ -58,12 +61,19 @@ def atomic_dir(out: str | Path, owned: Collection[str] | None = None) -> Iterato
     instead: what the block wrote replaces the entries of the same names, owned names it did not write are
     removed, and anything else in `out` (a ``.git``, a user's file) is left alone. Temporary folders of a
     killed earlier writer of `out` are removed first (each live writer holds a lock on its own).
+
+    When `out` is itself the temporary folder of an enclosing `atomic_dir` (a pipeline stage handing its fresh
+    folder to an analysis), the block writes into it in place: the enclosing writer already makes it atomic.
     """
     out = Path(os.path.abspath(out))  # `.` has no name to put beside it
+    if out in _STAGING:
+        yield out
+        return
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(out.parent, f".{out.name}.tmp-*", f".{out.name}.old-*")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     lock = try_lock(tmp)
+    _STAGING.add(tmp)
     try:
         yield tmp
         os.chmod(tmp, 0o755)
@@ -72,6 +82,7 @@ def atomic_dir(out: str | Path, owned: Collection[str] | None = None) -> Iterato
         else:
             replace_dir(tmp, out)
     finally:
+        _STAGING.discard(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
         if lock is not None:
             os.close(lock)

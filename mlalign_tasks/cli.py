@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from mlalign_trainer.choices import BuildSource, PromptFormat, QTSource
 from rich.console import Console
 
-from mlalign_tasks.analysis.protocols import PAPER_PAIRS, LensProtocol, PcaInput, Pooling
-from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP, Dtype
+from mlalign_tasks.analysis.protocols import PAPER_PAIRS, LensProtocol, PaperTask, PcaInput, Pooling
+from mlalign_tasks.errors import Interrupted, MlalignError
+from mlalign_tasks.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP
 from mlalign_tasks.label_scoring import Scoring
-from mlalign_tasks.nf4 import Nf4Preset
-from mlalign_tasks.study import StudyConfig as StudyDefaults
+from mlalign_tasks.leaderboard.options import DEFAULT_OPTIONS as DEFAULT_BOARD
+from mlalign_tasks.leaderboard.options import BoardOptions, Correction
+from mlalign_tasks.model_loading import Dtype, MergeDtype, ModelSpec, Nf4Preset
+from mlalign_tasks.study import BUILTIN, StudyConfig
+from mlalign_tasks.vocabulary import option
+
+DEMO = StudyConfig()  # the demo's settings: the defaults `mlalign run --help` shows
+TOY, TINY = BUILTIN["toy"], BUILTIN["tiny"]  # the built-in models' defaults, for the help
 
 app = typer.Typer(
     help="Question-alignment for multilingual LLMs: evaluate, train, publish leaderboards, analyse.",
@@ -22,14 +30,51 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from mlalign_tasks import __version__
+
+        console.print(f"mlalign {__version__}", highlight=False)
+        raise typer.Exit
+
+
+@app.callback()
+def _options(
+    _: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print mlalign's version and exit.")
+    ] = False,
+) -> None:
+    """Options of `mlalign` itself (the app's help is the Typer's)."""
+
+
 data_app = typer.Typer(help="Benchmark and training data: list, fetch, verify, build.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console()
 err_console = Console(stderr=True)
 
-DataDirOpt = Annotated[
-    Path | None, typer.Option("--data-dir", help="Directory with the data files (else $MLALIGN_DATA_DIR).")
-]
+
+def print_table(table) -> None:
+    """Print a rich table without cutting a cell: piped or redirected at its full width (rich would assume 80
+    columns), in a terminal folded into its width."""
+    from rich.measure import Measurement
+
+    if console.is_terminal:
+        for column in table.columns:
+            column.overflow = "fold"
+        console.print(table)
+        return
+    natural = Measurement.get(console, console.options.update_width(1_000_000), table).maximum
+    width = console.width
+    console.width = max(width, natural)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
+
+DataDirOpt = Annotated[Path | None, option("data folder", "Directory with the data files (else $MLALIGN_DATA_DIR).")]
 Nf4PresetOpt = Annotated[
     Nf4Preset,
     typer.Option(
@@ -62,10 +107,10 @@ LabelScoringOpt = Annotated[
 
 @app.command("tiny-model")
 def tiny_model(
-    out: Annotated[Path, typer.Option("--out", help="Directory to write the model and tokenizer to.")],
+    out: Annotated[Path, option("output folder", "Directory to write the model and tokenizer to.")],
     seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
 ) -> None:
-    """Build the tiny random-weight Llama model (offline, seconds) used by tests and the demo."""
+    """Build the tiny random-weight Llama model (offline, seconds) used by tests and `mlalign run --model tiny`."""
     from mlalign_tasks.tiny_model import build_tiny_model
 
     path = build_tiny_model(out, seed=seed)
@@ -74,9 +119,10 @@ def tiny_model(
 
 @app.command("toy-model")
 def toy_model(
-    out: Annotated[Path, typer.Option("--out", help="Directory to write the model and tokenizer to.")],
+    out: Annotated[Path, option("output folder", "Directory to write the model and tokenizer to.")],
 ) -> None:
-    """Build the toy world's model (pretrained from scratch on its generated corpus, deterministic; minutes on a CPU)."""
+    """Build the toy world's model from scratch (the one `mlalign run` installs from the package; deterministic, about
+    6 minutes on two CPU cores)."""
     from mlalign_tasks.toy_model import build_toy_model
 
     build_toy_model(out, log=console.print)
@@ -93,37 +139,37 @@ def tasks_path() -> None:
 
 @app.command("eval")
 def eval_cmd(
-    model: Annotated[str, typer.Option("--model", "-m", help="Hugging Face model id or local model directory.")],
-    tasks: Annotated[str, typer.Option("--tasks", "-t", help=TASK_SPEC_HELP)] = DEFAULT_TASKS,
-    peft: Annotated[str | None, typer.Option("--peft", help="PEFT (LoRA) adapter directory to apply.")] = None,
+    model: Annotated[str, option("model", "Hugging Face model id or local model directory.")],
+    tasks: Annotated[str, option("tasks", TASK_SPEC_HELP)] = DEFAULT_TASKS,
+    peft: Annotated[str | None, option("adapter", "PEFT (LoRA) adapter directory to apply.")] = None,
     limit: Annotated[
-        str | None, typer.Option(help="Items per task: a positive integer, a fraction in (0, 1], or 'none' (all).")
+        str | None,
+        option(
+            "items per task or language", "Items per task: a positive integer, a fraction in (0, 1], or 'none' (all)."
+        ),
     ] = None,
-    num_fewshot: Annotated[
-        int | None, typer.Option("--num-fewshot", help="Few-shot examples (MGSM/MSVAMP: <= 8).")
-    ] = None,
-    batch_size: Annotated[str, typer.Option("--batch-size", help="Batch size, or 'auto'.")] = "1",
+    num_fewshot: Annotated[int | None, option("few-shot examples", "Few-shot examples (MGSM/MSVAMP: <= 8).")] = None,
+    batch_size: Annotated[str, option("batch size", "Batch size, or 'auto'.")] = "1",
     device: Annotated[
-        str | None, typer.Option(help="Device, e.g. cuda, cuda:1, cpu (default: cuda if available).")
+        str | None, option("device", "Device, e.g. cuda, cuda:1, cpu (default: cuda if available).")
     ] = None,
     gen_kwargs: Annotated[
-        str | None, typer.Option("--gen-kwargs", help="Generation overrides, e.g. 'max_gen_toks=64'.")
+        str | None, option("generation settings", "Generation overrides, e.g. 'max_gen_toks=64'.")
     ] = None,
     output_path: Annotated[
-        Path | None, typer.Option("--output-path", help="Write lm-eval results JSON and per-sample logs here.")
+        Path | None, option("output folder", "Write lm-eval results JSON and per-sample logs here.")
     ] = None,
-    load_in_4bit: Annotated[bool, typer.Option("--load-in-4bit", help="Load the model in 4-bit NF4 (CUDA).")] = False,
+    load_in_4bit: Annotated[bool, option("4-bit base model", "Load the model in 4-bit NF4 (CUDA).")] = False,
     nf4_preset: Nf4PresetOpt = Nf4Preset.mlalign,
     include_defaults: Annotated[
         bool, typer.Option("--include-defaults", help="Also index lm-eval's built-in tasks (slower start).")
     ] = False,
-    apply_chat_template: Annotated[
-        bool, typer.Option("--apply-chat-template", help="Wrap prompts in the model's chat template.")
-    ] = False,
-    seed: Annotated[int, typer.Option(help="Random seed (python, numpy, torch; paper scoring's ties).")] = 0,
+    apply_chat_template: Annotated[bool, option("chat template", "Wrap prompts in the model's chat template.")] = False,
+    seed: Annotated[int, option("seed", "Random seed (python, numpy, torch; paper scoring's ties).")] = 0,
     label_scoring: LabelScoringOpt = Scoring.paper,
     dtype: Annotated[
-        Dtype, typer.Option(help="Weights' dtype in full precision (auto: the model config's; QAlign used bfloat16).")
+        Dtype,
+        option("weights' dtype", "Weights' dtype in full precision (auto: the model config's; QAlign used bfloat16)."),
     ] = Dtype.auto,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show lm-eval's log.")] = False,
     data_dir: DataDirOpt = None,
@@ -153,9 +199,14 @@ def eval_cmd(
     )
     results = evaluate.run(req)
     if req.tasks.langs:
-        console.print(evaluate.score_table(results, req.tasks))
-    if req.tasks.other:
-        console.print(evaluate.other_table(results, req.tasks.other))
+        print_table(evaluate.score_table(results, req.tasks))
+    if req.tasks.other or req.tasks.builtin:
+        names = [
+            *req.tasks.builtin,
+            *(n for n in results.get("results", {}) if evaluate.builtin_cell(n)),
+            *req.tasks.other,
+        ]
+        print_table(evaluate.other_table(results, list(dict.fromkeys(names))))
     if path := results["mlalign"].get("results_file"):
         console.print(f"results: {path}")
 
@@ -182,9 +233,9 @@ def data_list(
             f"{entry.size / 1024:.0f} KiB" if entry.size is not None else "–",
             entry.checksum()[0],
             here,
-            entry.url() or f"extracted from {entry.repo} scripts",
+            entry.source(),
         )
-    console.print(table)
+    print_table(table)
 
 
 @data_app.command("fetch")
@@ -193,13 +244,16 @@ def data_fetch(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Download missing files into the user cache (checksum-verified, atomic)."""
-    from rich.progress import track
-
     from mlalign_tasks import data
+    from mlalign_tasks.progress import StepProgress
 
     entries = data.select(patterns)
-    for entry in track(entries, description="fetching", console=err_console, transient=True):
-        data.resolve(entry.name, data_dir=data_dir)
+    with StepProgress("fetching", len(entries), "files") as progress:
+        for entry in entries:
+            progress.describe(f"fetching {entry.name}")
+            data.resolve(entry.name, data_dir=data_dir)
+            progress.advance()
+        progress.describe("fetching")
     console.print(f"{len(entries)} file(s) present and verified; cache: {data.cache_dir()}")
 
 
@@ -240,27 +294,28 @@ def data_verify(
 
 @data_app.command("build-qt")
 def data_build_qt(
-    out: Annotated[Path, typer.Option("--out", help="New directory for the dataset and its qt_build.json.")],
+    out: Annotated[Path, option("output folder", "New directory for the dataset and its qt_build.json.")],
     langs: Annotated[
-        str | None, typer.Option("--langs", help="Source languages, e.g. 'de,fr,sw' (files: the one language).")
+        str | None, option("languages", "Source languages, e.g. 'de,fr,sw' (files: the one language).")
     ] = None,
     target: Annotated[
         str, typer.Option("--target", help="Target language: en, or another of the source's (e.g. zh; files: theirs).")
     ] = "en",
     source: Annotated[
-        str, typer.Option(help="gsm8k, snli, paws, sentiment, toy (the toy world), or files (your own parallel data).")
-    ] = "gsm8k",
+        BuildSource,
+        option("question-translation source", "A built-in source, or files (your own parallel data)."),
+    ] = BuildSource.gsm8k,
     mixture: Annotated[str | None, typer.Option(help=MIXTURE_HELP)] = None,
-    n: Annotated[int | None, typer.Option("--n", help="Examples per language (default: all usable).")] = None,
+    n: Annotated[int | None, option("examples per language", "Examples per language (default: all usable).")] = None,
     seed: Annotated[int, typer.Option(help="Sampling and shuffling seed.")] = 0,
     fmt: Annotated[
-        str,
-        typer.Option(
-            "--format",
-            help="plain (question + the paper's instruction line), qalign (QAlign's instruction in the Alpaca "
+        PromptFormat,
+        option(
+            "prompt format",
+            "plain (question + the paper's instruction line), qalign (QAlign's instruction in the Alpaca "
             "template) or chat (chat template).",
         ),
-    ] = "plain",
+    ] = PromptFormat.plain,
     src_file: Annotated[Path | None, typer.Option(help="files: questions in the source language, one a line.")] = None,
     tgt_file: Annotated[Path | None, typer.Option(help="files: the English questions, line-aligned.")] = None,
     jsonl: Annotated[Path | None, typer.Option(help="files: JSON lines with source and target fields.")] = None,
@@ -274,13 +329,16 @@ def data_build_qt(
     """Build a question-translation SFT dataset (question in X -> the question in English or --target; no answers)."""
     from mlalign_trainer import qt_data
 
+    from mlalign_tasks.output_dirs import check_replaceable
+
+    check_replaceable(out, "--out")  # before the build: an existing set is never replaced, whatever its size
     build = qt_data.build_qt_dataset(
-        source, langs, n, seed=seed, fmt=fmt, data_dir=data_dir, src_file=src_file, tgt_file=tgt_file,
+        source.value, langs, n, seed=seed, fmt=fmt.value, data_dir=data_dir, src_file=src_file, tgt_file=tgt_file,
         jsonl=jsonl, source_field=source_field, target_field=target_field, clean=clean, target=target,
         mixture=mixture,
     )  # fmt: skip
     qt_data.save_build(build, out)
-    console.print(qt_data.stats_table(build))
+    print_table(qt_data.stats_table(build))
     console.print(f"{len(build.dataset)} examples written to {out} (data hash {build.data_hash[:12]})")
 
 
@@ -317,43 +375,47 @@ def recipes(
             stages = shipped.stages(shipped.read_recipe(path))
             kind = f"recipe, stages {' + '.join(stages)}" if stages else "recipe"
         table.add_row(config, kind, str(path))
-    console.print(table)
+    print_table(table)
 
 
 @app.command("merge")
 def merge(
-    adapter: Annotated[Path, typer.Option("--adapter", help="Adapter directory written by `mlalign train`.")],
-    out: Annotated[Path, typer.Option("--out", help="New directory for the merged full model.")],
-    base: Annotated[str | None, typer.Option(help="Base model (default: the one the adapter names).")] = None,
-    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
+    adapter: Annotated[Path, option("adapter", "Adapter directory written by `mlalign train`.")],
+    out: Annotated[Path, option("output folder", "New directory for the merged full model.")],
+    base: Annotated[
+        str | None, option("model", "Base model (default: the one the adapter names).", show_default=False)
+    ] = None,
+    dtype: Annotated[MergeDtype, option("weights' dtype", "The merged model's weights.")] = MergeDtype.float32,
 ) -> None:
     """Merge a LoRA adapter into its base model and save the full model."""
     from mlalign_trainer.merge import merge_adapter
 
-    console.print(f"merged model written to {merge_adapter(adapter, out, base=base, dtype=dtype)}")
+    console.print(f"merged model written to {merge_adapter(adapter, out, base=base, dtype=dtype.value)}")
 
 
 analyze_app = typer.Typer(
     help="Interpretability analyses: logit lens over layers, PCA of hidden states.", no_args_is_help=True
 )
 app.add_typer(analyze_app, name="analyze")
-ModelOpt = Annotated[str, typer.Option("--model", help="Hugging Face model id or local directory.")]
+ModelOpt = Annotated[str, option("model", "Hugging Face model id or local directory.")]
 PeftOpt = Annotated[
-    Path | None, typer.Option("--peft", help="LoRA adapter directory: base and aligned are analysed side by side.")
+    str | None, option("adapter", "LoRA adapter directory: base and aligned are analysed side by side.")
 ]
-AnalysisOutOpt = Annotated[Path, typer.Option("--out", help="New (or earlier output) directory for JSON + plots.")]
-LimitOpt = Annotated[int | None, typer.Option(help="Number of parallel items, drawn with --seed (default: all).")]
-BatchOpt = Annotated[int, typer.Option("--batch-size", help="Prompts per forward pass.")]
-DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-DtypeOpt = Annotated[str, typer.Option(help="auto (bfloat16 on GPU, else float32), float32, bfloat16, float16.")]
-FourBitOpt = Annotated[bool, typer.Option("--load-in-4bit", help="Load the model in 4-bit NF4 (CUDA only).")]
-SeedOpt = Annotated[int, typer.Option(help="Seed of the item sample (and torch).")]
+AnalysisOutOpt = Annotated[Path, option("output folder", "New (or earlier output) directory for JSON + plots.")]
+LimitOpt = Annotated[
+    int | None, option("items per task or language", "Number of parallel items, drawn with --seed (default: all).")
+]
+BatchOpt = Annotated[int, option("batch size", "Prompts per forward pass.")]
+DeviceOpt = Annotated[str, option("device", "auto, cpu, cuda or cuda:N.")]
+DtypeOpt = Annotated[Dtype, option("weights' dtype", "auto: bfloat16 on a GPU, else float32.")]
+FourBitOpt = Annotated[bool, option("4-bit base model", "Load the model in 4-bit NF4 (CUDA only).")]
+SeedOpt = Annotated[int, option("seed", "Seed of the item sample (and torch).")]
 
 
 @analyze_app.command("logit-lens")
 def analyze_logit_lens(
     model: ModelOpt,
-    langs: Annotated[str, typer.Option(help="Comma-separated paper languages, e.g. zh,sw,de.")],
+    langs: Annotated[str, option("languages", "Comma-separated paper languages, e.g. zh,sw,de.")],
     out: AnalysisOutOpt,
     protocol: Annotated[
         LensProtocol,
@@ -362,15 +424,15 @@ def analyze_logit_lens(
             "entropy in bits); 'english-output': mlalign's lens on the English-output prompts of any paper task."
         ),
     ] = LensProtocol.paper,
-    task: Annotated[str, typer.Option(help="Paper task: sentiment, snli or paws (paper protocol: sentiment).")] = (
-        "sentiment"
+    task: Annotated[PaperTask, typer.Option(help="Paper task (the paper's protocol: sentiment).")] = (
+        PaperTask.sentiment
     ),
     peft: PeftOpt = None,
     limit: LimitOpt = None,
     top_k: Annotated[int, typer.Option("--top-k", help="english-output: top tokens recorded per layer.")] = 5,
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
+    dtype: DtypeOpt = Dtype.auto,
     load_in_4bit: FourBitOpt = False,
     seed: SeedOpt = 0,
     data_dir: DataDirOpt = None,
@@ -378,9 +440,10 @@ def analyze_logit_lens(
     """Label-word probabilities and entropy after every layer on the paper's few-shot prompts."""
     from mlalign_tasks.analysis.logit_lens import run_logit_lens
 
+    spec = ModelSpec(model, peft, device, dtype, load_in_4bit)
     result = run_logit_lens(
-        model, task, langs, out, peft=peft, limit=limit, batch_size=batch_size, device=device, dtype=dtype,
-        load_in_4bit=load_in_4bit, seed=seed, top_k=top_k, data_dir=data_dir, protocol=protocol,
+        spec, task.value, langs, out, limit=limit, batch_size=batch_size, seed=seed, top_k=top_k, data_dir=data_dir,
+        protocol=protocol,
     )  # fmt: skip
     for note in result["notes"]:
         console.print(f"note: {note}", highlight=False)
@@ -392,7 +455,7 @@ def analyze_pca(
     model: ModelOpt,
     out: AnalysisOutOpt,
     langs: Annotated[
-        str, typer.Option(help="Comma-separated paper languages (English is always added).")
+        str, option("languages", "Comma-separated paper languages (English is always added).")
     ] = "en,de,fr,hi,th,sw,ms",
     peft: PeftOpt = None,
     source: Annotated[
@@ -416,14 +479,16 @@ def analyze_pca(
             f"{', '.join(PAPER_PAIRS)} among --langs)."
         ),
     ] = None,
-    task: Annotated[str, typer.Option(help="sentiment; with --input sentence also snli or paws.")] = "sentiment",
+    task: Annotated[
+        PaperTask, typer.Option(help="Paper task: sentiment; with --input sentence also snli or paws.")
+    ] = PaperTask.sentiment,
     layers: Annotated[
         str | None, typer.Option(help="Layers, e.g. '0,8,-1' or '4-8' (default: L/4, L/2, 3L/4, L).")
     ] = None,
     limit: LimitOpt = None,
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "auto",
+    dtype: DtypeOpt = Dtype.auto,
     load_in_4bit: FourBitOpt = False,
     seed: SeedOpt = 0,
     data_dir: DataDirOpt = None,
@@ -432,9 +497,8 @@ def analyze_pca(
     from mlalign_tasks.analysis.pca import run_pca
 
     run_pca(
-        model, langs, out, peft=peft, task=task, layers=layers, limit=limit, batch_size=batch_size, device=device,
-        dtype=dtype, load_in_4bit=load_in_4bit, seed=seed, data_dir=data_dir, source=source, pooling=pooling,
-        pairs=pairs,
+        ModelSpec(model, peft, device, dtype, load_in_4bit), langs, out, task=task.value, layers=layers, limit=limit,
+        batch_size=batch_size, seed=seed, data_dir=data_dir, source=source, pooling=pooling, pairs=pairs,
     )  # fmt: skip
     console.print(f"PCA written to {out}")
 
@@ -442,7 +506,7 @@ def analyze_pca(
 @app.command("leaderboard")
 def leaderboard(
     results: Annotated[list[Path], typer.Argument(help="lm-eval output directories or results_*.json files.")],
-    out: Annotated[Path, typer.Option("--out", help="Board folder to (re)write, e.g. leaderboards/NAME.")],
+    out: Annotated[Path, option("output folder", "Board folder to (re)write, e.g. leaderboards/NAME.")],
     manifest: Annotated[
         Path | None, typer.Option(help="YAML: title, description, models (match, name, base, languages), metrics.")
     ] = None,
@@ -453,54 +517,77 @@ def leaderboard(
             help="Copy the results and sample logs into OUT/inputs with a manifest (the board rebuilds from itself).",
         ),
     ] = True,
+    allow_mismatch: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mismatch",
+            help="Compare runs evaluated under different settings (shots, generation, items, prompts, scoring, "
+            "precision); each difference is named in a note at the top of the board. Default: refuse.",
+        ),
+    ] = False,
+    correction: Annotated[
+        Correction,
+        typer.Option(help="Multiple-comparison correction of the per-language p-values: none, holm or bh."),
+    ] = Correction.none,
+    chance_normalised: Annotated[
+        bool,
+        typer.Option("--chance-normalised", help="Show classification scores as (score - chance) / (1 - chance)."),
+    ] = False,
+    bootstrap: Annotated[
+        int, typer.Option(help="Paired bootstrap resamples for the intervals of the averages' deltas (0: none).")
+    ] = DEFAULT_BOARD.bootstrap,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = DEFAULT_BOARD.seed,
 ) -> None:
     """Build a leaderboard (Markdown, CSV/JSON, HTML, plots, model cards) comparing base and aligned models."""
     from mlalign_tasks.leaderboard import make_leaderboard
 
-    board = make_leaderboard(results, out, manifest, embed=embed_inputs)
+    options = BoardOptions(
+        allow_mismatch=allow_mismatch, correction=correction, chance_normalised=chance_normalised,
+        bootstrap=bootstrap, seed=seed, embed=embed_inputs,
+    )  # fmt: skip
+    board = make_leaderboard(results, out, manifest, options)
     console.print(f"leaderboard of {len(board.models)} model(s) written to {out} (open {out / 'index.html'})")
     for note in board.notes:
         err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
-
-
-def _default(option: str) -> str:
-    """Help text naming an option's defaults in the toy world and elsewhere."""
-    from mlalign_tasks.study import DEFAULTS, REAL, TOY
-
-    return f"Default: {DEFAULTS[TOY][option]} (toy world), else {DEFAULTS[REAL][option]}."
 
 
 @app.command("run")
 def run_cmd(
     model: Annotated[
         str | None,
-        typer.Option(
-            help="Base model id or path, or 'tiny' (the random-weight test model, the default without a recipe) or "
-            "'toy' (the toy world: its model, languages and tasks; experimental). Default: the recipe's model, "
-            "else tiny."
+        option(
+            "model",
+            "Base model id or path, 'toy' (the toy world's pretrained model) or 'tiny' (the random-weight test "
+            "model) \\[default: the recipe's, else toy]",
         ),
     ] = None,
     recipe: Annotated[
         str | None,
         typer.Option(
-            help="Trainer recipe: a name (`mlalign recipes` lists them) or a YAML file. Default: cpu-smoke on the "
-            "tiny model, toy-world on the toy one; with another --model, none (the trainer's defaults for the device)."
+            help="Trainer recipe: a name (`mlalign recipes` lists them) or a YAML file. Default: toy-world on the "
+            "toy model, cpu-smoke on the tiny one; with another --model, none (the trainer's defaults for the device)."
         ),
     ] = None,
     langs: Annotated[
-        str | None, typer.Option("--langs", help=f"Training languages (question translation). {_default('languages')}")
+        str | None,
+        option(
+            "languages",
+            f"Training languages (question translation) \\[default: a recipe's; toy {TOY.languages}; tiny {TINY.languages}]",
+        ),
     ] = None,
     qt_source: Annotated[
-        str | None,
-        typer.Option(
-            "--qt-source", help=f"Question translations: gsm8k, snli, paws, sentiment or toy. {_default('qt_source')}"
+        QTSource | None,
+        option(
+            "question-translation source",
+            f"Question translations \\[default: a recipe's; toy {TOY.qt_source}; tiny {TINY.qt_source}]",
         ),
     ] = None,
     examples_per_language: Annotated[
         int | None,
-        typer.Option(
-            "--examples-per-language",
-            help=f"Training pairs per language (0: all). {_default('examples_per_language')}",
+        option(
+            "examples per language",
+            f"Training pairs per language, 0: all \\[default: toy {TOY.scale.examples_per_language}, tiny "
+            f"{TINY.scale.examples_per_language}; a real model: the recipe's, else all]",
         ),
     ] = None,
     train_flag: Annotated[
@@ -508,64 +595,110 @@ def run_cmd(
     ] = None,
     tasks: Annotated[
         str | None,
-        typer.Option(help=f"Evaluation tasks (as for `mlalign eval`). {_default('eval_tasks')}"),
+        option("tasks", f"Evaluation tasks (as for `mlalign eval`) \\[default: toy {TOY.tasks}; else {TINY.tasks}]"),
     ] = None,
     limit: Annotated[
-        str | None, typer.Option(help=f"Evaluation items per task ('none': all). {_default('eval_limit')}")
+        str | None,
+        option(
+            "items per task or language",
+            f"Evaluation items per task, 'none': all \\[default: toy {TOY.scale.eval_limit}, tiny "
+            f"{TINY.scale.eval_limit}; a real model: all]",
+        ),
     ] = None,
     max_gen_toks: Annotated[
         int | None,
-        typer.Option(
-            "--max-gen-toks",
-            help=f"Generated tokens per MGSM-format item (0: the task's default). {_default('max_gen_toks')}",
+        option(
+            "new tokens per generation",
+            f"New tokens per MGSM-format item, 0: the task's own \\[default: toy {TOY.scale.max_gen_toks}, tiny "
+            f"{TINY.scale.max_gen_toks}; a real model: the task's own]",
         ),
     ] = None,
     batch_size: Annotated[
-        str | None, typer.Option("--batch-size", help=f"Evaluation batch size. {_default('batch_size')}")
+        str | None,
+        option(
+            "batch size",
+            f"Evaluation batch size \\[default: toy {TOY.scale.batch_size}, tiny {TINY.scale.batch_size}; a real "
+            "model: auto]",
+        ),
     ] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N (default: cuda if available).")] = None,
-    load_in_4bit: Annotated[bool, typer.Option("--load-in-4bit", help="Evaluate/analyse in 4-bit NF4 (CUDA).")] = False,
+    device: Annotated[str | None, option("device", "cpu, cuda, cuda:N (default: cuda if available).")] = None,
+    load_in_4bit: Annotated[bool, option("4-bit base model", "Evaluate/analyse in 4-bit NF4 (CUDA).")] = False,
     nf4_preset: Nf4PresetOpt = Nf4Preset.mlalign,
     label_scoring: LabelScoringOpt = Scoring.paper,
     analysis_limit: Annotated[
         int | None,
         typer.Option(
-            "--analysis-limit", help=f"Items per language in the analyses (0: all). {_default('analysis_limit')}"
+            "--analysis-limit",
+            help=f"Items per language in the analyses, 0: all \\[default: toy {TOY.scale.analysis_limit}, tiny "
+            f"{TINY.scale.analysis_limit}; a real model: all]",
         ),
     ] = None,
-    out: Annotated[Path, typer.Option(help="Run directory (stages, resumable).")] = StudyDefaults.out,
-    board: Annotated[Path, typer.Option(help="Leaderboard folder to publish.")] = StudyDefaults.board,
-    seed: Annotated[int, typer.Option(help="Seed of data sampling, training and analyses.")] = StudyDefaults.seed,
+    out: Annotated[Path, option("output folder", "Run directory (stages, resumable).")] = DEMO.out,
+    board: Annotated[Path, typer.Option(help="Leaderboard folder to publish.")] = DEMO.board,
+    seed: Annotated[
+        int | None,
+        option("seed", f"Seed of data sampling, training and analyses \\[default: a recipe's, else {DEMO.seed}]"),
+    ] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """The whole study: data -> question-aligned training -> eval base and aligned -> leaderboard -> analyses."""
     from rich.table import Table
 
-    from mlalign_tasks.study import StudyConfig, run_study
+    from mlalign_tasks.evaluate import parse_batch_size, parse_limit
+    from mlalign_tasks.study import chosen_sizes, configure, describe_defaults, run_study
 
-    cfg = StudyConfig(
-        model=model, recipe=recipe, languages=langs, qt_source=qt_source, examples_per_language=examples_per_language,
-        train_flags=train_flag or [], eval_tasks=tasks, eval_limit=limit, max_gen_toks=max_gen_toks,
-        batch_size=batch_size, device=device, load_in_4bit=load_in_4bit, nf4_preset=nf4_preset.value,
-        label_scoring=label_scoring.value, analysis_limit=analysis_limit,
-        out=out, board=board, seed=seed, data_dir=str(data_dir) if data_dir else None,
+    sized = {  # the options whose defaults depend on the model (`chosen_sizes`); given ones only, 0 / 'none': all
+        "languages": langs,
+        "qt_source": qt_source,
+        "examples_per_language": examples_per_language,
+        "eval_limit": limit,
+        "max_gen_toks": max_gen_toks,
+        "analysis_limit": analysis_limit,
+        "batch_size": batch_size,
+        "seed": seed,
+    }
+    given = {k: v for k, v in sized.items() if v is not None}
+    given |= {k: None for k in ("examples_per_language", "max_gen_toks", "analysis_limit") if given.get(k) == 0}
+    if "eval_limit" in given:
+        given["eval_limit"] = parse_limit(given["eval_limit"])
+    if "batch_size" in given:
+        given["batch_size"] = parse_batch_size(given["batch_size"])
+    if chosen := describe_defaults(chosen_sizes(model, recipe, given)):  # said before any option is refused
+        console.print(chosen, highlight=False, soft_wrap=True)
+    cfg = configure(
+        model=model, recipe=recipe, **given, train_flags=train_flag or [], eval_tasks=tasks, device=device,
+        load_in_4bit=load_in_4bit, nf4_preset=nf4_preset, label_scoring=label_scoring,
+        out=out, board=board, data_dir=str(data_dir) if data_dir else None,
     )  # fmt: skip
-    results, paths = run_study(cfg, on_start=lambda st, why: console.rule(f"[bold]{st.name}[/bold] ({why})"))
+    try:
+        results, paths = run_study(cfg, on_start=lambda st, why: console.rule(f"[bold]{st.name}[/bold] ({why})"))
+    except Interrupted:
+        raise Interrupted("the stages that finished are kept; rerun the same command to resume") from None
     table = Table("stage", "status", "seconds", "output", title="mlalign run")
     for r in results:
         table.add_row(r.name, r.status, f"{r.seconds:.1f}", str(r.path))
-    console.print(table)
+    print_table(table)
     console.print(f"leaderboard: {paths['leaderboard'] / 'README.md'} and {paths['leaderboard'] / 'index.html'}")
     console.print(f"adapter: {paths['adapter']}   analyses: {paths['logit-lens']}, {paths['pca']}")
+    if chosen:
+        console.print(chosen, highlight=False, soft_wrap=True)
+
+
+def _interrupt(signum, frame) -> None:
+    raise Interrupted
 
 
 def main() -> None:
-    """Entry point: run the app, turning user-facing errors into one line and exit code 2."""
+    """Entry point: run the app, turning user-facing errors into one line and exit code 2, Ctrl-C into 130."""
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         app()
     except MlalignError as e:
         err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except Interrupted as e:  # what the command was writing is removed on the way out
+        err_console.print(f"interrupted: {e}" if e.args else "interrupted", highlight=False, soft_wrap=True)
+        sys.exit(130)
     except OSError as e:  # e.g. an output path under a file, a full disk: the system's words, without a traceback
         if isinstance(e, FileExistsError | NotADirectoryError) and e.filename and Path(e.filename).is_file():
             message = f"{e.filename} is a file, so it cannot hold the output folder; choose another path"

@@ -1,10 +1,12 @@
-"""Data files: registry, resolution (explicit dir -> user cache -> download) and verified downloads.
+"""Data files: registry, resolution (explicit dir -> user cache -> package -> download) and verified downloads.
 
 Every benchmark and training file the project reads is named by its path in the offline mirror
 layout (e.g. ``mgsm/mgsm_de.tsv``) and pinned in ``data_registry.json`` to a canonical public
 repository, commit, path and a checksum: the sha256 and size of the file, or, for files that are not in
 the offline mirror, their git blob id (the SHA-1 git names a file's content by, read from the repository's
-tree). ``resolve(name)`` returns a local, checksum-verified path.
+tree). ``resolve(name)`` returns a local, checksum-verified path. Small tables of facts extracted from
+upstream scripts (the paper tasks' prompts) ship in the package (``resources/``, the registry's
+``packaged``); the benchmark files themselves are downloaded.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from mlalign_tasks.output_dirs import remove_leftovers, try_lock
 
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com"
 _REGISTRY_FILE = Path(__file__).with_name("data_registry.json")
+_RESOURCES = Path(__file__).with_name("resources")
 _CHUNK = 1 << 20
 MIN_RATE = 64 << 10  # bytes per second: a download slower than this on average is given up
 # A transformed file is pinned after the transform; its source may be this much larger (a Python module vs JSON).
@@ -47,7 +50,8 @@ class DataFile:
     size: int | None = None
     git_blob: str | None = None  # the pin of a file known only by its blob id
     transform: str | None = None
-    extracted_from: tuple[str, ...] = ()
+    extracted_from: tuple[str, ...] = ()  # the upstream scripts a packaged file's facts were read from
+    packaged: str | None = None  # the file's name in the package's resources/, when it ships with mlalign
 
     def checksum(self) -> tuple[str, str]:
         """(kind, expected value): ("sha256", ...) or ("git blob", ...)."""
@@ -59,13 +63,19 @@ class DataFile:
         base = (base_url or os.environ.get("MLALIGN_DATA_URL") or DEFAULT_BASE_URL).rstrip("/")
         return f"{base}/{self.repo}/{self.commit}/{self.path}"
 
+    def source(self) -> str:
+        """Where the file comes from: its download URL, or the upstream scripts it was extracted from."""
+        if self.path is None:
+            return f"extracted from {self.repo}@{self.commit[:7]}: {', '.join(self.extracted_from)}"
+        return str(self.url()) + (" (converted to JSON)" if self.transform else "")
+
     def how_to_get(self) -> str:
         if self.path is None:
-            scripts = ", ".join(f"https://github.com/{self.repo}/blob/{self.commit}/{s}" for s in self.extracted_from)
-            return f"it is extracted from {scripts}; put it into a directory given by MLALIGN_DATA_DIR or --data-dir"
+            return "it ships with mlalign: reinstall the package, or put the file into MLALIGN_DATA_DIR or --data-dir"
+        fetches = f"downloads {self.url()}" + (" and converts it to JSON" if self.transform else "")
         return (
-            f"run `mlalign data fetch {self.name}` with network access, or put the file from "
-            f"{self.url()} into a directory given by MLALIGN_DATA_DIR or --data-dir"
+            f"run `mlalign data fetch {self.name}` with network access (it {fetches}), "
+            f"or put {self.name} from a data mirror into a directory given by MLALIGN_DATA_DIR or --data-dir"
         )
 
 
@@ -99,9 +109,18 @@ def select(patterns: list[str] | None) -> list[DataFile]:
 
 
 def explicit_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
-    """The explicit data directory: the argument, else $MLALIGN_DATA_DIR."""
+    """The explicit data directory: the argument, else $MLALIGN_DATA_DIR; one that is not a folder is an error."""
     d = data_dir or os.environ.get("MLALIGN_DATA_DIR")
-    return Path(d).expanduser() if d else None
+    if not d:
+        return None
+    path = Path(d).expanduser()
+    if not path.is_dir():
+        given = f"--data-dir {d}" if data_dir else f"MLALIGN_DATA_DIR={d}"
+        raise DataError(
+            f"{given} is not a directory; point it at a folder of data files, or leave it unset to use the cache "
+            f"({cache_dir()}) and download what is missing"
+        )
+    return path
 
 
 def cache_dir() -> Path:
@@ -151,6 +170,11 @@ def file_checksum(entry: DataFile, path: Path) -> str:
 
 
 _verified: dict[tuple[str, int, int], bool] = {}
+_FIXES = {
+    "explicit dir": "delete it and restore it from the pinned source",
+    "the cache": "delete it and run `mlalign data fetch`",
+    "the package": "reinstall mlalign",
+}
 
 
 def _check(entry: DataFile, path: Path, where: str) -> Path:
@@ -162,18 +186,19 @@ def _check(entry: DataFile, path: Path, where: str) -> Path:
         if digest != expected:
             raise DataError(
                 f"checksum mismatch for {entry.name} in {where} ({path}): expected {kind} {expected}, "
-                f"got {digest}; the file is corrupt or a different version: delete it and "
-                + ("run `mlalign data fetch`" if where == "the cache" else "restore it from the pinned source")
+                f"got {digest}; the file is corrupt or a different version: {_FIXES.get(where, _FIXES['explicit dir'])}"
             )
         _verified[key] = True
     return path
 
 
 def locate(entry: DataFile, data_dir: str | os.PathLike | None = None) -> tuple[Path, str] | None:
-    """Where the file is present locally (path, 'explicit dir' | 'the cache'), without verifying it."""
+    """Where the file is present locally (path, 'explicit dir' | 'the cache' | 'the package'), without verifying it."""
     for base, where in ((explicit_dir(data_dir), "explicit dir"), (cache_dir(), "the cache")):
         if base is not None and (base / entry.name).is_file():
             return base / entry.name, where
+    if entry.packaged and (_RESOURCES / entry.packaged).is_file():
+        return _RESOURCES / entry.packaged, "the package"
     return None
 
 
@@ -183,7 +208,7 @@ def resolve(
     offline: bool | None = None,
     base_url: str | None = None,
 ) -> Path:
-    """A verified local path for `name`: explicit dir, then cache, then a download unless offline."""
+    """A verified local path for `name`: explicit dir, then cache, then the package, then a download unless offline."""
     entry = lookup(name)
     if found := locate(entry, data_dir):
         return _check(entry, *found)
@@ -304,8 +329,8 @@ def python_literals_to_json(source: str) -> str:
     return json.dumps(out, ensure_ascii=False, indent=1)
 
 
-def read_json(name: str, **kw) -> object:
-    """Parse a JSON registry file, with a clear error if it is not valid JSON."""
+def read_registry_json(name: str, **kw) -> object:
+    """Parse the registry data file `name` (JSON), with a clear error if it is not valid JSON."""
     path = resolve(name, **kw)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -313,8 +338,8 @@ def read_json(name: str, **kw) -> object:
         raise DataError(f"{path} is not valid JSON ({e}); delete it and run `mlalign data fetch {name}`") from None
 
 
-def read_jsonl(name: str, **kw) -> list[dict]:
-    """Parse a JSON-lines registry file."""
+def read_registry_jsonl(name: str, **kw) -> list[dict]:
+    """Parse the registry data file `name` (JSON lines)."""
     path = resolve(name, **kw)
     rows = []
     with open(path, encoding="utf-8") as f:

@@ -7,3 +7,8 @@ class MlalignError(Exception):
 
 class DataError(MlalignError):
     """A data file is missing, corrupt, or cannot be downloaded."""
+
+
+class Interrupted(BaseException):  # noqa: N818  (like KeyboardInterrupt, which it stands for)
+    """Ctrl-C, raised by the CLI's SIGINT handler so that it reaches `cli.main` and is reported there (typer turns a
+    KeyboardInterrupt into a silent exit 130). `args[0]`, when given, says what to do next."""

@@ -14,11 +14,11 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from mlalign_tasks import label_scoring
+from mlalign_tasks import __version__, label_scoring, suites
+from mlalign_tasks.artefacts import ADAPTER_FILE
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.languages import (
     DEFAULT_FAMILIES,
@@ -29,11 +29,14 @@ from mlalign_tasks.languages import (
     check_lang,
     task_name,
 )
-from mlalign_tasks.nf4 import Nf4Preset
+from mlalign_tasks.model_loading import Dtype, Nf4Preset, resolve_device
+from mlalign_tasks.model_paths import check_local, check_model_arg
 from mlalign_tasks.output_dirs import remove_leftovers, try_lock
+from mlalign_tasks.progress import lm_eval_bars
+from mlalign_tasks.quiet import quiet_lm_eval_git
 
 DEFAULT_TASKS = ",".join(DEFAULT_FAMILIES)
-STAGING_PREFIX = ".mlalign-eval-"  # results are written here, inside --output-path, then moved into place
+STAGING_PREFIX = ".mlalign-eval-"  # results are written here, inside --out, then moved into place
 TASK_SPEC_HELP = (
     "Comma-separated: groups (mgsm_aligned, paper_aligned), tasks (mgsm_aligned_de), or FAMILY:LANG "
     "with more languages following it, e.g. 'mgsm_aligned:de,fr,sw,paper_aligned:zh'."
@@ -56,6 +59,7 @@ class Selection:
 
     langs: dict[str, list[str]] = field(default_factory=dict)
     other: list[str] = field(default_factory=list)  # lm-eval tasks of other suites (--include-defaults)
+    builtin: list[str] = field(default_factory=list)  # lm-eval's multilingual suites (mlalign_tasks.suites)
 
     def add(self, family: str, langs: tuple[str, ...] | list[str]) -> None:
         have = self.langs.setdefault(family, [])
@@ -78,11 +82,21 @@ class Selection:
                 names.append(family)
             else:
                 names += [task_name(family, lang) for lang in FAMILIES[family] if lang in self.langs[family]]
-        return names + self.other
+        return names + self.builtin + self.other
+
+    def add_builtin(self, suite: suites.Suite, langs: tuple[str, ...] | list[str]) -> None:
+        """lm-eval names of a built-in suite's languages (its group, for the group score, when all are asked)."""
+        names = [suite.task(lang) for lang in langs]
+        if suite.group is not None and set(langs) == set(suite.languages):
+            names = [suite.group]
+        self.builtin += [n for n in names if n not in self.builtin]
 
 
 def _valid_names() -> str:
-    return f"groups: {', '.join([*FAMILIES, *SUPER_GROUPS])}; tasks: <group>_<lang>, e.g. mgsm_aligned_de"
+    return (
+        f"groups: {', '.join([*FAMILIES, *SUPER_GROUPS])}; tasks: <group>_<lang>, e.g. mgsm_aligned_de; lm-eval's "
+        f"multilingual suites: {', '.join(s.name for s in suites.BUILTIN)} (and their tasks, e.g. xnli_de)"
+    )
 
 
 def parse_tasks(spec: str, allow_other: bool = False) -> Selection:
@@ -97,6 +111,25 @@ def parse_tasks(spec: str, allow_other: bool = False) -> Selection:
         raise MlalignError(f"no tasks given; {_valid_names()}")
     for item in items:
         name, colon, lang = item.partition(":")
+        builtin = next((s for s in suites.BUILTIN if s.name == name), None)
+        if builtin is not None and not colon:
+            sel.add_builtin(builtin, builtin.languages)
+            current = None
+            continue
+        if (cell := suites.lookup(name)) is not None and cell[0].builtin:
+            sel.add_builtin(cell[0], [cell[1]])
+            current = None
+            continue
+        if builtin is not None or (current and isinstance(current, suites.Suite) and name not in tasks and not colon):
+            suite = builtin if builtin is not None else current
+            code = (lang if colon else name).strip()
+            if code not in suite.languages:
+                raise UnknownLanguageError(
+                    f"unknown {suite.name} language {code!r} in --tasks item {item!r}; it has {', '.join(suite.languages)}"
+                )
+            sel.add_builtin(suite, [code])
+            current = suite
+            continue
         if colon:
             families = SUPER_GROUPS.get(name) or ((name,) if name in FAMILIES else None)
             if families is None:
@@ -154,16 +187,34 @@ def parse_limit(value: str | None) -> int | float | None:
     return number
 
 
+# lm-eval's own generation settings (its aliases of max_gen_toks included); the others go to transformers' generate.
+LM_EVAL_GEN_KEYS = ("until", "max_gen_toks", "max_new_tokens", "max_tokens", "max_completion_tokens", "do_sample")
+
+
 def parse_gen_kwargs(value: str | None) -> dict[str, Any] | None:
-    """--gen-kwargs 'max_gen_toks=64,temperature=0' -> dict, as lm-eval parses it."""
+    """--gen-kwargs 'max_gen_toks=64,temperature=0' -> dict, as lm-eval parses it; each key lm-eval's or a
+    transformers GenerationConfig setting (else a typo would surface as a traceback from `generate`)."""
     if not value:
         return None
+    import difflib
+
     from lm_eval.utils import simple_parse_args_string
+    from transformers import GenerationConfig
 
     bad = [p for p in value.split(",") if p.strip() and (p.count("=") < 1 or not p.split("=", 1)[0].strip())]
     if bad:
         raise MlalignError(f"--gen-kwargs {value!r}: expected key=value pairs separated by commas (bad: {bad[0]!r})")
-    return simple_parse_args_string(value)
+    parsed = simple_parse_args_string(value)
+    known = {*LM_EVAL_GEN_KEYS, *(k for k in GenerationConfig().to_dict() if not k.startswith("_"))}
+    for key in parsed:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise MlalignError(
+                f"--gen-kwargs: unknown setting {key!r}; {hint}use lm-eval's ({', '.join(LM_EVAL_GEN_KEYS)}) or a "
+                "transformers GenerationConfig field (e.g. temperature, top_p, num_beams)"
+            )
+    return parsed
 
 
 def parse_batch_size(value: str) -> int | str:
@@ -178,33 +229,15 @@ def parse_batch_size(value: str) -> int | str:
     return size
 
 
-def missing_local(name: str) -> bool:
-    """True if `name` is meant as a local path (exists, or is not shaped like a hub id) but is absent."""
-    if Path(name).expanduser().exists():
-        return False
-    return name.startswith((".", "/", "~")) or name.count("/") > 1
-
-
-def check_model_arg(value: str, flag: str) -> None:
-    """Refuse a model or adapter path that lm-eval's `model_args` string would split into other settings."""
-    if "," in value or "=" in value:
-        raise MlalignError(
-            f"{flag} {value!r} contains ',' or '=', which lm-eval would read as further model settings "
-            "(e.g. ',trust_remote_code=True'); rename the folder or link to it from a path without them"
-        )
-
-
 def check_model(model: str, adapter: str | None) -> None:
     """Fail early, with the fix, if the model or the adapter cannot be found or cannot be named to lm-eval."""
     from transformers import AutoConfig
 
     check_model_arg(model, "--model")
+    check_local(model, "--model")
     if adapter is not None:
         check_model_arg(adapter, "--peft")
-    if missing_local(model):
-        raise MlalignError(
-            f"model path {model} does not exist; pass a directory saved with save_pretrained or a model id"
-        )
+        check_local(adapter, "--peft", ADAPTER_FILE)
     try:
         AutoConfig.from_pretrained(model)
     except (OSError, ValueError) as e:
@@ -214,8 +247,6 @@ def check_model(model: str, adapter: str | None) -> None:
         ) from None
     if adapter is None:
         return
-    if missing_local(adapter):
-        raise MlalignError(f"--peft {adapter} does not exist; pass a PEFT adapter directory (with adapter_config.json)")
     from peft import PeftConfig
 
     try:
@@ -227,38 +258,10 @@ def check_model(model: str, adapter: str | None) -> None:
         ) from None
 
 
-def resolve_device(device: str | None, load_in_4bit: bool) -> str:
-    """The device to run on (default: cuda if available), checked against what is there."""
-    import torch
-
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        torch.device(device)
-    except RuntimeError:
-        raise MlalignError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise MlalignError(f"--device {device}, but no CUDA GPU is visible; use --device cpu")
-    if load_in_4bit and not device.startswith("cuda"):
-        raise MlalignError(
-            "--load-in-4bit needs a CUDA GPU (bitsandbytes NF4); drop --load-in-4bit to evaluate on "
-            f"{device} in full precision"
-        )
-    return device
-
-
 # ----------------------------------------------------------------------------- running
 
 
-class Dtype(StrEnum):
-    """The weights' dtype for full-precision evaluation (auto: the model config's)."""
-
-    auto = "auto"
-    bfloat16 = "bfloat16"
-    float16 = "float16"
-    float32 = "float32"
-
-
-@dataclass
+@dataclass(frozen=True)
 class EvalRequest:
     """Everything `mlalign eval` needs, already parsed."""
 
@@ -278,7 +281,7 @@ class EvalRequest:
     seed: int = 0
     label_scoring: str = "paper"  # paper tasks: paper, first-token or label (see mlalign_tasks.label_scoring)
     dtype: Dtype = Dtype.auto  # weights' dtype (full precision only)
-    nf4_preset: Nf4Preset = Nf4Preset.mlalign  # with load_in_4bit (see mlalign_tasks.nf4)
+    nf4_preset: Nf4Preset = Nf4Preset.mlalign  # with load_in_4bit (see mlalign_tasks.model_loading)
 
     @property
     def model_args(self) -> str:
@@ -305,39 +308,46 @@ def _check_fewshot(req: EvalRequest) -> None:
         )
 
 
-def preloaded_lm(req: EvalRequest, device: str, token_sets: dict | None):
-    """The model loaded here in 4-bit (lm-eval's own load_in_4bit fails on transformers 5), as `req.nf4_preset`
-    says, wrapped for lm-eval; the results still name base model and adapter through `req.model_args`."""
-    from lm_eval.models.huggingface import HFLM
-    from transformers import AutoTokenizer
-
-    from mlalign_tasks.nf4 import load_4bit
-
-    model = load_4bit(req.model, req.adapter, req.nf4_preset, device)
-    tokenizer = AutoTokenizer.from_pretrained(req.model)
-    if token_sets:
-        from mlalign_tasks.token_set_lm import TokenSetLM
-
-        return TokenSetLM(pretrained=model, tokenizer=tokenizer, batch_size=req.batch_size, token_sets=token_sets)
-    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=req.batch_size)
-
-
 def make_lm(req: EvalRequest, device: str, token_sets: dict | None):
-    """What `simple_evaluate` runs: lm-eval's "hf" model by name, or a model object built here (4-bit, paper scoring)."""
-    if req.load_in_4bit:
-        return preloaded_lm(req, device, token_sets)
-    if not token_sets:
-        return "hf"
+    """The lm-eval model `simple_evaluate` runs: lm-eval's HF model with a safe `--batch-size auto` (`MlalignLM`),
+    scoring the paper tasks' labels over token sets when given them (`TokenSetLM`).
+
+    In 4-bit the model is loaded here (lm-eval's own load_in_4bit fails on transformers 5), as `req.nf4_preset` says;
+    the results still name base model and adapter through `req.model_args`.
+    """
+    from mlalign_tasks.hf_lm import MlalignLM
     from mlalign_tasks.token_set_lm import TokenSetLM
 
-    return TokenSetLM(
-        pretrained=req.model, peft=req.adapter, batch_size=req.batch_size, device=device, dtype=req.dtype.value,
-        token_sets=token_sets,
-    )  # fmt: skip
+    cls, extra = (TokenSetLM, {"token_sets": token_sets}) if token_sets else (MlalignLM, {})
+    if not req.load_in_4bit:
+        return cls(
+            pretrained=req.model, peft=req.adapter, batch_size=req.batch_size, device=device, dtype=req.dtype.value,
+            **extra,
+        )  # fmt: skip
+    from transformers import AutoTokenizer
+
+    from mlalign_tasks.model_loading import load_4bit
+
+    model = load_4bit(req.model, req.adapter, req.nf4_preset, device)
+    return cls(pretrained=model, tokenizer=AutoTokenizer.from_pretrained(req.model), batch_size=req.batch_size, **extra)
+
+
+def check_single_process() -> None:
+    """`mlalign eval` runs in one process: under `accelerate launch` or `torchrun` (WORLD_SIZE > 1) lm-eval would
+    not split the items of a model loaded here (4-bit) and only its main process gets results, so the plain lm-eval
+    route is named instead."""
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world.strip() not in ("", "0", "1"):
+        raise MlalignError(
+            f"mlalign eval runs in one process, not under accelerate launch or torchrun (WORLD_SIZE={world}); over "
+            'several GPUs run `accelerate launch -m lm_eval --model hf --include_path "$(mlalign tasks-path)" ...` '
+            "(README: Faster evaluation)"
+        )
 
 
 def run(req: EvalRequest) -> dict[str, Any]:
     """Validate, evaluate and (if asked) save; return lm-eval's results dict (without samples)."""
+    check_single_process()
     _check_fewshot(req)
     scoring = label_scoring.check_scoring(req.label_scoring)
     paper_tasks = bool(label_scoring.paper_families() & set(req.tasks.langs))  # the tasks label scoring applies to
@@ -352,17 +362,17 @@ def run(req: EvalRequest) -> dict[str, Any]:
         raise MlalignError(f"--dtype {req.dtype.value} applies to full precision; 4-bit compute follows --nf4-preset")
     device = resolve_device(req.device, req.load_in_4bit)
     if req.output_path is not None and req.output_path.exists() and not req.output_path.is_dir():
-        raise MlalignError(f"--output-path {req.output_path} is a file; pass a directory")
+        raise MlalignError(f"--out {req.output_path} is a file; pass a directory")
     check_model(req.model, req.adapter)
-
-    from importlib.metadata import version
 
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
     from lm_eval.tasks import TaskManager
 
     metadata = {"data_dir": str(req.data_dir)} if req.data_dir else None
-    manager = TaskManager(include_path=str(tasks_dir()), include_defaults=req.include_defaults, metadata=metadata)
+    # lm-eval's ~14k built-in tasks are indexed (seconds) only when one of them is asked for
+    builtins = req.include_defaults or bool(req.tasks.builtin)
+    manager = TaskManager(include_path=str(tasks_dir()), include_defaults=builtins, metadata=metadata)
     names = req.tasks.lm_eval_tasks()
     if unknown := [n for n in req.tasks.other if n not in manager.all_tasks]:
         raise MlalignError(f"unknown lm-eval task(s) {', '.join(unknown)}; `lm_eval ls tasks` lists them")
@@ -385,27 +395,28 @@ def run(req: EvalRequest) -> dict[str, Any]:
         lock = try_lock(staging)
     try:
         tracker = EvaluationTracker(output_path=str(staging)) if staging else None
-        results = simple_evaluate(
-            model=lm,
-            model_args=req.model_args,
-            tasks=built,
-            num_fewshot=req.num_fewshot,
-            batch_size=req.batch_size,
-            device=device,
-            limit=req.limit,
-            gen_kwargs=req.gen_kwargs,
-            log_samples=staging is not None,
-            evaluation_tracker=tracker,
-            task_manager=manager,
-            apply_chat_template=req.apply_chat_template,
-            random_seed=req.seed,
-            numpy_random_seed=req.seed,
-            torch_random_seed=req.seed,
-        )
+        with lm_eval_bars(), quiet_lm_eval_git():
+            results = simple_evaluate(
+                model=lm,
+                model_args=req.model_args,
+                tasks=built,
+                num_fewshot=req.num_fewshot,
+                batch_size=req.batch_size,
+                device=device,
+                limit=req.limit,
+                gen_kwargs=req.gen_kwargs,
+                log_samples=staging is not None,
+                evaluation_tracker=tracker,
+                task_manager=manager,
+                apply_chat_template=req.apply_chat_template,
+                random_seed=req.seed,
+                numpy_random_seed=req.seed,
+                torch_random_seed=req.seed,
+            )
         if results is None:
             raise MlalignError("lm-eval returned no results (not the main process)")
         results["mlalign"] = {
-            "version": version("mlalign"),
+            "version": __version__,
             "tasks": names,
             "load_in_4bit": req.load_in_4bit,
             "nf4_preset": req.nf4_preset.value if req.load_in_4bit else None,
@@ -505,6 +516,12 @@ def score_table(results: dict, selection: Selection):
     table.add_section()
     table.add_row("mean", *(f"{100 * m:.1f}" for m in means), style="bold")
     return table
+
+
+def builtin_cell(name: str) -> bool:
+    """Whether `name` is one language of one of lm-eval's multilingual suites (mlalign_tasks.suites)."""
+    cell = suites.lookup(name)
+    return cell is not None and cell[0].builtin
 
 
 def other_table(results: dict, names: list[str]):

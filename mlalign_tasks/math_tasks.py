@@ -73,7 +73,7 @@ def load_msvamp(lang: str, data_dir: str | None = None) -> list[dict[str, str]]:
     """MSVAMP test rows of `lang`: {"question": m_query, "answer": response}."""
     check_lang(lang, FAMILIES["msvamp_aligned"], what="MSVAMP language")
     name = msvamp_file(lang)
-    rows = data.read_jsonl(name, data_dir=data_dir)
+    rows = data.read_registry_jsonl(name, data_dir=data_dir)
     try:
         return [{"question": r["m_query"].strip(), "answer": str(r["response"]).strip()} for r in rows]
     except (KeyError, AttributeError) as e:
@@ -81,7 +81,7 @@ def load_msvamp(lang: str, data_dir: str | None = None) -> list[dict[str, str]]:
 
 
 def _exemplars_json(data_dir: str | None) -> dict[str, Any]:
-    raw = data.read_json(FEWSHOT_SOURCE, data_dir=data_dir)
+    raw = data.read_registry_json(FEWSHOT_SOURCE, data_dir=data_dir)
     if not isinstance(raw, dict) or "exemplars" not in raw:
         raise DataError(
             f"{FEWSHOT_SOURCE} has no 'exemplars' key; delete it and run `mlalign data fetch {FEWSHOT_SOURCE}`"

@@ -1,7 +1,8 @@
 """The paper's three classification tasks (SNLI, PAWS, Amazon-polarity sentiment): prompts, items, gold labels.
 
 Facts from the original "enout" evaluation scripts of Zhang et al. (2024), kept as data in
-``paper_tasks/prompts.json``: the prompt of an item is the few-shot prefix in language X followed
+``paper_tasks/prompts.json`` (shipped in the package, ``resources/paper_prompts.json``; provenance in the data
+registry): the prompt of an item is the few-shot prefix in language X followed
 directly by the query template filled with the item (the template starts with the newline that
 separates it from the prefix and ends with the opening quote of the answer). The few-shot answers
 are the English label words, and the model is scored on the label word that follows the quote.
@@ -81,12 +82,12 @@ def check_task(task: str) -> str:
 
 def _task_prompts(task: str, data_dir: DataDir = None) -> dict[str, Any]:
     check_task(task)
-    prompts = data.read_json(PROMPTS_FILE, data_dir=data_dir)
+    prompts = data.read_registry_json(PROMPTS_FILE, data_dir=data_dir)
     entry = prompts.get(task) if isinstance(prompts, dict) else None
     if not isinstance(entry, dict) or not all(k in entry for k in ("fewshot_prefix", "query_template", "labels")):
         raise DataError(
             f"{PROMPTS_FILE} has no valid entry for {task!r} (needs fewshot_prefix, query_template, labels); "
-            f"restore the file with `mlalign data fetch {PROMPTS_FILE}`"
+            "restore the file (or reinstall mlalign)"
         )
     return entry
 
@@ -144,7 +145,7 @@ def _shots_answering(prefix: str, english: list[str], shots: list[str], where: s
 def _read_rows(task: str, lang: str, data_dir: DataDir) -> list[dict]:
     spec = _SPECS[task]
     name = spec.file.format(lang=lang)
-    rows = data.read_json(name, data_dir=data_dir)
+    rows = data.read_registry_json(name, data_dir=data_dir)
     needed = (*spec.fields.values(), "answer")
     if not isinstance(rows, list):
         raise DataError(f"{name} must be a JSON list of items; restore it with `mlalign data fetch {name}`")

@@ -1,111 +1,294 @@
 """The whole study in one resumable run: data -> question-aligned training -> evaluation -> leaderboard -> analyses.
 
-With no arguments it runs the embedded default offline on CPU: the tiny random-weight model, two training
-languages, small evaluation limits (a check of the machinery). ``--model toy`` (or the toy-world recipe) runs it
-in the toy world instead: a small model pretrained from scratch on synthetic languages (built in the model
-stage), question alignment on two languages of one family, evaluation on every toy language. With a recipe or a
-real model id the stages run at full size. Options left unset take the defaults of the kind of model
-(`DEFAULTS`). Every stage is skipped when its outputs exist, verify, and match its configuration hash.
+With no arguments it runs the embedded default offline on CPU: the toy world (`BUILTIN[TOY]`: its pretrained
+model, question alignment on two languages of one family, every toy language evaluated). `--model tiny` runs the
+real benchmarks' machinery on the tiny random-weight model instead (`BUILTIN[TINY]`). With a recipe or a real model
+id the same stages run at full size (`FULL_SCALE`, and the recipe's training data) unless the user asks for less.
+Every stage is skipped when its outputs exist, verify, and match its configuration hash.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mlalign_trainer import recipes, sft
-from mlalign_trainer.qt_data import SOURCES as QT_SOURCES
+from mlalign_trainer.choices import QTSource
 
+from mlalign_tasks.analysis.protocols import PaperTask
 from mlalign_tasks.atomic import write_json_atomic, write_text_atomic
-from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.evaluate import check_model_arg, missing_local
-from mlalign_tasks.nf4 import Nf4Preset
+from mlalign_tasks.errors import Interrupted, MlalignError
+from mlalign_tasks.label_scoring import Scoring
+from mlalign_tasks.model_loading import ModelSpec, Nf4Preset, resolve_device
+from mlalign_tasks.model_paths import check_local, check_model_arg
 from mlalign_tasks.output_dirs import check_replaceable, exclusive
 from mlalign_tasks.stages import Stage, StageResult, run_stages
 
-TOY, TINY, REAL = "toy", "tiny", "real"
-BUILTIN_RECIPES = {TOY: "toy-world", TINY: "cpu-smoke"}  # the trainer recipe of each built-in model
-# The model_name_or_path of a recipe for a built-in model (toy-world; cpu-smoke, qalign-cpu-smoke)
-RECIPE_MODELS = {"toy-model": TOY, "tiny-model": TINY}
+TOY, TINY = "toy", "tiny"  # the models mlalign builds itself offline (`BUILTIN`)
 STUDY_FILE = "study.json"  # the options of the last run: marks a folder as an `mlalign run` folder
 LOCK_FILE = ".mlalign-run.lock"
-TOY_ANALYSIS_TASK = "toy_sentiment"  # mlalign_tasks.analysis.paper_items.TOY_TASK
-_BENCHMARK_DEFAULTS = {
-    "languages": "de,zh",
-    "qt_source": "gsm8k",
-    "examples_per_language": 32,
-    "eval_tasks": "mgsm_aligned,msvamp_aligned,paper_aligned",
-    "eval_limit": "8",
-    "max_gen_toks": 48,
-    "batch_size": "8",
-    "analysis_task": "sentiment",
-    "lens_langs": "en,de,zh,sw,ja",
-    "pca_langs": "en,de,fr,hi,sw",
-    "analysis_limit": 16,
-}
-# The value of every option left unset, per kind of model. Toy world: train on two languages of the Alvic
-# family (qac, its third language, and the other families stay unseen), evaluate every toy language.
-DEFAULTS: dict[str, dict[str, object]] = {
-    TOY: {
-        "languages": "qaa,qab",
-        "qt_source": "toy",
-        "examples_per_language": 1000,
-        "eval_tasks": "toy_aligned",
-        "eval_limit": "200",
-        "max_gen_toks": 64,
-        "batch_size": "32",
-        "analysis_task": TOY_ANALYSIS_TASK,
-        "lens_langs": "en,qaa,qab,qac,qba,qca",
-        "pca_langs": "en,qaa,qab,qac,qba,qbb,qca,qcb",
-        "analysis_limit": 64,
-    },
-    TINY: _BENCHMARK_DEFAULTS,
-    REAL: _BENCHMARK_DEFAULTS,
-}
 
 
-@dataclass
-class StudyConfig:
-    """What `mlalign run` does. None: the default for the kind of model (`DEFAULTS`, see `resolved`)."""
+@dataclass(frozen=True)
+class Scale:
+    """The sizes of a run where the user gives none (None: all, or the task's own)."""
 
-    model: str | None = None  # None: the recipe's model_name_or_path, or the tiny model without a recipe
-    recipe: str | None = None
-    languages: str | None = None
-    qt_source: str | None = None
-    examples_per_language: int | None = None  # 0: all usable pairs
-    train_flags: list[str] = field(default_factory=list)
-    eval_tasks: str | None = None
-    eval_limit: str | None = None  # "none": all items
-    max_gen_toks: int | None = None  # 0: the task's default
-    batch_size: str | None = None
-    device: str | None = None
+    examples_per_language: int | None  # training pairs per language (None: every usable pair)
+    eval_limit: int | float | None  # evaluation items per task (None: every item)
+    max_gen_toks: int | None  # new tokens per MGSM/MSVAMP item (None: each task's own length)
+    analysis_limit: int | None  # items per language in the analyses (None: every item)
+    batch_size: int | str  # evaluation batch size
+
+
+DEMO_SCALE = Scale(examples_per_language=32, eval_limit=8, max_gen_toks=48, analysis_limit=16, batch_size=8)
+TOY_SCALE = Scale(examples_per_language=1000, eval_limit=200, max_gen_toks=64, analysis_limit=64, batch_size=32)
+FULL_SCALE = Scale(
+    examples_per_language=None, eval_limit=None, max_gen_toks=None, analysis_limit=None, batch_size="auto"
+)
+RECIPE_DATA = ("languages", "qt_source", "examples_per_language", "seed")  # what a real run takes from its recipe
+
+
+@dataclass(frozen=True)
+class Builtin:
+    """A model mlalign builds itself offline, and the study's defaults on it."""
+
+    name: str  # what the board calls it
+    recipe: str  # its trainer recipe
+    recipe_model: str  # the model_name_or_path its recipes name
+    scale: Scale
+    languages: str
+    qt_source: QTSource
+    tasks: str
+    analysis_task: PaperTask
+    lens_langs: str
+    pca_langs: str
+
+
+BUILTIN = {
+    # Question alignment on two Alvic languages: qac (same family) and the other families stay unseen.
+    TOY: Builtin(
+        "toy world", "toy-world", "./toy-model", TOY_SCALE, "qaa,qab", QTSource.toy, "toy_aligned",
+        PaperTask.toy_sentiment, "en,qaa,qab,qac,qba,qca", "en,qaa,qab,qac,qba,qbb,qca,qcb",
+    ),
+    TINY: Builtin(
+        "tiny model", "cpu-smoke", "./tiny-model", DEMO_SCALE, "de,zh", QTSource.gsm8k,
+        "mgsm_aligned,msvamp_aligned,paper_aligned", PaperTask.sentiment, "en,de,zh,sw,ja", "en,de,fr,hi,sw",
+    ),
+}  # fmt: skip
+DEFAULT_MODEL = TOY  # `mlalign run` without --model or recipe
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Stage `data`: the question translations stage I trains on."""
+
+    qt_source: QTSource = QTSource.gsm8k
+    languages: str = "de,zh"
+    examples_per_language: int | None = DEMO_SCALE.examples_per_language
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from mlalign_tasks.languages import parse_langs
+
+        try:
+            object.__setattr__(self, "qt_source", QTSource(self.qt_source))
+        except ValueError:
+            raise MlalignError(
+                f"--qt-source {self.qt_source!r}: choose one of {', '.join(s.value for s in QTSource)}"
+            ) from None
+        object.__setattr__(self, "languages", ",".join(parse_langs(self.languages)))
+        _check_positive("--examples-per-language", self.examples_per_language)
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """Stages `eval-base` and `eval-aligned` (the model, device and data folder are the run's)."""
+
+    tasks: str = "mgsm_aligned,msvamp_aligned,paper_aligned"
+    limit: int | float | None = DEMO_SCALE.eval_limit
+    max_gen_toks: int | None = DEMO_SCALE.max_gen_toks
+    batch_size: int | str = DEMO_SCALE.batch_size
     load_in_4bit: bool = False
-    nf4_preset: str = "mlalign"  # evaluation in 4-bit: mlalign or paper (mlalign_tasks.nf4)
-    label_scoring: str = "paper"  # paper-format tasks: paper, first-token or label (mlalign_tasks.label_scoring)
-    analysis_task: str | None = None
-    lens_langs: str | None = None
-    pca_langs: str | None = None
-    analysis_limit: int | None = None  # 0: all items
+    nf4_preset: Nf4Preset = Nf4Preset.mlalign  # 4-bit only (mlalign_tasks.model_loading)
+    label_scoring: Scoring = Scoring.paper  # the paper tasks' (mlalign_tasks.label_scoring)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from mlalign_tasks import evaluate
+        from mlalign_tasks.label_scoring import check_scoring
+
+        evaluate.parse_tasks(self.tasks)
+        evaluate.parse_limit(None if self.limit is None else str(self.limit))
+        evaluate.parse_batch_size(str(self.batch_size))
+        object.__setattr__(self, "label_scoring", check_scoring(self.label_scoring))
+        try:
+            object.__setattr__(self, "nf4_preset", Nf4Preset(self.nf4_preset))
+        except ValueError:
+            choices = ", ".join(p.value for p in Nf4Preset)
+            raise MlalignError(f"unknown --nf4-preset {self.nf4_preset!r}; choose one of {choices}") from None
+        if self.nf4_preset is not Nf4Preset.mlalign and not self.load_in_4bit:
+            raise MlalignError(f"--nf4-preset {self.nf4_preset.value} applies to 4-bit evaluation; add --load-in-4bit")
+        _check_positive("--max-gen-toks", self.max_gen_toks, "the task's own")
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """Stages `logit-lens` and `pca`."""
+
+    task: PaperTask = PaperTask.sentiment
+    limit: int | None = DEMO_SCALE.analysis_limit
+    lens_langs: str = "en,de,zh,sw,ja"
+    pca_langs: str = "en,de,fr,hi,sw"
+    load_in_4bit: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from mlalign_tasks import paper_prompts
+        from mlalign_tasks.analysis import paper_items
+
+        task = PaperTask(self.task) if self.task == PaperTask.toy_sentiment else paper_prompts.check_task(self.task)
+        object.__setattr__(self, "task", PaperTask(task))
+        _check_positive("--analysis-limit", self.limit)
+        for langs in (self.lens_langs, self.pca_langs):
+            paper_items.check_inputs(self.task, langs, self.limit)
+
+
+def _check_positive(flag: str, value: int | None, zero: str = "all") -> None:
+    """A size the command line gives as a number >= 0, where 0 means `zero` (None here)."""
+    if value is not None and value < 1:
+        raise MlalignError(f"{flag} {value} must be >= 0 (0: {zero})")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """What `mlalign run` does, built and checked once; the defaults are the embedded demo (`configure` picks the
+    sizes by the model)."""
+
+    model: str | None = None  # None: the recipe's model_name_or_path, or the toy world's model without a recipe
+    recipe: str | None = None
+    data: DataOptions = DataOptions()
+    evaluation: EvalOptions = EvalOptions()
+    analysis: AnalysisOptions = AnalysisOptions()
+    train_flags: tuple[str, ...] = ()
+    device: str | None = None
     out: Path = Path("runs/demo")
     board: Path = Path("leaderboards/demo")
-    seed: int = 0
     data_dir: str | None = None
+    defaulted: dict[str, tuple[object, str]] = field(default_factory=dict)  # option -> (value, where it came from)
 
-    def resolved(self) -> StudyConfig:
-        """This configuration with every unset option at the default for its kind of model."""
-        defaults = DEFAULTS[model_kind(self)]
-        return replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
+    @property
+    def seed(self) -> int:
+        """The run's seed (data sampling, training, evaluation, analyses)."""
+        return self.data.seed
+
+
+def chosen_sizes(model: str | None, recipe: str | None, given: dict[str, object]) -> dict[str, tuple[object, str]]:
+    """The sizes the run picks itself (option -> (value, where it came from)), for the options not in `given`.
+
+    On a built-in model its sizes and training data (`BUILTIN`); on a real model or recipe the full test sets, each
+    task's own generation length, every analysis item, batch size auto, and the recipe's training data (languages,
+    source, examples per language, seed) or, without a recipe, every usable pair.
+    """
+    kind = builtin_kind(StudyConfig(model=model, recipe=recipe))
+    if kind is not None:
+        own, why = BUILTIN[kind], f"the {BUILTIN[kind].name}'s"
+        chosen = {name: (value, why) for name, value in asdict(own.scale).items()}
+        chosen |= {"languages": (own.languages, why), "qt_source": (own.qt_source.value, why)}
+        return {name: pair for name, pair in chosen.items() if name not in given}
+    chosen = {name: (value, "full size") for name, value in asdict(FULL_SCALE).items()}
+    if recipe is not None:
+        path = recipes.recipe_path(recipe)
+        values = recipes.stage_flags(recipes.read_recipe(path), "question", path)  # a two-stage recipe: stage I's
+        chosen |= {name: (values[name], f"recipe {recipe}") for name in RECIPE_DATA if name in values}
+    return {name: pair for name, pair in chosen.items() if name not in given}
+
+
+def configure(
+    model: str | None = None,
+    recipe: str | None = None,
+    *,
+    eval_tasks: str | None = None,
+    load_in_4bit: bool = False,
+    nf4_preset: Nf4Preset = Nf4Preset.mlalign,
+    label_scoring: Scoring = Scoring.paper,
+    analysis_task: PaperTask | None = None,
+    train_flags: tuple[str, ...] | list[str] = (),
+    device: str | None = None,
+    out: Path = StudyConfig.out,
+    board: Path = StudyConfig.board,
+    data_dir: str | None = None,
+    **sized: object,
+) -> StudyConfig:
+    """The run's configuration, checked: the options given, and the sizes (`Scale`'s fields, languages, qt_source,
+    seed) not given at the run's scale (`chosen_sizes`); a built-in model's tasks and analysis languages unless
+    given."""
+    known = {*asdict(DEMO_SCALE), *RECIPE_DATA}
+    if unknown := set(sized) - known:
+        raise TypeError(f"configure: unknown option(s) {sorted(unknown)}")
+    chosen = chosen_sizes(model, recipe, sized)
+    v = {"languages": DataOptions.languages, "qt_source": DataOptions.qt_source, "seed": DataOptions.seed}
+    v |= {name: value for name, (value, _) in chosen.items()} | sized
+    seed = v["seed"]
+    kind = builtin_kind(StudyConfig(model=model, recipe=recipe))
+    own = BUILTIN[kind] if kind is not None else None
+    langs = {"lens_langs": own.lens_langs, "pca_langs": own.pca_langs} if own and analysis_task is None else {}
+    eval_tasks = eval_tasks or (own.tasks if own else EvalOptions.tasks)
+    analysis_task = analysis_task or (own.analysis_task if own else AnalysisOptions.task)
+    return StudyConfig(
+        model=model,
+        recipe=recipe,
+        data=DataOptions(v["qt_source"], v["languages"], v["examples_per_language"], seed),
+        evaluation=EvalOptions(
+            eval_tasks,
+            v["eval_limit"],
+            v["max_gen_toks"],
+            v["batch_size"],
+            load_in_4bit,
+            nf4_preset,
+            label_scoring,
+            seed,
+        ),  # fmt: skip
+        analysis=AnalysisOptions(analysis_task, v["analysis_limit"], **langs, load_in_4bit=load_in_4bit, seed=seed),
+        train_flags=tuple(train_flags),
+        device=device,
+        out=Path(out),
+        board=Path(board),
+        data_dir=data_dir,
+        defaulted=chosen,
+    )
+
+
+# How `describe_defaults` names a value chosen by `configure`, and the flag that sets it.
+_DESCRIBED = {
+    "languages": ("--langs", lambda v: f"training languages {v}"),
+    "qt_source": ("--qt-source", lambda v: f"{v} question translations"),
+    "examples_per_language": ("--examples-per-language", lambda v: f"{v or 'all usable'} training pairs per language"),
+    "eval_limit": ("--limit", lambda v: f"{v or 'all'} evaluation items per task"),
+    "max_gen_toks": ("--max-gen-toks", lambda v: f"{v} new tokens" if v else "each task's own number of new tokens"),
+    "analysis_limit": ("--analysis-limit", lambda v: f"{v or 'all'} analysis items per language"),
+    "batch_size": ("--batch-size", lambda v: f"evaluation batch size {v}"),
+    "seed": ("--seed", lambda v: f"seed {v}"),
+}
+
+
+def describe_defaults(chosen: dict[str, tuple[object, str]]) -> str | None:
+    """One line naming each value the run chose itself (`chosen_sizes`), where it came from and the flag that
+    changes it."""
+    parts = [
+        f"{_DESCRIBED[name][1](value)} ({source}; {_DESCRIBED[name][0]})" for name, (value, source) in chosen.items()
+    ]
+    return "chosen for this run: " + ", ".join(parts) if parts else None
 
 
 def _recipe(cfg: StudyConfig) -> tuple[Path | None, dict]:
-    """The trainer recipe (path and values): the given one, the built-in model's, or none for a real model
-    without one (the trainer's defaults for the device then apply)."""
-    kind = model_kind(cfg)
-    if cfg.recipe is None and kind == REAL:
+    """The trainer recipe (path and values): the given one, the built-in model's, or none for a real model without
+    one (the trainer's defaults for the device then apply)."""
+    kind = builtin_kind(cfg)
+    if cfg.recipe is None and kind is None:
         return None, {}
-    path = recipes.recipe_path(cfg.recipe or BUILTIN_RECIPES[kind])
+    path = recipes.recipe_path(cfg.recipe or BUILTIN[kind].recipe)
     return path, recipes.read_recipe(path)
 
 
@@ -117,52 +300,26 @@ def _copy_adapter(run_dir: Path, dest: Path) -> None:
             shutil.copy2(item, dest / item.name)
 
 
-def model_kind(cfg: StudyConfig) -> str:
-    """TOY or TINY when the study runs on a built-in model (named by --model, or by a recipe for it, or no --model
-    and no recipe: the tiny model), else REAL."""
+def builtin_kind(cfg: StudyConfig) -> str | None:
+    """TOY or TINY when the study runs on a model mlalign builds (named by --model, or by a recipe for it; no --model
+    and no recipe: `DEFAULT_MODEL`), else None."""
     if cfg.model is not None:
-        return cfg.model if cfg.model in BUILTIN_RECIPES else REAL
+        return cfg.model if cfg.model in BUILTIN else None
     if cfg.recipe is None:
-        return TINY
+        return DEFAULT_MODEL
     path = recipes.recipe_path(cfg.recipe)
-    return RECIPE_MODELS.get(
-        recipes.stage_flags(recipes.read_recipe(path), "question", path).get("model_name_or_path"), REAL
-    )
+    named = recipes.stage_flags(recipes.read_recipe(path), "question", path).get("model_name_or_path")
+    return next((kind for kind, own in BUILTIN.items() if own.recipe_model == named), None)
 
 
 def check_config(cfg: StudyConfig) -> None:
-    """Check every option (of a resolved configuration) before the first stage runs, so that no bad flag
-    surfaces after hours of training."""
-    from mlalign_tasks import data, evaluate, label_scoring, paper_prompts
-    from mlalign_tasks.analysis import paper_items
-    from mlalign_tasks.languages import parse_langs
+    """Check what the options cannot check alone (device, data and output folders) before the first stage runs,
+    so that no bad flag surfaces after hours of training."""
+    from mlalign_tasks import data
     from mlalign_tasks.leaderboard.render import check_board_folder
 
-    parse_langs(cfg.languages)
-    if cfg.qt_source not in QT_SOURCES:
-        raise MlalignError(f"--qt-source {cfg.qt_source!r}: choose one of {', '.join(QT_SOURCES)}")
-    tasks = evaluate.parse_tasks(cfg.eval_tasks)
-    evaluate.parse_limit(cfg.eval_limit)
-    evaluate.parse_batch_size(cfg.batch_size)
-    evaluate.resolve_device(cfg.device, cfg.load_in_4bit)
-    label_scoring.check_scoring(cfg.label_scoring)
-    if cfg.examples_per_language < 0:
-        raise MlalignError(f"--examples-per-language {cfg.examples_per_language} must be >= 0 (0: all pairs)")
-    if cfg.nf4_preset not in {p.value for p in Nf4Preset}:
-        raise MlalignError(
-            f"unknown --nf4-preset {cfg.nf4_preset!r}; choose one of {', '.join(p.value for p in Nf4Preset)}"
-        )
-    if cfg.nf4_preset != Nf4Preset.mlalign.value and not cfg.load_in_4bit:
-        raise MlalignError(f"--nf4-preset {cfg.nf4_preset} applies to 4-bit evaluation; add --load-in-4bit")
-    if cfg.max_gen_toks < 0:
-        raise MlalignError(f"--max-gen-toks {cfg.max_gen_toks} must be >= 0 (0: the task's default)")
-    if cfg.analysis_limit < 0:
-        raise MlalignError(f"--analysis-limit {cfg.analysis_limit} must be >= 0 (0: all items)")
-    for langs in (cfg.lens_langs, cfg.pca_langs):
-        paper_items.check_inputs(cfg.analysis_task, langs, cfg.analysis_limit or None)
-    # The paper tasks (and their analyses) need the paper's prompts, the one data file that cannot be downloaded.
-    if cfg.analysis_task in paper_prompts.PAPER_TASKS or set(paper_prompts.PAPER_TASKS.values()) & set(tasks.langs):
-        data.resolve(paper_prompts.PROMPTS_FILE, data_dir=cfg.data_dir)
+    resolve_device(cfg.device, cfg.evaluation.load_in_4bit)
+    data.explicit_dir(cfg.data_dir)  # a --data-dir or MLALIGN_DATA_DIR that is not a folder
     for flag, path in (("--out", cfg.out), ("--board", cfg.board)):
         if any(p.exists() and not p.is_dir() for p in (path, *path.parents)):
             raise MlalignError(f"{flag} {path}: it or a parent folder is a file; choose a folder path")
@@ -172,18 +329,17 @@ def check_config(cfg: StudyConfig) -> None:
 
 def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     """The study's stages and the paths of its main artefacts."""
-    cfg = cfg.resolved()
     check_config(cfg)
     out = cfg.out
     recipe_file, recipe = _recipe(cfg)
-    kind = model_kind(cfg)
-    builtin = kind != REAL
+    kind = builtin_kind(cfg)
+    builtin = kind is not None
     model = str(out / "model") if builtin else (cfg.model or recipe.get("model_name_or_path"))
     two_stage = "response" in recipes.stages(recipe)  # QAlign's: question translation, then question-answer data
     if not model:
         raise MlalignError(f"recipe {recipe_file} names no model_name_or_path; give --model")
-    if not builtin and missing_local(model):
-        raise MlalignError(f"model {model} does not exist; pass --model a model directory or a Hugging Face model id")
+    if not builtin:
+        check_local(model, "--model" if cfg.model else f"the model of recipe {cfg.recipe}")
     last_train = "train-response" if two_stage else "train"
     adapter = out / last_train / "adapter"
     check_model_arg(model, "--out" if builtin else "--model")
@@ -191,20 +347,20 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     paths = {"model": Path(model), "dataset": out / "data", "adapter": adapter}
     stages: list[Stage] = []
 
-    if kind == TOY:
-        from mlalign_tasks.toy_model import ToyModelConfig, build_toy_model
-
-        def build_toy(o: Path, w: Path) -> None:
-            build_toy_model(o)
-
-        stages.append(Stage("model", {"toy": ToyModelConfig().as_dict()}, build_toy))
-    elif kind == TINY:
+    if kind == TINY:
         from mlalign_tasks.tiny_model import DEFAULT_SIZES, build_tiny_model
 
         def make_model(o: Path, w: Path) -> None:
             build_tiny_model(o, cfg.seed)
 
         stages.append(Stage("model", {"tiny": DEFAULT_SIZES, "seed": cfg.seed}, make_model))
+    elif kind == TOY:
+        from mlalign_tasks import toy_model
+
+        def copy_toy(o: Path, w: Path) -> None:
+            toy_model.install(o)
+
+        stages.append(Stage("model", {"toy": toy_model.packaged_record()}, copy_toy))
 
     def stage_flags(stage: str, *flags: str) -> list[str]:
         recipe_flags = ["--config", str(recipe_file)] if recipe_file else []
@@ -239,13 +395,13 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
         from mlalign_trainer.qt_data import build_qt_dataset, save_build
 
         build = build_qt_dataset(
-            cfg.qt_source, cfg.languages, cfg.examples_per_language or None, seed=cfg.seed, data_dir=cfg.data_dir,
+            d.qt_source, d.languages, d.examples_per_language, seed=d.seed, data_dir=cfg.data_dir,
             fmt=question.prompt_format, clean=question.clean_pairs, target=question.target_language,
         )  # fmt: skip
         save_build(build, o)
 
-    data_cfg = {k: getattr(cfg, k) for k in ("qt_source", "languages", "examples_per_language", "seed")}
-    data_cfg |= {k: getattr(question, k) for k in ("prompt_format", "clean_pairs", "target_language")}
+    d = cfg.data  # with the trainer's settings that shape the data (a recipe's prompt format, cleaning, target)
+    data_cfg = asdict(d) | {k: getattr(question, k) for k in ("prompt_format", "clean_pairs", "target_language")}
     stages.append(Stage("data", data_cfg, build_data))
 
     # The trainer's own defaults are part of the configuration: changing one (in a new release) retrains.
@@ -258,6 +414,8 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
             from mlalign_trainer.sft import main as train_main
 
             code = train_main([*flags, "--output_dir", str(w)])
+            if code == 130:  # Ctrl-C: the trainer saved a checkpoint in `w`, where a rerun resumes
+                raise Interrupted
             if code != 0:
                 raise MlalignError(f"training stopped (exit code {code}); rerun `mlalign run` to resume it")
             _copy_adapter(w, o / "adapter")
@@ -271,19 +429,8 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
         response = sft.parse_args([*response_flags, "--output_dir", str(out / "train-response")])[0]
         stages.append(train_stage("train-response", response_flags, ("train",)))
 
-    eval_cfg = {
-        k: getattr(cfg, k)
-        for k in (
-            "eval_tasks",
-            "eval_limit",
-            "max_gen_toks",
-            "batch_size",
-            "load_in_4bit",
-            "nf4_preset",
-            "label_scoring",
-            "seed",
-        )  # fmt: skip
-    }
+    e = cfg.evaluation
+    eval_cfg = asdict(e)
 
     def evaluate_stage(peft: Path | None):
         def run(o: Path, w: Path) -> None:
@@ -293,18 +440,18 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
             evaluate.run(
                 evaluate.EvalRequest(
                     model=model,
-                    tasks=evaluate.parse_tasks(cfg.eval_tasks),
+                    tasks=evaluate.parse_tasks(e.tasks),
                     adapter=str(peft) if peft else None,
-                    limit=evaluate.parse_limit(cfg.eval_limit),
-                    batch_size=evaluate.parse_batch_size(cfg.batch_size),
+                    limit=e.limit,
+                    batch_size=e.batch_size,
                     device=cfg.device,
-                    gen_kwargs={"max_gen_toks": cfg.max_gen_toks} if cfg.max_gen_toks else None,
+                    gen_kwargs={"max_gen_toks": e.max_gen_toks} if e.max_gen_toks else None,
                     output_path=o,
-                    load_in_4bit=cfg.load_in_4bit,
-                    nf4_preset=Nf4Preset(cfg.nf4_preset),
+                    load_in_4bit=e.load_in_4bit,
+                    nf4_preset=e.nf4_preset,
                     data_dir=cfg.data_dir,
-                    seed=cfg.seed,
-                    label_scoring=cfg.label_scoring,
+                    seed=e.seed,
+                    label_scoring=e.label_scoring,
                 )
             )
 
@@ -318,13 +465,13 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     def leaderboard(o: Path, w: Path) -> list[Path]:
         import yaml
 
-        from mlalign_tasks.leaderboard import make_leaderboard
+        from mlalign_tasks.leaderboard import BoardOptions, make_leaderboard
         from mlalign_tasks.leaderboard.render import board_files
 
         manifest = out / "leaderboard.yaml"  # beside the stages, so the board's regenerate command stays valid
         write_text_atomic(manifest, yaml.safe_dump(board_cfg["manifest"], sort_keys=False, allow_unicode=True))
         # The per-sample logs hold benchmark items: keep them in the run directory, not in the published board.
-        make_leaderboard([out / "eval-base", out / "eval-aligned"], cfg.board, manifest, embed=False)
+        make_leaderboard([out / "eval-base", out / "eval-aligned"], cfg.board, manifest, BoardOptions(embed=False))
         return board_files(cfg.board)  # not the other files the board folder may hold (a .git)
 
     manifest = board_manifest(cfg, model, adapter, response.response_source if two_stage else None)
@@ -332,17 +479,19 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     stages.append(Stage("leaderboard", board_cfg, leaderboard, deps=("eval-base", "eval-aligned")))
     paths["leaderboard"] = cfg.board
 
-    analysis_cfg = {k: getattr(cfg, k) for k in ("analysis_task", "analysis_limit", "load_in_4bit", "seed")}
+    a = cfg.analysis
+    analysis_cfg = {k: v for k, v in asdict(a).items() if k not in ("lens_langs", "pca_langs")}  # the shared ones
+    aligned = ModelSpec(model, str(adapter), cfg.device or "auto", load_in_4bit=a.load_in_4bit)
+
     # The toy reviews have English-label prompts only: mlalign's lens (English output) and PCA of the reviews alone.
-    toy_analysis = cfg.analysis_task == TOY_ANALYSIS_TASK
+    toy_analysis = a.task is PaperTask.toy_sentiment
 
     def lens(o: Path, w: Path) -> None:
         from mlalign_tasks.analysis.logit_lens import run_logit_lens
         from mlalign_tasks.analysis.protocols import LensProtocol
 
         run_logit_lens(
-            model, cfg.analysis_task, cfg.lens_langs, o, peft=adapter, limit=cfg.analysis_limit or None,
-            device=cfg.device or "auto", load_in_4bit=cfg.load_in_4bit, seed=cfg.seed, data_dir=cfg.data_dir,
+            aligned, a.task.value, a.lens_langs, o, limit=a.limit, seed=a.seed, data_dir=cfg.data_dir,
             protocol=LensProtocol.english_output if toy_analysis else LensProtocol.paper,
         )  # fmt: skip
 
@@ -351,53 +500,52 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
         from mlalign_tasks.analysis.protocols import PcaInput
 
         run_pca(
-            model, cfg.pca_langs, o, peft=adapter, task=cfg.analysis_task, limit=cfg.analysis_limit or None,
-            device=cfg.device or "auto", load_in_4bit=cfg.load_in_4bit, seed=cfg.seed, data_dir=cfg.data_dir,
+            aligned, a.pca_langs, o, task=a.task.value, limit=a.limit, seed=a.seed, data_dir=cfg.data_dir,
             source=PcaInput.sentence if toy_analysis else PcaInput.prompt,
         )  # fmt: skip
 
-    stages.append(Stage("logit-lens", {**analysis_cfg, "langs": cfg.lens_langs}, lens, deps=(last_train,)))
-    stages.append(Stage("pca", {**analysis_cfg, "langs": cfg.pca_langs}, pca, deps=(last_train,)))
+    stages.append(Stage("logit-lens", {**analysis_cfg, "langs": a.lens_langs}, lens, deps=(last_train,)))
+    stages.append(Stage("pca", {**analysis_cfg, "langs": a.pca_langs}, pca, deps=(last_train,)))
     paths["logit-lens"], paths["pca"] = out / "logit-lens", out / "pca"
     return stages, paths
 
 
 def board_manifest(cfg: StudyConfig, model: str, adapter: Path, response_source: str | None = None) -> dict:
     """Title, description and model names of the study's leaderboard (`response_source`: stage II's data, if any)."""
-    kind = model_kind(cfg)
+    kind = builtin_kind(cfg)
     if kind == TOY:
         from mlalign_tasks.toy_world import describe
 
-        title = "mlalign: question alignment in the toy world"
+        title = "mlalign demo: question alignment in the toy world"
         description = (
-            f"{describe()} Base: the toy model; aligned: a LoRA adapter trained by `mlalign run` on question "
-            f"translation ({cfg.languages} to English, no answers) only"
+            f"{describe()} Base: the toy model; aligned: an adapter trained by `mlalign run` on question translation "
+            f"only ({cfg.data.languages} to English, no answers). Compare the seen languages with the unseen ones of "
+            "their family (which share part of their words) and of the other families (which share none)"
         )
     elif kind == TINY:
         title = "mlalign demo: tiny random-weight model"
         description = (
             f"Base: the tiny model; aligned: a LoRA adapter trained by `mlalign run` for a few CPU steps on "
-            f"{cfg.languages} question translation ({cfg.qt_source})"
+            f"{cfg.data.languages} question translation ({cfg.data.qt_source})"
         )
     else:
         title = f"{model}: base vs question-aligned"
         description = (
-            f"Base model {model} and its question-aligned LoRA adapter, trained on {cfg.languages} "
-            f"question translation ({cfg.qt_source})"
+            f"Base model {model} and its question-aligned LoRA adapter, trained on {cfg.data.languages} "
+            f"question translation ({cfg.data.qt_source})"
         )
     stage_two = (
         f", then on English question-answer pairs ({response_source}), QAlign's two stages" if response_source else ""
     )
     description += stage_two + "."
-    name = {TOY: "toy", TINY: "tiny"}.get(kind)
     return {
         "title": title,
         "description": description,
         "models": [
-            {"match": model, "name": f"{name}-base" if name else f"{Path(model).name} (base)"},
+            {"match": model, "name": f"{kind}-base" if kind else f"{Path(model).name} (base)"},
             {
                 "match": str(adapter),
-                "name": f"{name}-aligned" if name else f"{Path(model).name} + QAlign",
+                "name": f"{kind}-aligned" if kind else f"{Path(model).name} + QAlign",
                 "base": model,
             },
         ],
@@ -409,7 +557,6 @@ def run_study(cfg: StudyConfig, on_start=None) -> tuple[list[StageResult], dict[
 
     One run at a time owns `cfg.out`: a second one started meanwhile stops with an error and writes nothing.
     """
-    cfg = cfg.resolved()
     stages, paths = build_stages(cfg)
     with exclusive(cfg.out / LOCK_FILE, f"--out {cfg.out}"):
         write_json_atomic(cfg.out / STUDY_FILE, json.loads(json.dumps(asdict(cfg), default=str)))

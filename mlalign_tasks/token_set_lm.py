@@ -12,7 +12,9 @@ import math
 from collections.abc import Iterator
 
 import torch
-from lm_eval.models.huggingface import HFLM
+
+from mlalign_tasks.hf_lm import MlalignLM
+from mlalign_tasks.progress import StepProgress
 
 
 def label_log_probs(logits: torch.Tensor, sets: list[list[int]]) -> list[tuple[float, bool]]:
@@ -27,7 +29,7 @@ def label_log_probs(logits: torch.Tensor, sets: list[list[int]]) -> list[tuple[f
     return out
 
 
-class TokenSetLM(HFLM):
+class TokenSetLM(MlalignLM):
     """HFLM whose log-likelihoods for the tasks in `token_sets` (task -> label word -> ids) are token-set sums."""
 
     def __init__(self, *args, token_sets: dict[str, dict[str, list[int]]], **kwargs) -> None:
@@ -46,20 +48,23 @@ class TokenSetLM(HFLM):
         by_context: dict[str, list[int]] = {}
         for i in sorted(mine):
             by_context.setdefault(requests[i].args[0], []).append(i)
-        for context, logits in self.next_token_logits(list(by_context)):
-            sets = [self.token_sets[requests[i].task_name][requests[i].args[1]] for i in by_context[context]]
-            for i, score in zip(by_context[context], label_log_probs(logits, sets), strict=True):
-                out[i] = score
+        with StepProgress("scoring labels (token sets)", len(by_context), "prompts") as progress:
+            for context, logits in self.next_token_logits(list(by_context)):
+                sets = [self.token_sets[requests[i].task_name][requests[i].args[1]] for i in by_context[context]]
+                for i, score in zip(by_context[context], label_log_probs(logits, sets), strict=True):
+                    out[i] = score
+                progress.advance()
         return out
 
     def next_token_logits(self, contexts: list[str]) -> Iterator[tuple[str, torch.Tensor]]:
         """(context, the model's next-token logits after it) for each context, one forward per context.
 
-        Contexts are batched (longest first, left padded, explicit position ids) by the model's integer batch size.
+        Contexts are batched (longest first, left padded, explicit position ids) by the model's batch size (`auto`:
+        the largest that fits the longest context).
         """
         ids = {c: self.tokenizer(c)["input_ids"] for c in contexts}
         order = sorted(ids, key=lambda c: -len(ids[c]))
-        size = self.batch_size if isinstance(self.batch_size, int) else 1
+        size = self.batch_size if isinstance(self.batch_size, int) else self.auto_batch_size(len(ids[order[0]]))
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         for start in range(0, len(order), size):
             batch = order[start : start + size]

@@ -6,6 +6,9 @@ monolingual text in every synthetic language (reviews, word problems and sentenc
 never a translation, a share of their words left in English as code-switching). `build_toy_model` builds it
 deterministically from `ToyModelConfig`, which holds every knob (`mlalign toy-model`, or the model stage of
 `mlalign run --model toy`).
+
+The pretrained model ships in the package (`PACKAGED`, weights stored in bfloat16: 2.8 MB), built by
+`scripts/build_toy_model.py` with the default configuration; `install` writes it out in float32 for a run.
 """
 
 from __future__ import annotations
@@ -13,16 +16,20 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mlalign_tasks import toy_tasks
 from mlalign_tasks.atomic import atomic_dir, write_json_atomic
+from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.languages import TOY_LANGUAGES
 from mlalign_tasks.output_dirs import check_replaceable
 from mlalign_tasks.toy_world import World, review, sentence, word_problem
 
 MARKER_FILE = "mlalign_toy.json"  # beside the weights: marks a model as the toy world's, with its configuration
+PACKAGED = "resources/toy_model"  # the default toy model, in the package (built by scripts/build_toy_model.py)
+WEIGHTS = "model.safetensors"
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,7 @@ class ToyModelConfig:
     num_heads: int = 4
     block_size: int = 256
     batch_size: int = 16
-    steps: int = 300
+    steps: int = 1000  # fewer: the English task is learned, but question alignment does not take (README)
     learning_rate: float = 3e-3
     seed: int = 0
     threads: int = 2  # torch CPU threads: part of what makes the build reproducible bit for bit
@@ -187,3 +194,51 @@ def read_marker(model_dir: str | Path) -> dict | None:
     """The toy model's record (configuration, corpus hash), or None when `model_dir` is not a toy model."""
     path = Path(model_dir) / MARKER_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _packaged() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("mlalign_tasks").joinpath(PACKAGED)))
+
+
+def packaged_record() -> dict:
+    """The packaged model's record: its build configuration, corpus hash and the sha256 of its stored weights."""
+    folder = _packaged()
+    if not (folder / MARKER_FILE).is_file():
+        raise MlalignError(
+            f"the packaged toy model is missing ({folder}); reinstall mlalign or rebuild it with "
+            "`python scripts/build_toy_model.py`"
+        )
+    record = json.loads((folder / MARKER_FILE).read_text(encoding="utf-8"))
+    record["weights_sha256"] = hashlib.sha256((folder / WEIGHTS).read_bytes()).hexdigest()
+    return record
+
+
+def install(out: str | Path) -> Path:
+    """Write the packaged toy model into the folder `out` (weights back in float32, as it was trained)."""
+    from safetensors.torch import load_file, save_file
+
+    folder, out = _packaged(), Path(out)
+    packaged_record()  # a clear error when it is missing
+    out.mkdir(parents=True, exist_ok=True)
+    for item in folder.iterdir():
+        if item.is_file() and item.name != WEIGHTS:
+            shutil.copyfile(item, out / item.name)
+    weights = {name: tensor.float() for name, tensor in load_file(folder / WEIGHTS).items()}
+    save_file(weights, out / WEIGHTS, metadata={"format": "pt"})
+    return out
+
+
+def package(model_dir: str | Path, dest: str | Path) -> None:
+    """Store a built toy model as the packaged one: its weights in bfloat16, the other files as they are."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    model_dir, dest = Path(model_dir), Path(dest)
+    with atomic_dir(dest) as tmp:
+        for item in model_dir.iterdir():
+            if item.is_file() and item.name != WEIGHTS:
+                shutil.copyfile(item, tmp / item.name)
+        weights = {name: t.to(torch.bfloat16) for name, t in sorted(load_file(model_dir / WEIGHTS).items())}
+        save_file(weights, tmp / WEIGHTS, metadata={"format": "pt"})

@@ -14,8 +14,9 @@ from pathlib import Path
 
 QALIGN = ("NJUNLP/QAlign", "a65ee63836e41896466a1b81834d8db0deaf4324")
 LEARNER = ("Shimao-Zhang/LLM-Multilingual-Learner", "5605459cab2d9c2c170a30268c0ab84cf17bb66a")
+RESOURCES = Path(__file__).resolve().parent.parent / "mlalign_tasks" / "resources"  # files shipped in the package
 PROMPT_SCRIPTS = ("emotion_eval_2shot_enout.py", "snli_eval_6shot_enout.py", "paws_eval_4shot_enout.py")
-REGISTRY = Path(__file__).resolve().parent.parent / "mlalign_tasks" / "data_registry.json"
+REGISTRY = RESOURCES.parent / "data_registry.json"
 QT_PREFIX = "data/gsmtrans/gsm8kinstruct_question/"
 # A row of the README's table of files not mirrored: | owner/repo @ commit | `path` | `blob id` |
 BLOB_ROW = re.compile(
@@ -37,7 +38,8 @@ def canonical(name: str) -> dict:
         return {"repo": QALIGN[0], "commit": QALIGN[1],
                 "path": "data/gsmtrans/gsm8kinstruct_question/" + rest.removeprefix("gsm8k/")}  # fmt: skip
     if name == "paper_tasks/prompts.json":
-        return {"repo": LEARNER[0], "commit": LEARNER[1], "path": None, "extracted_from": list(PROMPT_SCRIPTS)}
+        return {"repo": LEARNER[0], "commit": LEARNER[1], "path": None, "extracted_from": list(PROMPT_SCRIPTS),
+                "packaged": "paper_prompts.json"}  # fmt: skip
     if top == "paper_tasks":
         return {"repo": LEARNER[0], "commit": LEARNER[1], "path": f"data/{rest}"}
     raise SystemExit(f"no canonical source known for {name}; add it to scripts/pin_data.py")
@@ -71,6 +73,9 @@ def registry_text(mirror: Path) -> str:
         name = p.relative_to(mirror).as_posix()
         data = p.read_bytes()
         registry[name] = {**canonical(name), "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        packaged = RESOURCES / registry[name].get("packaged", "")
+        if packaged != RESOURCES and (not packaged.is_file() or packaged.read_bytes() != data):
+            raise SystemExit(f"{packaged} differs from the mirror's {name}: review the change, then copy it there")
     for name, entry in blob_pinned(mirror / "README.md").items():
         if name in registry:
             raise SystemExit(f"{name} is both mirrored and listed as not mirrored in {mirror / 'README.md'}")

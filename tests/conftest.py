@@ -1,8 +1,15 @@
-"""Shared fixtures: offline data from ../shared/data, an isolated cache, and one tiny model per session."""
+"""Shared fixtures: offline data from ../shared/data, an isolated cache, the mirror over HTTP, one tiny model."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import sysconfig
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -34,3 +41,94 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mlalign_tasks.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model") / "model")
+
+
+class MirrorHandler(BaseHTTPRequestHandler):
+    """Serves the mirror under canonical URLs /{owner}/{repo}/{commit}/{path}; `mode` injects failures."""
+
+    mirror: Path
+    mode = "ok"
+    sent = 0
+    by_url: dict = {}  # URL path -> registry entry
+    url = ""  # the server's base URL, for MLALIGN_DATA_URL
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def stream(self, body: bytes) -> None:
+        """Write `body` in 64 KiB pieces, counting what went out, until the client hangs up."""
+        try:
+            for start in range(0, len(body), 64 << 10):
+                self.wfile.write(body[start : start + (64 << 10)])
+                type(self).sent += len(body[start : start + (64 << 10)])
+        except OSError:
+            pass
+
+    def do_GET(self) -> None:
+        entry = self.by_url.get(self.path)
+        if entry is None or not (self.mirror / entry.name).is_file():  # not in the mirror: pinned by blob id only
+            self.send_error(404)
+            return
+        if self.mode == "error":
+            self.send_error(503, "unavailable")
+            return
+        body = (self.mirror / entry.name).read_bytes()
+        if entry.transform == "python_literals_to_json":  # the canonical file is a Python module
+            obj = json.loads(body)
+            body = "".join(f"{k.upper()} = {v!r}\n" for k, v in obj.items()).encode()
+        if self.mode == "corrupt":
+            body = body[:-10] + b"0123456789"
+        self.send_response(200)
+        if self.mode == "huge":  # 400 MiB without a length, as a hostile mirror sends it
+            self.end_headers()
+            self.stream(body + b"#" * (400 << 20))
+            return
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.mode == "drip":  # a byte every 50 ms for 10 s: never idle long enough for a socket timeout
+            for i in range(200):
+                self.stream(body[i : i + 1])
+                time.sleep(0.05)
+            return
+        if self.mode == "cut":
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(2)
+            return
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="session")
+def mirror_http(shared_data):
+    """A real HTTP server on 127.0.0.1 serving the mirror's files under their canonical URLs (`MirrorHandler`)."""
+    from mlalign_tasks import data
+
+    MirrorHandler.mirror = shared_data
+    MirrorHandler.by_url = {"/" + e.url("").split("/", 3)[3]: e for e in data.registry().values() if e.path}
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), MirrorHandler)
+    MirrorHandler.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield MirrorHandler
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="session")
+def wheel_venv(tmp_path_factory) -> Path:
+    """A fresh venv holding mlalign installed from its wheel (built from this tree), outside the repository.
+
+    Its dependencies are this environment's, reached through a path file: installing them again would take minutes.
+    """
+    tmp = tmp_path_factory.mktemp("wheel")
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-w", str(tmp)], check=True)
+    (wheel,) = tmp.glob("mlalign-*.whl")
+    venv = tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = subprocess.run(
+        [venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    (Path(site) / "mlalign-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([*pip, "--python", str(venv / "bin" / "python"), "install", "--no-deps", "--no-index", str(wheel)])
+    return venv

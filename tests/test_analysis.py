@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from mlalign_tasks.analysis.paper_lens import kept_items, mean_ci
 from mlalign_tasks.analysis.pca import mean_pooled, parse_pairs, pc1_correlations, pca_2d, run_pca
 from mlalign_tasks.analysis.protocols import LensProtocol, Pooling
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.model_loading import ModelSpec
 
 TOL = 1e-5
 ENOUT = LensProtocol.english_output
@@ -24,7 +26,7 @@ ENOUT = LensProtocol.english_output
 
 @pytest.fixture(scope="module")
 def lm(tiny_model_dir: Path):
-    return load_model(str(tiny_model_dir), device="cpu")
+    return load_model(ModelSpec(str(tiny_model_dir), device="cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +106,8 @@ def test_label_first_tokens_are_word_prefixes_in_context(lm, prompts):
 def test_mean_pooling_equals_manual_means_with_and_without_bos(lm, prompts):
     texts = [p[-80:] for p in prompts]
     layers = [0, 2, lm.num_layers]
-    everything = mean_pooled(lm, texts, layers, batch_size=4, description="test", pooling=Pooling.all)
-    content = mean_pooled(lm, texts, layers, batch_size=4, description="test", pooling=Pooling.content)
+    everything = mean_pooled(lm, texts, layers, batch_size=4, pooling=Pooling.all)
+    content = mean_pooled(lm, texts, layers, batch_size=4, pooling=Pooling.content)
     for i, text in enumerate(texts):
         enc = lm.tokenizer(text, return_tensors="pt")
         assert enc["input_ids"][0, 0] == lm.tokenizer.bos_token_id
@@ -167,6 +169,7 @@ def test_logit_lens_cli_base_and_aligned(tiny_model_dir, adapter_dir, tmp_path, 
     ]  # fmt: skip
     result = json.loads((out / "logit_lens.json").read_text())
     assert result["langs"] == ["en", "sw"] and len(result["items"]) == 3
+    assert re.search(r"logit lens: 12/12 prompts, in 0:\d\d:\d\d", err)  # 2 languages x 3 items x 2 variants
     assert set(result["variants"]) == {"base", "aligned"}
     vocab = json.loads((tiny_model_dir / "config.json").read_text())["vocab_size"]
     for by_lang in result["variants"].values():
@@ -183,7 +186,7 @@ def test_logit_lens_cli_base_and_aligned(tiny_model_dir, adapter_dir, tmp_path, 
 
 def test_logit_lens_without_native_labels_reports_null(tiny_model_dir, tmp_path):
     result = run_logit_lens(
-        str(tiny_model_dir), "paws", "de,en", tmp_path / "paws", limit=2, device="cpu", protocol=ENOUT
+        ModelSpec(str(tiny_model_dir), device="cpu"), "paws", "de,en", tmp_path / "paws", limit=2, protocol=ENOUT
     )
     assert result["variants"]["base"]["de"]["native_prob"] is None  # PAWS has no German label words
     assert result["variants"]["base"]["en"]["native_prob"] == result["variants"]["base"]["en"]["english_prob"]
@@ -192,8 +195,9 @@ def test_logit_lens_without_native_labels_reports_null(tiny_model_dir, tmp_path)
 def test_pca_base_and_aligned_consistent_and_deterministic(tiny_model_dir, adapter_dir, tmp_path):
     from scipy.stats import pearsonr
 
-    kwargs = {"peft": adapter_dir, "layers": "1,-1", "limit": 6, "device": "cpu", "batch_size": 4}
-    result = run_pca(str(tiny_model_dir), "de,sw", tmp_path / "a", seed=3, **kwargs)
+    spec = ModelSpec(str(tiny_model_dir), adapter_dir, device="cpu")
+    kwargs = {"layers": "1,-1", "limit": 6, "batch_size": 4}
+    result = run_pca(spec, "de,sw", tmp_path / "a", seed=3, **kwargs)
     assert result["langs"] == ["en", "de", "sw"] and result["layers"] == [1, 4]
     assert (result["input"], result["pooling"], result["pairs"]) == ("prompt", "all", ["en-de", "en-sw"])
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["pca.json", "pca.png", "pca.svg"]
@@ -207,7 +211,7 @@ def test_pca_base_and_aligned_consistent_and_deterministic(tiny_model_dir, adapt
                 assert entry["pc1_correlation"][f"en-{lang}"] == pytest.approx(r, abs=1e-5)
     base_pts = result["variants"]["base"]["layers"]["4"]["points"]["sw"]
     assert not np.allclose(base_pts, result["variants"]["aligned"]["layers"]["4"]["points"]["sw"])
-    again = run_pca(str(tiny_model_dir), "de,sw", tmp_path / "b", seed=3, **kwargs)
+    again = run_pca(spec, "de,sw", tmp_path / "b", seed=3, **kwargs)
     assert (tmp_path / "a" / "pca.json").read_bytes() == (tmp_path / "b" / "pca.json").read_bytes()
     assert again == result
     assert paper_items.sentences("snli", ["en"], limit=6, seed=4)[0] != result["items"]  # the seed picks the items
@@ -216,7 +220,9 @@ def test_pca_base_and_aligned_consistent_and_deterministic(tiny_model_dir, adapt
 def test_paper_pca_points_are_native_label_prompts_pooled_over_all_tokens(lm, tiny_model_dir, tmp_path):
     from mlalign_tasks import paper_prompts
 
-    result = run_pca(str(tiny_model_dir), "de", tmp_path / "pca", layers="2", limit=3, device="cpu", pairs="de-en")
+    result = run_pca(
+        ModelSpec(str(tiny_model_dir), device="cpu"), "de", tmp_path / "pca", layers="2", limit=3, pairs="de-en"
+    )
     _, items = paper_items.prompts("sentiment", ["en", "de"], 3, 0, words=paper_prompts.LabelWords.native)
     assert result["items"] == [it["idx"] for it in items["de"]] and 'Emotion: "positiv"' in items["de"][0]["prompt"]
     rows = []
@@ -231,7 +237,7 @@ def test_paper_pca_points_are_native_label_prompts_pooled_over_all_tokens(lm, ti
     expected = np.corrcoef(scores[3:, 0], scores[:3, 0])[0, 1]  # the notebook's np.corrcoef
     assert entry["pc1_correlation"] == {"de-en": pytest.approx(expected, abs=1e-4)}
     with pytest.raises(MlalignError, match="the paper's PCA input is the sentiment task's"):
-        run_pca(str(tiny_model_dir), "de", tmp_path / "snli", task="snli", limit=3, device="cpu")
+        run_pca(ModelSpec(str(tiny_model_dir), device="cpu"), "de", tmp_path / "snli", task="snli", limit=3)
 
 
 def test_sample_indices_seeded_and_parallel():
@@ -281,7 +287,6 @@ def no_norm_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
     ("args", "message"),
     [
         (["logit-lens", "--task", "snli", "--langs", "de,xx"], "unknown language code 'xx'"),
-        (["logit-lens", "--task", "nli", "--langs", "de"], "unknown paper task 'nli'"),
         (["logit-lens", "--langs", "de", "--load-in-4bit", "--device", "cpu"], "needs a CUDA GPU"),
         (["logit-lens", "--task", "snli", "--langs", "de"], "runs on the sentiment task"),
         (["logit-lens", "--task", "snli", "--langs", "de", "--limit", "0"], "--limit must be a positive"),
@@ -315,13 +320,13 @@ def test_model_without_final_norm_is_refused(no_norm_model, tmp_path, monkeypatc
 def test_out_dir_with_other_content_is_refused(tiny_model_dir, tmp_path):
     (tmp_path / "notes.txt").write_text("keep me")  # not an earlier output: must not be replaced
     with pytest.raises(MlalignError, match="not an earlier pca.json output"):
-        run_pca(str(tiny_model_dir), "de", tmp_path, limit=2, device="cpu")
+        run_pca(ModelSpec(str(tiny_model_dir), device="cpu"), "de", tmp_path, limit=2)
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="4-bit NF4 loading needs a CUDA GPU")
 def test_four_bit_on_gpu_matches_its_own_head(tiny_model_dir, adapter_dir, prompts):
-    lm4 = load_model(str(tiny_model_dir), peft=adapter_dir, device="cuda", load_in_4bit=True)
+    lm4 = load_model(ModelSpec(str(tiny_model_dir), adapter_dir, device="cuda", load_in_4bit=True))
     assert "4bit" in type(lm4.base.model.layers[0].self_attn.q_proj.base_layer).__name__.lower()
     lens = LogitLens(lm4.model)
     for variant in lm4.variants():
@@ -337,7 +342,7 @@ def test_four_bit_on_gpu_matches_its_own_head(tiny_model_dir, adapter_dir, promp
 
 def test_logit_lens_notes_label_words_that_share_first_tokens(tiny_model_dir, tmp_path):
     result = run_logit_lens(
-        str(tiny_model_dir), "paws", "de,en", tmp_path / "paws", limit=2, device="cpu", protocol=ENOUT
+        ModelSpec(str(tiny_model_dir), device="cpu"), "paws", "de,en", tmp_path / "paws", limit=2, protocol=ENOUT
     )
     en = result["variants"]["base"]["en"]  # English native labels are the English labels: every token is shared
     assert sorted(en["shared_label_tokens"]) == sorted(en["english_label_tokens"]) and en["shared_label_tokens"]
@@ -369,7 +374,9 @@ def test_paper_lens_equals_manual_block_outputs_and_token_sets(lm, tiny_model_di
     from mlalign_tasks import paper_prompts
     from mlalign_tasks.label_tokens import paper_token_set
 
-    result = run_logit_lens(str(tiny_model_dir), "sentiment", "zh,de,en", tmp_path / "lens", limit=4, device="cpu")
+    result = run_logit_lens(
+        ModelSpec(str(tiny_model_dir), device="cpu"), "sentiment", "zh,de,en", tmp_path / "lens", limit=4
+    )
     assert result["protocol"] == "paper" and result["layers"] == [1, 2, 3, 4]
     assert sorted(p.name for p in (tmp_path / "lens").iterdir()) == [
         "logit_lens.json", "logit_lens_curves.png", "logit_lens_curves.svg"
@@ -413,4 +420,40 @@ def test_paper_lens_equals_manual_block_outputs_and_token_sets(lm, tiny_model_di
 
 def test_paper_lens_needs_the_sentiment_task(tiny_model_dir, tmp_path):
     with pytest.raises(MlalignError, match="runs on the sentiment task.*--protocol english-output"):
-        run_logit_lens(str(tiny_model_dir), "snli", "de", tmp_path / "lens", limit=2, device="cpu")
+        run_logit_lens(ModelSpec(str(tiny_model_dir), device="cpu"), "snli", "de", tmp_path / "lens", limit=2)
+
+
+def test_identical_lens_curves_are_named_on_the_plot() -> None:
+    """Curves that coincide hide each other: the plot says which (here base = aligned, e.g. a zero adapter)."""
+    from matplotlib.figure import Figure
+
+    from mlalign_tasks.analysis.plots import note_identical
+
+    ax = Figure().subplots()
+    curves = {"English (base)": [0.1, 0.2], "English (aligned)": [0.1, 0.2], "target (base)": [0.3, 0.1]}
+    assert note_identical(ax, curves) == "identical: English (base) = English (aligned)"
+    assert [t.get_text() for t in ax.texts] == ["identical: English (base) = English (aligned)"]
+    assert note_identical(Figure().subplots(), {"a": [0.1], "b": [0.2]}) is None
+
+
+def test_a_long_identical_note_does_not_squeeze_the_axes() -> None:
+    """The note is wrapped and left out of the constrained layout: the axes keep the width they have without it."""
+    import io
+    import warnings
+
+    from matplotlib.figure import Figure
+
+    from mlalign_tasks.analysis.plots import note_identical
+
+    def axes_width(with_note: bool) -> float:
+        fig = Figure(figsize=(7.2, 2.8), layout="constrained")
+        axes = fig.subplots(1, 2, squeeze=False)
+        curves = {f"gold label, target language (variant {i})": [0.1, 0.2] for i in range(8)}
+        if with_note:
+            note_identical(axes[0, 0], curves)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # matplotlib warns when the layout collapses the axes
+            fig.savefig(io.BytesIO(), format="png")
+        return axes[0, 0].get_position().width
+
+    assert axes_width(True) == pytest.approx(axes_width(False), rel=0.01)

@@ -60,10 +60,11 @@ def test_cpu_smoke_run_trains_every_variant_on_the_same_rows(tmp_path: Path) -> 
     proc = subprocess.run(cmd, cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     skipped, loaded, *rows = json.loads(out.read_text())
-    assert skipped == {"skipped": {"liger": "needs a CUDA GPU and the liger-kernel package"}}
+    needs = "needs a CUDA GPU and the liger-kernel package"
+    assert skipped == {"skipped": {"liger": needs, "liger-cudnn": needs}}
     assert loaded["shape"] == "tiny-llama" and loaded["load_s"] > 0
     by = {r["variant"]: r for r in rows}
-    assert list(by) == ["plain", "mlalign", "no-cudnn-attn", "padding-free"]
+    assert list(by) == ["plain", "plain-no-cudnn", "mlalign", "mlalign-cudnn", "padding-free"]
     for r in rows:
         assert r["seq"] == 64 and r["device_kind"] == "cpu" and r["peak_mem_gib"] is None and r["mfu"] is None
         assert r["tokens_per_s"] > 0 and r["s_per_step"] > 0 and r["peak_rss_gib"] > 0
@@ -71,7 +72,7 @@ def test_cpu_smoke_run_trains_every_variant_on_the_same_rows(tmp_path: Path) -> 
         assert r["lora_b_max_abs"] > 0  # lora_B starts at zero: the adapters were trained
     # The same rows: the padded and padding-free trainers see the same batches, so the same tokens and losses
     # (padding-free attention is exact); the plain loop draws its own order.
-    for variant in ("no-cudnn-attn", "padding-free"):
+    for variant in ("mlalign-cudnn", "padding-free"):
         assert by[variant]["tokens_timed"] == by["mlalign"]["tokens_timed"]
         assert by[variant]["last_loss"] == pytest.approx(by["mlalign"]["last_loss"], abs=1e-3)
     assert by["plain"]["mean_row_tokens"] == by["mlalign"]["mean_row_tokens"]

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,76 +19,17 @@ from mlalign_tasks.errors import DataError
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class MirrorHandler(BaseHTTPRequestHandler):
-    """Serves the mirror under canonical URLs /{owner}/{repo}/{commit}/{path}; `mode` injects failures."""
-
-    mirror: Path
-    mode = "ok"
-    sent = 0
-    by_url: dict[str, data.DataFile] = {}
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def stream(self, body: bytes) -> None:
-        """Write `body` in 64 KiB pieces, counting what went out, until the client hangs up."""
-        try:
-            for start in range(0, len(body), 64 << 10):
-                self.wfile.write(body[start : start + (64 << 10)])
-                type(self).sent += len(body[start : start + (64 << 10)])
-        except OSError:
-            pass
-
-    def do_GET(self) -> None:
-        entry = self.by_url.get(self.path)
-        if entry is None or not (self.mirror / entry.name).is_file():  # not in the mirror: pinned by blob id only
-            self.send_error(404)
-            return
-        if self.mode == "error":
-            self.send_error(503, "unavailable")
-            return
-        body = (self.mirror / entry.name).read_bytes()
-        if entry.transform == "python_literals_to_json":  # the canonical file is a Python module
-            obj = json.loads(body)
-            body = "".join(f"{k.upper()} = {v!r}\n" for k, v in obj.items()).encode()
-        if self.mode == "corrupt":
-            body = body[:-10] + b"0123456789"
-        self.send_response(200)
-        if self.mode == "huge":  # 400 MiB without a length, as a hostile mirror sends it
-            self.end_headers()
-            self.stream(body + b"#" * (400 << 20))
-            return
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.mode == "drip":  # a byte every 50 ms for 10 s: never idle long enough for a socket timeout
-            for i in range(200):
-                self.stream(body[i : i + 1])
-                time.sleep(0.05)
-            return
-        if self.mode == "cut":
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.connection.shutdown(2)
-            return
-        self.wfile.write(body)
-
-
 @pytest.fixture
-def server(shared_data, tmp_path, monkeypatch):
-    MirrorHandler.mirror = shared_data
-    MirrorHandler.mode = "ok"
-    MirrorHandler.sent = 0
-    MirrorHandler.by_url = {"/" + e.url("").split("/", 3)[3]: e for e in data.registry().values() if e.path}
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), MirrorHandler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("MLALIGN_DATA_URL", f"http://127.0.0.1:{httpd.server_address[1]}")
+def server(mirror_http, tmp_path, monkeypatch):
+    """The mirror's HTTP server as the download source, an empty cache, no data directory; `mode` reset after."""
+    mirror_http.mode, mirror_http.sent = "ok", 0
+    monkeypatch.setenv("MLALIGN_DATA_URL", mirror_http.url)
     monkeypatch.delenv("MLALIGN_DATA_DIR")
     monkeypatch.setenv("MLALIGN_OFFLINE", "0")
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("MLALIGN_CACHE_DIR", str(tmp_path / "cache"))
-    yield MirrorHandler
-    httpd.shutdown()
+    yield mirror_http
+    mirror_http.mode = "ok"
 
 
 def cache_files(tmp_path: Path) -> list[str]:
@@ -105,7 +43,35 @@ def test_registry_pins_every_mirror_file(shared_data):
     assert names == by_sha256
     for entry in data.registry().values():
         assert (len(entry.sha256 or "") == 64 and entry.size) or (len(entry.git_blob or "") == 40 and not entry.sha256)
-        assert entry.commit in (entry.url() or entry.how_to_get())
+        assert entry.commit[:7] in entry.source()  # the download URL, or the scripts a packaged file came from
+
+
+def test_packaged_prompts_are_the_mirrors_byte_for_byte(shared_data, tmp_path, monkeypatch):
+    """The paper tasks' prompts, label words and language names ship in the package, with their provenance, and
+    are used when no data directory or cache holds them, offline too."""
+    entry = data.lookup("paper_tasks/prompts.json")
+    packaged = Path(data.__file__).with_name("resources") / entry.packaged
+    assert packaged.read_bytes() == (shared_data / entry.name).read_bytes()
+    assert data.sha256_file(packaged) == entry.sha256
+    assert entry.repo == "Shimao-Zhang/LLM-Multilingual-Learner" and len(entry.commit) == 40
+    assert entry.extracted_from == (
+        "emotion_eval_2shot_enout.py",
+        "snli_eval_6shot_enout.py",
+        "paws_eval_4shot_enout.py",
+    )
+    monkeypatch.delenv("MLALIGN_DATA_DIR")
+    monkeypatch.setenv("MLALIGN_CACHE_DIR", str(tmp_path / "cache"))
+    assert data.resolve(entry.name) == packaged
+    assert data.locate(entry) == (packaged, "the package")
+
+
+@pytest.mark.parametrize("how", ["env", "argument"])
+def test_a_data_dir_that_is_not_a_folder_is_an_error(tmp_path, monkeypatch, how):
+    missing = tmp_path / "no-such-dir"
+    if how == "env":
+        monkeypatch.setenv("MLALIGN_DATA_DIR", str(missing))
+    with pytest.raises(DataError, match=f"(MLALIGN_DATA_DIR=|--data-dir ){missing} is not a directory.*leave it unset"):
+        data.resolve("mgsm/mgsm_de.tsv", data_dir=missing if how == "argument" else None)
 
 
 def test_files_not_mirrored_are_pinned_by_the_blob_ids_the_mirror_lists(shared_data):
@@ -275,17 +241,19 @@ def test_cli_fetch_list_verify(server, tmp_path):
     (tmp_path / "cache/mgsm/mgsm_te.tsv").write_text("tampered\n")
     verified = run_cli("data", "verify", env=env)
     assert verified.returncode == 2
-    assert "1 verified, 1 corrupt" in verified.stdout and "mgsm/mgsm_te.tsv" in verified.stderr
+    assert "2 verified, 1 corrupt" in verified.stdout and "mgsm/mgsm_te.tsv" in verified.stderr  # + the prompts
 
 
 def test_cli_offline_error_is_one_clear_line(tmp_path):
+    """Offline, a converted file's message names what `data fetch` really downloads (a Python module)."""
     import os
 
     env = {**os.environ, "MLALIGN_DATA_DIR": str(tmp_path), "MLALIGN_CACHE_DIR": str(tmp_path / "c")}
-    res = run_cli("data", "fetch", "paper_tasks/prompts.json", env=env)
-    assert res.returncode == 2
-    assert res.stderr.strip().startswith("error: data file paper_tasks/prompts.json not found")
-    assert "Traceback" not in res.stderr
+    res = run_cli("data", "fetch", "mgsm/exemplars.json", env=env)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert res.stderr.startswith("error: data file mgsm/exemplars.json not found")
+    assert "downloads https://raw.githubusercontent.com/NJUNLP/QAlign/" in res.stderr
+    assert "/evaluate/scripts/data/mgsm/exemplars.py and converts it to JSON" in res.stderr
 
 
 @pytest.mark.parametrize("name", ["mgsm/mgsm_ja.tsv", "mgsm/exemplars.json"])
@@ -333,10 +301,31 @@ def test_a_killed_download_leaves_no_part_file_behind(server, tmp_path):
 def test_verify_fails_when_files_are_missing(tmp_path):
     import os
 
+    (tmp_path / "empty").mkdir()
     env = {**os.environ, "MLALIGN_DATA_DIR": str(tmp_path / "empty"), "MLALIGN_CACHE_DIR": str(tmp_path / "cache")}
     res = run_cli("data", "verify", env=env)
-    assert res.returncode == 2 and "0 verified, 0 corrupt" in res.stdout
+    assert res.returncode == 2 and "1 verified, 0 corrupt" in res.stdout  # the packaged prompts
     assert res.stderr.startswith("missing: ") and res.stderr.count("\n") == 1 and "mlalign data fetch" in res.stderr
+
+
+def test_data_list_is_not_cut_when_piped() -> None:
+    """Piped output (rich assumes 80 columns there) keeps every cell whole: the full source URL of each file."""
+    import subprocess
+    import sys
+
+    from mlalign_tasks import data
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlalign_tasks.cli", "data", "list", "mgsm/*"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "…" not in proc.stdout
+    for entry in data.select(["mgsm/*"]):
+        assert entry.url() in proc.stdout and entry.name in proc.stdout
+    assert max(map(len, proc.stdout.splitlines())) > 80
 
 
 def test_cli_lists_files_not_mirrored_as_downloadable_and_names_them_offline(shared_data):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -83,7 +84,8 @@ def test_task_spec_syntax() -> None:
     ("spec", "match"),
     [
         ("mgsm", "unknown task 'mgsm'.*groups: mgsm_aligned, msvamp_aligned"),
-        ("xnli_de", "unknown task 'xnli_de'"),
+        # lm-eval tasks outside the multilingual suites need --include-defaults
+        ("arc_easy", "unknown task 'arc_easy'"),
         ("msvamp_aligned:te", "unknown msvamp_aligned language code 'te'.*Valid codes: bn, de"),
         ("mgsm_aligned:de,xx", "unknown task 'xx'"),
         ("de,mgsm_aligned", "a language code must follow a FAMILY:LANG item"),
@@ -128,6 +130,9 @@ def test_gen_kwargs_and_batch_size() -> None:
     assert parse_gen_kwargs("max_gen_toks=64,temperature=0") == {"max_gen_toks": 64, "temperature": 0}
     with pytest.raises(MlalignError, match="key=value"):
         parse_gen_kwargs("max_gen_toks")
+    assert parse_gen_kwargs("top_p=0.9,num_beams=2,until=x") == {"top_p": 0.9, "num_beams": 2, "until": "x"}
+    with pytest.raises(MlalignError, match="unknown setting 'max_gen_tok'; did you mean max_gen_toks"):
+        parse_gen_kwargs("max_gen_tok=64")  # a typo: transformers' generate would fail with a traceback
     assert parse_batch_size("8") == 8 and parse_batch_size("auto") == "auto"
     with pytest.raises(MlalignError, match="--batch-size"):
         parse_batch_size("0")
@@ -174,12 +179,47 @@ def test_cuda_device_without_gpu(monkeypatch, capsys, tiny_model_dir) -> None:
 def test_missing_model_and_adapter(monkeypatch, capsys, tmp_path, tiny_model_dir) -> None:
     out = tmp_path / "out"
     code, _, err = run_cli(monkeypatch, capsys, "eval", "-m", str(tmp_path / "nope"), "--output-path", str(out))
-    assert code == 2 and f"model path {tmp_path / 'nope'} does not exist" in err
+    assert code == 2 and f"--model {tmp_path / 'nope'} does not exist" in err
     code, _, err = run_cli(monkeypatch, capsys, "eval", "-m", "no-such-org/no-such-model", "--output-path", str(out))
     assert code == 2 and "cannot load model 'no-such-org/no-such-model'" in err and "HF_HUB_OFFLINE" in err
     code, _, err = run_cli(monkeypatch, capsys, "eval", "-m", str(tiny_model_dir), "--peft", str(tmp_path))
-    assert code == 2 and "cannot load PEFT adapter" in err
+    assert code == 2 and f"--peft {tmp_path} is a folder without adapter_config.json, so not a PEFT adapter" in err
     assert not out.exists()
+
+
+def test_which_names_are_paths(monkeypatch, tmp_path) -> None:
+    from mlalign_tasks.model_paths import missing_local
+
+    monkeypatch.chdir(tmp_path)
+    assert not missing_local("gpt2") and not missing_local("owner/model")  # Hub ids: the Hub decides
+    (tmp_path / "adapters").mkdir()
+    assert missing_local("adapters/qwen-qalign")  # its first part is a folder here: a path
+    assert missing_local("my-adapter", bare_hub_ids=False) and not missing_local("owner/adapter", bare_hub_ids=False)
+    assert all(missing_local(name) for name in ("./m", "../m", "/no/m", "~/no-such-m", "runs/x/adapter"))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["eval", "-m", "{model}", "--peft", "."],  # an existing folder that is not an adapter
+        ["eval", "-m", "{model}", "--peft", "my-adapter"],  # absent, and not owner/name as Hub adapters are
+        ["train", "--config", "cpu-smoke"],  # the recipe's ./tiny-model, run from a folder without one
+        ["analyze", "pca", "--model", "{model}", "--peft", ".", "--out", "pca"],
+        ["analyze", "logit-lens", "--model", "{model}", "--peft", "./nope", "--langs", "de", "--out", "lens"],
+    ],
+)
+def test_a_wrong_local_path_fails_at_once_without_asking_the_hub(tmp_path, tiny_model_dir, command) -> None:
+    """With the Hub allowed but out of reach, transformers and PEFT retry it for half a minute for a name they
+    cannot open as a folder; a name meant as a path is refused before that (and before any data is read: the
+    data folder is empty)."""
+    (tmp_path / "data").mkdir()
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "MLALIGN_DATA_DIR": str(tmp_path / "data")}
+    args = [a.replace("{model}", str(tiny_model_dir)) for a in command]
+    start = time.monotonic()
+    proc = subprocess.run([str(BIN / "mlalign"), *args], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "does not exist (relative to" in proc.stderr or "is a folder without adapter_config.json" in proc.stderr
+    assert time.monotonic() - start < 20
 
 
 def test_corrupt_data_stops_before_the_model_loads(monkeypatch, capsys, tmp_path, shared_data, tiny_model_dir) -> None:
@@ -231,6 +271,9 @@ def test_eval_every_group(monkeypatch, capsys, tmp_path, tiny_model_dir) -> None
     assert [code for code in rows if code in LANGUAGES] == [code for code in LANGUAGES if code in rows]
     assert all(f in stdout for f in DEFAULT_FAMILIES)
     assert [p.name for p in out.iterdir()] == [results["config"]["model_args"].split("=")[1].replace("/", "__")]
+    # the long steps' progress (in a log: a line at the end): lm-eval's generations and the paper scoring
+    assert re.search(r"generating \(lm-eval generate_until\): (\d+)/\1 requests, in 0:\d\d:\d\d", stderr), stderr
+    assert re.search(r"scoring labels \(token sets\): (\d+)/\1 prompts, in", stderr)
 
 
 @pytest.mark.slow
@@ -313,9 +356,8 @@ def test_tasks_path(monkeypatch, capsys) -> None:
         (["--board", "FILE/board"], "--board FILE/board: it or a parent folder is a file"),
         (["--model", "./no/such/model"], "model ./no/such/model does not exist"),
         (["--recipe", "cpu_ddp"], "is an accelerate config, not a trainer recipe"),
-        (["--data-dir", "nodata"], "data file paper_tasks/prompts.json not found in nodata"),
+        (["--data-dir", "nodata"], "--data-dir nodata is not a directory"),
         (["--train-flag=--bogus_flag=1"], "bad training arguments"),
-        (["--qt-source", "nope"], "--qt-source 'nope'"),
         (["--device", "tpu"], "unknown device 'tpu'"),
         (["--nf4-preset", "paper"], "--nf4-preset paper applies to 4-bit evaluation; add --load-in-4bit"),
         (["--board", "mine"], "--board mine (a folder) exists and is not empty and not a leaderboard; refusing"),
@@ -336,22 +378,51 @@ def test_run_checks_every_option_before_the_first_stage(monkeypatch, capsys, tmp
 
 
 def test_built_in_models_and_their_defaults() -> None:
-    from mlalign_tasks.study import DEFAULTS, REAL, TINY, TOY, StudyConfig, build_stages, model_kind
+    from mlalign_tasks.study import TINY, TOY, StudyConfig, build_stages, builtin_kind, configure
 
-    for recipe in ("cpu-smoke", "cpu-smoke.yaml"):
-        assert model_kind(StudyConfig(recipe=recipe)) == TINY
-    cfg = StudyConfig(model="tiny")
-    stages, paths = build_stages(cfg)
-    assert stages[0].name == "model" and paths["model"] == cfg.out / "model"
-    assert cfg.resolved().eval_tasks == DEFAULTS[TINY]["eval_tasks"]
-    assert model_kind(StudyConfig()) == TINY
-    assert model_kind(StudyConfig(model="toy")) == model_kind(StudyConfig(recipe="toy-world")) == TOY
-    toy = StudyConfig(model="toy").resolved()
-    assert (toy.languages, toy.qt_source, toy.eval_tasks) == ("qaa,qab", "toy", "toy_aligned")
-    assert StudyConfig(model="toy", languages="qac").resolved().languages == "qac"  # what is given wins
-    assert model_kind(StudyConfig(recipe="qwen2.5-1.5b-12gb")) == REAL
-    assert model_kind(StudyConfig(recipe="qalign-cpu-smoke")) == TINY
-    assert model_kind(StudyConfig(recipe="qalign-qlora-24gb")) == REAL
+    for recipe in ("cpu-smoke", "cpu-smoke.yaml", "qalign-cpu-smoke"):
+        assert builtin_kind(StudyConfig(recipe=recipe)) == TINY
+    assert builtin_kind(StudyConfig()) == builtin_kind(StudyConfig(recipe="toy-world")) == TOY
+    for recipe in ("qwen2.5-1.5b-12gb", "qalign-qlora-24gb"):
+        assert builtin_kind(StudyConfig(recipe=recipe)) is None
+    for cfg in (StudyConfig(model="tiny"), StudyConfig(model="toy")):
+        stages, paths = build_stages(cfg)
+        assert stages[0].name == "model" and paths["model"] == cfg.out / "model"
+    toy = configure()
+    assert (toy.data.languages, toy.data.qt_source, toy.evaluation.tasks) == ("qaa,qab", "toy", "toy_aligned")
+    assert (toy.analysis.task, toy.analysis.lens_langs) == ("toy_sentiment", "en,qaa,qab,qac,qba,qca")
+    assert configure(languages="qac").data.languages == "qac"  # what is given wins
+    tiny = configure(model="tiny")
+    assert (tiny.data.languages, tiny.evaluation.tasks) == ("de,zh", "mgsm_aligned,msvamp_aligned,paper_aligned")
+
+
+def test_a_real_model_gets_full_size_defaults_and_the_recipes_data(monkeypatch, capsys, tiny_model_dir) -> None:
+    """The demo's small sizes only on the tiny model: a real model or recipe evaluates every item with each task's
+    own generation length and trains on the recipe's data, unless the user asks for less; the run says which."""
+    from mlalign_tasks.study import DEMO_SCALE, configure, describe_defaults
+
+    demo = configure(model="tiny")
+    assert (demo.evaluation.limit, demo.evaluation.max_gen_toks, demo.data.examples_per_language) == (8, 48, 32) == (
+        DEMO_SCALE.eval_limit, DEMO_SCALE.max_gen_toks, DEMO_SCALE.examples_per_language,
+    )  # fmt: skip
+    assert {source for _, source in demo.defaulted.values()} == {"the tiny model's"}
+    real = configure(recipe="qwen2.5-1.5b-12gb")
+    e, a = real.evaluation, real.analysis
+    assert (e.limit, e.max_gen_toks, a.limit, e.batch_size) == (None, None, None, "auto")
+    assert (real.data.languages, real.data.examples_per_language) == ("de,es,fr,ja,ru,sw,zh", 1000)
+    line = describe_defaults(real.defaulted)
+    assert "all evaluation items per task (full size; --limit)" in line
+    assert "1000 training pairs per language (recipe qwen2.5-1.5b-12gb; --examples-per-language)" in line
+    asked = configure(model="Qwen/Qwen2.5-1.5B", eval_limit=8, max_gen_toks=None, languages="sw")
+    assert (asked.evaluation.limit, asked.evaluation.max_gen_toks, asked.data.languages) == (8, None, "sw")
+    assert asked.data.examples_per_language is None
+    assert not {"eval_limit", "max_gen_toks", "languages"} & set(asked.defaulted)
+    # `mlalign run --model DIR` says what it chose before anything runs (here a refused option stops it).
+    code, out, err = run_cli(
+        monkeypatch, capsys, "run", "--model", str(tiny_model_dir), "--limit", "3", "--nf4-preset", "paper"
+    )
+    assert code == 2 and "--nf4-preset paper applies to 4-bit" in err
+    assert "each task's own number of new tokens (full size; --max-gen-toks)" in out and "--limit)" not in out
 
 
 @pytest.mark.parametrize(
@@ -374,6 +445,22 @@ def test_recipes_lists_the_shipped_configs(monkeypatch, capsys) -> None:
     assert code == 0 and Path(out.strip()) == recipes.ACCELERATE_DIR / "cpu_ddp.yaml" and Path(out.strip()).is_file()
     code, _, err = run_cli(monkeypatch, capsys, "recipes", "nope")
     assert code == 2 and "neither a file nor a shipped recipe" in err
+
+
+def test_recipes_table_is_not_cut_when_piped() -> None:
+    """Piped (rich would assume 80 columns), every row keeps its whole path and stage list on one line."""
+    from mlalign_trainer import recipes
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlalign_tasks.cli", "recipes"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "…" not in proc.stdout and max(map(len, lines)) > 80
+    for name, path in recipes.shipped_configs().items():
+        assert any(name in line and str(path) in line for line in lines), name
+    assert any("qalign" in line and "stages question + response" in line for line in lines)
 
 
 def test_a_comma_in_a_model_path_cannot_smuggle_lm_eval_settings(monkeypatch, capsys, tmp_path, tiny_model_dir) -> None:
@@ -435,3 +522,52 @@ def test_a_killed_eval_leaves_nothing_the_leaderboard_reads(tmp_path, tiny_model
     built = subprocess.run(board, capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
     assert len(json.loads((tmp_path / "board" / "results.json").read_text())["models"]) == 1
+
+
+def test_one_seed_default_across_commands() -> None:
+    """--seed is 0 wherever it is not given: every command, the trainer, and `mlalign run` unless its recipe names
+    a seed (a paper's protocol keeps its own)."""
+    import typer.main
+    from mlalign_trainer import sft
+
+    from mlalign_tasks.study import configure
+
+    defaults: dict[str, object] = {}
+
+    def walk(command, path: str) -> None:
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, f"{path} {name}".strip())
+        for param in command.params:
+            if param.name == "seed":
+                defaults[path] = param.default
+
+    walk(typer.main.get_command(cli.app), "")
+    assert defaults == {
+        "tiny-model": 0, "eval": 0, "data build-qt": 0, "leaderboard": 0, "analyze logit-lens": 0, "analyze pca": 0,
+        "run": None,
+    }  # fmt: skip
+    assert sft.parse_args(["--model_name_or_path", "m", "--output_dir", "o"])[1].seed == 0
+    assert configure().seed == 0 and configure(model="m").seed == 0
+    recipe = configure(model="m", recipe="qalign")
+    assert recipe.seed == 1234 and recipe.defaulted["seed"] == (1234, "recipe qalign")
+    assert configure(model="m", recipe="qalign", seed=0).seed == 0
+
+
+def test_eval_under_a_multi_process_launch_is_refused(tmp_path, tiny_model_dir) -> None:
+    """`mlalign eval` is one process: under torchrun (which `accelerate launch --multi_gpu` runs; on CPU accelerate
+    starts one process) each process refuses in one line naming the plain lm-eval route, before the model loads or
+    anything is written (README: Faster evaluation)."""
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "mlalign_tasks.cli", "eval",
+        "-m", str(tiny_model_dir), "-t", "snli_aligned_de", "--limit", "1", "--output-path", str(out),
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    refusals = [line for line in errors if line.startswith("error: mlalign eval runs in one process")]
+    # torchrun stops the other process at the first one's exit: one or two refusals, and no other error
+    assert refusals == errors and len(refusals) in (1, 2), result.stderr[-3000:]
+    assert all("(WORLD_SIZE=2)" in line for line in refusals)
+    assert 'accelerate launch -m lm_eval --model hf --include_path "$(mlalign tasks-path)"' in refusals[0]
+    assert not out.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,11 @@ import yaml
 from scipy.stats import binomtest
 
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.leaderboard import make_leaderboard
+from mlalign_tasks.leaderboard import BoardOptions, make_leaderboard
+from mlalign_tasks.leaderboard.escape import md_text
 from mlalign_tasks.leaderboard.load import Sample, load_samples
-from mlalign_tasks.leaderboard.stats import consistency, mcnemar_exact, paired_test
+from mlalign_tasks.leaderboard.render import interval_text
+from mlalign_tasks.leaderboard.stats import consistency, mcnemar_exact, paired_test, wilson
 from mlalign_tasks.leaderboard.synthetic import Item, sample_record, write_run
 
 N = 10
@@ -162,8 +165,17 @@ def test_every_csv_number_equals_the_input_json(board_dir) -> None:
     assert by_key[("qalign", "mgsm_aligned_en")]["split"] == "english"
     assert by_key[("qalign", "mgsm_aligned_en")]["metric"] == "exact_match,last_number"
     assert by_key[("qalign", "mgsm_aligned_en")]["adapter"].endswith("adapters/qalign")
+    for r in rows:  # the Wilson interval of each cell, from its value and n (hand formula in test_wilson_...)
+        assert (float(r["ci_low"]), float(r["ci_high"])) == wilson(round(float(r["value"]) * 10), 10)
     assert json.loads((out / "results.json").read_text())["rows"] == [
-        {**r, "value": float(r["value"]), "stderr": float(r["stderr"]), "n": int(r["n"]), "primary": True} for r in rows
+        {
+            **r,
+            **{k: float(r[k]) for k in ("value", "stderr", "ci_low", "ci_high")},
+            "n": int(r["n"]),
+            "seed": None,
+            "primary": True,
+        }
+        for r in rows
     ]
 
 
@@ -198,11 +210,20 @@ def test_deltas_tests_consistency_and_averages(board_dir) -> None:
     }  # fmt: skip
     for (model, split), value in expected.items():
         assert avg[(model, "tiny-base", "qalign", "all", split)] == pytest.approx(value)
-    # both models are only averaged as a pair (same cells); a base alone would have no seen/unseen split anyway
-    assert {k[:3] for k in avg} == {("tiny-base", "tiny-base", "qalign"), ("qalign", "tiny-base", "qalign")}
+    # as a pair (same cells) and each model over all its own cells (here the same cells; the base has no split)
+    assert {k[:3] for k in avg} == {
+        ("tiny-base", "tiny-base", "qalign"), ("qalign", "tiny-base", "qalign"), ("tiny-base", None, None),
+        ("qalign", None, None),
+    }  # fmt: skip
+    for (model, split), value in expected.items():
+        if model == "qalign" or split in ("english", "non_english"):
+            assert avg[(model, None, None, "all", split)] == pytest.approx(value)
     with (out / "averages.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert [{**r, "value": float(r["value"]), "n": int(r["n"])} for r in rows] == data["averages"]
+    none = {"base": None, "aligned": None}  # empty in the CSV: a model's average over all its own cells
+    assert [{**r, "value": float(r["value"]), "n": int(r["n"])} | (none if not r["base"] else {}) for r in rows] == (
+        data["averages"]
+    )
 
 
 def test_readme_html_plots_and_model_card(board_dir) -> None:
@@ -216,8 +237,13 @@ def test_readme_html_plots_and_model_card(board_dir) -> None:
     assert copied == originals
     assert "## snli_aligned" in readme and "## mgsm_aligned" in readme
     assert "+80.0* (p=0.00781)" in readme and "| de | qalign |" in readme
-    assert "| **Δ qalign − tiny-base** (pp) |  | +10.0 | +50.0 | +25.0 | +37.5 |" in readme
-    assert "| **Δ qalign − tiny-base** (pp) |  | +10.0 | +80.0 | +30.0 | +55.0 |" in readme  # snli_aligned alone
+    deltas = {(d["family"], d["split"]): d for d in json.loads((out / "results.json").read_text())["deltas"]}
+    shown = [interval_text(deltas[("all", s)]) for s in ("english", "seen", "unseen", "non_english")]
+    assert [s.split(" [")[0] for s in shown] == ["+10.0", "+50.0", "+25.0", "+37.5"]
+    assert f"| **Δ qalign − tiny-base** (pp) |  | {' | '.join(map(md_text, shown))} |" in readme
+    shown = [interval_text(deltas[("snli_aligned", s)]) for s in ("english", "seen", "unseen", "non_english")]
+    assert [s.split(" [")[0] for s in shown] == ["+10.0", "+80.0", "+30.0", "+55.0"]  # snli_aligned alone
+    assert f"| **Δ qalign − tiny-base** (pp) |  | {' | '.join(map(md_text, shown))} |" in readme
     for name in ("delta_heatmap", "split_averages"):
         assert (out / "plots" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert b"<svg" in (out / "plots" / f"{name}.svg").read_bytes()[:400]
@@ -234,7 +260,7 @@ def test_readme_html_plots_and_model_card(board_dir) -> None:
 def test_documented_columns_are_the_written_ones(board_dir) -> None:
     out, _, _ = board_dir
     docs = (Path(__file__).parents[1] / "leaderboards" / "README.md").read_text()
-    for name in ("results", "comparisons", "consistency", "averages"):
+    for name in ("results", "comparisons", "consistency", "averages", "deltas", "settings"):
         header = (out / f"{name}.csv").read_text().splitlines()[0].replace(",", ", ")
         assert f"| `{name}.csv`" in docs and header in docs, (name, header)
 
@@ -318,7 +344,9 @@ def test_seen_languages_are_every_stage_and_the_target(tmp_path: Path, meta: dic
         ({"hello": 1}, "is not an lm-eval results file"),
         ({"results": [], "config": {}, "lm_eval_version": "0.4.13"}, "'results' must map task names"),
         ({"results": {"snli_aligned_de": {"acc,none": 0.5}}, "config": {"model_args": ""}, "lm_eval_version": "0.4.13"}, "does not name the model"),
-        ({"results": {"arc_easy": {"acc,none": 0.5}}, "config": {"model_args": "pretrained=x"}, "lm_eval_version": "0.4.13"}, "holds no task named"),
+        ({"results": {"arc_easy": {"acc,none": 0.5}}, "config": {"model_args": "pretrained=x"}, "lm_eval_version": "0.4.13"}, "holds no task of a known suite"),
+        ({"results": {"snli_aligned_de": {"acc,none": 1.7}}, "config": {"model_args": "pretrained=x"}, "lm_eval_version": "0.4.13"}, r"acc,none = 1.7, impossible for a proportion"),
+        ({"results": {"snli_aligned_de": {"acc,none": 0.5, "acc_stderr,none": -0.1}}, "config": {"model_args": "pretrained=x"}, "lm_eval_version": "0.4.13"}, r"acc_stderr,none = -0.1, impossible"),
         ({"results": {"snli_aligned_de": {"acc,none": 0.5}}, "config": {"model_args": "pretrained=x"}, "lm_eval_version": "0.3.0"}, "written by lm-eval 0.3.0"),
     ],
 )  # fmt: skip
@@ -376,8 +404,12 @@ def test_board_rebuilds_from_its_embedded_inputs(tmp_path: Path) -> None:
     assert first["command"] == f"mlalign leaderboard {out}/inputs --out {out} --manifest {out}/inputs/manifest.yaml"
     make_leaderboard([out / "inputs"], out, out / "inputs" / "manifest.yaml")
     second = json.loads((out / "results.json").read_text())
-    for key in ("rows", "comparisons", "consistency", "averages"):
+    for key in ("comparisons", "consistency", "averages"):
         assert second[key] == first[key]
+    # the same rows, each now read from its copy in the board's inputs/
+    assert [{**r, "source": ""} for r in second["rows"]] == [{**r, "source": ""} for r in first["rows"]]
+    copies = {(out / "inputs" / r["source"]).resolve() for r in second["rows"]}
+    assert copies == {p.parent for p in (out / "inputs").resolve().rglob("results_*.json")} and len(copies) == 2
 
 
 def test_board_inside_the_searched_results_folder_rebuilds(tmp_path: Path) -> None:
@@ -409,7 +441,8 @@ def test_several_boards_inside_the_searched_results_folder(tmp_path: Path) -> No
     from_board = make_leaderboard([other / "b1"], tmp_path / "b3")
     for board in (from_inputs, from_board):
         assert {r.path.parent.parent for m in board.models for r in m.runs} != {runs}
-        assert (board.rows, board.comparisons, board.averages) == (first.rows, first.comparisons, first.averages)
+        assert (board.comparisons, board.averages) == (first.comparisons, first.averages)
+        assert [{**r, "source": ""} for r in board.rows] == [{**r, "source": ""} for r in first.rows]  # the copies
     with pytest.raises(MlalignError, match=r"no lm-eval results file .* outside the board\(s\) .*b1, .*b2"):
         make_leaderboard([other], tmp_path / "b4")
     assert (base, aligned) == (runs / "base", runs / "aligned")
@@ -423,11 +456,11 @@ def write_adapter(root: Path, name: str, languages: list[str]) -> Path:
     return adapter
 
 
-def pair_averages(board, family: str = "all") -> dict[tuple[str, str | None], dict[str, float]]:
-    """(model, aligned model of its pair) -> split -> mean (%)."""
+def pair_averages(board, family: str = "all", own: bool = False) -> dict[tuple[str, str | None], dict[str, float]]:
+    """(model, aligned model of its pair) -> split -> mean (%); `own`: the models' averages over all their cells."""
     out: dict[tuple[str, str | None], dict[str, float]] = {}
     for a in board.averages:
-        if a["family"] == family:
+        if a["family"] == family and (a["aligned"] is None) == own:
             out.setdefault((a["model"], a["aligned"]), {})[a["split"]] = round(a["value"] * 100, 9)
     return out
 
@@ -459,11 +492,18 @@ def test_averages_of_a_pair_are_over_the_languages_both_have(tmp_path: Path) -> 
         "qalign vs tiny-base: averages over the 3 (family, language) cells both evaluated; 17 cells only one of them "
         "has are left out (only tiny-base has sentiment_aligned: zh, es, it, nl, ja, ru, sv, sl, … (+9))"
     ) in board.notes
+    # each model over all its own cells: the base over 20 languages (no split of its own), qalign over its 3
+    assert pair_averages(board, own=True) == {
+        ("tiny-base", None): {"english": 50.0, "non_english": round(420 / 19, 9)}, ("qalign", None): same
+    }  # fmt: skip
     readme = (tmp_path / "board" / "README.md").read_text()
-    assert readme.count("| **Δ qalign − tiny-base** (pp) |  | +0.0 | +0.0 | +0.0 | +0.0 |") == 2  # all; the family
+    zero = md_text("+0.0 [+0.0, +0.0]")  # every item answered alike: every resample has Δ 0
+    assert readme.count(f"| **Δ qalign − tiny-base** (pp) |  | {zero} | {zero} | {zero} | {zero} |") == 2
     assert "| tiny-base | qalign vs tiny-base | 50.0 | 40.0 | 60.0 | 50.0 |" in readme
-    assert "| zh | qalign | 10.0 ± 10.0 | – | – |" in readme  # cells of one model stay in the language table
-    assert "| sw | qalign | 10.0 ± 10.0 | – | – |" in readme and "| bn |  | 20.0 ± 13.3 | – | – |" in readme
+    assert "| tiny-base | all its cells | 50.0 | – | – | 22.1 |" in readme
+    assert f"| zh | qalign | {md_text('10.0 [1.8, 40.4]')} | – | – |" in readme  # one model's cells stay in the table
+    assert f"| sw | qalign | {md_text('10.0 [1.8, 40.4]')} | – | – |" in readme
+    assert f"| bn |  | {md_text('20.0 [5.7, 51.0]')} | – | – |" in readme
 
 
 def test_averages_of_a_pair_are_over_the_families_both_have(tmp_path: Path) -> None:
@@ -493,8 +533,10 @@ def test_averages_of_a_pair_are_over_the_families_both_have(tmp_path: Path) -> N
         ("mgsm_aligned", 1), ("mgsm_aligned", 2), ("all", 1)
     }  # fmt: skip
     readme = (tmp_path / "board" / "README.md").read_text()
-    assert "| **Δ qalign − tiny-base** (pp) |  | +10.0 | +20.0 | +20.0 | +20.0 |" in readme
-    assert "| **Δ other − tiny-base** (pp) |  | -20.0 | -10.0 | – | -10.0 |" in readme
+    assert re.search(
+        r"\| \*\*Δ qalign − tiny-base\*\* \(pp\) \|  \| \+10\.0 \\\[.*\| \+20\.0 \\\[.*\| \+20\.0 \\\[", readme
+    )
+    assert re.search(r"\| \*\*Δ other − tiny-base\*\* \(pp\) \|  \| -20\.0 \\\[.*\| -10\.0 \\\[.*\| – \| -10", readme)
     assert (
         "qalign vs tiny-base: averages over the 3 (family, language) cells both evaluated; 9 cells only one of them "
         "has are left out (only tiny-base has snli_aligned: en, de, sw; paws_aligned: en, de, sw; "
@@ -509,6 +551,7 @@ def test_averages_of_a_pair_are_over_the_families_both_have(tmp_path: Path) -> N
         assert {(r["model"], r["base"], r["aligned"]) for r in csv.DictReader(f)} == {
             ("tiny-base", "tiny-base", "qalign"), ("qalign", "tiny-base", "qalign"),
             ("tiny-base", "tiny-base", "other"), ("other", "tiny-base", "other"),
+            ("tiny-base", "", ""), ("qalign", "", ""), ("other", "", ""),
         }  # fmt: skip
 
 
@@ -520,8 +563,9 @@ def test_a_model_in_no_pair_is_averaged_over_its_own_cells(tmp_path: Path) -> No
         {"snli_aligned_en": mc(4), "snli_aligned_de": mc(8)},
     )
     board = make_leaderboard([tmp_path / "runs"], tmp_path / "board")
-    assert pair_averages(board) == {("qalign", None): {"english": 40.0, "seen": 80.0, "non_english": 80.0}}
-    assert "| qalign | – | 40.0 | 80.0 | – | 80.0 |" in (tmp_path / "board" / "README.md").read_text()
+    assert pair_averages(board) == {}
+    assert pair_averages(board, own=True) == {("qalign", None): {"english": 40.0, "seen": 80.0, "non_english": 80.0}}
+    assert "| qalign | all its cells | 40.0 | 80.0 | – | 80.0 |" in (tmp_path / "board" / "README.md").read_text()
     with (tmp_path / "board" / "averages.csv").open() as f:
         assert {(r["base"], r["aligned"]) for r in csv.DictReader(f)} == {("", "")}
 
@@ -575,8 +619,13 @@ def test_group_entries_are_skipped_and_foreign_tasks_noted(tmp_path: Path) -> No
     data["group_subtasks"] = {"snli_aligned": ["snli_aligned_de", "snli_aligned_en"]}
     path.write_text(json.dumps(data))
     board = make_leaderboard([path], tmp_path / "board")
-    assert sorted((r["task"], r["value"]) for r in board.rows) == [("snli_aligned_de", 0.4), ("snli_aligned_en", 0.5)]
-    assert board.notes == [f"{path.name}: ignored tasks not named <family>_<language>: arc_easy"]
+    assert sorted((r["task"], r["level"], r["value"]) for r in board.rows) == [
+        ("snli_aligned", "group", 0.45), ("snli_aligned_de", "language", 0.4), ("snli_aligned_en", "language", 0.5)
+    ]  # fmt: skip
+    assert board.notes == [
+        f"{path.name}: ignored tasks of no known suite and not named <family>_<language>: arc_easy"
+    ]  # fmt: skip
+    assert "| snli_aligned | acc,none | 45.0 ± 10.0 |" in (tmp_path / "board" / "README.md").read_text()
 
 
 def _set_label_scoring(results_dir: Path, scoring: str) -> None:
@@ -601,7 +650,7 @@ def test_precisions_must_agree(tmp_path: Path) -> None:
     base, aligned, _ = write_inputs(tmp_path)
     _set_precision(aligned, "paper")
     with pytest.raises(
-        MlalignError, match=r"was evaluated at different precisions \(tiny-base: full, qalign: nf4-paper\)"
+        MlalignError, match=r"was evaluated with different precisions \(tiny-base: full; qalign: nf4-paper\)"
     ):
         make_leaderboard([base, aligned], tmp_path / "mixed")
     _set_precision(base, "mlalign")
@@ -616,9 +665,38 @@ def test_precisions_must_agree(tmp_path: Path) -> None:
 def test_label_scorings_must_agree(tmp_path: Path) -> None:
     base, aligned, _ = write_inputs(tmp_path)
     _set_label_scoring(aligned, "first-token")
-    with pytest.raises(MlalignError, match=r"snli_aligned_\w+ was scored in different ways \(tiny-base: label, "):
+    with pytest.raises(
+        MlalignError, match=r"snli_aligned_\w+ was evaluated with different label scorings \(tiny-base: label; "
+    ):
         make_leaderboard([base, aligned], tmp_path / "mixed")
     assert not (tmp_path / "mixed").exists()
     _set_label_scoring(base, "first-token")
     make_leaderboard([base, aligned], tmp_path / "board")
     assert "scored on the probability of each label's first token" in (tmp_path / "board" / "README.md").read_text()
+
+
+def test_rebuild_with_nothing_changed_is_byte_identical(tmp_path: Path) -> None:
+    """The same inputs give the same bytes, also when they come from a re-run (new lm-eval dates in the file names)."""
+    write_inputs(tmp_path)
+    runs, out = tmp_path / "runs", tmp_path / "board"
+
+    def snapshot() -> dict[str, bytes]:
+        return {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    options = BoardOptions(embed=False)
+    make_leaderboard([runs], out, options=options)
+    first = snapshot()
+    make_leaderboard([runs], out, options=options)
+    assert snapshot() == first
+    for path in runs.rglob("*_2026-01-01T00-00-00.000000.json*"):  # what a re-run of the same evaluation writes
+        path.rename(path.with_name(path.name.replace("2026-01-01T00-00-00.000000", "2026-03-04T05-06-07.080910")))
+    make_leaderboard([runs], out, options=options)
+    assert snapshot() == first
+
+
+def test_heatmap_encodes_significance_and_rounds_like_the_tables(board_dir) -> None:
+    out, _, _ = board_dir
+    svg = (out / "plots" / "delta_heatmap.svg").read_text()
+    assert "+80.0*" in svg and "+10.0<" in svg and "+20.0<" in svg  # one decimal, * only where p < 0.05
+    assert "faded, hatched: not significant" in svg
+    assert svg.count("<pattern ") == 1 and svg.count("url(#h") == 5  # the hatch over the 5 non-significant cells

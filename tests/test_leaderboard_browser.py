@@ -238,3 +238,100 @@ def test_readme_from_hostile_results_renders_as_text(tmp_path: Path) -> None:
             assert shown in text, shown
         assert page.js("document.querySelector('h1').textContent") == "# Board <script>window.pwned=6</script>"
         assert page.exceptions == []
+
+
+def _with(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def _xnli_group(data: dict[str, Any]) -> None:
+    """lm-eval's own group entry (its aggregate over the languages), as it writes it."""
+    entry = {"alias": "xnli", "acc,none": 0.625, "acc_stderr,none": 0.05}
+    data["group_subtasks"]["xnli"] = ["xnli_en", "xnli_de"]
+    data["results"]["xnli"] = data.setdefault("groups", {})["xnli"] = entry
+
+
+@pytest.fixture(scope="module")
+def full_board(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A base and its aligned model on one of our families and lm-eval's built-in XNLI (with its group score),
+    a third model run with two seeds, and a published reference row."""
+    root = tmp_path_factory.mktemp("browser-full")
+    right = {"base": {"en": 5, "de": 2}, "aligned": {"en": 6, "de": 9}}
+    for name, args in (("base", "pretrained=org/base"), ("aligned", "pretrained=org/base,peft=runs/qalign")):
+        tasks = {f"{fam}_{lang}": items([i < k for i in range(10)]) for lang, k in right[name].items()
+                 for fam in ("snli_aligned", "xnli")}  # fmt: skip
+        _with(write_run(root / name, args, tasks), _xnli_group)
+    for seed, k in ((1, 4), (2, 8)):
+        path = write_run(
+            root / f"seed{seed}", "pretrained=org/other", {"snli_aligned_de": items([i < k for i in range(10)])}
+        )
+        _with(path, lambda data, seed=seed: data["config"].update(random_seed=seed))
+    manifest = root / "m.yaml"
+    reference = {"model": "Paper-7B", "benchmark": "xnli", "languages": ["en", "de"], "value": 61.5,
+                 "source": "https://example.org/paper"}  # fmt: skip
+    manifest.write_text(
+        yaml.safe_dump(
+            {"models": [{"match": "runs/qalign", "name": "qalign", "languages": ["de"]}], "references": [reference]}
+        )  # fmt: skip
+    )
+    out = root / "board"
+    make_leaderboard([root / "base", root / "aligned", root / "seed1", root / "seed2"], out, manifest)
+    return out
+
+
+def _table(page: DevTools, selector: str) -> list[list[str]]:
+    return page.js(
+        f"Array.from(document.querySelectorAll({json.dumps(selector + ' tbody tr')}))"
+        ".map(r => Array.from(r.cells).map(c => c.innerText.trim()))"
+    )
+
+
+def test_new_columns_and_reference_rows_render(full_board: Path, tmp_path: Path) -> None:
+    """Wilson intervals, seeds as mean ± sd, lm-eval's group scores, per-model averages with the Δ's bootstrap
+    interval, each model's settings, and published reference rows, visibly apart and in no statistic."""
+    with open_page((full_board / "index.html").as_uri(), tmp_path / "profile") as page:
+        snli = _table(page, "#scores-snli_aligned")
+        # 5 of 10 right: Wilson 95% [23.7, 76.3]; the model run with seeds 4/10 and 8/10: 60 ± 28.3 sd
+        assert snli == [
+            ["en", "", "60.0 [31.3, 83.2]", "50.0 [23.7, 76.3]", "–", "+10.0 (p=1)"],
+            ["de", "qalign", "90.0 [59.6, 98.2]", "20.0 [5.7, 51.0]", "60.0 ± 28.3 sd (2 runs)", "+70.0* (p=0.0156)"],
+        ]
+        header = page.js("Array.from(document.querySelectorAll('#scores-xnli thead th')).map(t => t.innerText)")
+        assert header == ["language", "seen by", "qalign", "base", "other", "Δ qalign (pp)"]
+        assert _table(page, "#groups") == [["xnli", "acc,none", "62.5 ± 5.0", "62.5 ± 5.0", "–"]]
+        averages = _table(page, "#averages")
+        own = {row[0]: row[2:] for row in averages if row[1] == "all its cells"}
+        assert own == {"base": ["50.0", "–", "–", "20.0"], "qalign": ["60.0", "90.0", "–", "90.0"],
+                       "other": ["–", "–", "–", "60.0"]}  # fmt: skip
+        (delta,) = [row for row in averages if row[0].startswith("Δ qalign − base")]
+        assert delta[2:] == ["+10.0 [+0.0, +25.0]", "+70.0 [+50.0, +90.0]", "–", "+70.0 [+50.0, +90.0]"]
+        settings = {(row[0], row[1]): row for row in _table(page, "#settings")}
+        assert set(settings) == {(m, f) for m in ("base", "qalign") for f in ("snli_aligned", "xnli")} | {
+            ("other", "snli_aligned")
+        }
+        assert {row[4] for row in settings.values()} == {"0"} and {row[6] for row in settings.values()} == {"10 of 10"}
+        # the published row: its own look (hatched, italic), its value as published, kept out of the averages
+        references = _table(page, "#references")
+        assert references == [
+            ["xnli", "en, de", "qalign", "75.0", "this board"],
+            ["xnli", "en, de", "base", "35.0", "this board"],
+            ["xnli", "en, de", "† Paper-7B (published)", "61.5", "https://example.org/paper"],
+        ]
+        styles = page.js(
+            "Array.from(document.querySelectorAll('#references tbody tr')).map(r => "
+            "[r.className, getComputedStyle(r.cells[0]).fontStyle, getComputedStyle(r.cells[0]).backgroundImage])"
+        )
+        assert [s[0] for s in styles] == ["", "", "reference"]
+        assert styles[2][1] == "italic" and "gradient" in styles[2][2]
+        assert styles[0][1] == "normal" and styles[0][2] == "none"
+        assert not any("Paper-7B" in cell for row in averages for cell in row)
+        # every new table is laid out and shows its cells whole
+        cut = page.js(
+            "Array.from(document.querySelectorAll('#settings td, #groups td, #averages td, #references td, "
+            "table.scores td')).filter(td => td.offsetParent === null || td.scrollWidth > td.clientWidth + 1)"
+            ".map(td => td.innerText)"
+        )
+        assert cut == []
+        assert page.exceptions == []

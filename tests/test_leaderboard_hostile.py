@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.leaderboard import make_leaderboard
+from mlalign_tasks.leaderboard import BoardOptions, make_leaderboard
 from mlalign_tasks.leaderboard.synthetic import Item, write_run
 
 DATE = "2026-01-01T00-00-00.000000"
@@ -56,7 +56,7 @@ def test_rebuilding_a_board_keeps_what_it_did_not_write(tmp_path: Path, monkeypa
     make_leaderboard(list(inputs), out, manifest)
     assert (out / "README.md").read_text().startswith("# Second edition") and (out / "inputs").is_dir()
     monkeypatch.chdir(out)  # `--out .` from inside the checkout
-    make_leaderboard(list(inputs), Path("."), manifest, embed=False)
+    make_leaderboard(list(inputs), Path("."), manifest, BoardOptions(embed=False))
     assert not (out / "inputs").exists()
     assert {k: v for k, v in files(out).items() if k in theirs} == theirs
     assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name or ".old-" in p.name] == []
@@ -189,4 +189,5 @@ def test_model_names_that_are_paths_or_mathtext(tmp_path: Path) -> None:
     assert (out / "inputs" / "manifest.yaml").is_file() and (out / "plots" / "delta_heatmap.svg").is_file()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     again = make_leaderboard([out / "inputs"], out, out / "inputs" / "manifest.yaml")
-    assert again.rows == first.rows
+    assert [{**r, "source": ""} for r in again.rows] == [{**r, "source": ""} for r in first.rows]
+    assert {r["source"] for r in again.rows} == set(folders)  # read from the copies

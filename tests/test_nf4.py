@@ -11,7 +11,7 @@ import torch
 
 from mlalign_tasks import evaluate
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.nf4 import Nf4Preset, bnb_config, load_4bit
+from mlalign_tasks.model_loading import Nf4Preset, bnb_config, load_4bit
 
 
 @pytest.fixture(scope="module")

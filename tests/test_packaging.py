@@ -1,4 +1,5 @@
-"""The wheel: every file the code reads at run time is inside it and is found from the installed layout."""
+"""The wheel: every file the code reads at run time is inside it and is found from the installed layout (a fresh
+venv holding the wheel)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -33,33 +33,20 @@ print(json.dumps({
     "board_template": (Path(mlalign_tasks.__file__).parent / "leaderboard" / "templates" / "index.html.j2").is_file(),
     "vocab": len(tiny_model.build_tokenizer(512)),
     "registry": len(data.registry()),
+    "prompts": str(data.resolve("paper_tasks/prompts.json")),
 }))
 """
 
 
-def test_wheel_holds_recipes_tasks_and_resources(tmp_path):
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            str(ROOT),
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    (wheel,) = tmp_path.glob("mlalign-*.whl")
-    site = tmp_path / "site"
-    zipfile.ZipFile(wheel).extractall(site)
-    env = {**os.environ, "PYTHONPATH": str(site)}
+def test_wheel_holds_recipes_tasks_and_resources(wheel_venv, tmp_path):
+    site = wheel_venv / "lib"
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+        [wheel_venv / "bin" / "python", "-c", PROBE],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "MLALIGN_DATA_DIR"},  # the prompts: from the package
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -74,24 +61,37 @@ def test_wheel_holds_recipes_tasks_and_resources(tmp_path):
     assert got["hooks"] == len(list(source_tasks.rglob("*.py"))) > 0
     assert got["accelerate"] and got["board_template"]
     assert got["vocab"] == 512  # BPE merges learnt from the packaged corpus (bytes alone give 256 + specials)
+    assert got["prompts"].startswith(str(site))  # the packaged prompts, verified against their pinned sha256
     assert got["registry"] == len(json.loads((ROOT / "mlalign_tasks" / "data_registry.json").read_text()))
 
 
 def _lock() -> dict[str, str]:
-    """constraints.txt as {canonical name: version}; each line must pin one release of one package."""
-    from packaging.requirements import Requirement
+    """pylock.toml as {canonical name: version}; one release of each package, every file from PyPI with its sha256."""
+    import tomllib
+
     from packaging.utils import canonicalize_name
 
-    lines = [line.strip() for line in (ROOT / "constraints.txt").read_text().splitlines()]
-    pins = [Requirement(line) for line in lines if line and not line.startswith("#")]
-    assert all(str(r.specifier).startswith("==") and "," not in str(r.specifier) and not r.marker for r in pins)
-    locked = {canonicalize_name(r.name): str(r.specifier).removeprefix("==") for r in pins}
-    assert len(locked) == len(pins) and "mlalign" not in locked  # one pin a package; not the project itself
+    lock = tomllib.loads((ROOT / "pylock.toml").read_text())
+    assert lock["lock-version"] == "1.0"
+    packages = lock["packages"]
+    for pkg in packages:
+        files = [*pkg.get("wheels", []), *([pkg["sdist"]] if "sdist" in pkg else [])]
+        assert files and all(f["url"].startswith("https://files.pythonhosted.org/") for f in files), pkg["name"]
+        assert all(len(f["hashes"]["sha256"]) == 64 for f in files), pkg["name"]
+    locked = {canonicalize_name(p["name"]): p["version"] for p in packages}
+    assert len(locked) == len(packages) and not {"mlalign", "torch"} & locked.keys()  # torch: the Makefile's pin
     return locked
 
 
+def _torch_pin() -> str:
+    """The torch release `make install` pins beside the lock (the CPU build here, a CUDA build on a GPU machine)."""
+    line = next(line for line in (ROOT / "Makefile").read_text().splitlines() if line.startswith("TORCH ?= "))
+    return line.removeprefix("TORCH ?= torch==")
+
+
 def test_lock_pins_every_dependency_to_a_release_inside_its_range():
-    """constraints.txt (`make install` installs it; `make lock` writes it) pins each dependency of pyproject.toml."""
+    """pylock.toml (`make install` installs it; `make lock` writes it) and the Makefile's torch pin hold each
+    dependency of pyproject.toml."""
     import tomllib
 
     from packaging.requirements import Requirement
@@ -100,8 +100,8 @@ def test_lock_pins_every_dependency_to_a_release_inside_its_range():
     if os.environ.get("MLALIGN_LOCK") == "":
         pytest.skip("make test-latest: installed without the lock, which may be older than pyproject's ranges")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    locked = _lock()
-    assert locked["torch"] == "2.13.0"  # named without the local +cpu label, so it also resolves on PyPI
+    locked = _lock() | {"torch": _torch_pin()}
+    assert locked["torch"] == "2.13.0"
     for dep in project["dependencies"] + project["optional-dependencies"]["test"]:
         req = Requirement(dep)
         version = locked.get(canonicalize_name(req.name))
@@ -117,7 +117,7 @@ def test_make_install_installed_exactly_the_lock():
     from packaging.utils import canonicalize_name
     from packaging.version import Version
 
-    locked = _lock()
+    locked = _lock() | {"torch": _torch_pin()}
     unlocked = set()
     for name, version in [*locked.items(), ("mlalign", None)]:
         dist = distribution(name)
@@ -128,3 +128,11 @@ def test_make_install_installed_exactly_the_lock():
             if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in ("", *extras)):
                 unlocked |= {canonicalize_name(req.name)} - locked.keys()
     assert not unlocked, f"dependencies missing from {os.environ['MLALIGN_LOCK']}: {sorted(unlocked)}; run make lock"
+
+
+def test_version_is_the_projects():
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    done = subprocess.run([sys.executable, "-m", "mlalign_tasks.cli", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout == f"mlalign {version}\n", done

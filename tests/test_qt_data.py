@@ -259,6 +259,14 @@ def test_cli_build_qt_and_one_line_error(tmp_path):
     )  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     assert "3 examples written" in ok.stdout and (tmp_path / "d" / "qt_build.json").is_file()
+    smaller = subprocess.run(
+        [sys.executable, "-m", "mlalign_tasks.cli", "data", "build-qt", "--out", str(tmp_path / "d"), "--langs", "es",
+         "--n", "1", "--data-dir", str(tmp_path / "no-data")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert smaller.returncode == 2 and smaller.stderr.count("\n") == 1, smaller.stderr
+    assert f"--out {tmp_path / 'd'} (a folder) exists and is not empty; refusing to replace it" in smaller.stderr
+    assert len(qt_data.load_build(tmp_path / "d")[0]) == 3  # the earlier set is kept
     bad = subprocess.run(
         [sys.executable, "-m", "mlalign_tasks.cli", "data", "build-qt", "--out", str(tmp_path / "e"), "--langs", "de,q"],
         capture_output=True, text=True,

@@ -168,3 +168,30 @@ def test_dependents_rerun_when_a_stage_writes_other_files(tmp_path):
     res = run_stages(stages(), tmp_path)
     assert [r.status for r in res] == ["ran", "ran"] and res[1].reason == "its configuration or its inputs changed"
     assert calls == ["eval", "board", "eval", "board"]
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_an_atomic_writer_inside_a_stage_writes_in_place(tmp_path, fail):
+    """A stage hands its fresh folder to a writer that is atomic itself (an analysis): that writer writes into it
+    directly, with no temporary folder of its own; a failure still leaves neither a partial output nor a leftover."""
+    from mlalign_tasks.atomic import atomic_dir
+
+    handed: list[tuple[Path, Path, list[str]]] = []
+
+    def analysis(out: Path, work: Path) -> None:
+        with atomic_dir(out) as inner:
+            handed.append((out, inner, sorted(p.name for p in tmp_path.iterdir())))
+            (inner / "result.json").write_text("{}")
+            if fail:
+                raise RuntimeError("cut short")
+
+    stages = [Stage("lens", {"v": 1}, analysis)]
+    if fail:
+        with pytest.raises(RuntimeError):
+            run_stages(stages, tmp_path)
+    else:
+        run_stages(stages, tmp_path)
+    ((out, inner, siblings),) = handed
+    assert inner == out and [s for s in siblings if s.startswith(".lens.tmp-")] == [out.name]  # one staging folder
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+    assert (tmp_path / "lens" / "result.json").is_file() != fail

@@ -107,7 +107,7 @@ def test_rerun_skips_and_corruption_reruns_one_stage(study):
 
 def test_a_changed_evaluation_republishes_the_board(study):
     """eval-base re-runs when its results file changed on disk; the board then re-runs from the new results and
-    names only results files that exist."""
+    names the folders they are in (lm-eval's dated file names are kept out of the board), each holding one."""
     (results_file,) = (study / "runs" / "eval-base").glob("*/results_*.json")
     results_file.write_text(
         results_file.read_text().replace('"lm_eval_version"', '"edited_by_hand": 1, "lm_eval_version"')
@@ -116,7 +116,9 @@ def test_a_changed_evaluation_republishes_the_board(study):
     assert [s for s, v in statuses.items() if v == "ran"] == ["eval-base", "leaderboard"]
     board = json.loads((study / "board" / "results.json").read_text())
     sources = [name for m in board["models"] for name in m["sources"]]
-    assert len(sources) == 2 and all(list((study / "runs").glob(f"eval-*/*/{name}")) for name in sources)
+    assert len(sources) == 2 and all(len(list((study / "runs").glob(f"eval-*/{name}/results_*.json"))) == 1
+                                     for name in sources)  # fmt: skip
+    assert results_file.parent.name in sources and not results_file.exists()  # re-run: a new dated file
 
 
 def test_the_users_folders_are_never_replaced(tmp_path):
@@ -155,6 +157,26 @@ def test_one_run_at_a_time_per_out(tmp_path):
         first.wait()
     with exclusive(out / ".mlalign-run.lock", "the run folder"):
         pass
+
+
+def test_interrupted_run_says_rerun_to_resume(tmp_path):
+    """Ctrl-C during training: the trainer saves a checkpoint, the run exits 130 saying how to resume."""
+    out = tmp_path / "runs"
+    flags = [*ARGS[:8], "--train-flag=--max_steps=100000", "--train-flag=--save_steps=2", *ARGS[-2:]]
+    cmd = [sys.executable, "-m", "mlalign_tasks.cli", "run", *flags, "--out", str(out), "--board", str(tmp_path / "b")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not list(out.glob(".work/train-*/checkpoint-2/adapter_config.json")):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run did not reach training"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
+    assert err.rstrip().endswith("interrupted: the stages that finished are kept; rerun the same command to resume")
+    assert not (out / "train" / "stage.json").exists() and (out / "data" / "stage.json").is_file()
 
 
 def test_qalign_two_stage_recipe_runs_both_stages_resumably(tmp_path):

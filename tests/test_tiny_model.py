@@ -22,7 +22,7 @@ def tok(tiny_model_dir):
 def benchmark_texts() -> list[str]:
     texts = [data.resolve(f"mgsm/mgsm_{c}.tsv").read_text(encoding="utf-8").splitlines()[0] for c in MGSM_LANGS]
     for code in PAPER_LANGS:
-        texts.append(data.read_json(f"paper_tasks/snli/snli_{code}600_test.json")[0]["premise"])
+        texts.append(data.read_registry_json(f"paper_tasks/snli/snli_{code}600_test.json")[0]["premise"])
     return texts + ["١٢٣ ۴۵۶ ５０ ½ € ₹ ฿ \t\n  double  spaces", "emoji 🙂 and combining é"]
 
 

@@ -161,5 +161,25 @@ def test_toy_world_recipe_trains_on_toy_questions(tmp_path):
     from mlalign_trainer import sft
 
     qt, args, model_args = sft.parse_args(["--config", "toy-world", "--output_dir", str(tmp_path)])
-    assert (qt.qt_source, qt.languages, model_args.model_name_or_path) == ("toy", "qaa,qab", "toy-model")
+    assert (qt.qt_source, qt.languages, model_args.model_name_or_path) == ("toy", "qaa,qab", "./toy-model")
     assert model_args.use_peft and not model_args.load_in_4bit and args.use_cpu
+    assert (qt.prompt_format, model_args.lora_target_modules) == ("plain", "model.embed_tokens")  # the embeddings
+
+
+def test_the_packaged_toy_model_installs_as_built(tmp_path):
+    """The shipped weights are the default build's in bfloat16; a run gets them back in float32, loadable."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from mlalign_tasks import toy_model
+
+    record = toy_model.packaged_record()
+    assert record["config"] == toy_model.ToyModelConfig().as_dict()  # built with today's defaults
+    out = toy_model.install(tmp_path / "model")
+    stored = load_file(toy_model._packaged() / toy_model.WEIGHTS)
+    installed = load_file(out / toy_model.WEIGHTS)
+    assert all(t.dtype == torch.bfloat16 for t in stored.values())
+    assert all(installed[k].dtype == torch.float32 and torch.equal(installed[k], stored[k].float()) for k in stored)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert sum(p.numel() for p in model.parameters()) == 1_377_408 and toy_model.read_marker(out) is not None

@@ -222,6 +222,28 @@ def test_length_balanced_batches_follow_the_seed(tiny_model_dir, tmp_path):
     assert first[0] == first[1] and first[0] != first[2]
 
 
+class CudnnProbe(TrainerCallback):
+    """Records whether PyTorch's cuDNN attention backend is enabled at each step."""
+
+    def __init__(self) -> None:
+        self.seen: list[bool] = []
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.seen.append(torch.backends.cuda.cudnn_sdp_enabled())
+
+
+@pytest.mark.parametrize("flag", [None, "true"])
+def test_cudnn_attention_is_off_while_training_unless_asked_and_restored_after(tiny_model_dir, tmp_path, flag):
+    """On an H100 cuDNN attention made QLoRA ~1.2x slower (bench/results): the trainer turns it off, for its run only."""
+    probe = CudnnProbe()
+    extra = ["--max_steps", "2", "--report_to", "none", *(["--cudnn_attention", flag] if flag else [])]
+    trainer = _trainer(tiny_model_dir, tmp_path, _short(tiny_model_dir, "de", 8), *extra, callbacks=[probe])
+    torch.backends.cuda.enable_cudnn_sdp(True)  # PyTorch's default
+    trainer.train()
+    assert probe.seen == [flag == "true"] * 2
+    assert torch.backends.cuda.cudnn_sdp_enabled()
+
+
 def _4bit_model(path: Path, flag: bool | None):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
@@ -636,8 +658,13 @@ def test_bad_inputs(tiny_model_dir, tmp_path):
     for not_a_run in (foreign, foreign / "notes.txt"):
         with pytest.raises(MlalignError, match="holds no mlalign training run"):
             sft.main([*base[:2], "--output_dir", str(not_a_run), "--languages", "de", "--examples_per_language", "4"])
-    with pytest.raises(MlalignError, match="cannot load the tokenizer of"):
+    with pytest.raises(MlalignError, match=f"--model_name_or_path {tmp_path / 'missing'} does not exist; pass a model"):
         sft.main(["--model_name_or_path", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "m"),
+                  "--languages", "de", "--examples_per_language", "4"])  # fmt: skip
+    (tmp_path / "no-tokenizer").mkdir()
+    (tmp_path / "no-tokenizer" / "config.json").write_bytes((tiny_model_dir / "config.json").read_bytes())
+    with pytest.raises(MlalignError, match="cannot load the tokenizer of"):
+        sft.main(["--model_name_or_path", str(tmp_path / "no-tokenizer"), "--output_dir", str(tmp_path / "m"),
                   "--languages", "de", "--examples_per_language", "4"])  # fmt: skip
     assert not (tmp_path / "o").exists() and sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
     with pytest.raises(MlalignError, match="missing.yaml' is neither a file nor a shipped recipe"):

@@ -9,15 +9,13 @@ stage-I run's metadata, when it is there, becomes the first stages of the new ru
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlalign_trainer.metadata import METADATA_FILE
+from mlalign_trainer.metadata import read_json_file
 
+from mlalign_tasks.artefacts import ADAPTER_FILE, METADATA_FILE, MODEL_FILE
 from mlalign_tasks.errors import MlalignError
-
-ADAPTER_CONFIG = "adapter_config.json"
 
 
 @dataclass(frozen=True)
@@ -44,29 +42,20 @@ class StartPoint:
         return self.metadata.get("stages") or [stage_record(self.metadata)]
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise MlalignError(f"cannot read {path} ({e})") from None
-
-
 def start_point(init_from: str) -> StartPoint:
     """The stage-I output at `init_from`, checked."""
     path = Path(init_from).expanduser().resolve()
     if not path.is_dir():
         raise MlalignError(f"--init_from {init_from}: no such directory (give a stage-I output of `mlalign train`)")
-    meta = _read_json(path / METADATA_FILE) if (path / METADATA_FILE).is_file() else None
-    if (path / ADAPTER_CONFIG).is_file():
-        base = _read_json(path / ADAPTER_CONFIG).get("base_model_name_or_path")
+    meta = read_json_file(path / METADATA_FILE) if (path / METADATA_FILE).is_file() else None
+    if (path / ADAPTER_FILE).is_file():
+        base = read_json_file(path / ADAPTER_FILE).get("base_model_name_or_path")
         if not base:
-            raise MlalignError(f"--init_from {init_from}: {ADAPTER_CONFIG} names no base model")
+            raise MlalignError(f"--init_from {init_from}: {ADAPTER_FILE} names no base model")
         return StartPoint(path, True, str(base), meta)
-    if (path / "config.json").is_file():
+    if (path / MODEL_FILE).is_file():
         return StartPoint(path, False, str((meta or {}).get("base_model") or path), meta)
-    raise MlalignError(
-        f"--init_from {init_from} is neither a LoRA adapter ({ADAPTER_CONFIG}) nor a model (config.json)"
-    )
+    raise MlalignError(f"--init_from {init_from} is neither a LoRA adapter ({ADAPTER_FILE}) nor a model ({MODEL_FILE})")
 
 
 def _same_model(a: str, b: str) -> bool:
@@ -91,7 +80,7 @@ def configure(start: StartPoint, model_args) -> list[str]:
             "the whole model from it, merge it first (`mlalign merge`) and give the merged model"
         )
     model_args.model_name_or_path = start.base_model
-    config = _read_json(start.path / ADAPTER_CONFIG)
+    config = read_json_file(start.path / ADAPTER_FILE)
     targets = config.get("target_modules")
     adapter = {
         "lora_r": config.get("r"),

@@ -5,38 +5,33 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mlalign_trainer.metadata import METADATA_FILE
-
+from mlalign_tasks.artefacts import ADAPTER_FILE, METADATA_FILE
 from mlalign_tasks.atomic import atomic_dir, write_json_atomic
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.model_loading import load_causal_lm, torch_dtype
+from mlalign_tasks.model_paths import check_local
 from mlalign_tasks.output_dirs import check_replaceable
-
-DTYPES = ("float32", "bfloat16", "float16")
 
 
 def merge_adapter(adapter: str | Path, out: str | Path, base: str | None = None, dtype: str = "float32") -> Path:
     """Load `base` (default: the adapter's base model) unquantised, apply the adapter, merge, save to `out`."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
+    check_local(str(adapter), "--peft", ADAPTER_FILE)
     adapter, out = Path(adapter), Path(out)
-    config_file = adapter / "adapter_config.json"
-    if not config_file.is_file():
-        raise MlalignError(f"{adapter} is not a PEFT adapter directory (no adapter_config.json)")
-    if dtype not in DTYPES:
-        raise MlalignError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    config_file = adapter / ADAPTER_FILE
+    weights = torch_dtype(dtype)
     check_replaceable(out, "--out")
     base = base or json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
     if not base:
         raise MlalignError(f"{config_file} names no base model; give --base")
+    check_local(base, "--base")
     try:
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype))
+        merged = load_causal_lm(base, adapter, dtype=weights).merge_and_unload()
     except OSError as e:
-        raise MlalignError(f"cannot load base model {base!r}: {e}") from None
+        raise MlalignError(f"cannot load base model {base!r} with adapter {adapter}: {e}") from None
     tok_source = adapter if (adapter / "tokenizer_config.json").is_file() else base
     tokenizer = AutoTokenizer.from_pretrained(tok_source)
-    merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
 
     with atomic_dir(out) as tmp:
         merged.save_pretrained(tmp)

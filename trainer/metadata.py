@@ -5,33 +5,23 @@ and the training metadata of a finished adapter (``mlalign_training.json``, writ
 from __future__ import annotations
 
 import json
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 
+from mlalign_tasks.artefacts import METADATA_FILE, RUN_FILE
 from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.output_dirs import check_replaceable
+from mlalign_tasks.versions import package_versions
 
-RUN_FILE = "mlalign_run.json"
-METADATA_FILE = "mlalign_training.json"
 _VERSIONED = ("mlalign", "torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "datasets")
 
 
-def read_json(path: Path) -> dict:
+def read_json_file(path: Path, fix: str = "") -> dict:
+    """A JSON file that a run wrote; unreadable: one clear error, with `fix` (e.g. "; start again") appended."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
-        raise MlalignError(f"cannot read {path} ({e}); delete the output directory and start again") from None
-
-
-def library_versions() -> dict[str, str]:
-    """Installed versions of the libraries a training run depends on."""
-    out = {}
-    for name in _VERSIONED:
-        try:
-            out[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+        raise MlalignError(f"cannot read {path} ({e}){fix}") from None
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -50,16 +40,13 @@ def check_run_dir(output_dir: Path, settings: dict) -> str:
     Raises MlalignError when the directory holds something else, or a run with other settings.
     """
     run_file = output_dir / RUN_FILE
-    if not run_file.is_file():
-        if output_dir.exists() and (
-            not output_dir.is_dir() or any(p for p in output_dir.iterdir() if not p.name.startswith("."))
-        ):
-            raise MlalignError(
-                f"output directory {output_dir} is not empty and holds no mlalign training run; "
-                f"choose a new --output_dir or empty it"
-            )
+    if not run_file.is_file():  # output_dirs' one rule: absent, empty, or a run (holding RUN_FILE)
+        check_replaceable(
+            output_dir, "--output_dir", kind="an mlalign training run (it holds no mlalign training run)",
+            fix="choose a new --output_dir or empty it",
+        )  # fmt: skip
         return "new"
-    previous = _flatten(read_json(run_file).get("settings", {}))
+    previous = _flatten(read_json_file(run_file, "; delete the output directory and start again").get("settings", {}))
     current = _flatten(settings)
     changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
     if changed:
@@ -108,7 +95,7 @@ def training_metadata(
         "data_hash": settings["data_hash"],
         "data_source": settings["data_source"],
         "hyperparameters": settings["hyperparameters"],
-        "versions": library_versions(),
+        "versions": package_versions(*_VERSIONED),
         "seed": seed,
         "final_loss": final_loss,
         "global_step": global_step,

@@ -147,7 +147,7 @@ def mixtures(source: str) -> list[str]:
 def paper_rows(name: str, data_dir=None) -> list[tuple[str, str, str | None, str | None]]:
     """(item, answer, source code, target code) of each row of a paper file; the instruction line is stripped from
     the item and read for the two languages (None where an item has none)."""
-    rows = data.read_json(name, data_dir=data_dir)
+    rows = data.read_registry_json(name, data_dir=data_dir)
     if not isinstance(rows, list):
         raise DataError(f"{name} should hold a JSON list of {{input, answer}} objects")
     out = []

@@ -22,7 +22,7 @@ SOURCES = ("gsm8k", "metamathqa")
 
 def gsm8k_pairs(data_dir=None) -> list[tuple[str, str]]:
     """(question, answer) of the pinned GSM8K training set."""
-    rows = data.read_jsonl(GSM8K_FILE, data_dir=data_dir)
+    rows = data.read_registry_jsonl(GSM8K_FILE, data_dir=data_dir)
     try:
         return [(str(r["question"]), str(r["answer"])) for r in rows]
     except (KeyError, TypeError):

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.model_paths import check_local
 
 if TYPE_CHECKING:
     from mlalign_trainer.config import QTArguments
@@ -43,6 +44,12 @@ def make_parser():
         description="Question-alignment SFT. --config NAME|FILE: a shipped recipe (`mlalign recipes`) or a YAML file "
         "of flags; flags on the command line win over it. Two-stage recipes: --stage question|response.",
     )
+
+
+def on_command_line(argv: list[str], name: str) -> bool:
+    """Whether the flag `name` (``--name`` or ``--na-me``, with its value after a space or ``=``) is in `argv`."""
+    spellings = {f"--{name}", f"--{name.replace('_', '-')}"}
+    return any(arg.split("=", 1)[0] in spellings for arg in argv)
 
 
 def parse_args(argv: list[str] | None = None):
@@ -147,7 +154,7 @@ def hold_out(qt: QTArguments, args, dataset):
 
 
 # Settings that cannot change the trained adapter: where and how often to log and save, uploads, progress bars,
-# data-loading workers, the process's own rank. The data-selection flags are left out as well: the data they
+# data-loading workers, the process's own rank, the attention backend (the same computation). The data-selection flags are left out as well: the data they
 # select is compared through its hash (and the run's languages, target and stage-I start point by name). Every
 # other setting of the run is compared before it resumes.
 RESULT_NEUTRAL = frozenset(
@@ -159,7 +166,7 @@ RESULT_NEUTRAL = frozenset(
         "save_only_model", "resume_from_checkpoint", "push_to_hub", "hub_model_id", "hub_strategy", "hub_token",
         "hub_private_repo", "hub_always_push", "hub_revision", "local_rank", "ddp_timeout", "dataloader_num_workers",
         "dataloader_pin_memory", "dataloader_persistent_workers", "dataloader_prefetch_factor",
-        "dataloader_multiprocessing_context", "dataset_num_proc", "torch_empty_cache_steps",
+        "dataloader_multiprocessing_context", "dataset_num_proc", "torch_empty_cache_steps", "cudnn_attention",
         "dataset_path", "data_dir", "qt_source", "languages", "target_language", "mixture", "examples_per_language",
         "prompt_format", "clean_pairs", "response_source", "init_from",
     }
@@ -347,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlalign_trainer.callbacks import GracefulInterrupt
     from mlalign_trainer.config import PromptFormat
 
+    argv = sys.argv[1:] if argv is None else argv
     qt, args, model_args = parse_args(argv)
     say = print if args.process_index == 0 else (lambda *a, **k: None)
     start = continuation.start_point(qt.init_from) if qt.init_from else None
@@ -355,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
             say(f"--init_from {start.path}: {note}")
     if not model_args.model_name_or_path:
         raise MlalignError("no base model: give --model_name_or_path (a Hugging Face model id or a local path)")
+    given = on_command_line(argv, "model_name_or_path")
+    check_local(model_args.model_name_or_path, "--model_name_or_path" if given else "the recipe's model_name_or_path")
     local = Path(model_args.model_name_or_path).expanduser()
     if local.is_dir():  # the adapter and its metadata then name the base model wherever they are used from
         model_args.model_name_or_path = str(local.resolve())
@@ -362,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_steps <= 0 and args.num_train_epochs <= 0:
         raise MlalignError("nothing to train: give --num_train_epochs or --max_steps a positive value")
     dataset, info = load_training_data(qt, args.seed)
-    if qt.dataset_path and qt.languages:
+    if qt.dataset_path and on_command_line(argv, "languages"):  # not a recipe's, which the data stage replaces
         say(f"--dataset_path {qt.dataset_path} ({','.join(info['languages'])}) replaces --languages {qt.languages}")
     qt.prompt_format = PromptFormat(info["format"])
     dataset, eval_dataset = hold_out(qt, args, dataset)

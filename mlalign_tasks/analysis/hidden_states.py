@@ -17,9 +17,11 @@ from typing import Any
 
 import torch
 
+from mlalign_tasks.artefacts import ADAPTER_FILE
 from mlalign_tasks.errors import MlalignError
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from mlalign_tasks.model_loading import ModelSpec, bnb_config, load_causal_lm, resolve_device, torch_dtype
+from mlalign_tasks.model_paths import check_local
+from mlalign_tasks.progress import StepProgress
 
 
 @dataclass
@@ -64,31 +66,12 @@ class LoadedModel:
             yield
 
 
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda when available else cpu; a CUDA device that is not there is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise MlalignError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise MlalignError(f"device {device!r} requested but no CUDA GPU is available; use --device cpu")
-    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
-        raise MlalignError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA GPU(s) visible")
-    if dev.type not in ("cpu", "cuda"):
-        raise MlalignError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
-    return dev
-
-
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """'auto' -> bfloat16 on a GPU that supports it, else float32."""
     if dtype == "auto":
         cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         return torch.bfloat16 if cuda_bf16 else torch.float32
-    if dtype not in DTYPES:
-        raise MlalignError(f"unknown dtype {dtype!r}; use auto, {', '.join(DTYPES)}")
-    return DTYPES[dtype]
+    return torch_dtype(dtype)
 
 
 def _load_error(model: str, e: Exception) -> MlalignError:
@@ -98,10 +81,18 @@ def _load_error(model: str, e: Exception) -> MlalignError:
     )
 
 
+def check_paths(model: str, peft: str | Path | None) -> None:
+    """Refuse a local-looking `model` or `peft` that is absent or not a model/adapter, before any data or Hub."""
+    check_local(model, "--model")
+    if peft is not None:
+        check_local(str(peft), "--peft", ADAPTER_FILE)
+
+
 def config_num_layers(model: str) -> int:
     """Number of decoder layers of `model`, read from its config alone (no weights loaded)."""
     from transformers import AutoConfig
 
+    check_local(model, "--model")
     try:
         config = AutoConfig.from_pretrained(model)
     except (OSError, ValueError) as e:
@@ -109,41 +100,25 @@ def config_num_layers(model: str) -> int:
     return int(config.get_text_config().num_hidden_layers)
 
 
-def load_model(
-    model: str,
-    peft: str | Path | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    load_in_4bit: bool = False,
-) -> LoadedModel:
-    """Load `model` (a Hugging Face id or path) for analysis, with the LoRA adapter `peft` if given."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_model(spec: ModelSpec) -> LoadedModel:
+    """Load `spec`'s model (a Hugging Face id or path) for analysis, with its LoRA adapter if it names one."""
+    from transformers import AutoTokenizer
 
-    dev = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, dev)
-    if load_in_4bit and dev.type != "cuda":
-        raise MlalignError("--load-in-4bit needs a CUDA GPU (bitsandbytes NF4); drop it to run on the CPU")
-    if peft is not None and not (Path(peft) / "adapter_config.json").is_file():
-        raise MlalignError(f"--peft {peft}: not a PEFT adapter directory (no adapter_config.json)")
-    kwargs: dict[str, Any] = {"dtype": torch_dtype}
-    if load_in_4bit:
-        from mlalign_tasks.nf4 import bnb_config
-
-        kwargs["quantization_config"] = bnb_config(
-            compute_dtype=torch_dtype if torch_dtype != torch.float32 else torch.float16
-        )
+    model, peft = spec.model, spec.adapter
+    dev = torch.device(resolve_device(spec.device, spec.load_in_4bit))
+    dtype = resolve_dtype(spec.dtype, dev)
+    check_paths(model, peft)
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if spec.load_in_4bit:
+        kwargs["quantization_config"] = bnb_config(compute_dtype=dtype if dtype != torch.float32 else torch.float16)
         kwargs["device_map"] = {"": dev.index or 0}
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)
-        lm = AutoModelForCausalLM.from_pretrained(model, **kwargs)
+        lm = load_causal_lm(model, peft, **kwargs)
     except (OSError, ValueError) as e:
         raise _load_error(model, e) from None
-    if not load_in_4bit:
+    if not spec.load_in_4bit:
         lm = lm.to(dev)
-    if peft is not None:
-        from peft import PeftModel
-
-        lm = PeftModel.from_pretrained(lm, str(peft))
     lm.eval()
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -179,16 +154,13 @@ def run_batches(
     texts: list[str],
     reduce: Callable[[Batch], dict[str, torch.Tensor]],
     batch_size: int = 8,
-    description: str = "forward",
+    progress: StepProgress | None = None,
 ) -> dict[str, torch.Tensor]:
     """Run `texts` through the model (longest first, one forward per batch) and reduce every batch.
 
     `reduce` maps a Batch to tensors whose first dimension is the batch; they come back concatenated
-    on the CPU in the order of `texts`.
+    on the CPU in the order of `texts`. Each batch advances `progress` by its texts.
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     if batch_size < 1:
         raise MlalignError(f"--batch-size must be at least 1, got {batch_size}")
     if not texts:
@@ -196,28 +168,25 @@ def run_batches(
     ids = lm.tokenizer(texts, add_special_tokens=True)["input_ids"]
     order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
     parts: dict[str, list[torch.Tensor]] = {}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    console = Console(stderr=True)
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
-        bar = progress.add_task(description, total=len(texts))
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            enc = lm.tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt")
-            mask = enc["attention_mask"].to(lm.device)
-            input_ids = enc["input_ids"].to(lm.device)
-            with torch.inference_mode():
-                out = lm.model(
-                    input_ids=input_ids,
-                    attention_mask=mask,
-                    position_ids=(mask.long().cumsum(-1) - 1).clamp(min=0),
-                    output_hidden_states=True,
-                    use_cache=False,
-                    logits_to_keep=1,
-                )
-                reduced = reduce(Batch(tuple(out.hidden_states), mask.bool(), input_ids, out.logits[:, -1, :]))
-            for key, value in reduced.items():
-                parts.setdefault(key, []).append(value.detach().float().cpu())
-            progress.advance(bar, len(rows))
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        enc = lm.tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt")
+        mask = enc["attention_mask"].to(lm.device)
+        input_ids = enc["input_ids"].to(lm.device)
+        with torch.inference_mode():
+            out = lm.model(
+                input_ids=input_ids,
+                attention_mask=mask,
+                position_ids=(mask.long().cumsum(-1) - 1).clamp(min=0),
+                output_hidden_states=True,
+                use_cache=False,
+                logits_to_keep=1,
+            )
+            reduced = reduce(Batch(tuple(out.hidden_states), mask.bool(), input_ids, out.logits[:, -1, :]))
+        for key, value in reduced.items():
+            parts.setdefault(key, []).append(value.detach().float().cpu())
+        if progress is not None:
+            progress.advance(len(rows))
     inverse = torch.empty(len(order), dtype=torch.long)
     inverse[torch.tensor(order)] = torch.arange(len(order))
     return {key: torch.cat(chunks)[inverse] for key, chunks in parts.items()}

@@ -26,11 +26,14 @@ import torch
 
 from mlalign_tasks import label_tokens, paper_prompts
 from mlalign_tasks.analysis import paper_items, paper_lens, plots
-from mlalign_tasks.analysis.hidden_states import Batch, LoadedModel, load_model, run_batches
-from mlalign_tasks.analysis.outputs import atomic_output_dir, versions
+from mlalign_tasks.analysis.hidden_states import Batch, LoadedModel, check_paths, load_model, run_batches
+from mlalign_tasks.analysis.outputs import VERSIONED, atomic_output_dir
 from mlalign_tasks.analysis.protocols import LensProtocol
 from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.model_loading import ModelSpec
+from mlalign_tasks.progress import StepProgress
+from mlalign_tasks.versions import package_versions
 
 NORM_NAMES = ("norm", "final_layernorm", "final_layer_norm", "ln_f")
 RESULT_FILE = "logit_lens.json"
@@ -123,7 +126,7 @@ def language_lens(
     native: list[str],
     batch_size: int,
     top_k: int,
-    description: str,
+    progress: StepProgress | None = None,
 ) -> dict:
     """Per-layer means over `items` (one language) of label-word probabilities, entropy, accuracy, top-k tokens."""
     en_ids = first_token_ids(lm.tokenizer, items[0]["prompt"], english)
@@ -149,7 +152,7 @@ def language_lens(
         return out
 
     with lens.capturing():
-        stats = run_batches(lm, [it["prompt"] for it in items], reduce, batch_size, description)
+        stats = run_batches(lm, [it["prompt"] for it in items], reduce, batch_size, progress)
     gold = torch.tensor([it["label"] for it in items])
     mean_probs = prob_sum["all"] / len(items)  # [L+1, V]
     top = mean_probs.topk(min(top_k, mean_probs.shape[-1]), dim=-1)
@@ -177,22 +180,21 @@ def _means(per_item: torch.Tensor) -> list[float]:
 
 
 def run_logit_lens(
-    model: str,
+    spec: ModelSpec,
     task: str,
     langs: str | list[str],
     out: str | Path,
-    peft: str | Path | None = None,
+    *,
     limit: int | None = None,
     batch_size: int = 8,
-    device: str = "auto",
-    dtype: str = "auto",
-    load_in_4bit: bool = False,
     seed: int = 0,
     top_k: int = 5,
     data_dir: str | Path | None = None,
     protocol: LensProtocol = LensProtocol.paper,
 ) -> dict:
-    """Run the logit lens for `task` in `langs` (base, and aligned with `peft`); write JSON + plots into `out`."""
+    """Run the logit lens for `task` in `langs` (base, and aligned with `spec`'s adapter); write JSON + plots into
+    `out`."""
+    check_paths(spec.model, spec.adapter)
     codes = paper_items.check_inputs(task, langs, limit)
     if top_k < 1:
         raise MlalignError(f"--top-k must be at least 1, got {top_k}")
@@ -206,42 +208,31 @@ def run_logit_lens(
         words = paper_prompts.LabelWords.native if protocol is LensProtocol.paper else paper_prompts.LabelWords.english
         chosen, items = paper_items.prompts(task, codes, limit, seed, data_dir, words=words)
         english, native = paper_items.labels(task, codes, data_dir)
-        lm = load_model(model, peft, device=device, dtype=dtype, load_in_4bit=load_in_4bit)
+        lm = load_model(spec)
         lens = LogitLens(lm.model)
         variants: dict[str, dict] = {}
-        for variant in lm.variants():
-            with lm.variant(variant):
-                variants[variant] = {
-                    lang: (
-                        paper_lens.language_curves(
-                            lm,
-                            lens,
-                            items[lang],
-                            english,
-                            native[lang],
-                            lang,
-                            batch_size,
-                            f"logit lens {variant} {lang}",
+        total = len(lm.variants()) * sum(len(items[lang]) for lang in codes)
+        with StepProgress("logit lens", total, "prompts") as progress:
+            for variant in lm.variants():
+                variants[variant] = {}
+                for lang in codes:
+                    progress.describe(f"logit lens {variant} {lang}")
+                    with lm.variant(variant):
+                        variants[variant][lang] = (
+                            paper_lens.language_curves(
+                                lm, lens, items[lang], english, native[lang], lang, batch_size, progress
+                            )
+                            if protocol is LensProtocol.paper
+                            else language_lens(
+                                lm, lens, items[lang], english, native[lang], batch_size, top_k, progress
+                            )
                         )
-                        if protocol is LensProtocol.paper
-                        else language_lens(
-                            lm,
-                            lens,
-                            items[lang],
-                            english,
-                            native[lang],
-                            batch_size,
-                            top_k,
-                            f"logit lens {variant} {lang}",
-                        )
-                    )
-                    for lang in codes
-                }
+            progress.describe("logit lens")
         first = variants[lm.variants()[0]]
         result = {
             "analysis": "logit_lens",
             "protocol": protocol.value,
-            "model": model,
+            "model": spec.model,
             "peft": lm.peft,
             "task": task,
             "langs": codes,
@@ -252,7 +243,7 @@ def run_logit_lens(
             "english_labels": english,
             "native_labels": native,
             "variants": variants,
-            "versions": versions(),
+            "versions": package_versions(*VERSIONED),
             "notes": _paper_notes(first, len(chosen)) if protocol is LensProtocol.paper else _shared_notes(first),
         }
         if protocol is LensProtocol.english_output:

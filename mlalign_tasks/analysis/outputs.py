@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +22,4 @@ def atomic_output_dir(out: str | Path, marker: str) -> Iterator[Path]:
         yield tmp
 
 
-def versions() -> dict[str, str]:
-    """Versions of the libraries that produced a result."""
-    return {pkg: importlib.metadata.version(pkg) for pkg in ("mlalign", "torch", "transformers", "peft")}
+VERSIONED = ("mlalign", "torch", "transformers", "peft")  # the libraries whose versions an analysis records

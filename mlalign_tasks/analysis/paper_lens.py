@@ -22,6 +22,7 @@ import torch
 
 from mlalign_tasks import label_tokens
 from mlalign_tasks.analysis.hidden_states import Batch, LoadedModel, run_batches
+from mlalign_tasks.progress import StepProgress
 
 CURVES = ("latent_english", "native", "english_both", "native_both", "entropy_bits")
 
@@ -54,13 +55,17 @@ def language_curves(
     native_words: list[str],
     lang: str,
     batch_size: int,
-    description: str,
+    progress: StepProgress | None = None,
 ) -> dict:
-    """The paper's curves for one language over blocks 1..L, with the token sets and the dropped-item count."""
+    """The paper's curves for one language over blocks 1..L, with the token sets and the dropped-item count.
+
+    `progress` advances by every item, the dropped ones at once."""
     english = [label_tokens.paper_token_set(lm.tokenizer, w) for w in english_words]
     native = [label_tokens.paper_token_set(lm.tokenizer, w) for w in native_words]
     kept = kept_items(items, english, native, lang)
     kept_idx = {it["idx"] for it in kept}
+    if progress is not None:
+        progress.advance(len(items) - len(kept))
     result = {
         "items": len(kept),
         "dropped": len(items) - len(kept),
@@ -87,7 +92,7 @@ def language_curves(
         return out
 
     with lens.capturing():
-        stats = run_batches(lm, [it["prompt"] for it in kept], reduce, batch_size, description)
+        stats = run_batches(lm, [it["prompt"] for it in kept], reduce, batch_size, progress)
     gold = torch.tensor([it["label"] for it in kept])
     rows = torch.arange(len(kept))
     per_item = {

@@ -19,11 +19,21 @@ import torch
 
 from mlalign_tasks import paper_prompts
 from mlalign_tasks.analysis import paper_items, plots
-from mlalign_tasks.analysis.hidden_states import Batch, config_num_layers, load_model, parse_layers, run_batches
-from mlalign_tasks.analysis.outputs import atomic_output_dir, versions
+from mlalign_tasks.analysis.hidden_states import (
+    Batch,
+    check_paths,
+    config_num_layers,
+    load_model,
+    parse_layers,
+    run_batches,
+)
+from mlalign_tasks.analysis.outputs import VERSIONED, atomic_output_dir
 from mlalign_tasks.analysis.protocols import PAPER_PAIRS, PcaInput, Pooling
 from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.model_loading import ModelSpec
+from mlalign_tasks.progress import StepProgress
+from mlalign_tasks.versions import package_versions
 
 RESULT_FILE = "pca.json"
 
@@ -78,7 +88,12 @@ def pc1_correlations(pc1: dict[str, np.ndarray], pairs: list[tuple[str, str]]) -
 
 
 def mean_pooled(
-    lm, texts: list[str], layers: list[int], batch_size: int, description: str, pooling: Pooling = Pooling.all
+    lm,
+    texts: list[str],
+    layers: list[int],
+    batch_size: int,
+    pooling: Pooling = Pooling.all,
+    progress: StepProgress | None = None,
 ) -> torch.Tensor:
     """Mean over the tokens (all, or all but special ones) of the chosen layers' hidden states: [N, len(layers), H]."""
     special = torch.tensor(sorted(set(lm.tokenizer.all_special_ids)), device=lm.device)
@@ -92,7 +107,7 @@ def mean_pooled(
         pooled = [batch.hidden_states[layer].float().masked_fill(~mask, 0.0).sum(1) / count for layer in layers]
         return {"pooled": torch.stack(pooled, dim=1)}
 
-    return run_batches(lm, texts, reduce, batch_size, description)["pooled"]
+    return run_batches(lm, texts, reduce, batch_size, progress)["pooled"]
 
 
 def layer_pca(pooled: np.ndarray, langs: list[str], n_items: int, pairs: list[tuple[str, str]]) -> dict:
@@ -122,17 +137,14 @@ def points(
 
 
 def run_pca(
-    model: str,
+    spec: ModelSpec,
     langs: str | list[str],
     out: str | Path,
-    peft: str | Path | None = None,
+    *,
     task: str = "sentiment",
     layers: str | None = None,
     limit: int | None = None,
     batch_size: int = 8,
-    device: str = "auto",
-    dtype: str = "auto",
-    load_in_4bit: bool = False,
     seed: int = 0,
     data_dir: str | Path | None = None,
     source: PcaInput = PcaInput.prompt,
@@ -140,9 +152,10 @@ def run_pca(
     pairs: str | None = None,
 ) -> dict:
     """PCA of `task`'s parallel test items in `langs` (English always included) at the chosen layers."""
+    check_paths(spec.model, spec.adapter)
     codes = list(dict.fromkeys(["en", *paper_items.check_inputs(task, langs, limit)]))
     chosen_pairs = parse_pairs(pairs, codes)
-    num_layers = config_num_layers(model)
+    num_layers = config_num_layers(spec.model)
     default = sorted({num_layers // 4, num_layers // 2, 3 * num_layers // 4, num_layers})
     chosen_layers = parse_layers(layers, num_layers, default)
     with atomic_output_dir(out, RESULT_FILE) as tmp:
@@ -151,22 +164,25 @@ def run_pca(
         flat = [t for lang in codes for t in texts[lang]]
         if len(flat) < 2:
             raise MlalignError("a PCA needs at least two points: raise --limit or add a language to --langs")
-        lm = load_model(model, peft, device=device, dtype=dtype, load_in_4bit=load_in_4bit)
+        lm = load_model(spec)
         variants: dict[str, dict] = {}
-        for variant in lm.variants():
-            with lm.variant(variant):
-                pooled = mean_pooled(lm, flat, chosen_layers, batch_size, f"pca {variant}", pooling).numpy()
-            variants[variant] = {
-                "layers": {
-                    str(layer): layer_pca(pooled[:, j], codes, len(items), chosen_pairs)
-                    for j, layer in enumerate(chosen_layers)
+        with StepProgress("pca", len(lm.variants()) * len(flat), "prompts") as progress:
+            for variant in lm.variants():
+                progress.describe(f"pca {variant}")
+                with lm.variant(variant):
+                    pooled = mean_pooled(lm, flat, chosen_layers, batch_size, pooling, progress).numpy()
+                variants[variant] = {
+                    "layers": {
+                        str(layer): layer_pca(pooled[:, j], codes, len(items), chosen_pairs)
+                        for j, layer in enumerate(chosen_layers)
+                    }
                 }
-            }
+            progress.describe("pca")
         result = {
             "analysis": "pca",
             "input": source.value,
             "pooling": pooling.value,
-            "model": model,
+            "model": spec.model,
             "peft": lm.peft,
             "task": task,
             "langs": codes,
@@ -176,7 +192,7 @@ def run_pca(
             "items": items,
             "seed": seed,
             "variants": variants,
-            "versions": versions(),
+            "versions": package_versions(*VERSIONED),
         }
         write_json_atomic(tmp / RESULT_FILE, result)
         plots.pca_scatter(result, tmp / "pca")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -23,6 +24,26 @@ def _grid(n: int, max_cols: int = 4) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
+def note_identical(ax, curves: dict[str, list[float]]) -> str | None:
+    """Write on the plot which of its curves coincide (one would hide the others); returns the text written."""
+    groups: list[list[str]] = []
+    for label, values in curves.items():
+        same = next((g for g in groups if curves[g[0]] == values), None)
+        if same is None:
+            groups.append([label])
+        else:
+            same.append(label)
+    text = "; ".join(" = ".join(g) for g in groups if len(g) > 1)
+    if not text:
+        return None
+    note = ax.text(
+        0.02, 0.98, textwrap.fill(f"identical: {text}", 48), transform=ax.transAxes, va="top", fontsize=6,
+        bbox={"facecolor": "white", "alpha": 0.7, "linewidth": 0}, clip_on=True,
+    )  # fmt: skip
+    note.set_in_layout(False)  # a long note must not squeeze the axes under constrained layout
+    return f"identical: {text}"
+
+
 def logit_lens_curves(result: dict, base: Path) -> list[Path]:
     """Per language: probability of the English and the native label words over layers; base solid, aligned dashed."""
     langs, layers = result["langs"], result["layers"]
@@ -30,11 +51,15 @@ def logit_lens_curves(result: dict, base: Path) -> list[Path]:
     fig = Figure(figsize=(3.6 * cols, 2.8 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
     for ax, lang in zip(axes.flat, langs, strict=False):
+        curves = {}
         for variant, by_lang in result["variants"].items():
             stats, style = by_lang[lang], VARIANT_STYLE[variant]
             ax.plot(layers, stats["english_prob"], style, color="C0", label=f"English labels ({variant})")
+            curves[f"English ({variant})"] = stats["english_prob"]
             if stats["native_prob"] is not None:
                 ax.plot(layers, stats["native_prob"], style, color="C1", label=f"target-language labels ({variant})")
+                curves[f"target ({variant})"] = stats["native_prob"]
+        note_identical(ax, curves)
         ax.set_title(lang)
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(langs) :]:
@@ -74,13 +99,18 @@ def paper_lens_curves(result: dict, base: Path) -> list[Path]:
     axes = fig.subplots(2 * rows, cols, squeeze=False, sharex=True)
     for i, lang in enumerate(langs):
         prob_ax, ent_ax = axes[2 * (i // cols), i % cols], axes[2 * (i // cols) + 1, i % cols]
+        probs, entropies = {}, {}
         for variant, by_lang in result["variants"].items():
             stats, style = by_lang[lang], VARIANT_STYLE[variant]
             if stats["entropy_bits"] is None:
                 continue
             for name, (label, colour) in PAPER_CURVES.items():
                 _band(prob_ax, layers, stats[name], style, colour, f"{label} ({variant})")
+                probs[f"{label} ({variant})"] = stats[name]["mean"]
             _band(ent_ax, layers, stats["entropy_bits"], style, "tab:green", f"entropy ({variant})")
+            entropies[variant] = stats["entropy_bits"]["mean"]
+        note_identical(prob_ax, probs)
+        note_identical(ent_ax, entropies)
         stats = next(iter(result["variants"].values()))[lang]
         prob_ax.set_title(f"{lang} ({stats['items']} items, {stats['dropped']} dropped)")
         prob_ax.set_ylim(0, 1)

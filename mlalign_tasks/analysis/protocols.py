@@ -5,6 +5,15 @@ from __future__ import annotations
 from enum import StrEnum
 
 
+class PaperTask(StrEnum):
+    """The paper task an analysis reads its items and prompts from (mlalign_tasks.paper_prompts.PAPER_TASKS)."""
+
+    sentiment = "sentiment"
+    snli = "snli"
+    paws = "paws"
+    toy_sentiment = "toy_sentiment"  # the toy world's reviews (mlalign_tasks.analysis.paper_items.TOY_TASK)
+
+
 class LensProtocol(StrEnum):
     """Which logit lens runs (mlalign_tasks.analysis.logit_lens)."""
 

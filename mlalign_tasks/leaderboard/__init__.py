@@ -6,23 +6,31 @@ import shlex
 from pathlib import Path
 
 from mlalign_tasks.leaderboard.build import Board, build_board
+from mlalign_tasks.leaderboard.options import DEFAULT_OPTIONS, BoardOptions, Correction
 from mlalign_tasks.leaderboard.render import INPUTS, INPUTS_MANIFEST, write_board
 
-__all__ = ["Board", "build_board", "make_leaderboard", "regenerate_command"]
+__all__ = ["Board", "BoardOptions", "Correction", "build_board", "make_leaderboard", "regenerate_command"]
 
 
-def regenerate_command(results: list[Path], out: Path, manifest: Path | None, embed: bool) -> str:
+def regenerate_command(results: list[Path], out: Path, manifest: Path | None, options: BoardOptions) -> str:
     """The one-line command that rebuilds this board (from its own copy of the inputs when embedded)."""
-    if embed:
+    if options.embed:
         results, manifest = [out / INPUTS], out / INPUTS / INPUTS_MANIFEST
     args = ["mlalign", "leaderboard", *map(str, results), "--out", str(out)]
     args += ["--manifest", str(manifest)] if manifest else []
-    args += [] if embed else ["--no-embed-inputs"]
+    args += [] if options.embed else ["--no-embed-inputs"]
+    args += ["--allow-mismatch"] if options.allow_mismatch else []
+    args += ["--correction", options.correction.value] if options.correction is not Correction.none else []
+    args += ["--chance-normalised"] if options.chance_normalised else []
+    args += ["--bootstrap", str(options.bootstrap)] if options.bootstrap != DEFAULT_OPTIONS.bootstrap else []
+    args += ["--seed", str(options.seed)] if options.seed != DEFAULT_OPTIONS.seed else []
     return shlex.join(args)
 
 
-def make_leaderboard(results: list[Path], out: Path, manifest: Path | None = None, embed: bool = True) -> Board:
+def make_leaderboard(
+    results: list[Path], out: Path, manifest: Path | None = None, options: BoardOptions = DEFAULT_OPTIONS
+) -> Board:
     """Read the results, compute the statistics and write the board folder atomically."""
-    board = build_board(results, manifest, out)
-    write_board(board, out, regenerate_command(results, out, manifest, embed), results, embed=embed)
+    board = build_board(results, manifest, out, options)
+    write_board(board, out, regenerate_command(results, out, manifest, options), results, embed=options.embed)
     return board

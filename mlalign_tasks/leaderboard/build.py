@@ -9,32 +9,45 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from mlalign_trainer.metadata import METADATA_FILE as TRAINING_METADATA
 
+from mlalign_tasks import suites
+from mlalign_tasks.artefacts import METADATA_FILE
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.languages import FAMILIES, LANGUAGES, parse_langs
-from mlalign_tasks.leaderboard.load import Run, Sample, find_results_files, load_all_samples, load_run
-from mlalign_tasks.leaderboard.stats import consistency, paired_test
+from mlalign_tasks.languages import parse_langs
+from mlalign_tasks.leaderboard.averages import averages, statistics_notes
+from mlalign_tasks.leaderboard.likeness import check_like_with_like
+from mlalign_tasks.leaderboard.load import (
+    GROUP,
+    LANGUAGE,
+    Run,
+    Sample,
+    TaskResult,
+    find_results_files,
+    load_all_samples,
+    load_run,
+)
+from mlalign_tasks.leaderboard.options import DEFAULT_OPTIONS, BoardOptions
+from mlalign_tasks.leaderboard.references import REFERENCES_KEY, check_references, reference_rows
+from mlalign_tasks.leaderboard.stats import adjust, consistency, paired_test, wilson_row
 from mlalign_tasks.tiny_model import MARKER_FILE as TINY_MODEL_MARKER
 from mlalign_tasks.toy_model import MARKER_FILE as TOY_MODEL_MARKER
 
-SPLITS = ("english", "seen", "unseen", "non_english")
 ALL_FAMILIES = "all"
 TINY_WARNING = (
     "Built from mlalign's tiny random-weight test model (`mlalign tiny-model`): the scores are noise and say "
     "nothing about question alignment; this board only shows the format and the statistics."
 )
 TOY_WARNING = (
-    "Built from mlalign's toy world (`mlalign toy-model`): a model of about a million parameters pretrained on "
-    "synthetic languages; it shows the mechanism on a CPU and says nothing about real models or languages."
+    "Built from mlalign's toy world (`mlalign toy-model`): a Llama of 1.4 million parameters pretrained on toy English "
+    "and synthetic languages; it shows the mechanism on a CPU and says nothing about real models or languages."
 )
 COMPARISON_FIELDS = (
     "base", "aligned", "family", "language", "split", "metric", "base_value", "aligned_value", "delta_pp",
-    "n_paired", "only_base", "only_aligned", "p_value",
+    "n_paired", "only_base", "only_aligned", "p_value", "p_adjusted",
 )  # fmt: skip
 CONSISTENCY_FIELDS = ("model", "family", "language", "n", "same_answer", "both_correct")
 AVERAGE_FIELDS = ("model", "base", "aligned", "family", "split", "value", "n")  # base/aligned: the pair, if any
-MANIFEST_KEYS = {"title", "description", "metrics", "models"}
+MANIFEST_KEYS = {"title", "description", "metrics", "models", REFERENCES_KEY}
 MANIFEST_MODEL_KEYS = {"match", "name", "base", "languages"}
 
 
@@ -75,6 +88,13 @@ class Board:
     averages: list[dict[str, Any]]
     notes: list[str]
     lm_eval_versions: list[str]
+    settings: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)  # task -> model -> SETTINGS
+    options: BoardOptions = DEFAULT_OPTIONS
+    chance: dict[str, float] = field(default_factory=dict)  # classification family -> chance level
+    spread: dict[tuple[str, str, str], tuple[float, int]] = field(default_factory=dict)  # seeds: (sd, runs)
+    references: list[dict[str, Any]] = field(default_factory=list)  # published numbers (never in statistics)
+    deltas: list[dict[str, Any]] = field(default_factory=list)  # Δ of each pair's averages with its interval
+    cells: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)  # (model name, family, lang)
 
     def model(self, key: str) -> Model:
         return next(m for m in self.models if m.key == key)
@@ -118,13 +138,14 @@ def read_manifest(path: Path) -> dict[str, Any]:
                     "(quote codes that YAML reads as booleans: 'no')"
                 )
             entry["languages"] = parse_langs(langs)
+    check_references(data.get(REFERENCES_KEY), path)
     return data
 
 
 def _training_metadata(adapter: str, near: list[Path]) -> dict[str, Any] | None:
     """The trainer's `mlalign_training.json` of an adapter (path as given, or relative to the results)."""
     for root in [Path.cwd(), *near]:
-        meta = root / adapter / TRAINING_METADATA  # an absolute adapter path replaces root
+        meta = root / adapter / METADATA_FILE  # an absolute adapter path replaces root
         if meta.is_file():
             try:
                 return json.loads(meta.read_text(encoding="utf-8"))
@@ -145,10 +166,11 @@ def collect_models(runs: list[Run], manifest: dict[str, Any]) -> tuple[list[Mode
         model = models.setdefault(run.key, Model(run.key, "", run.pretrained, run.peft))
         for other in model.runs:
             dup = sorted(run.tasks.keys() & other.tasks.keys())
-            if dup:
+            if dup and (run.seed is None or run.seed == other.seed):
                 raise MlalignError(
                     f"duplicate model: {run.key} has results for {', '.join(dup[:3])}"
-                    f"{' ...' if len(dup) > 3 else ''} in both {other.path} and {run.path}; pass only one of them"
+                    f"{' ...' if len(dup) > 3 else ''} in both {other.path} and {run.path} (seed {run.seed}); pass "
+                    "only one of them (runs with different --seed values are averaged)"
                 )
         model.runs.append(run)
     entries = manifest.get("models") or []
@@ -186,7 +208,7 @@ def collect_models(runs: list[Run], manifest: dict[str, Any]) -> tuple[list[Mode
                 model.seen = tuple(parse_langs([str(c) for c in seen])) if seen else ()
             else:
                 notes.append(
-                    f"training languages of {model.adapter} unknown (no {TRAINING_METADATA} found and no manifest "
+                    f"training languages of {model.adapter} unknown (no {METADATA_FILE} found and no manifest "
                     "entry): its languages are not split into seen/unseen"
                 )
         if model.base not in models:
@@ -222,7 +244,7 @@ def _primary_metrics(models: list[Model], overrides: dict[str, str]) -> dict[str
     reported: dict[str, set[str]] = {}
     for model in models:
         for run in model.runs:
-            for result in run.tasks.values():
+            for result in run.cells:
                 chosen.setdefault(result.family, next(iter(result.metrics)))
                 reported.setdefault(result.family, set()).update(result.metrics)
     for family, metric in overrides.items():
@@ -234,51 +256,44 @@ def _primary_metrics(models: list[Model], overrides: dict[str, str]) -> dict[str
     return chosen
 
 
-def build_board(results: list[Path], manifest_path: Path | None = None, out: Path | None = None) -> Board:
+def build_board(
+    results: list[Path],
+    manifest_path: Path | None = None,
+    out: Path | None = None,
+    options: BoardOptions = DEFAULT_OPTIONS,
+) -> Board:
     """Read every results file (and its samples) and compute the board's tables; `out` is the board folder
     to be written, which a search of `results` skips (as it skips every board folder inside them)."""
     manifest = read_manifest(manifest_path) if manifest_path else {}
     runs = [load_run(p) for p in find_results_files(results, skip=out)]
     models, notes = collect_models(runs, manifest)
     metrics = _primary_metrics(models, {str(k): str(v) for k, v in (manifest.get("metrics") or {}).items()})
-    order = {f: i for i, f in enumerate(FAMILIES)}
+    order = {name: i for i, name in enumerate(suites.SUITES)}
     families = sorted(metrics, key=lambda f: (order.get(f, len(order)), f))
-    tasks_seen = {(r.family, r.lang) for m in models for run in m.runs for r in run.tasks.values()}
-    languages = [code for code in LANGUAGES if any(lang == code for _, lang in tasks_seen)]
+    languages = suites.language_order({r.lang for m in models for run in m.runs for r in run.cells})
+    settings, mismatch_notes = check_like_with_like(models, options.allow_mismatch)
 
-    scorings, precisions = _like_with_like(models)
     rows: list[dict[str, Any]] = []
-    primary: dict[tuple[str, str, str], float] = {}  # (model key, family, lang) -> value
-    jobs: dict[tuple[str, str, str], tuple[Path, str]] = {}  # samples file and metric to read them for
-    missing: dict[str, list[str]] = {}
+    cells: dict[CellKey, list[TaskResult]] = {}  # (model key, family, lang) -> its results (one per seed)
     for model in models:
         for run in model.runs:
+            source = source_folder(run.path)
             for r in run.tasks.values():
-                key = (model.key, r.family, r.lang)
-                if r.samples_path is None:
-                    missing.setdefault(model.name, []).append(r.task)
-                else:
-                    jobs[key] = (r.samples_path, metrics[r.family])
+                if r.level == LANGUAGE:
+                    cells.setdefault((model.key, r.family, r.lang), []).append(r)
+                primary_metric = metrics.get(r.family) if r.level == LANGUAGE else None
                 for metric, value in r.metrics.items():
-                    rows.append(
-                        {
-                            "model": model.name,
-                            "base_model": model.pretrained,
-                            "adapter": model.adapter or "",
-                            "task": r.task,
-                            "family": r.family,
-                            "language": r.lang,
-                            "metric": metric,
-                            "value": value,
-                            "stderr": r.stderrs.get(metric),
-                            "n": r.n,
-                            "split": model.split(r.lang),
-                            "primary": metric == metrics[r.family],
-                        }
-                    )
-                    if metric == metrics[r.family]:
-                        primary[key] = value
-    samples = dict(zip(jobs, load_all_samples(list(jobs.values())), strict=True))
+                    rows.append(_row(model, run, source, r, metric, value, metric == primary_metric))
+    jobs = [(key, path, prefix) for key, rs in cells.items() for r in rs for prefix, path in r.samples]
+    loaded = load_all_samples([(path, metrics[key[1]]) for key, path, _ in jobs])
+    per_run: dict[tuple[CellKey, Path], dict[Any, Sample]] = {}
+    for (key, path, prefix), found in zip(jobs, loaded, strict=True):
+        target = per_run.setdefault((key, path.parent), {})
+        target.update(found if not prefix else {(prefix, k): v for k, v in found.items()})
+    primary, samples, spread, missing = _cell_values(models, cells, metrics, per_run)
+    chance = {f: 1 / s.choices for f in families if (s := suites.SUITES.get(f)) is not None and s.choices}
+    if options.chance_normalised:
+        primary = {k: (v - chance[k[1]]) / (1 - chance[k[1]]) if k[1] in chance else v for k, v in primary.items()}
 
     description = str(manifest.get("description") or "")
     for marker, warning in ((TINY_MODEL_MARKER, TINY_WARNING), (TOY_MODEL_MARKER, TOY_WARNING)):
@@ -297,24 +312,130 @@ def build_board(results: list[Path], manifest_path: Path | None = None, out: Pat
         averages=[],
         notes=notes,
         lm_eval_versions=sorted({run.lm_eval_version for run in runs}),
+        settings=settings,
+        options=options,
+        chance=chance,
+        spread=spread,
+        references=reference_rows(manifest.get(REFERENCES_KEY) or []),
     )
+    for row in rows:
+        row["ci_low"], row["ci_high"] = wilson_row(row) if row["level"] != GROUP else (None, None)
+    board.cells = _cell_view(board, primary, cells, metrics)
     board.comparisons = _comparisons(board, primary, samples)
-    board.consistency = _consistency(board, samples)
-    board.averages, pair_notes = _averages(board, primary)
-    board.notes += pair_notes
+    board.consistency = _consistency(board, samples, spread)
+    board.averages, board.deltas, pair_notes = averages(board, primary, samples)
+    board.notes += mismatch_notes + pair_notes
+    scorings = {s for by_model in settings.values() for v in by_model.values() for s in v["scoring"].split(", ")}
+    precisions = {v["precision"] for by_model in settings.values() for v in by_model.values()}
     board.notes += [SCORING_NOTES[s] for s in sorted(scorings) if s in SCORING_NOTES]
     board.notes += [PRECISION_NOTES[p] for p in sorted(precisions) if p in PRECISION_NOTES]
+    board.notes += statistics_notes(board)
     for name, tasks in missing.items():
         board.notes.append(
             f"no per-sample logs for {name} ({len(tasks)} task(s), e.g. {tasks[0]}): paired tests and "
             "cross-lingual consistency are left out there (evaluate with --log_samples to get them)"
         )
     for run in runs:
+        board.notes += run.notes
         if run.ignored_tasks:
             board.notes.append(
-                f"{run.path.name}: ignored tasks not named <family>_<language>: {', '.join(run.ignored_tasks)}"
+                f"{run.path.name}: ignored tasks of no known suite and not named <family>_<language>: "
+                f"{', '.join(run.ignored_tasks)}"
             )
     return board
+
+
+CellKey = tuple[str, str, str]  # (model key, family, language)
+
+
+def source_folder(path: Path) -> str:
+    """The folder a results file was read from (not the file: its name carries lm-eval's run date, and a board
+    rebuilt from a re-run with the same results must not change); relative to the working directory when inside it.
+    A row's number is in the results_*.json there that reports its task (with its seed)."""
+    return str(path.parent.relative_to(Path.cwd())) if path.parent.is_relative_to(Path.cwd()) else path.parent.name
+
+
+def _row(
+    model: Model, run: Run, source: str, r: TaskResult, metric: str, value: float, primary: bool
+) -> dict[str, Any]:
+    return {
+        "model": model.name,
+        "base_model": model.pretrained,
+        "adapter": model.adapter or "",
+        "task": r.task,
+        "level": r.level,
+        "family": r.family,
+        "language": r.lang,
+        "metric": metric,
+        "value": value,
+        "stderr": r.stderrs.get(metric),
+        "n": r.n,
+        "seed": run.seed,
+        "split": model.split(r.lang) if r.level != GROUP else "",
+        "source": source,
+        "primary": primary,
+    }
+
+
+def _cell_values(
+    models: list[Model],
+    cells: dict[CellKey, list[TaskResult]],
+    metrics: dict[str, str],
+    per_run: dict[tuple[CellKey, Path], dict[Any, Sample]],
+) -> tuple[dict[CellKey, float], Samples, dict[CellKey, tuple[float, int]], dict[str, list[str]]]:
+    """Each cell's primary value and per-item samples; a cell evaluated with several seeds is their mean (its samples
+    the per-item mean score, `spread` its sd over the runs and their count)."""
+    names = {m.key: m.name for m in models}
+    primary: dict[CellKey, float] = {}
+    samples: Samples = {}
+    spread: dict[CellKey, tuple[float, int]] = {}
+    missing: dict[str, list[str]] = {}
+    for key, results in cells.items():
+        values = [r.metrics[metrics[key[1]]] for r in results if metrics[key[1]] in r.metrics]
+        if not values:
+            continue
+        primary[key] = statistics.fmean(values)
+        if len(values) > 1:
+            spread[key] = (statistics.stdev(values), len(values))
+        runs = [per_run.get((key, r.samples[0][1].parent)) if r.samples else None for r in results]
+        if any(s is None for s in runs):
+            missing.setdefault(names[key[0]], []).append(results[0].task)
+        elif len(runs) == 1:
+            samples[key] = runs[0]
+        else:
+            common = set.intersection(*(set(s) for s in runs))
+            samples[key] = {
+                k: Sample(k, None, _mean_score([s[k].score for s in runs])) for k in sorted(common, key=str)
+            }
+    return primary, samples, spread, missing
+
+
+def _cell_view(
+    board: Board, primary: dict[CellKey, float], cells: dict[CellKey, list[TaskResult]], metrics: dict[str, str]
+) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """What a table cell shows: value, stderr and Wilson interval (chance-normalised when asked), or for a cell run
+    with several seeds the sd over the runs."""
+    names = {m.key: m.name for m in board.models}
+    out: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for key, value in primary.items():
+        chance = board.chance.get(key[1], 0.0) if board.options.chance_normalised else 0.0
+        view: dict[str, Any] = {"value": value, "stderr": None, "ci": None, "sd": None, "runs": len(cells[key])}
+        if key in board.spread:
+            view["sd"] = board.spread[key][0] / (1 - chance)
+        else:
+            r = cells[key][0]
+            metric = metrics[key[1]]
+            stderr = r.stderrs.get(metric)
+            view["stderr"] = None if stderr is None else stderr / (1 - chance)
+            low, high = wilson_row({"n": r.n, "value": r.metrics[metric]})
+            if low is not None:
+                view["ci"] = ((low - chance) / (1 - chance), (high - chance) / (1 - chance))
+        out[(names[key[0]], key[1], key[2])] = view
+    return out
+
+
+def _mean_score(scores: list[float | None]) -> float | None:
+    return None if any(s is None for s in scores) else statistics.fmean(scores)
 
 
 SCORING_NOTES = {
@@ -333,40 +454,16 @@ PRECISION_NOTES = {
 }
 
 
-def _like_with_like(models: list[Model]) -> tuple[set[str], set[str]]:
-    """The label scorings and precisions of the runs; models scored or loaded differently on the same task cannot be
-    compared. Returns (scorings, precisions)."""
-    scorings: dict[str, dict[str, str]] = {}
-    precisions: dict[str, dict[str, str]] = {}
-    for model in models:
-        for run in model.runs:
-            for r in run.tasks.values():
-                scorings.setdefault(r.task, {})[model.name] = r.label_scoring
-                precisions.setdefault(r.task, {})[model.name] = run.precision
-    for by_task, what, flag in (
-        (scorings, "scored in different ways", "--label-scoring"),
-        (precisions, "evaluated at different precisions", "--load-in-4bit --nf4-preset"),
-    ):
-        for task, by_model in by_task.items():
-            if len(set(by_model.values())) > 1:
-                listed = ", ".join(f"{name}: {value}" for name, value in by_model.items())
-                raise MlalignError(
-                    f"{task} was {what} ({listed}); evaluate every model with the same `mlalign eval {flag}`"
-                )
-    return (
-        {v for by_model in scorings.values() for v in by_model.values()},
-        {v for by_model in precisions.values() for v in by_model.values()},
-    )
+Samples = dict[CellKey, dict[Any, Sample]]  # (model key, family, lang) -> per-item samples
 
 
-Samples = dict[tuple[str, str, str], dict[int, Sample]]  # (model key, family, lang) -> per-item samples
-
-
-def _comparisons(board: Board, primary: dict[tuple[str, str, str], float], samples: Samples) -> list[dict[str, Any]]:
-    """Delta (pp) and exact McNemar test per base -> aligned pair, family and language."""
+def _comparisons(board: Board, primary: dict[CellKey, float], samples: Samples) -> list[dict[str, Any]]:
+    """Delta (pp) and exact McNemar test per base -> aligned pair, family and language; p adjusted across the
+    languages of each pair and family when the options ask for a correction."""
     out: list[dict[str, Any]] = []
     for base, aligned in board.pairs():
         for family in board.families:
+            group: list[dict[str, Any]] = []
             for lang in board.languages:
                 b, a = primary.get((base.key, family, lang)), primary.get((aligned.key, family, lang))
                 if a is None or b is None:
@@ -376,113 +473,28 @@ def _comparisons(board: Board, primary: dict[tuple[str, str, str], float], sampl
                 values = (
                     base.name, aligned.name, family, lang, aligned.split(lang), board.metrics[family], b, a,
                     (a - b) * 100, *((test.n, test.only_base, test.only_aligned, test.p_value) if test else (None,) * 4),
+                    None,
                 )  # fmt: skip
-                out.append(dict(zip(COMPARISON_FIELDS, values, strict=True)))
+                group.append(dict(zip(COMPARISON_FIELDS, values, strict=True)))
+            adjusted = adjust([c["p_value"] for c in group], board.options.correction)
+            for c, p in zip(group, adjusted, strict=True):
+                c["p_adjusted"] = p
+            out += group
     return out
 
 
-def _consistency(board: Board, samples: Samples) -> list[dict[str, Any]]:
-    """Agreement with English per model, family and non-English language (needs both sample logs)."""
+def _consistency(board: Board, samples: Samples, spread: dict[CellKey, tuple[float, int]]) -> list[dict[str, Any]]:
+    """Agreement with English per model, family and non-English language (needs both sample logs of one run)."""
     out: list[dict[str, Any]] = []
     for model in board.models:
         for family in board.families:
             english = samples.get((model.key, family, "en"))
+            if (model.key, family, "en") in spread:
+                continue
             for lang in board.languages:
                 other = samples.get((model.key, family, lang)) if lang != "en" else None
                 c = consistency(other, english) if other is not None and english is not None else None
-                if c is not None:
+                if c is not None and (model.key, family, lang) not in spread:
                     values = (model.name, family, lang, c.n, c.same_answer, c.both_correct)
                     out.append(dict(zip(CONSISTENCY_FIELDS, values, strict=True)))
     return out
-
-
-Cell = tuple[str, str]  # (family, language)
-
-
-def _averages(board: Board, primary: dict[tuple[str, str, str], float]) -> tuple[list[dict[str, Any]], list[str]]:
-    """Mean primary score per family and split (family 'all': the mean of the family means), and notes.
-
-    Both models of a base -> aligned pair are averaged over the cells both have, split by the aligned
-    model's training languages, so their Δ compares the same tasks (a base in several pairs has one set of
-    rows per pair); a model in no pair is averaged over all its cells.
-    """
-    cells: dict[str, set[Cell]] = {m.key: set() for m in board.models}
-    for key, family, lang in primary:
-        cells[key].add((family, lang))
-    out: list[dict[str, Any]] = []
-    notes: list[str] = []
-    for base, aligned in board.pairs():
-        common = cells[base.key] & cells[aligned.key]
-        for model in (base, aligned):
-            out += _split_means(board, primary, model, aligned, common, (base.name, aligned.name))
-        only = [(m.name, cells[m.key] - common) for m in (base, aligned)]
-        left = sum(len(c) for _, c in only)
-        listed = "; ".join(f"only {name} has {_cell_list(board, c)}" for name, c in only if c)
-        if not common:
-            notes.append(
-                f"{aligned.name} vs {base.name}: no (family, language) cell evaluated by both: no averages ({listed})"
-            )
-        elif left:
-            notes.append(
-                f"{aligned.name} vs {base.name}: averages over the {_cells(len(common), '(family, language) ')} both "
-                f"evaluated; {_cells(left)} only one of them has {'is' if left == 1 else 'are'} left out ({listed})"
-            )
-    paired = {m.key for pair in board.pairs() for m in pair}
-    for model in board.models:
-        if model.key not in paired:
-            out += _split_means(board, primary, model, model, cells[model.key], (None, None))
-    return out, notes
-
-
-def _cells(n: int, kind: str = "") -> str:
-    return f"{n} {kind}cell{'' if n == 1 else 's'}"
-
-
-def _cell_list(board: Board, cells: set[Cell]) -> str:
-    """`snli_aligned: de, fr; mgsm_aligned: sw` in board order, at most 8 languages named per family."""
-    parts = []
-    for family in board.families:
-        langs = [lang for lang in board.languages if (family, lang) in cells]
-        if langs:
-            more = f", … (+{len(langs) - 8})" if len(langs) > 8 else ""
-            parts.append(f"{family}: {', '.join(langs[:8])}{more}")
-    return "; ".join(parts)
-
-
-def _split_means(
-    board: Board,
-    primary: dict[tuple[str, str, str], float],
-    model: Model,
-    splitter: Model,
-    cells: set[Cell],
-    pair: tuple[str | None, str | None],
-) -> list[dict[str, Any]]:
-    """Average rows of `model` over `cells`, with the seen/unseen split of `splitter`."""
-    out: list[dict[str, Any]] = []
-    per_split: dict[str, list[float]] = {s: [] for s in SPLITS}
-    for family in board.families:
-        buckets: dict[str, list[float]] = {s: [] for s in SPLITS}
-        for lang in board.languages:
-            if (family, lang) not in cells:
-                continue
-            value = primary[(model.key, family, lang)]
-            split = splitter.split(lang)
-            if split in buckets:
-                buckets[split].append(value)
-            if lang != "en":
-                buckets["non_english"].append(value)
-        for split, values in buckets.items():
-            if values:
-                per_split[split].append(statistics.fmean(values))
-                out.append(_avg_row(model, pair, family, split, per_split[split][-1], len(values)))
-    for split, values in per_split.items():
-        if values:
-            out.append(_avg_row(model, pair, ALL_FAMILIES, split, statistics.fmean(values), len(values)))
-    return out
-
-
-def _avg_row(
-    model: Model, pair: tuple[str | None, str | None], family: str, split: str, value: float, n: int
-) -> dict[str, Any]:
-    values = (model.name, *pair, family, split, value, n)
-    return dict(zip(AVERAGE_FIELDS, values, strict=True))

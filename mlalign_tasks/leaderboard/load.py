@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import multiprocessing
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from mlalign_tasks import suites
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.languages import FAMILIES, LANGUAGES
 
@@ -29,9 +31,23 @@ class ResultsError(MlalignError):
     """A results file or directory that cannot be read as lm-eval output."""
 
 
+LANGUAGE, GROUP, SUBTASK = "language", "group", "subtask"  # what a results entry is on the board
+# Metrics that are not proportions: left off the board (it shows proportions in percent), with a note.
+UNBOUNDED_METRICS = frozenset(
+    {"perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte", "bleu", "chrf", "ter", "likelihood"}
+)
+# The settings that decide what a score means; models compared on a task must agree on each (17: like with like).
+SETTINGS = ("scoring", "precision", "shots", "generation", "items", "prompt", "task_hash")
+_PROMPT_KEYS = (
+    "doc_to_text", "doc_to_target", "doc_to_choice", "description", "target_delimiter", "fewshot_delimiter",
+    "fewshot_config", "gen_prefix", "test_split", "dataset_path", "dataset_name",
+)  # fmt: skip
+
+
 @dataclass
 class TaskResult:
-    """One task of one results file: metrics as lm-eval reports them (`metric,filter` keys)."""
+    """One entry of one results file: a language cell (a task, or a per-language group such as `global_mmlu_de`),
+    an lm-eval group score (`level` group, no language) or a part of a cell (`level` subtask)."""
 
     task: str
     family: str
@@ -39,8 +55,10 @@ class TaskResult:
     metrics: dict[str, float]
     stderrs: dict[str, float | None]
     n: int | None
-    samples_path: Path | None
+    samples: list[tuple[str, Path]]  # (key prefix, samples file): one file for a task, its leaves' for a group
     label_scoring: str = "label"  # paper tasks: how the label words were scored (mlalign eval --label-scoring)
+    level: str = LANGUAGE
+    settings: dict[str, str] = field(default_factory=dict)  # SETTINGS -> a comparable description
 
 
 @dataclass
@@ -54,19 +72,27 @@ class Run:
     tasks: dict[str, TaskResult] = field(default_factory=dict)
     ignored_tasks: list[str] = field(default_factory=list)
     precision: str = "full"  # how the model was loaded: full, or nf4-<preset> (mlalign eval --nf4-preset)
+    seed: int | None = None  # lm-eval's random seed of the run
+    notes: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:
         """The model this run evaluated: the adapter if there is one, else the base model."""
         return self.peft or self.pretrained
 
+    @property
+    def cells(self) -> list[TaskResult]:
+        """The language cells of this run (not group scores nor parts of cells)."""
+        return [r for r in self.tasks.values() if r.level == LANGUAGE]
+
 
 def split_task(task: str) -> tuple[str, str] | None:
-    """`mgsm_aligned_de` -> ("mgsm_aligned", "de"); None for groups and tasks not named <family>_<lang> (a family
-    name is letters, digits, `_`, `.`, `-`: a task name also names its samples file)."""
-    for family, langs in FAMILIES.items():
-        if task.startswith(family + "_") and task[len(family) + 1 :] in langs:
-            return family, task[len(family) + 1 :]
+    """`mgsm_aligned_de` -> ("mgsm_aligned", "de"), `belebele_deu_Latn` -> ("belebele", "de"): a language of a
+    suite in `mlalign_tasks.suites`, else `<family>_<lang>` with a language of our table (a family name is
+    letters, digits, `_`, `.`, `-`: a task name also names its samples file); None otherwise."""
+    known = suites.lookup(task)
+    if known is not None:
+        return known[0].name, known[1]
     family, _, lang = task.rpartition("_")
     return (family, lang) if _FAMILY_NAME.fullmatch(family) and lang in LANGUAGES else None
 
@@ -152,16 +178,27 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _samples_file(results_path: Path, task: str) -> Path | None:
+def _samples_file(results_path: Path, task: str, plain: set[str]) -> Path | None:
+    """The samples JSONL lm-eval wrote beside a resolved results file for `task`; `plain` names the folder's
+    regular files that are not links (those need no resolving)."""
     m = _DATE_ID.search(results_path.name)
     if not m:
         return None
-    candidate = results_path.parent / f"samples_{task}_{m.group(1)}.jsonl"
+    name = f"samples_{task}_{m.group(1)}.jsonl"
+    if name in plain:
+        return results_path.parent / name
+    candidate = results_path.parent / name
     return inside(candidate, results_path.parent) if candidate.is_file() else None
 
 
+def _plain_files(folder: Path) -> set[str]:
+    with os.scandir(folder) as entries:
+        return {e.name for e in entries if not e.is_symlink() and e.is_file(follow_symlinks=False)}
+
+
 def load_run(path: Path) -> Run:
-    """Read and validate one lm-eval results JSON (layout of lm-eval 0.4.x EvaluationTracker)."""
+    """Read and validate one lm-eval results JSON (layout of lm-eval 0.4.x EvaluationTracker); `path` resolved,
+    as `find_results_files` gives it."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -194,23 +231,104 @@ def load_run(path: Path) -> Run:
             f"{path}: config.model_args does not name the model (expected 'pretrained=<model>[,peft=<adapter>]')"
         )
     info = data.get("mlalign") if isinstance(data.get("mlalign"), dict) else {}
+    seed = config.get("random_seed")
     run = Run(
         path=path,
         pretrained=str(pretrained),
-        peft=args.get("peft"),
+        peft=args.get("peft") or args.get("lora_local_path"),  # hf, vllm
         lm_eval_version=version,
         precision=f"nf4-{info.get('nf4_preset') or 'mlalign'}" if info.get("load_in_4bit") else "full",
+        seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
     )
-    subtasks = data.get("group_subtasks") or {}
+    subtasks = data.get("group_subtasks") if isinstance(data.get("group_subtasks"), dict) else {}
     groups = {g for g, children in subtasks.items() if children} | set(data.get("groups") or {})
-    n_samples = data.get("n-samples") or {}
+    parent = {child: g for g, children in subtasks.items() for child in children or ()}
+    n_samples = data.get("n-samples") if isinstance(data.get("n-samples"), dict) else {}
     configs = data.get("configs") if isinstance(data.get("configs"), dict) else {}
+    read = _RunFile(path, data, configs, n_samples, run.precision)
+    plain = _plain_files(path.parent)
     for task, entry in results.items():
-        parsed = split_task(task) if task not in groups else None
+        parsed = split_task(task)
+        level = LANGUAGE
         if parsed is None:
-            if task not in groups:
+            cell = _ancestor_cell(task, parent)
+            if task in groups and cell is None:
+                parsed, level = (task, ""), GROUP
+            elif cell is not None:
+                parsed, level = split_task(cell), SUBTASK
+            else:
                 run.ignored_tasks.append(task)
+                continue
+        metrics, stderrs = read.metrics(task, entry, run.notes)
+        if not metrics:
+            if level == LANGUAGE:
+                raise ResultsError(f"{path}: task {task!r} has no numeric 'metric,filter' values")
             continue
+        leaves = _leaves(task, subtasks, groups) if task in groups else [task]
+        counts = [n_samples.get(t) for t in leaves]
+        n = sum(c["effective"] for c in counts) if all(_count(c) for c in counts) else entry.get("sample_len")
+        if isinstance(n, bool) or not isinstance(n, int | float) or n < 1 or n != int(n):
+            n = None
+        files = [(t.removeprefix(task + "_") if t != task else "", _samples_file(path, t, plain)) for t in leaves]
+        run.tasks[task] = TaskResult(
+            task=task,
+            family=parsed[0],
+            lang=parsed[1],
+            metrics=metrics,
+            stderrs=stderrs,
+            n=int(n) if n is not None else None,
+            samples=[(prefix, f) for prefix, f in files if f is not None] if all(f for _, f in files) else [],
+            label_scoring=str(((configs.get(task) or {}).get("metadata") or {}).get("label_scoring", "label")),
+            level=level,
+            settings=read.settings(leaves) if level == LANGUAGE else {},
+        )
+    if not run.cells:
+        raise ResultsError(
+            f"{path} holds no task of a known suite or named <family>_<language> (found: "
+            f"{', '.join(sorted(results)) or 'none'}); evaluate the mlalign tasks, e.g. --tasks {', '.join(FAMILIES)}, "
+            "or lm-eval's multilingual suites (xnli, belebele, ...)"
+        )
+    return run
+
+
+def _count(counts: Any) -> bool:
+    return isinstance(counts, dict) and isinstance(counts.get("effective"), int)
+
+
+def _ancestor_cell(task: str, parent: dict[str, str]) -> str | None:
+    """The language cell (e.g. the group `global_mmlu_de`) that `task` is a part of, through lm-eval's groups."""
+    seen = set()
+    while task in parent and task not in seen:
+        seen.add(task)
+        task = parent[task]
+        if split_task(task) is not None:
+            return task
+    return None
+
+
+def _leaves(group: str, subtasks: dict[str, Any], groups: set[str]) -> list[str]:
+    """The tasks (not groups) below `group`, in lm-eval's order."""
+    out: list[str] = []
+    for child in subtasks.get(group) or ():
+        out += _leaves(child, subtasks, groups) if child in groups else [child]
+    return out
+
+
+class _RunFile:
+    """What a results file says about its tasks beyond the scores: checked metrics and comparable settings."""
+
+    def __init__(self, path: Path, data: dict, configs: dict, n_samples: dict, precision: str) -> None:
+        self.path, self.configs, self.n_samples, self.precision = path, configs, n_samples, precision
+        self.shots = data.get("n-shot") if isinstance(data.get("n-shot"), dict) else {}
+        self.hashes = data.get("task_hashes") if isinstance(data.get("task_hashes"), dict) else {}
+        run_config = data.get("config") or {}
+        self.template = {
+            k: data.get(k) for k in ("chat_template_sha", "system_instruction_sha") if data.get(k) is not None
+        } | ({"fewshot_as_multiturn": data.get("fewshot_as_multiturn")} if data.get("chat_template_sha") else {})
+        self.fewshot_seed = run_config.get("fewshot_seed")
+
+    def metrics(self, task: str, entry: dict, notes: list[str]) -> tuple[dict[str, float], dict[str, float | None]]:
+        """`metric,filter` -> value and its stderr; a proportion outside [0, 1] or a negative stderr is refused."""
         metrics: dict[str, float] = {}
         stderrs: dict[str, float | None] = {}
         for key, value in entry.items():
@@ -219,29 +337,59 @@ def load_run(path: Path) -> Run:
             number = _number(value)
             if number is None:
                 continue
-            metrics[key] = number
             name, _, filt = key.partition(",")
-            stderrs[key] = _number(entry.get(f"{name}_stderr,{filt}"))
-        if not metrics:
-            raise ResultsError(f"{path}: task {task!r} has no numeric 'metric,filter' values")
-        counts = n_samples.get(task)
-        n = counts.get("effective") if isinstance(counts, dict) else entry.get("sample_len")
-        run.tasks[task] = TaskResult(
-            task=task,
-            family=parsed[0],
-            lang=parsed[1],
-            metrics=metrics,
-            stderrs=stderrs,
-            n=int(n) if isinstance(n, int | float) else None,
-            samples_path=_samples_file(path, task),
-            label_scoring=str(((configs.get(task) or {}).get("metadata") or {}).get("label_scoring", "label")),
+            if name in UNBOUNDED_METRICS:
+                notes.append(f"{self.path.name}: {task} {key} is not a proportion: not shown")
+                continue
+            if not 0.0 <= number <= 1.0:
+                raise ResultsError(
+                    f"{self.path}: {task} reports {key} = {value}, impossible for a proportion (0 to 1); "
+                    "the file was edited or not written by lm-eval"
+                )
+            stderr = _number(entry.get(f"{name}_stderr,{filt}"))
+            if stderr is not None and not 0.0 <= stderr <= 1.0:
+                raise ResultsError(f"{self.path}: {task} reports {name}_stderr,{filt} = {stderr}, impossible (0 to 1)")
+            metrics[key], stderrs[key] = number, stderr
+        return metrics, stderrs
+
+    def settings(self, leaves: list[str]) -> dict[str, str]:
+        """SETTINGS of a cell (its leaf tasks': one task, or a per-language group's subject tasks)."""
+        configs = [self.configs.get(t) or {} for t in leaves]
+        shots = sorted(
+            {str(self.shots.get(t, c.get("num_fewshot", "?"))) for t, c in zip(leaves, configs, strict=True)}
         )
-    if not run.tasks:
-        raise ResultsError(
-            f"{path} holds no task named <family>_<language> (found: {', '.join(sorted(results)) or 'none'}); "
-            f"evaluate the mlalign tasks, e.g. --tasks {', '.join(FAMILIES)}"
+        gen = sorted(
+            {_canonical(c.get("generation_kwargs")) for c in configs if c.get("output_type") == "generate_until"}
         )
-    return run
+        counts = [self.n_samples.get(t) or {} for t in leaves]
+        effective = sum(c.get("effective") or 0 for c in counts)
+        original = sum(c.get("original") or 0 for c in counts)
+        prompt = {t: {k: c.get(k) for k in _PROMPT_KEYS} | {"version": (c.get("metadata") or {}).get("version")}
+                  for t, c in zip(leaves, configs, strict=True)}  # fmt: skip
+        if self.fewshot_seed is not None:  # which examples are drawn
+            shots = [f"{s} (seed {self.fewshot_seed})" if s != "0" else s for s in shots]
+        hashes = [self.hashes.get(t) for t in leaves]
+        scoring = {str(((c.get("metadata") or {}).get("label_scoring")) or "label") for c in configs}
+        return {
+            "shots": ", ".join(shots),
+            "generation": "; ".join(gen),
+            "items": f"{effective} of {original}" if original else "?",
+            "prompt": _digest({"tasks": prompt, "template": self.template}),
+            "task_hash": _digest(hashes) if all(hashes) else "",
+            "scoring": ", ".join(sorted(scoring)),
+            "precision": self.precision,
+        }
+
+
+def _canonical(value: Any) -> str:
+    """Generation settings as one stable line: `max_gen_toks=48, until=['\\n\\n']`."""
+    if not isinstance(value, dict):
+        return "task default"
+    return ", ".join(f"{k}={value[k]!r}" for k in sorted(value))
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 class Sample(NamedTuple):
@@ -356,17 +504,19 @@ def load_samples(path: Path, metric_key: str) -> dict[int, Sample]:
 PARALLEL_MIN_FILES = 200  # below this a process pool costs more than it saves
 
 
-def _load_chunk(jobs: list[tuple[Path, str]]) -> list[dict[int, Sample]]:
-    return [load_samples(path, metric) for path, metric in jobs]
+def _load_chunk(jobs: list[tuple[Path, str]]) -> list[tuple[tuple[Any, ...], ...]]:
+    """A worker's samples as columns (doc ids, answers, scores): far cheaper to send back than Sample tuples."""
+    return [tuple(zip(*load_samples(path, metric).values(), strict=True)) or ((), (), ()) for path, metric in jobs]
 
 
 def load_all_samples(jobs: list[tuple[Path, str]]) -> list[dict[int, Sample]]:
     """`load_samples` for many (path, metric) jobs, in order; spread over the CPU cores when there are many."""
     workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
     if len(jobs) < PARALLEL_MIN_FILES or workers < 2:
-        return _load_chunk(jobs)
+        return [load_samples(path, metric) for path, metric in jobs]
     size = -(-len(jobs) // (workers * 2))
     chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        return [samples for chunk in pool.map(_load_chunk, chunks) for samples in chunk]
+        columns = [samples for chunk in pool.map(_load_chunk, chunks) for samples in chunk]
+    return [dict(zip(ids, map(Sample, ids, answers, scores), strict=True)) for ids, answers, scores in columns]

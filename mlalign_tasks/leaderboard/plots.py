@@ -6,8 +6,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from mlalign_tasks.leaderboard.build import ALL_FAMILIES, Board
-from mlalign_tasks.leaderboard.stats import SIGNIFICANCE
+from mlalign_tasks.leaderboard.averages import ALL_FAMILIES
+from mlalign_tasks.leaderboard.build import Board
+from mlalign_tasks.leaderboard.render import significant
 
 MAX_PAIR_PANELS = 8  # more base -> aligned pairs than this: the heatmap shows the mean delta over all pairs
 MAX_ANNOTATED_CELLS = 400  # beyond this the numbers in the heatmap cells would be unreadable (and slow)
@@ -46,7 +47,7 @@ def _heatmap_grid(board: Board):
         total[i, j] += c["delta_pp"]
         count[i, j] += 1
         if len(pairs) <= MAX_PAIR_PANELS:
-            sig[i, j] = c["p_value"] is not None and c["p_value"] < SIGNIFICANCE
+            sig[i, j] = significant(c)
             seen[i, j] = c["language"] in seen_by[c["aligned"]]
     with np.errstate(invalid="ignore"):
         grid = np.where(count > 0, total / np.maximum(count, 1), np.nan)
@@ -56,7 +57,9 @@ def _heatmap_grid(board: Board):
 def delta_heatmap(board: Board, out: Path) -> list[Path]:
     """Aligned − base (pp): task families (rows, per pair when there are few pairs) × languages (columns).
 
-    Cells of languages the aligned model was trained on are outlined; `*` marks p < 0.05 (McNemar).
+    Cells of languages the aligned model was trained on are outlined; `*` marks p < 0.05 (McNemar, adjusted when the
+    board corrects for multiple comparisons). Cells that are not significant are faded and hatched, so that the
+    strongest colours never sit on noise; values are rounded as in the tables (0.1 pp).
     """
     import numpy as np
     from matplotlib.collections import PatchCollection
@@ -73,23 +76,33 @@ def delta_heatmap(board: Board, out: Path) -> list[Path]:
     finite = np.abs(grid[np.isfinite(grid)])
     limit = max(float(finite.max()) if finite.size else 1.0, 1.0)
     langs = board.languages
-    fig = Figure(figsize=(max(4.0, 0.42 * len(langs) + 2.5), 0.3 * len(labels) + 1.3))
+    fig = Figure(figsize=(min(max(4.0, 0.42 * len(langs) + 2.5), 40.0), 0.3 * len(labels) + 1.3))
     ax = fig.subplots()
     image = ax.imshow(
         np.ma.masked_invalid(grid), cmap="RdYlGn", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest"
     )
+    faded = np.isfinite(grid) & ~sig
+    veil = [Rectangle((j - 0.5, i - 0.5), 1, 1) for i, j in zip(*np.nonzero(faded), strict=True)]
+    ax.add_collection(
+        PatchCollection(veil, facecolor=(1, 1, 1, 0.7), edgecolor=(0.55, 0.55, 0.55), hatch="///", linewidth=0)
+    )
     ax.set_facecolor("#e6e6e6")
-    ax.set_xticks(range(len(langs)), langs, fontsize=8)
+    ax.set_xticks(
+        range(len(langs)), langs, fontsize=8 if len(langs) <= 40 else 5, rotation=0 if len(langs) <= 40 else 90
+    )
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     if grid.size <= MAX_ANNOTATED_CELLS:
         for (i, j), value in np.ndenumerate(grid):
             if math.isfinite(value):
-                colour = "white" if abs(value) > 0.6 * limit else "black"
-                label = f"{value:+.0f}{'*' if sig[i, j] else ''}"
-                ax.text(j, i, label, ha="center", va="center", fontsize=7, color=colour)
+                colour = "white" if sig[i, j] and abs(value) > 0.6 * limit else "black"
+                label = f"{value:+.1f}{'*' if sig[i, j] else ''}"
+                ax.text(j, i, label, ha="center", va="center", fontsize=6.5, color=colour)
     boxes = [Rectangle((j - 0.46, i - 0.46), 0.92, 0.92) for i, j in zip(*np.nonzero(seen), strict=True)]
     ax.add_collection(PatchCollection(boxes, facecolor="none", edgecolor="black", linewidth=1.2))
-    ax.set_title("Δ aligned − base (pp); boxed: training languages; * p<0.05 (exact McNemar)", fontsize=9)
+    ax.set_title(
+        "Δ aligned − base (pp); boxed: training languages; * p<0.05 (exact McNemar); faded, hatched: not significant",
+        fontsize=9,
+    )
     fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
     return _save(fig, out, "delta_heatmap")
 

@@ -8,35 +8,35 @@ import csv
 import json
 import re
 import shutil
-from importlib import metadata
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
 
+from mlalign_tasks import __version__
 from mlalign_tasks.atomic import atomic_dir
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.leaderboard.build import (
-    ALL_FAMILIES,
-    AVERAGE_FIELDS,
-    COMPARISON_FIELDS,
-    CONSISTENCY_FIELDS,
-    SPLITS,
-    Board,
-    Model,
-)
+from mlalign_tasks.leaderboard.averages import ALL_FAMILIES, AVERAGE_FIELDS, DELTA_FIELDS, SPLITS
+from mlalign_tasks.leaderboard.build import COMPARISON_FIELDS, CONSISTENCY_FIELDS, Board, Model, source_folder
 from mlalign_tasks.leaderboard.escape import csv_cell, md_block, md_code_block, md_code_span, md_text
-from mlalign_tasks.leaderboard.load import BOARD_MARKERS
+from mlalign_tasks.leaderboard.likeness import MISMATCH_PREFIX, settings_rows
+from mlalign_tasks.leaderboard.load import BOARD_MARKERS, GROUP, LANGUAGE, SETTINGS
+from mlalign_tasks.leaderboard.references import ours_over
 from mlalign_tasks.leaderboard.stats import SIGNIFICANCE
 from mlalign_tasks.output_dirs import check_replaceable
 
-ROW_FIELDS = ["model", "base_model", "adapter", "task", "family", "language", "metric", "value", "stderr", "n", "split"]
+ROW_FIELDS = [
+    "model", "base_model", "adapter", "task", "level", "family", "language", "metric", "value", "stderr", "ci_low",
+    "ci_high", "n", "seed", "split", "source",
+]  # fmt: skip
+SETTINGS_FIELDS = ["model", "family", *SETTINGS]
 INPUTS = "inputs"
 INPUTS_MANIFEST = "manifest.yaml"  # in INPUTS, beside one folder per model
 # Everything a board writes into its folder; other entries there (a gh-pages `.git`, a CNAME) are never touched.
 BOARD_ENTRIES = (
     "README.md", "index.html", "results.csv", "results.json", "comparisons.csv", "consistency.csv", "averages.csv",
-    "plots", "model_cards", INPUTS,
+    "deltas.csv", "settings.csv", "plots", "model_cards", INPUTS,
 )  # fmt: skip
 
 
@@ -59,11 +59,36 @@ def pct(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value * 100:.{digits}f}"
 
 
+def significant(c: dict[str, Any]) -> bool:
+    """Whether a comparison's (adjusted, when a correction is chosen) p-value is below the significance level."""
+    p = c["p_adjusted"] if c.get("p_adjusted") is not None else c["p_value"]
+    return p is not None and p < SIGNIFICANCE
+
+
 def delta_text(c: dict[str, Any]) -> str:
-    """`+2.4*` style delta (pp) with the p-value when a paired test exists."""
-    star = "*" if c["p_value"] is not None and c["p_value"] < SIGNIFICANCE else ""
-    p = f" (p={c['p_value']:.3g})" if c["p_value"] is not None else ""
+    """`+2.4* (p=0.01)` style delta (pp) with the p-value (and the adjusted one) when a paired test exists."""
+    star = "*" if significant(c) else ""
+    p = f" (p={c['p_value']:.3g}" if c["p_value"] is not None else ""
+    p += f", adj. {c['p_adjusted']:.3g})" if c.get("p_adjusted") is not None else (")" if p else "")
     return f"{c['delta_pp']:+.1f}{star}{p}"
+
+
+def interval_text(delta: dict[str, Any]) -> str:
+    """`+2.0 [−1.1, +5.2]`: an average's Δ (pp) with its bootstrap interval when there is one."""
+    if delta["ci_low_pp"] is None:
+        return f"{delta['delta_pp']:+.1f}"
+    return f"{delta['delta_pp']:+.1f} [{delta['ci_low_pp']:+.1f}, {delta['ci_high_pp']:+.1f}]"
+
+
+def cell_text(view: dict[str, Any] | None) -> str:
+    """A score cell (%): `52.5 [48.3, 56.6]` (Wilson 95%), else `52.5 ± 2.1` (stderr); seeds: `52.5 ± 1.2 sd (3 runs)`."""
+    if view is None:
+        return "–"
+    if view["sd"] is not None:
+        return f"{pct(view['value'])} ± {pct(view['sd'])} sd ({view['runs']} runs)"
+    if view["ci"] is not None:
+        return f"{pct(view['value'])} [{pct(view['ci'][0])}, {pct(view['ci'][1])}]"
+    return pct(view["value"]) + (f" ± {pct(view['stderr'])}" if view["stderr"] is not None else "")
 
 
 class Strong(NamedTuple):
@@ -95,7 +120,12 @@ def _seen_by(board: Board, lang: str) -> str:
 
 
 def _index(board: Board) -> dict[tuple[str, str, str], dict[str, Any]]:
-    return {(r["model"], r["family"], r["language"]): r for r in board.rows if r["primary"]}
+    """(model, family, language) -> its primary row (the first run's, for a cell run with several seeds)."""
+    out: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for r in board.rows:
+        if r["primary"]:
+            out.setdefault((r["model"], r["family"], r["language"]), r)
+    return out
 
 
 def model_table(board: Board) -> tuple[list[str], list[list[str]]]:
@@ -115,58 +145,100 @@ def model_table(board: Board) -> tuple[list[str], list[list[str]]]:
 
 
 def average_table(board: Board, family: str = ALL_FAMILIES) -> tuple[list[str], list[list[Cell]]]:
-    """Split means for one family or all: per base -> aligned pair both models over the cells both have and
-    their Δ, then every model in no pair over its own cells."""
+    """Split means for one family or all: per base -> aligned pair both models over the cells both have and their Δ
+    with its bootstrap interval, then every model over all its own cells."""
     avg = {
         (r["model"], r["base"], r["aligned"], r["split"]): r["value"] for r in board.averages if r["family"] == family
     }
+    deltas = {(d["aligned"], d["split"]): d for d in board.deltas if d["family"] == family}
     header = ["model", "pair", "English", "seen", "unseen", "all non-English"]
     rows: list[list[Cell]] = []
 
     def line(model: str, base: str | None, aligned: str | None) -> list[float | None]:
         return [avg.get((model, base, aligned, s)) for s in SPLITS]
 
-    pairs = board.pairs()
-    for base, aligned in pairs:
+    for base, aligned in board.pairs():
         label = f"{aligned.name} vs {base.name}"
         b, a = line(base.name, base.name, aligned.name), line(aligned.name, base.name, aligned.name)
+        if not any(v is not None for v in a + b):
+            continue
         rows.append([base.name, label, *(pct(v) for v in b)])
         rows.append([aligned.name, label, *(pct(v) for v in a)])
-        deltas = [
-            f"{(y - x) * 100:+.1f}" if x is not None and y is not None else "–" for x, y in zip(b, a, strict=True)
-        ]
-        rows.append([Strong(f"Δ {aligned.name} − {base.name}", "(pp)"), "", *deltas])
-    paired = {m.name for pair in pairs for m in pair}
+        texts = [interval_text(deltas[(aligned.name, s)]) if (aligned.name, s) in deltas else "–" for s in SPLITS]
+        rows.append([Strong(f"Δ {aligned.name} − {base.name}", "(pp)"), "", *texts])
     for model in board.models:
-        if model.name not in paired:
-            rows.append([model.name, "–", *(pct(v) for v in line(model.name, None, None))])
+        own = line(model.name, None, None)
+        if any(v is not None for v in own):
+            rows.append([model.name, "all its cells", *(pct(v) for v in own)])
     return header, rows
 
 
 def family_table(board: Board, family: str) -> tuple[list[str], list[list[str]]]:
-    """Languages x models (score ± stderr, %) plus one Δ column per base → aligned pair."""
-    index = _index(board)
+    """Languages x models (score with its 95% interval, %) plus one Δ column per base → aligned pair."""
     comps = {(c["aligned"], c["language"]): c for c in board.comparisons if c["family"] == family}
     pairs = board.pairs()
     header = ["language", "seen by", *(m.name for m in board.models), *(f"Δ {a.name} (pp)" for _, a in pairs)]
     rows = []
     for lang in board.languages:
-        cells = [index.get((m.name, family, lang)) for m in board.models]
-        if not any(cells):
+        views = [board.cells.get((m.name, family, lang)) for m in board.models]
+        if not any(views):
             continue
-        scores = [
-            "–" if r is None else pct(r["value"]) + (f" ± {pct(r['stderr'])}" if r["stderr"] is not None else "")
-            for r in cells
-        ]
         deltas = [delta_text(comps[(a.name, lang)]) if (a.name, lang) in comps else "–" for _, a in pairs]
-        rows.append([lang, _seen_by(board, lang), *scores, *deltas])
+        rows.append([lang, _seen_by(board, lang), *(cell_text(v) for v in views), *deltas])
+    return header, rows
+
+
+def group_table(board: Board) -> tuple[list[str], list[list[str]]]:
+    """lm-eval's own group scores (its aggregate over a group's tasks, e.g. weighted by size) per model (%)."""
+    groups: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for r in board.rows:
+        if r["level"] == GROUP:
+            groups.setdefault((r["task"], r["metric"]), {}).setdefault(r["model"], r)
+    header = ["group", "metric", *(m.name for m in board.models)]
+    rows = [
+        [group, metric, *(_group_cell(by_model.get(m.name)) for m in board.models)]
+        for (group, metric), by_model in groups.items()
+    ]
+    return header, rows
+
+
+def _group_cell(row: dict[str, Any] | None) -> str:
+    if row is None:
+        return "–"
+    return pct(row["value"]) + (f" ± {pct(row['stderr'])}" if row["stderr"] is not None else "")
+
+
+def settings_table(board: Board) -> tuple[list[str], list[list[str]]]:
+    """Each model's evaluation settings per task family (values joined with `|` where its tasks differ)."""
+    family_of = {r["task"]: r["family"] for r in board.rows if r["level"] == LANGUAGE}
+    rows = settings_rows(board.models, board.settings, family_of)
+    return SETTINGS_FIELDS, [[r[k] for k in SETTINGS_FIELDS] for r in rows]
+
+
+def reference_table(board: Board, family: str | None = None) -> tuple[list[str], list[list[Cell]]]:
+    """Published numbers (a distinct row each, marked †) under the board's models' means over the same languages."""
+    header = ["benchmark", "languages", "model", "mean (%)", "source"]
+    rows: list[list[Cell]] = []
+    for ref in board.references:
+        if family is not None and ref["family"] != family:
+            continue
+        langs = ", ".join(ref["languages"])
+        for model in board.models:
+            cells = {(f, lang): v["value"] for (name, f, lang), v in board.cells.items() if name == model.name}
+            mean = ours_over(ref, cells)
+            if mean is not None:
+                rows.append([ref["family"], langs, model.name, pct(mean), "this board"])
+        rows.append(
+            [ref["family"], langs, Strong(f"† {ref['model']}", "(published)"), pct(ref["value"]), ref["source"]]
+        )
     return header, rows
 
 
 def consistency_table(board: Board, family: str) -> tuple[list[str], list[list[str]]]:
     """Languages x models: same answer as in English (%) / correct in both (%)."""
     cons = {(c["model"], c["language"]): c for c in board.consistency if c["family"] == family}
-    models = [m for m in board.models if any(k[0] == m.name for k in cons)]
+    named = {name for name, _ in cons}
+    models = [m for m in board.models if m.name in named]
     header = ["language", *(f"{m.name}: same / both correct" for m in models)]
     rows = []
     for lang in board.languages:
@@ -182,6 +254,25 @@ def consistency_table(board: Board, family: str) -> tuple[list[str], list[list[s
     return header, rows
 
 
+def legend(board: Board) -> str:
+    """What the numbers are (one paragraph, in the README and on the page)."""
+    correction = board.options.correction.value
+    return (
+        "Scores are each task family's primary metric in percent"
+        + (", chance-normalised for classification tasks" if board.options.chance_normalised else "")
+        + ", with their 95% Wilson interval [low, high] (else ± the standard error lm-eval reports). "
+        "Δ = aligned − base in percentage points; p = two-sided exact McNemar test on the items both models were "
+        "scored on (from the per-sample logs)"
+        + (f", adjusted across languages ({correction}); * adjusted p" if correction != "none" else "; * p")
+        + f" < {SIGNIFICANCE}. Seen languages are the ones the aligned model was trained on. Averages: a base and an "
+        "aligned model are both averaged over the (family, language) cells both were evaluated on (the notes name "
+        "those left out), so their Δ compares the same tasks; its [interval] is a paired bootstrap over items "
+        f"({board.options.bootstrap} resamples, seed {board.options.seed}). Every model is also averaged over all "
+        "its own cells. Over all families: the mean of the per-family means. Rows marked † are published numbers, "
+        "not computed here and in no statistic."
+    )
+
+
 def markdown(board: Board, command: str) -> str:
     """The board's README."""
     parts = [f"# {md_block(board.title)}", ""]
@@ -190,22 +281,25 @@ def markdown(board: Board, command: str) -> str:
     parts += [
         f"Regenerate with:\n\n{md_code_block(command, 'bash')}",
         "",
-        f"Built by mlalign {_version('mlalign')} from lm-eval {md_text(', '.join(board.lm_eval_versions))} results. "
-        "Scores are each task family's primary metric in percent ± the standard error lm-eval reports. "
-        "Δ = aligned − base in percentage points; p = two-sided exact McNemar test on the items both models "
-        f"were scored on (from the per-sample logs; no multiple-comparison correction); * p < {SIGNIFICANCE}. "
-        "Seen languages are the ones the aligned model was trained on. Averages: a base and an aligned model "
-        "are both averaged over the (family, language) cells both were evaluated on (the notes name those left "
-        "out), so their Δ compares the same tasks; over all families, the mean of the per-family means.",
+        f"Built by mlalign {__version__} from lm-eval {md_text(', '.join(board.lm_eval_versions))} results. "
+        + legend(board),
         "",
         "Open `index.html` for sortable tables and plots. Data: `results.csv` / `results.json` (tidy), "
-        "`comparisons.csv`, `consistency.csv`, `averages.csv`; model-card snippets in `model_cards/`.",
+        "`comparisons.csv`, `consistency.csv`, `averages.csv`, `deltas.csv`, `settings.csv`; model-card snippets in "
+        "`model_cards/`.",
         "",
     ]
     if board.notes:
-        parts += ["## Notes", "", *(f"- {md_block(n)}" for n in board.notes), ""]
+        parts += ["## Notes", "", *(f"- {md_block(n)}" for n in _ordered_notes(board)), ""]
     parts += ["## Models", "", _md_table(*model_table(board)), ""]
+    parts += ["## Settings", "", _md_table(*settings_table(board)), ""]
     parts += ["## Averages (all task families)", "", _md_table(*average_table(board)), ""]
+    header, rows = group_table(board)
+    if rows:
+        parts += ["## lm-eval group scores", "", _md_table(header, rows), ""]
+    header, rows = reference_table(board)
+    if rows:
+        parts += ["## Published reference numbers", "", _md_table(header, rows), ""]
     parts += ["![Δ heatmap](plots/delta_heatmap.png)", "", "![split averages](plots/split_averages.png)", ""]
     for family in board.families:
         parts += [
@@ -224,11 +318,9 @@ def markdown(board: Board, command: str) -> str:
     return "\n".join(parts)
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "unknown"
+def _ordered_notes(board: Board) -> list[str]:
+    """Notes, those saying the board compares unlike runs (`--allow-mismatch`) first."""
+    return sorted(board.notes, key=lambda n: not n.startswith(MISMATCH_PREFIX))
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
@@ -239,19 +331,52 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> Non
 
 
 def model_card(model: Model, rows: list[dict[str, Any]]) -> str:
-    """Hugging Face model-card `model-index` YAML for one model from its primary rows (lm-eval's values)."""
-    results = [
-        {
-            "task": {"type": "text-generation", "name": row["family"]},
-            "dataset": {"name": row["task"], "type": row["family"], "config": row["language"], "split": "test"},
-            "metrics": [{"type": row["metric"].split(",")[0], "name": row["metric"], "value": row["value"]}],
-            "source": {"name": "mlalign leaderboard", "url": "index.html"},
-        }
-        for row in rows
-    ]
+    """Hugging Face model-card `model-index` YAML for one model from its primary rows (lm-eval's values).
+
+    What `yaml.dump` writes for the whole card, assembled from each result's text (dumped once per task and metric,
+    every model's cards alike, with the value's own dump put in)."""
+    head = _card_yaml(model.name, [])
+    if not rows or not head.endswith(_EMPTY_RESULTS):
+        return _card_yaml(model.name, [_card_result(row) for row in rows])
+    return head[: -len(_EMPTY_RESULTS)] + "  results:\n" + "".join(map(_card_item, rows))
+
+
+_EMPTY_RESULTS = "  results: []\n"
+_VALUE_LINE = "      value: "
+_CARD_ITEMS: dict[tuple[str, str, str, str], tuple[str, str]] = {}  # (family, task, language, metric) -> text
+_YAML_FLOATS: dict[str, str] = {}  # repr(value) -> its YAML
+
+
+def _card_yaml(name: str, results: list[dict[str, Any]]) -> str:
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when available: 10x faster
-    card = {"model-index": [{"name": model.name, "results": results}]}
+    card = {"model-index": [{"name": name, "results": results}]}
     return yaml.dump(card, Dumper=dumper, sort_keys=False, allow_unicode=True)
+
+
+def _card_result(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "task": {"type": "text-generation", "name": row["family"]},
+        "dataset": {"name": row["task"], "type": row["family"], "config": row["language"], "split": "test"},
+        "metrics": [{"type": row["metric"].split(",")[0], "name": row["metric"], "value": row["value"]}],
+        "source": {"name": "mlalign leaderboard", "url": "index.html"},
+    }
+
+
+def _card_item(row: dict[str, Any]) -> str:
+    """One result of a card as `yaml.dump` writes it; the whole result dumped where its value line is not plain."""
+    key = (row["family"], row["task"], row["language"], row["metric"])
+    if key not in _CARD_ITEMS:
+        text = _card_yaml("m", [_card_result(row | {"value": 0.5})])
+        item = text.removeprefix("model-index:\n- name: m\n  results:\n")
+        before, _, after = item.partition(_VALUE_LINE + "0.5\n")
+        _CARD_ITEMS[key] = (before, after) if item.count(_VALUE_LINE) == 1 and after else ("", "")
+    before, after = _CARD_ITEMS[key]
+    if not after:
+        return _card_yaml("m", [_card_result(row)]).removeprefix("model-index:\n- name: m\n  results:\n")
+    value = repr(row["value"])
+    if value not in _YAML_FLOATS:
+        _YAML_FLOATS[value] = yaml.safe_dump(row["value"]).split("\n", 1)[0]
+    return f"{before}{_VALUE_LINE}{_YAML_FLOATS[value]}\n{after}"
 
 
 def _data_uri(path: Path, mime: str) -> str:
@@ -259,8 +384,9 @@ def _data_uri(path: Path, mime: str) -> str:
 
 
 def delta_style(c: dict[str, Any], scale: float) -> str:
-    """Background colour of a Δ cell: green up, red down, stronger with size."""
-    alpha = min(abs(c["delta_pp"]) / scale, 1.0) * 0.75 + 0.1
+    """Background colour of a Δ cell: green up, red down, stronger with size; faint unless significant (colour
+    must not draw the eye to noise)."""
+    alpha = min(abs(c["delta_pp"]) / scale, 1.0) * (0.75 if significant(c) else 0.15) + 0.08
     rgb = "26,150,65" if c["delta_pp"] > 0 else ("215,48,39" if c["delta_pp"] < 0 else "160,160,160")
     return f"background-color: rgba({rgb},{alpha:.2f})"
 
@@ -277,18 +403,17 @@ def html(board: Board, command: str, plot_dir: Path) -> str:
     )
     scale = max([abs(c["delta_pp"]) for c in board.comparisons] + [1.0])
     families = []
-    index = _index(board)
     for family in board.families:
         comps = {(c["aligned"], c["language"]): c for c in board.comparisons if c["family"] == family}
         rows = []
         for lang in board.languages:
-            cells = [index.get((m.name, family, lang)) for m in board.models]
-            if any(cells):
+            views = [board.cells.get((m.name, family, lang)) for m in board.models]
+            if any(views):
                 rows.append(
                     {
                         "lang": lang,
                         "seen_by": _seen_by(board, lang),
-                        "cells": cells,
+                        "cells": [(v["value"], cell_text(v)) if v else None for v in views],
                         "deltas": [comps.get((a.name, lang)) for _, a in board.pairs()],
                     }
                 )
@@ -299,6 +424,7 @@ def html(board: Board, command: str, plot_dir: Path) -> str:
                 "rows": rows,
                 "consistency": consistency_table(board, family),
                 "averages": average_table(board, family),
+                "references": reference_table(board, family),
             }
         )
     return env.get_template("index.html.j2").render(
@@ -306,15 +432,22 @@ def html(board: Board, command: str, plot_dir: Path) -> str:
         command=command,
         pairs=board.pairs(),
         models=model_table(board),
+        settings=settings_table(board),
         averages=average_table(board),
+        groups=group_table(board),
+        references=reference_table(board),
         families=families,
-        pct=pct,
+        notes=_ordered_notes(board),
+        mismatch=MISMATCH_PREFIX,
+        legend=legend(board),
         delta_text=delta_text,
+        significant=significant,
+        is_reference=lambda row: any(isinstance(c, Strong) and c.text.startswith("† ") for c in row),
         delta_style=lambda c: delta_style(c, scale),
         heatmap=_data_uri(plot_dir / "delta_heatmap.svg", "image/svg+xml"),
         bars=_data_uri(plot_dir / "split_averages.svg", "image/svg+xml"),
         significance=SIGNIFICANCE,
-        version=_version("mlalign"),
+        version=__version__,
     )
 
 
@@ -322,8 +455,8 @@ def _input_files(board: Board) -> list[tuple[Model, Path]]:
     files = []
     for model in board.models:
         for run in model.runs:
-            files.append((model, run.path))
-            files += [(model, r.samples_path) for r in run.tasks.values() if r.samples_path]
+            paths = [run.path, *(path for r in run.tasks.values() for _, path in r.samples)]
+            files += [(model, path) for path in dict.fromkeys(paths)]
     return files
 
 
@@ -383,14 +516,20 @@ def write_board(board: Board, out: Path, command: str, inputs: list[Path], embed
         _write_csv(tmp / "comparisons.csv", board.comparisons, list(COMPARISON_FIELDS))
         _write_csv(tmp / "consistency.csv", board.consistency, list(CONSISTENCY_FIELDS))
         _write_csv(tmp / "averages.csv", board.averages, list(AVERAGE_FIELDS))
+        _write_csv(tmp / "deltas.csv", board.deltas, list(DELTA_FIELDS))
+        header, rows = settings_table(board)
+        _write_csv(tmp / "settings.csv", [dict(zip(header, r, strict=True)) for r in rows], header)
         (tmp / "results.json").write_text(results_json(board, command), encoding="utf-8")
         cards = tmp / "model_cards"
         cards.mkdir()
-        primary, stems = _index(board), slugs(board.models)
+        by_model: dict[str, list[dict[str, Any]]] = {}
+        for (name, _, _), row in _index(board).items():
+            by_model.setdefault(name, []).append(row)
+        stems = slugs(board.models)
         for model in board.models:
             if model.adapter or model.base:
-                rows = [r for (name, _, _), r in primary.items() if name == model.name]
-                (cards / f"{stems[model.name]}.yaml").write_text(model_card(model, rows), encoding="utf-8")
+                card = model_card(model, by_model.get(model.name, []))
+                (cards / f"{stems[model.name]}.yaml").write_text(card, encoding="utf-8")
         (tmp / "index.html").write_text(html(board, command, tmp / "plots"), encoding="utf-8")
         if embed:
             embed_inputs(board, tmp)
@@ -412,14 +551,31 @@ def results_json(board: Board, command: str) -> str:
                 "adapter": m.adapter,
                 "compared_with": m.base,
                 "trained_on": list(m.seen) if m.seen is not None else None,
-                "sources": [r.path.name for r in m.runs],
+                "sources": sorted({source_folder(r.path) for r in m.runs}),
             }
             for m in board.models
         ],
+        "options": {k: str(v) if not isinstance(v, bool | int) else v for k, v in asdict(board.options).items()},
         "rows": [{k: r[k] for k in ROW_FIELDS} | {"primary": r["primary"]} for r in board.rows],
         "comparisons": board.comparisons,
         "consistency": board.consistency,
         "averages": board.averages,
+        "deltas": board.deltas,
+        "settings": [dict(zip(SETTINGS_FIELDS, r, strict=True)) for r in settings_table(board)[1]],
+        "references": board.references,
         "notes": board.notes,
     }
-    return json.dumps(payload, indent=1, ensure_ascii=False)
+    return _json_one_item_per_line(payload)
+
+
+def _json_one_item_per_line(payload: dict[str, Any]) -> str:
+    """JSON with each element of a top-level list on its own line: diffable, and written by json's C encoder
+    (an `indent` would use the pure-Python one, seconds on a board of 100 models)."""
+    parts = []
+    for key, value in payload.items():
+        if isinstance(value, list) and value:
+            items = ",\n".join("  " + json.dumps(v, ensure_ascii=False) for v in value)
+            parts.append(f" {json.dumps(key)}: [\n{items}\n ]")
+        else:
+            parts.append(f" {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
+    return "{\n" + ",\n".join(parts) + "\n}"

@@ -1,4 +1,5 @@
-"""Paired significance (exact McNemar) and cross-lingual consistency from per-sample logs.
+"""Paired significance (exact McNemar), Wilson intervals, multiple-comparison corrections and cross-lingual
+consistency.
 
 Why McNemar's exact test rather than a paired bootstrap: every metric on these boards (accuracy,
 exact match) is a 0/1 outcome per item and both models answer the same items, so the whole paired
@@ -11,10 +12,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from mlalign_tasks.leaderboard.load import Sample
+from mlalign_tasks.leaderboard.options import Correction
 
-SIGNIFICANCE = 0.05  # the level at which boards mark a delta as significant (no multiple-comparison correction)
+SIGNIFICANCE = 0.05  # the level at which boards mark a delta as significant
+Z95 = 1.959963984540054  # the standard normal's 97.5% quantile: two-sided 95% intervals
 
 
 @dataclass(frozen=True)
@@ -79,3 +83,43 @@ def consistency(lang: dict[int, Sample], english: dict[int, Sample]) -> Consiste
     same = sum(1 for i in common if lang[i].answer is not None and lang[i].answer == english[i].answer)
     right = sum(1 for i in common if lang[i].score == 1.0 and english[i].score == 1.0)
     return Consistency(len(common), same / len(common), right / len(common))
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion with `k` successes in `n` trials (95% by default)."""
+    p = k / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z / denominator * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def wilson_row(row: dict[str, Any]) -> tuple[float | None, float | None]:
+    """The Wilson interval of a board row whose value is a share of its `n` items (value * n whole), else Nones."""
+    n, value = row["n"], row["value"]
+    if not n:
+        return None, None
+    k = round(value * n)
+    return wilson(k, n) if abs(value * n - k) < 1e-6 else (None, None)
+
+
+def adjust(p_values: list[float | None], correction: Correction) -> list[float | None]:
+    """p-values adjusted for multiple comparisons (Holm step-down or Benjamini-Hochberg step-up) over the given
+    family of tests; None stays None (no test), and with no correction every value is None."""
+    tested = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    out: list[float | None] = [None] * len(p_values)
+    m = len(tested)
+    if correction is Correction.none or not m:
+        return out
+    if correction is Correction.holm:
+        running = 0.0
+        for rank, (p, i) in enumerate(tested):
+            running = max(running, min(1.0, (m - rank) * p))
+            out[i] = running
+    else:
+        running = 1.0
+        for rank in range(m - 1, -1, -1):
+            p, i = tested[rank]
+            running = min(running, m * p / (rank + 1))
+            out[i] = running
+    return out

@@ -1,0 +1,129 @@
+"""Loading a model for evaluation, analyses and merges: device, dtype, the 4-bit NF4 presets, base model + adapter.
+
+The 4-bit presets (`mlalign eval --nf4-preset`):
+
+- ``mlalign`` (the default): QLoRA's setting, the one the trainer trains in: NF4 with double quantisation,
+  bfloat16 compute; an adapter is applied as LoRA on top of the quantised base.
+- ``paper``: the papers' evaluation scripts: NF4 without double quantisation, float16 compute; an adapter is
+  merged into the base model in float16 first (as upstream evaluated merged checkpoints), and the merged weights
+  are quantised.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from mlalign_tasks.errors import MlalignError
+
+
+class Dtype(StrEnum):
+    """The weights' dtype in full precision (auto: the command's default, e.g. the model config's)."""
+
+    auto = "auto"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+    float32 = "float32"
+
+
+DTYPES = tuple(d.value for d in Dtype if d is not Dtype.auto)  # the explicit ones
+MergeDtype = StrEnum("MergeDtype", {name: name for name in DTYPES})  # a merged model's: an explicit one
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model an analysis loads: the base model, an optional PEFT adapter (then base and aligned are both
+    analysed), where it runs and in what precision."""
+
+    model: str
+    adapter: str | None = None
+    device: str = "auto"  # auto, cpu, cuda or cuda:N
+    dtype: Dtype = Dtype.auto  # full precision (auto: bfloat16 on a GPU that has it, else float32)
+    load_in_4bit: bool = False  # NF4, the mlalign preset (CUDA)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model", str(self.model))
+        if self.adapter is not None:
+            object.__setattr__(self, "adapter", str(self.adapter))
+        try:
+            object.__setattr__(self, "dtype", Dtype(self.dtype))
+        except ValueError:
+            raise MlalignError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(Dtype)}") from None
+
+
+def torch_dtype(name: str):
+    """The torch dtype named `name` (one of `DTYPES`)."""
+    import torch
+
+    if name not in DTYPES:
+        raise MlalignError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
+    return getattr(torch, name)
+
+
+def resolve_device(device: str | None, load_in_4bit: bool = False) -> str:
+    """The device to run on (None or 'auto': cuda if available, else cpu), checked against what is there."""
+    import torch
+
+    if device in (None, "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise MlalignError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise MlalignError(f"device {device!r}, but no CUDA GPU is visible; use --device cpu")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise MlalignError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA GPU(s) visible")
+    if load_in_4bit and dev.type != "cuda":
+        raise MlalignError(
+            "--load-in-4bit needs a CUDA GPU (bitsandbytes NF4); drop --load-in-4bit to run on "
+            f"{device} in full precision"
+        )
+    return device
+
+
+def load_causal_lm(model: str | Path, adapter: str | Path | None = None, **kwargs):
+    """`model` as a transformers causal LM (`kwargs` go to `from_pretrained`), with the PEFT `adapter` applied."""
+    from transformers import AutoModelForCausalLM
+
+    loaded = AutoModelForCausalLM.from_pretrained(model, **kwargs)
+    if adapter is None:
+        return loaded
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(loaded, str(adapter))
+
+
+class Nf4Preset(StrEnum):
+    """The 4-bit presets (values as given on the command line)."""
+
+    mlalign = "mlalign"
+    paper = "paper"
+
+
+def bnb_config(preset: Nf4Preset = Nf4Preset.mlalign, compute_dtype=None):
+    """The bitsandbytes config of `preset` (`compute_dtype` overrides the preset's compute dtype)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    paper = preset is Nf4Preset.paper
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=compute_dtype or (torch.float16 if paper else torch.bfloat16),
+        bnb_4bit_use_double_quant=not paper,
+    )
+
+
+def load_4bit(model: str, adapter: str | None, preset: Nf4Preset, device: str):
+    """`model` (+ `adapter`) in 4-bit on `device`, as `preset` says, in eval mode."""
+    quantised = {"quantization_config": bnb_config(preset), "device_map": {"": device}}
+    if adapter and preset is Nf4Preset.paper:
+        from mlalign_trainer.merge import merge_adapter
+
+        with tempfile.TemporaryDirectory(prefix="mlalign-merged-") as tmp:
+            merged = merge_adapter(adapter, Path(tmp) / "model", base=model, dtype="float16")
+            return load_causal_lm(str(merged), **quantised).eval()
+    return load_causal_lm(model, adapter or None, **quantised).eval()
