@@ -230,6 +230,15 @@ def install(out: str | Path) -> Path:
     return out
 
 
+def write_packaged(out: str | Path) -> Path:
+    """The packaged model written to `out` atomically (`mlalign toy-model`): a new folder or an earlier one's."""
+    out = Path(out)
+    check_replaceable(out, "--out", (MARKER_FILE,), "a model directory written by `mlalign toy-model`")
+    with atomic_dir(out) as tmp:
+        install(tmp)
+    return out
+
+
 def package(model_dir: str | Path, dest: str | Path) -> None:
     """Store a built toy model as the packaged one: its weights in bfloat16, the other files as they are."""
     import torch

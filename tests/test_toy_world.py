@@ -183,3 +183,21 @@ def test_the_packaged_toy_model_installs_as_built(tmp_path):
     assert all(installed[k].dtype == torch.float32 and torch.equal(installed[k], stored[k].float()) for k in stored)
     model = AutoModelForCausalLM.from_pretrained(out)
     assert sum(p.numel() for p in model.parameters()) == 1_377_408 and toy_model.read_marker(out) is not None
+
+
+def test_toy_model_command_writes_the_packaged_model(tmp_path):
+    from typer.testing import CliRunner
+
+    from mlalign_tasks import toy_model
+    from mlalign_tasks.cli import app
+
+    out = tmp_path / "toy"
+    for _ in range(2):  # a folder it wrote earlier is rewritten
+        result = CliRunner().invoke(app, ["toy-model", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+    assert toy_model.read_marker(out)["config"] == toy_model.ToyModelConfig().as_dict()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("the user's")
+    result = CliRunner().invoke(app, ["toy-model", "--out", str(tmp_path / "mine")])
+    assert result.exit_code == 2 and "refusing to replace it" in result.output
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
