@@ -20,7 +20,7 @@ from mlalign_tasks.cli import app
 pytestmark = pytest.mark.slow
 
 SEEN = ("qaa", "qab")
-ARGS = ["--tasks", "toy_sentiment_aligned:en,qaa,qab,qba", "--analysis-limit", "8"]
+ARGS = ["--tasks", "toy_sentiment_aligned:en,qaa,qab,qac,qba", "--analysis-limit", "8"]
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +47,8 @@ def test_seen_languages_gain_significantly(study):
         assert float(row["base_value"]) <= float(english["base_value"]) - 0.2  # and far less in these languages
         assert float(row["delta_pp"]) >= 10 and float(row["p_value"]) < 0.01, row
     assert float(english["aligned_value"]) >= 0.9  # English kept
+    family = comparisons["qac"]  # unseen, of the seen languages' family: shares part of their words
+    assert family["split"] == "unseen" and float(family["delta_pp"]) > 0 and float(family["p_value"]) < 0.01, family
     other = comparisons["qba"]  # another family: no words in common with the seen languages
     assert other["split"] == "unseen" and float(other["p_value"]) > 0.05, other
 
