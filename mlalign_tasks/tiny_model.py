@@ -64,11 +64,22 @@ def build_tokenizer(vocab_size: int = DEFAULT_SIZES["vocab_size"], lines: list[s
     return fast
 
 
-def build_tiny_model(out: str | Path, seed: int = 0, **sizes) -> Path:
-    """Write a tiny Llama causal LM + tokenizer to `out` with ``save_pretrained`` (atomically); returns `out`."""
+def new_llama(tokenizer, seed: int, **sizes):
+    """A randomly initialised float32 Llama (untied embeddings; `sizes`: LlamaConfig's) for `tokenizer`'s special
+    tokens, seeded, with a matching generation config: the tiny and the toy model start here."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
+    special = {f"{k}_token_id": getattr(tokenizer, f"{k}_token_id") for k in ("bos", "eos", "pad")}
+    config = LlamaConfig(**sizes, **special, tie_word_embeddings=False, dtype="float32")
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(**special)
+    return model
+
+
+def build_tiny_model(out: str | Path, seed: int = 0, **sizes) -> Path:
+    """Write a tiny Llama causal LM + tokenizer to `out` with ``save_pretrained`` (atomically); returns `out`."""
     out = Path(out)
     check_replaceable(out, "--out", (MARKER_FILE,), "a model directory written by `mlalign tiny-model`")
     unknown = set(sizes) - set(DEFAULT_SIZES)
@@ -77,21 +88,7 @@ def build_tiny_model(out: str | Path, seed: int = 0, **sizes) -> Path:
     cfg_sizes = {**DEFAULT_SIZES, **sizes}
     tokenizer = build_tokenizer(cfg_sizes["vocab_size"])
     cfg_sizes["vocab_size"] = len(tokenizer)
-    config = LlamaConfig(
-        **cfg_sizes,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
-        dtype="float32",
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    model = new_llama(tokenizer, seed, **cfg_sizes)
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

@@ -113,9 +113,9 @@ def build_toy_model(out: str | Path, cfg: ToyModelConfig | None = None, log=prin
     """Pretrain the toy model and write it (weights, tokenizer, `MARKER_FILE`) to `out` atomically."""
     import torch
     from datasets import Dataset
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
+    from transformers import Trainer, TrainingArguments
 
-    from mlalign_tasks.tiny_model import build_tokenizer
+    from mlalign_tasks.tiny_model import build_tokenizer, new_llama
 
     cfg = cfg or ToyModelConfig()
     out = Path(out)
@@ -128,7 +128,9 @@ def build_toy_model(out: str | Path, cfg: ToyModelConfig | None = None, log=prin
         ids = [i for doc in docs for i in [*tokenizer(doc)["input_ids"], tokenizer.eos_token_id]]
         blocks = [ids[i : i + cfg.block_size] for i in range(0, len(ids) - cfg.block_size + 1, cfg.block_size)]
         log(f"toy corpus: {len(docs)} documents, {len(ids)} tokens, {len(blocks)} blocks of {cfg.block_size}")
-        config = LlamaConfig(
+        model = new_llama(
+            tokenizer,
+            cfg.seed,
             vocab_size=len(tokenizer),
             hidden_size=cfg.hidden_size,
             intermediate_size=3 * cfg.hidden_size,
@@ -136,18 +138,6 @@ def build_toy_model(out: str | Path, cfg: ToyModelConfig | None = None, log=prin
             num_attention_heads=cfg.num_heads,
             num_key_value_heads=cfg.num_heads,
             max_position_embeddings=1024,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            tie_word_embeddings=False,
-            dtype="float32",
-        )
-        torch.manual_seed(cfg.seed)
-        model = LlamaForCausalLM(config)
-        model.generation_config = GenerationConfig(
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
         )
         with atomic_dir(out) as tmp:
             args = TrainingArguments(
