@@ -520,7 +520,9 @@ def board_manifest(cfg: StudyConfig, model: str, adapter: Path, response_source:
         description = (
             f"{describe()} Base: the toy model; aligned: an adapter trained by `mlalign run` on question translation "
             f"only ({cfg.data.languages} to English, no answers). Compare the seen languages with the unseen ones of "
-            "their family (which share part of their words) and of the other families (which share none)"
+            "their family (which share part of their words) and of the other families (which share none). What was "
+            "tried, and where the effect does not appear (another pretraining seed, a world whose families share more "
+            "words): mlalign's README, section The toy world"
         )
     elif kind == TINY:
         title = "mlalign demo: tiny random-weight model"
