@@ -3,6 +3,7 @@ venv holding the wheel)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -18,7 +19,7 @@ PROBE = """
 import json, sys
 from pathlib import Path
 import mlalign_tasks, mlalign_trainer
-from mlalign_tasks import data, evaluate, tiny_model
+from mlalign_tasks import data, evaluate, tiny_model, toy_model
 from mlalign_trainer import recipes
 tasks = evaluate.tasks_dir()
 print(json.dumps({
@@ -34,6 +35,7 @@ print(json.dumps({
     "vocab": len(tiny_model.build_tokenizer(512)),
     "registry": len(data.registry()),
     "prompts": str(data.resolve("paper_tasks/prompts.json")),
+    "toy_model": toy_model.packaged_record()["weights_sha256"],
 }))
 """
 
@@ -63,6 +65,8 @@ def test_wheel_holds_recipes_tasks_and_resources(wheel_venv, tmp_path):
     assert got["vocab"] == 512  # BPE merges learnt from the packaged corpus (bytes alone give 256 + specials)
     assert got["prompts"].startswith(str(site))  # the packaged prompts, verified against their pinned sha256
     assert got["registry"] == len(json.loads((ROOT / "mlalign_tasks" / "data_registry.json").read_text()))
+    shipped = ROOT / "mlalign_tasks" / "resources" / "toy_model" / "model.safetensors"
+    assert got["toy_model"] == hashlib.sha256(shipped.read_bytes()).hexdigest()  # `mlalign run`'s default model
 
 
 def _lock() -> dict[str, str]:
