@@ -4,7 +4,7 @@
     python scripts/build_toy_model.py --check    # rebuild and compare with the packaged weights, byte for byte
 
 The build is deterministic for a given torch version and CPU kind (two threads, fixed seeds, full determinism);
-the packaged weights are the build's in bfloat16.
+the packaged weights are the build's in bfloat16, xz-compressed (`model.safetensors.xz`).
 """
 
 from __future__ import annotations

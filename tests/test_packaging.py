@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import lzma
 import os
 import subprocess
 import sys
@@ -65,8 +66,8 @@ def test_wheel_holds_recipes_tasks_and_resources(wheel_venv, tmp_path):
     assert got["vocab"] == 512  # BPE merges learnt from the packaged corpus (bytes alone give 256 + specials)
     assert got["prompts"].startswith(str(site))  # the packaged prompts, verified against their pinned sha256
     assert got["registry"] == len(json.loads((ROOT / "mlalign_tasks" / "data_registry.json").read_text()))
-    shipped = ROOT / "mlalign_tasks" / "resources" / "toy_model" / "model.safetensors"
-    assert got["toy_model"] == hashlib.sha256(shipped.read_bytes()).hexdigest()  # `mlalign run`'s default model
+    shipped = ROOT / "mlalign_tasks" / "resources" / "toy_model" / "model.safetensors.xz"
+    assert got["toy_model"] == hashlib.sha256(lzma.decompress(shipped.read_bytes())).hexdigest()  # run's default
 
 
 def _lock() -> dict[str, str]:

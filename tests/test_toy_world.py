@@ -177,7 +177,7 @@ def test_the_packaged_toy_model_installs_as_built(tmp_path):
     record = toy_model.packaged_record()
     assert record["config"] == toy_model.ToyModelConfig().as_dict()  # built with today's defaults
     out = toy_model.install(tmp_path / "model")
-    stored = load_file(toy_model._packaged() / toy_model.WEIGHTS)
+    stored = toy_model.packaged_weights()
     installed = load_file(out / toy_model.WEIGHTS)
     assert all(t.dtype == torch.bfloat16 for t in stored.values())
     assert all(installed[k].dtype == torch.float32 and torch.equal(installed[k], stored[k].float()) for k in stored)
