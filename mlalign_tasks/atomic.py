@@ -90,12 +90,17 @@ def atomic_dir(out: str | Path, owned: Collection[str] | None = None) -> Iterato
 
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write `text` (UTF-8) through a temporary file in the same directory and ``os.replace``."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write `data` through a temporary file in the same directory and ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:

@@ -15,6 +15,8 @@ from mlalign_tasks.analysis.protocols import PAPER_PAIRS, LensProtocol, PaperTas
 from mlalign_tasks.errors import Interrupted, MlalignError
 from mlalign_tasks.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP
 from mlalign_tasks.label_scoring import Scoring
+from mlalign_tasks.leaderboard.cache import CACHE_ENV
+from mlalign_tasks.leaderboard.cache import default_folder as board_cache_folder
 from mlalign_tasks.leaderboard.options import DEFAULT_OPTIONS as DEFAULT_BOARD
 from mlalign_tasks.leaderboard.options import BoardOptions, Correction
 from mlalign_tasks.model_loading import Dtype, MergeDtype, ModelSpec, Nf4Preset
@@ -542,6 +544,17 @@ def leaderboard(
         int, typer.Option(help="Paired bootstrap resamples for the intervals of the averages' deltas (0: none).")
     ] = DEFAULT_BOARD.bootstrap,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = DEFAULT_BOARD.seed,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Cache of parsed inputs: a rebuild parses only the files that changed "
+            f"(default ${CACHE_ENV}, else ~/.cache/mlalign/leaderboard).",
+            show_default=False,
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Parse every input file; read and write no cache.")
+    ] = False,
 ) -> None:
     """Build a leaderboard (Markdown, CSV/JSON, HTML, plots, model cards) comparing base and aligned models."""
     from mlalign_tasks.leaderboard import make_leaderboard
@@ -549,6 +562,7 @@ def leaderboard(
     options = BoardOptions(
         allow_mismatch=allow_mismatch, correction=correction, chance_normalised=chance_normalised,
         bootstrap=bootstrap, seed=seed, embed=embed_inputs,
+        cache=None if no_cache else cache_dir or board_cache_folder(),
     )  # fmt: skip
     board = make_leaderboard(results, out, manifest, options)
     console.print(f"leaderboard of {len(board.models)} model(s) written to {out} (open {out / 'index.html'})")

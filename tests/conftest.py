@@ -1,4 +1,4 @@
-"""Shared fixtures: offline data from ../shared/data, an isolated cache, the mirror over HTTP, one tiny model."""
+"""Shared fixtures: offline data from ../shared/data, isolated caches, the mirror over HTTP, one tiny model."""
 
 from __future__ import annotations
 
@@ -25,6 +25,11 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["HF_DATASETS_OFFLINE"] = "1"
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     os.environ.setdefault("MLALIGN_CACHE_DIR", str(Path(config.rootpath) / ".pytest_cache" / "mlalign-cache"))
+    os.environ.setdefault("MLALIGN_BOARD_CACHE", str(Path(config.rootpath) / ".pytest_cache" / "board-cache"))
+    # boards draw their plots in a forked process: importing matplotlib here once spares every board the import
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.backends.backend_svg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
 
 
 @pytest.fixture(scope="session")

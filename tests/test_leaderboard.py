@@ -17,9 +17,9 @@ from scipy.stats import binomtest
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.leaderboard import BoardOptions, make_leaderboard
 from mlalign_tasks.leaderboard.escape import md_text
-from mlalign_tasks.leaderboard.load import Sample, load_samples
+from mlalign_tasks.leaderboard.load import NO_ANSWER, Items, answer_code, load_samples
 from mlalign_tasks.leaderboard.render import interval_text
-from mlalign_tasks.leaderboard.stats import consistency, mcnemar_exact, paired_test, wilson
+from mlalign_tasks.leaderboard.stats import PairedTest, consistency, mcnemar_exact, paired_test, wilson
 from mlalign_tasks.leaderboard.synthetic import Item, sample_record, write_run
 
 N = 10
@@ -88,29 +88,42 @@ def test_mcnemar_matches_scipy_on_known_tables() -> None:
             assert mcnemar_exact(b, c) == pytest.approx(binomtest(c, b + c, 0.5).pvalue, rel=1e-9)
 
 
+def items(log: dict[int, tuple[str | int | None, float]]) -> Items:
+    """Items from {doc id: (answer, score)}."""
+    return Items.of(list(log), [answer_code(a) for a, _ in log.values()], [s for _, s in log.values()])
+
+
 def test_paired_test_table_and_non_binary_scores() -> None:
-    base = {i: Sample(i, 0, s) for i, s in enumerate([1, 1, 0, 0, 0, 1])}
-    aligned = {i: Sample(i, 0, s) for i, s in enumerate([1, 0, 1, 1, 0, 1, 1])}  # item 6 is not in base
+    base = items({i: (0, s) for i, s in enumerate([1, 1, 0, 0, 0, 1])})
+    aligned = items({i: (0, s) for i, s in enumerate([1, 0, 1, 1, 0, 1, 1])})  # item 6 is not in base
     t = paired_test(base, aligned)
     assert (t.n, t.both_right, t.only_base, t.only_aligned, t.both_wrong) == (6, 2, 1, 2, 1)
     assert t.p_value == pytest.approx(binomtest(2, 3, 0.5).pvalue)
-    assert paired_test(base, {0: Sample(0, 0, 0.5)}) is None
-    assert paired_test(base, {}) is None
+    assert paired_test(aligned, base) == PairedTest(6, 2, 2, 1, 1, t.p_value)
+    assert paired_test(base, items({0: (0, 0.5)})) is None
+    assert paired_test(base, items({0: (0, float("nan"))})) is None
+    assert paired_test(base, items({})) is None
 
 
 def test_consistency_on_hand_made_logs() -> None:
-    english = {0: Sample(0, 2, 1.0), 1: Sample(1, 0, 0.0), 2: Sample(2, "12.0", 1.0), 3: Sample(3, None, 0.0)}
-    other = {
-        0: Sample(0, 2, 1.0),
-        1: Sample(1, 1, 0.0),
-        2: Sample(2, "12.0", 0.0),
-        3: Sample(3, None, 0.0),
-        9: Sample(9, 0, 1.0),
-    }
+    english = items({3: (None, 0.0), 0: (2, 1.0), 1: (0, 0.0), 2: ("12.0", 1.0)})
+    other = items({0: (2, 1.0), 1: (1, 0.0), 2: ("12.0", 0.0), 3: (None, 0.0), 9: (0, 1.0)})
     c = consistency(other, english)
     # items 0..3 in both; same answer on 0 and 2 (no answer never agrees: item 3); right in both: item 0
     assert (c.n, c.same_answer, c.both_correct) == (4, 0.5, 0.25)
-    assert consistency(other, {}) is None
+    assert consistency(other, items({})) is None
+    assert consistency(items({0: ("12", 0.0)}), items({0: ("12.0", 0.0)})).same_answer == 0.0  # texts compared
+
+
+def test_items_sorted_last_logged_kept_and_answer_codes() -> None:
+    got = items({5: ("a", 1.0), 2: (1, float("inf")), 7: (None, 0.0)})
+    assert got.keys.tolist() == [2, 5, 7]
+    assert got.answers.tolist() == [1, answer_code("a"), NO_ANSWER]
+    assert [str(s) for s in got.scores] == ["nan", "1.0", "0.0"]  # not finite: no score
+    twice = Items.of([3, 1, 3], [1, 2, 0], [0.0, 1.0, 1.0])
+    assert (twice.keys.tolist(), twice.answers.tolist(), twice.scores.tolist()) == ([1, 3], [2, 0], [1.0, 1.0])
+    assert answer_code("a") == answer_code("a") != answer_code("b")
+    assert min(answer_code(t) for t in ("a", "12.0", "")) > 1 << 61  # above every choice index
 
 
 def test_fast_sample_reader_equals_json(tmp_path: Path) -> None:
@@ -127,15 +140,12 @@ def test_fast_sample_reader_equals_json(tmp_path: Path) -> None:
     path = tmp_path / "s.jsonl"
     path.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in [*lines, reordered]) + "\n")
     got = load_samples(path, "exact_match,last_number")
-    assert got == {
-        0: Sample(0, repr(1234.0), 0.0),
-        1: Sample(1, 'say "x" \\ done', 0.0),
-        2: Sample(2, None, 0.0),
-        3: Sample(3, repr(9.0), 1.0),
-    }
+    want = items({0: (repr(1234.0), 0.0), 1: ('say "x" \\ done', 0.0), 2: (None, 0.0), 3: (repr(9.0), 1.0)})
+    assert all(x.tolist() == y.tolist() for x, y in zip(got, want, strict=True))
     mc = [sample_record("snli_aligned_de", i, Item(i % 3, 1), False, "none", 50) for i in range(3)]
     path.write_text("\n".join(json.dumps(x) for x in mc))
-    assert load_samples(path, "acc,none") == {i: Sample(i, i % 3, float(i % 3 == 1)) for i in range(3)}
+    got = load_samples(path, "acc,none")
+    assert (got.keys.tolist(), got.answers.tolist(), got.scores.tolist()) == ([0, 1, 2], [0, 1, 2], [0.0, 1.0, 0.0])
     path.write_text('{"doc_id": 0, "oops"\n')
     with pytest.raises(MlalignError, match="not an lm-eval sample record"):
         load_samples(path, "acc,none")
@@ -699,4 +709,8 @@ def test_heatmap_encodes_significance_and_rounds_like_the_tables(board_dir) -> N
     svg = (out / "plots" / "delta_heatmap.svg").read_text()
     assert "+80.0*" in svg and "+10.0<" in svg and "+20.0<" in svg  # one decimal, * only where p < 0.05
     assert "faded, hatched: not significant" in svg
-    assert svg.count("<pattern ") == 1 and svg.count("url(#h") == 5  # the hatch over the 5 non-significant cells
+    # the hatch over the 5 non-significant cells: a row's adjacent cells are one rectangle, as wide as they are
+    veiled = re.findall(r'<path d="M ([\d.]+) [\d.]+ \nL ([\d.]+) [^"]*"[^>]*url\(#h', svg)
+    assert svg.count("<pattern ") == 1 and len(veiled) == svg.count("url(#h") == 4
+    widths = sorted(float(right) - float(left) for left, right in veiled)
+    assert [round(w / widths[0], 6) for w in widths] == [1, 1, 1, 2]

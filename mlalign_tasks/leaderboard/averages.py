@@ -11,11 +11,15 @@ family independently; the 2.5 and 97.5 percentiles of the resampled Δ, seeded (
 
 from __future__ import annotations
 
+import math
 import statistics
 import zlib
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from mlalign_tasks.leaderboard.options import Correction
+from mlalign_tasks.leaderboard.stats import common_items
 
 if TYPE_CHECKING:
     from mlalign_tasks.leaderboard.build import Board, Model, Samples
@@ -36,22 +40,23 @@ def averages(
         cells[key].add((family, lang))
     out: list[dict[str, Any]] = []
     for model in board.models:
-        out += _split_means(board, primary, model, model, cells[model.key], (None, None))
-    deltas: list[dict[str, Any]] = []
+        out += _split_means(board, primary, model, model, _by_family(board, cells[model.key]), (None, None))
+    deltas: list[tuple[dict[str, Any], Any]] = []
     notes: list[str] = []
     pairs = board.pairs()
     commons = {aligned.key: cells[base.key] & cells[aligned.key] for base, aligned in pairs}
-    replicates = _replicates(board, pairs, commons, samples)
+    by_family = {key: _by_family(board, common) for key, common in commons.items()}
+    replicates = _replicates(board, pairs, by_family, samples)
     for base, aligned in pairs:
         common = commons[aligned.key]
         means = {}
         for model in (base, aligned):
-            rows = _split_means(board, primary, model, aligned, common, (base.name, aligned.name))
+            rows = _split_means(board, primary, model, aligned, by_family[aligned.key], (base.name, aligned.name))
             means[model.key] = {(r["family"], r["split"]): r["value"] for r in rows}
             out += rows
-        deltas += _pair_deltas(board, base, aligned, common, means, replicates)
+        deltas += _pair_deltas(board, base, aligned, by_family[aligned.key], means, replicates)
         notes += _left_out(board, base, aligned, cells, common)
-    return out, deltas, notes
+    return out, _intervals(deltas, board.options.bootstrap), notes
 
 
 def _left_out(board: Board, base: Model, aligned: Model, cells: dict[str, set[Cell]], common: set[Cell]) -> list[str]:
@@ -83,16 +88,24 @@ def _cell_list(board: Board, cells: set[Cell]) -> str:
     return "; ".join(parts)
 
 
-def _buckets(board: Board, splitter: Model, cells: set[Cell], family: str) -> dict[str, list[str]]:
-    """The languages of `family` among `cells` per split (of `splitter`'s training languages)."""
+def _by_family(board: Board, cells: set[Cell]) -> dict[str, list[str]]:
+    """Family -> its languages among `cells`, in the board's order."""
+    order = {lang: i for i, lang in enumerate(board.languages)}
+    out: dict[str, list[str]] = {}
+    for family, lang in sorted(cells, key=lambda cell: order[cell[1]]):
+        out.setdefault(family, []).append(lang)
+    return out
+
+
+def _buckets(splitter: Model, langs: list[str]) -> dict[str, list[str]]:
+    """`langs` per split (of `splitter`'s training languages)."""
     out: dict[str, list[str]] = {s: [] for s in SPLITS}
-    for lang in board.languages:
-        if (family, lang) in cells:
-            split = splitter.split(lang)
-            if split in out:
-                out[split].append(lang)
-            if lang != "en":
-                out["non_english"].append(lang)
+    for lang in langs:
+        split = splitter.split(lang)
+        if split in out:
+            out[split].append(lang)
+        if lang != "en":
+            out["non_english"].append(lang)
     return out
 
 
@@ -101,14 +114,14 @@ def _split_means(
     primary: dict[tuple[str, str, str], float],
     model: Model,
     splitter: Model,
-    cells: set[Cell],
+    cells: dict[str, list[str]],
     pair: tuple[str | None, str | None],
 ) -> list[dict[str, Any]]:
-    """Average rows of `model` over `cells`, with the seen/unseen split of `splitter`."""
+    """Average rows of `model` over `cells` (`_by_family`), with the seen/unseen split of `splitter`."""
     out: list[dict[str, Any]] = []
     per_split: dict[str, list[float]] = {s: [] for s in SPLITS}
     for family in board.families:
-        for split, langs in _buckets(board, splitter, cells, family).items():
+        for split, langs in _buckets(splitter, cells.get(family, [])).items():
             if langs:
                 per_split[split].append(statistics.fmean(primary[(model.key, family, lang)] for lang in langs))
                 out.append(_avg_row(model, pair, family, split, per_split[split][-1], len(langs)))
@@ -129,38 +142,38 @@ def _pair_deltas(
     board: Board,
     base: Model,
     aligned: Model,
-    common: set[Cell],
+    common: dict[str, list[str]],
     means: dict[str, dict[tuple[str, str], float]],
-    replicates: dict[tuple[str, str], dict[str, Any]],
-) -> list[dict[str, Any]]:
-    """Δ (pp) of each of the pair's averages with its paired bootstrap interval (None where a cell has no samples)."""
+    replicates: dict[tuple[str, str], tuple[Any, dict[str, int]]],
+) -> list[tuple[dict[str, Any], Any]]:
+    """Δ (pp) of each of the pair's averages, and the B resampled Δ of its paired bootstrap (None where a cell has
+    no samples)."""
     resampled: dict[tuple[str, str], Any] = {}  # (family, split) -> the B resampled Δ of that average
     per_split: dict[str, list[Any]] = {s: [] for s in SPLITS}
     for family in board.families:
         drawn = replicates.get((aligned.key, family))
-        for split, members in _buckets(board, aligned, common, family).items():
-            if members:
-                value = None if drawn is None else sum(drawn[lang] for lang in members) / len(members)
-                resampled[(family, split)] = value
-                per_split[split].append(value)
+        buckets = [(split, members) for split, members in _buckets(aligned, common.get(family, [])).items() if members]
+        if drawn is not None and buckets:  # each split's mean over its languages, for all B resamples at once
+            block, column = drawn
+            weights = np.zeros((block.shape[1], len(buckets)))
+            for k, (_, members) in enumerate(buckets):
+                weights[[column[lang] for lang in members], k] = 1 / len(members)
+            if np.isnan(block).any():  # a resample without an item of some language: NaN in its splits only
+                split_means = np.column_stack([block[:, weights[:, k] > 0].mean(axis=1) for k in range(len(buckets))])
+            else:
+                split_means = block @ weights
+        for k, (split, _) in enumerate(buckets):
+            value = None if drawn is None else split_means[:, k]
+            resampled[(family, split)] = value
+            per_split[split].append(value)
     for split, values in per_split.items():
         if values:
             resampled[(ALL_FAMILIES, split)] = None if any(v is None for v in values) else sum(values) / len(values)
     out = []
     for (family, split), draws in resampled.items():
         delta = (means[aligned.key][(family, split)] - means[base.key][(family, split)]) * 100
-        low, high = _percentiles(draws) if draws is not None else (None, None)
-        values = (
-            base.name,
-            aligned.name,
-            family,
-            split,
-            delta,
-            low,
-            high,
-            board.options.bootstrap if low is not None else None,
-        )
-        out.append(dict(zip(DELTA_FIELDS, values, strict=True)))
+        values = (base.name, aligned.name, family, split, delta, None, None, None)
+        out.append((dict(zip(DELTA_FIELDS, values, strict=True)), draws))
     return out
 
 
@@ -169,8 +182,6 @@ _WEIGHTS: dict[tuple[int, int, str, int], Any] = {}  # (seed, resamples, family,
 
 def _weights(board: Board, family: str, items: int):
     """B x items matrix: how often each item is drawn in each of the B resamples (seeded per family)."""
-    import numpy as np
-
     key = (board.options.seed, board.options.bootstrap, family, items)
     if key not in _WEIGHTS:
         b = board.options.bootstrap
@@ -181,20 +192,19 @@ def _weights(board: Board, family: str, items: int):
 
 
 def _replicates(
-    board: Board, pairs: list[tuple[Model, Model]], commons: dict[str, set[Cell]], samples: Samples
-) -> dict[tuple[str, str], dict[str, Any]]:
-    """(aligned model, family) -> per language, the B resampled mean differences (aligned − base, pp), the items
+    board: Board, pairs: list[tuple[Model, Model]], commons: dict[str, dict[str, list[str]]], samples: Samples
+) -> dict[tuple[str, str], tuple[Any, dict[str, int]]]:
+    """(aligned model, family) -> (B x languages: the resampled mean differences (aligned − base, pp), the column of
+    each language), the items
     resampled jointly over the family's languages; absent when resampling is off or a language lacks per-item scores.
     A family's pairs with as many items share their resamples: one matrix product for all of them."""
-    import numpy as np
-
-    out: dict[tuple[str, str], dict[str, Any]] = {}
+    out: dict[tuple[str, str], tuple[Any, dict[str, int]]] = {}
     if not board.options.bootstrap:
         return out
     for family in board.families:
         groups: dict[int, list[tuple[str, list[str], Any, Any]]] = {}  # items -> (aligned, langs, diffs, present)
         for base, aligned in pairs:
-            langs = [lang for lang in board.languages if (family, lang) in commons[aligned.key]]
+            langs = commons[aligned.key].get(family, [])
             table = _item_table(base, aligned, family, langs, samples) if langs else None
             if table is not None:
                 groups.setdefault(len(table[0]), []).append((aligned.key, langs, *table))
@@ -207,7 +217,7 @@ def _replicates(
                 means = (weights @ diffs) / drawn * 100 * scale
             column = 0
             for key, langs, *_ in group:
-                out[(key, family)] = {lang: means[:, column + j] for j, lang in enumerate(langs)}
+                out[(key, family)] = (means[:, column : column + len(langs)], {lang: j for j, lang in enumerate(langs)})
                 column += len(langs)
     return out
 
@@ -215,34 +225,61 @@ def _replicates(
 def _item_table(base: Model, aligned: Model, family: str, langs: list[str], samples: Samples):
     """(items x languages score differences aligned − base, items x languages 1 where scored), the items of all
     `langs` sorted; None when a language lacks per-item scores."""
-    import numpy as np
-
     pairs = []
     for lang in langs:
         b, a = samples.get((base.key, family, lang)), samples.get((aligned.key, family, lang))
         if b is None or a is None:
             return None
-        keys = [k for k in b if k in a and b[k].score is not None and a[k].score is not None]
-        if not keys:
-            return None
-        pairs.append((keys, [a[k].score - b[k].score for k in keys]))
-    universe = {k: i for i, k in enumerate(sorted({k for keys, _ in pairs for k in keys}, key=str))}
-    diffs = np.zeros((len(universe), len(langs)))
+        ib, ia = common_items(b, a)
+        keys, diffs = b.keys[ib], a.scores[ia] - b.scores[ib]
+        scored = ~np.isnan(diffs)
+        if not scored.all():
+            if not scored.any():
+                return None
+            keys, diffs = keys[scored], diffs[scored]
+        pairs.append((keys, diffs))
+    first = pairs[0][0]
+    if all(np.array_equal(keys, first) for keys, _ in pairs[1:]):  # parallel test sets, every item scored
+        diffs = np.column_stack([d for _, d in pairs])
+        return diffs, np.ones_like(diffs)
+    universe = np.unique(np.concatenate([keys for keys, _ in pairs]))
+    diffs = np.zeros((universe.size, len(langs)))
     present = np.zeros_like(diffs)
     for j, (keys, d) in enumerate(pairs):
-        rows = [universe[k] for k in keys]
+        rows = np.searchsorted(universe, keys)
         diffs[rows, j], present[rows, j] = d, 1.0
     return diffs, present
 
 
-def _percentiles(draws) -> tuple[float | None, float | None]:
-    import numpy as np
+def _intervals(deltas: list[tuple[dict[str, Any], Any]], resamples: int) -> list[dict[str, Any]]:
+    """The Δ rows with the 2.5 and 97.5 percentiles of their resampled Δ (ci_low_pp, ci_high_pp)."""
+    drawn = [i for i, (_, draws) in enumerate(deltas) if draws is not None]
+    if drawn:
+        bounds = percentiles(np.vstack([deltas[i][1] for i in drawn]), (2.5, 97.5))
+        for i, (low, high) in zip(drawn, bounds.tolist(), strict=True):
+            if not math.isnan(low):
+                deltas[i][0].update(ci_low_pp=low, ci_high_pp=high, resamples=resamples)
+    return [row for row, _ in deltas]
 
-    finite = draws[np.isfinite(draws)]
-    if finite.size < 0.99 * draws.size:  # resamples without an item of some language: too few items to resample
-        return None, None
-    low, high = np.percentile(finite, [2.5, 97.5])
-    return float(low), float(high)
+
+def percentiles(draws: Any, qs: tuple[float, ...]) -> Any:
+    """Per row of `draws`, the percentiles `qs` of its finite values (linear interpolation, as `np.percentile`);
+    NaN for a row with under 99% of its values finite (resamples lacking every item of some language: too few items
+    to resample)."""
+    out = np.full((draws.shape[0], len(qs)), np.nan)
+    finite = np.isfinite(draws)
+    whole = finite.all(axis=1)
+    if whole.any():  # the common case: one partition of every row around the same ranks
+        rows = draws[whole]
+        positions = [q / 100 * (draws.shape[1] - 1) for q in qs]
+        ranks = sorted({r for p in positions for r in (math.floor(p), min(math.floor(p) + 1, draws.shape[1] - 1))})
+        parted = np.partition(rows, ranks, axis=1)
+        for j, p in enumerate(positions):
+            low, high = parted[:, math.floor(p)], parted[:, min(math.floor(p) + 1, draws.shape[1] - 1)]
+            out[whole, j] = low + (high - low) * (p - math.floor(p))
+    for i in np.flatnonzero(~whole & (finite.sum(axis=1) >= 0.99 * draws.shape[1])):
+        out[i] = np.percentile(draws[i][finite[i]], qs)
+    return out
 
 
 def statistics_notes(board: Board) -> list[str]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from mlalign_tasks import suites
@@ -15,20 +17,22 @@ from mlalign_tasks.artefacts import METADATA_FILE
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.languages import parse_langs
 from mlalign_tasks.leaderboard.averages import averages, statistics_notes
-from mlalign_tasks.leaderboard.likeness import check_like_with_like
+from mlalign_tasks.leaderboard.cache import ParseCache
+from mlalign_tasks.leaderboard.likeness import check_like_with_like, settings_rows
 from mlalign_tasks.leaderboard.load import (
     GROUP,
     LANGUAGE,
+    NO_ANSWER,
+    Items,
     Run,
-    Sample,
     TaskResult,
     find_results_files,
-    load_all_samples,
-    load_run,
+    leaf_keys,
 )
 from mlalign_tasks.leaderboard.options import DEFAULT_OPTIONS, BoardOptions
 from mlalign_tasks.leaderboard.references import REFERENCES_KEY, check_references, reference_rows
-from mlalign_tasks.leaderboard.stats import adjust, consistency, paired_test, wilson_row
+from mlalign_tasks.leaderboard.stats import adjust, consistencies, paired_tests, wilson_row
+from mlalign_tasks.parallel import Background
 from mlalign_tasks.tiny_model import MARKER_FILE as TINY_MODEL_MARKER
 from mlalign_tasks.toy_model import MARKER_FILE as TOY_MODEL_MARKER
 
@@ -95,6 +99,7 @@ class Board:
     references: list[dict[str, Any]] = field(default_factory=list)  # published numbers (never in statistics)
     deltas: list[dict[str, Any]] = field(default_factory=list)  # Δ of each pair's averages with its interval
     cells: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)  # (model name, family, lang)
+    setting_rows: list[dict[str, str]] = field(default_factory=list)  # per model and family: its SETTINGS
 
     def model(self, key: str) -> Model:
         return next(m for m in self.models if m.key == key)
@@ -265,7 +270,8 @@ def build_board(
     """Read every results file (and its samples) and compute the board's tables; `out` is the board folder
     to be written, which a search of `results` skips (as it skips every board folder inside them)."""
     manifest = read_manifest(manifest_path) if manifest_path else {}
-    runs = [load_run(p) for p in find_results_files(results, skip=out)]
+    cache = ParseCache(options.cache)
+    runs = [cache.run(p) for p in find_results_files(results, skip=out)]
     models, notes = collect_models(runs, manifest)
     metrics = _primary_metrics(models, {str(k): str(v) for k, v in (manifest.get("metrics") or {}).items()})
     order = {name: i for i, name in enumerate(suites.SUITES)}
@@ -284,13 +290,14 @@ def build_board(
                 primary_metric = metrics.get(r.family) if r.level == LANGUAGE else None
                 for metric, value in r.metrics.items():
                     rows.append(_row(model, run, source, r, metric, value, metric == primary_metric))
-    jobs = [(key, path, prefix) for key, rs in cells.items() for r in rs for prefix, path in r.samples]
-    loaded = load_all_samples([(path, metrics[key[1]]) for key, path, _ in jobs])
-    per_run: dict[tuple[CellKey, Path], dict[Any, Sample]] = {}
-    for (key, path, prefix), found in zip(jobs, loaded, strict=True):
-        target = per_run.setdefault((key, path.parent), {})
-        target.update(found if not prefix else {(prefix, k): v for k, v in found.items()})
-    primary, samples, spread, missing = _cell_values(models, cells, metrics, per_run)
+    jobs = [(key, r, path, prefix) for key, rs in cells.items() for r in rs for prefix, path in r.samples]
+    loaded = cache.samples([(path, metrics[key[1]]) for key, _, path, _ in jobs])
+    cache.save()
+    parts: dict[int, list[Items]] = {}  # id of a cell's result -> the items of its samples files
+    for (_, r, path, prefix), items in zip(jobs, loaded, strict=True):
+        parts.setdefault(id(r), []).append(leaf_keys(items, prefix, path))
+    per_result = {result: Items.join(items) for result, items in parts.items()}
+    primary, samples, spread, missing = _cell_values(models, cells, metrics, per_result)
     chance = {f: 1 / s.choices for f in families if (s := suites.SUITES.get(f)) is not None and s.choices}
     if options.chance_normalised:
         primary = {k: (v - chance[k[1]]) / (1 - chance[k[1]]) if k[1] in chance else v for k, v in primary.items()}
@@ -320,10 +327,13 @@ def build_board(
     )
     for row in rows:
         row["ci_low"], row["ci_high"] = wilson_row(row) if row["level"] != GROUP else (None, None)
-    board.cells = _cell_view(board, primary, cells, metrics)
-    board.comparisons = _comparisons(board, primary, samples)
-    board.consistency = _consistency(board, samples, spread)
-    board.averages, board.deltas, pair_notes = averages(board, primary, samples)
+    with Background(averages, board, primary, samples) as averaged:  # the bootstrap, beside the rest
+        board.cells = _cell_view(board, primary, cells, metrics)
+        family_of = {r["task"]: r["family"] for r in rows if r["level"] == LANGUAGE}
+        board.setting_rows = settings_rows(models, settings, family_of)
+        board.comparisons = _comparisons(board, primary, samples)
+        board.consistency = _consistency(board, samples, spread)
+        board.averages, board.deltas, pair_notes = averaged.result()
     board.notes += mismatch_notes + pair_notes
     scorings = {s for by_model in settings.values() for v in by_model.values() for s in v["scoring"].split(", ")}
     precisions = {v["precision"] for by_model in settings.values() for v in by_model.values()}
@@ -381,7 +391,7 @@ def _cell_values(
     models: list[Model],
     cells: dict[CellKey, list[TaskResult]],
     metrics: dict[str, str],
-    per_run: dict[tuple[CellKey, Path], dict[Any, Sample]],
+    per_result: dict[int, Items],
 ) -> tuple[dict[CellKey, float], Samples, dict[CellKey, tuple[float, int]], dict[str, list[str]]]:
     """Each cell's primary value and per-item samples; a cell evaluated with several seeds is their mean (its samples
     the per-item mean score, `spread` its sd over the runs and their count)."""
@@ -397,16 +407,15 @@ def _cell_values(
         primary[key] = statistics.fmean(values)
         if len(values) > 1:
             spread[key] = (statistics.stdev(values), len(values))
-        runs = [per_run.get((key, r.samples[0][1].parent)) if r.samples else None for r in results]
+        runs = [per_result.get(id(r)) for r in results]
         if any(s is None for s in runs):
             missing.setdefault(names[key[0]], []).append(results[0].task)
         elif len(runs) == 1:
             samples[key] = runs[0]
         else:
-            common = set.intersection(*(set(s) for s in runs))
-            samples[key] = {
-                k: Sample(k, None, _mean_score([s[k].score for s in runs])) for k in sorted(common, key=str)
-            }
+            common = functools.reduce(np.intersect1d, (s.keys for s in runs))
+            scores = np.mean([s.scores[np.searchsorted(s.keys, common)] for s in runs], axis=0)  # NaN: one is none
+            samples[key] = Items(common, np.full(common.size, NO_ANSWER), scores)
     return primary, samples, spread, missing
 
 
@@ -434,10 +443,6 @@ def _cell_view(
     return out
 
 
-def _mean_score(scores: list[float | None]) -> float | None:
-    return None if any(s is None for s in scores) else statistics.fmean(scores)
-
-
 SCORING_NOTES = {
     "paper": "the paper tasks' label words are scored as in the papers' scripts: the next-token probability summed "
     "over each label's token set after the prompt (mlalign eval --label-scoring paper)",
@@ -454,47 +459,67 @@ PRECISION_NOTES = {
 }
 
 
-Samples = dict[CellKey, dict[Any, Sample]]  # (model key, family, lang) -> per-item samples
+Samples = dict[CellKey, Items]  # (model key, family, lang) -> its logged items
+
+
+def _languages(board: Board, cells: dict[CellKey, Any]) -> dict[tuple[str, str], list[str]]:
+    """(model key, family) -> the languages of its `cells`, in the board's order."""
+    order = {lang: i for i, lang in enumerate(board.languages)}
+    out: dict[tuple[str, str], list[str]] = {}
+    for key, family, lang in sorted(cells, key=lambda k: order[k[2]]):
+        out.setdefault((key, family), []).append(lang)
+    return out
 
 
 def _comparisons(board: Board, primary: dict[CellKey, float], samples: Samples) -> list[dict[str, Any]]:
     """Delta (pp) and exact McNemar test per base -> aligned pair, family and language; p adjusted across the
     languages of each pair and family when the options ask for a correction."""
-    out: list[dict[str, Any]] = []
+    groups: list[list[dict[str, Any]]] = []
+    logged: list[tuple[dict[str, Any], tuple[Items, Items]]] = []  # comparisons of two logged cells
+    languages = _languages(board, primary)
     for base, aligned in board.pairs():
         for family in board.families:
             group: list[dict[str, Any]] = []
-            for lang in board.languages:
-                b, a = primary.get((base.key, family, lang)), primary.get((aligned.key, family, lang))
-                if a is None or b is None:
+            theirs = set(languages.get((base.key, family), ()))
+            for lang in languages.get((aligned.key, family), ()):
+                if lang not in theirs:
                     continue
-                sb, sa = samples.get((base.key, family, lang)), samples.get((aligned.key, family, lang))
-                test = paired_test(sb, sa) if sb is not None and sa is not None else None
+                b, a = primary[(base.key, family, lang)], primary[(aligned.key, family, lang)]
                 values = (
                     base.name, aligned.name, family, lang, aligned.split(lang), board.metrics[family], b, a,
-                    (a - b) * 100, *((test.n, test.only_base, test.only_aligned, test.p_value) if test else (None,) * 4),
-                    None,
+                    (a - b) * 100, None, None, None, None, None,
                 )  # fmt: skip
                 group.append(dict(zip(COMPARISON_FIELDS, values, strict=True)))
-            adjusted = adjust([c["p_value"] for c in group], board.options.correction)
-            for c, p in zip(group, adjusted, strict=True):
-                c["p_adjusted"] = p
-            out += group
-    return out
+                sb, sa = samples.get((base.key, family, lang)), samples.get((aligned.key, family, lang))
+                if sb is not None and sa is not None:
+                    logged.append((group[-1], (sb, sa)))
+            groups.append(group)
+    tests = paired_tests([pair for _, pair in logged])
+    for (c, _), test in zip(logged, tests, strict=True):
+        if test is not None:
+            c.update(n_paired=test.n, only_base=test.only_base, only_aligned=test.only_aligned, p_value=test.p_value)
+    for group in groups:
+        adjusted = adjust([c["p_value"] for c in group], board.options.correction)
+        for c, p in zip(group, adjusted, strict=True):
+            c["p_adjusted"] = p
+    return [c for group in groups for c in group]
 
 
 def _consistency(board: Board, samples: Samples, spread: dict[CellKey, tuple[float, int]]) -> list[dict[str, Any]]:
     """Agreement with English per model, family and non-English language (needs both sample logs of one run)."""
-    out: list[dict[str, Any]] = []
+    cells: list[tuple[tuple[str, str, str], tuple[Items, Items]]] = []
+    languages = _languages(board, samples)
     for model in board.models:
         for family in board.families:
             english = samples.get((model.key, family, "en"))
-            if (model.key, family, "en") in spread:
+            if english is None or (model.key, family, "en") in spread:
                 continue
-            for lang in board.languages:
-                other = samples.get((model.key, family, lang)) if lang != "en" else None
-                c = consistency(other, english) if other is not None and english is not None else None
-                if c is not None and (model.key, family, lang) not in spread:
-                    values = (model.name, family, lang, c.n, c.same_answer, c.both_correct)
-                    out.append(dict(zip(CONSISTENCY_FIELDS, values, strict=True)))
+            for lang in languages[(model.key, family)]:
+                other = samples[(model.key, family, lang)] if lang != "en" else None
+                if other is not None and (model.key, family, lang) not in spread:
+                    cells.append(((model.name, family, lang), (other, english)))
+    out = []
+    for (cell, _), c in zip(cells, consistencies([pair for _, pair in cells]), strict=True):
+        if c is not None:
+            out.append(dict(zip(CONSISTENCY_FIELDS, (*cell, c.n, c.same_answer, c.both_correct), strict=True)))
     return out

@@ -7,6 +7,7 @@ MkDocs, none of which sanitise raw HTML); in a CSV cell they must not read as a 
 
 from __future__ import annotations
 
+import functools
 import re
 
 # Backslash-escaped: code spans, attribute lists ({: ...}), links and images ([...]), table cells (|), emphasis
@@ -16,6 +17,7 @@ _LINE_START = re.compile(r"^(?=[#+-])|^(\d+)(?=[.)])")  # headings, list items
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+@functools.lru_cache(maxsize=1 << 16, typed=True)  # a board's cells repeat the same few thousand texts
 def md_text(value: object) -> str:
     """`value` as literal text inside one Markdown line (a table cell, after a heading's or list item's marker)."""
     text = " ".join(str(value).split())  # a newline would end a table row or a list item

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from mlalign_tasks import suites
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.languages import FAMILIES, LANGUAGES
@@ -55,7 +57,7 @@ class TaskResult:
     metrics: dict[str, float]
     stderrs: dict[str, float | None]
     n: int | None
-    samples: list[tuple[str, Path]]  # (key prefix, samples file): one file for a task, its leaves' for a group
+    samples: list[tuple[str, str]]  # (key prefix, samples file's path): one file for a task, its leaves' for a group
     label_scoring: str = "label"  # paper tasks: how the label words were scored (mlalign eval --label-scoring)
     level: str = LANGUAGE
     settings: dict[str, str] = field(default_factory=dict)  # SETTINGS -> a comparable description
@@ -277,7 +279,7 @@ def load_run(path: Path) -> Run:
             metrics=metrics,
             stderrs=stderrs,
             n=int(n) if n is not None else None,
-            samples=[(prefix, f) for prefix, f in files if f is not None] if all(f for _, f in files) else [],
+            samples=[(prefix, str(f)) for prefix, f in files if f is not None] if all(f for _, f in files) else [],
             label_scoring=str(((configs.get(task) or {}).get("metadata") or {}).get("label_scoring", "label")),
             level=level,
             settings=read.settings(leaves) if level == LANGUAGE else {},
@@ -392,12 +394,64 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-class Sample(NamedTuple):
-    """What the statistics need from one logged sample: item id, the model's answer and its score."""
+NO_ANSWER = -1  # the answer code of an item the model gave no answer to
+_TEXT_ANSWER = 1 << 62  # text answers' codes lie above every choice index
+_LEAF_SHIFT = 32  # the item key of a group's leaf task: its digest above the doc id
 
-    doc_id: int
-    answer: str | int | None
-    score: float | None
+
+class Items(NamedTuple):
+    """One cell's logged items as columns, sorted by item key: keys (doc ids; see `leaf_keys`), answer codes
+    (`answer_code`) and scores (NaN where the metric is missing or not finite)."""
+
+    keys: np.ndarray
+    answers: np.ndarray
+    scores: np.ndarray
+
+    @classmethod
+    def of(cls, keys: Any, answers: Any, scores: Any) -> Items:
+        """Columns sorted by key; of items logged twice, the last one is kept (as lm-eval's reruns overwrite)."""
+        keys = np.asarray(keys, dtype=np.int64)
+        answers = np.asarray(answers, dtype=np.int64)
+        scores = np.array(scores, dtype=np.float64)
+        scores[~np.isfinite(scores)] = np.nan
+        if keys.size > 1 and not (keys[1:] > keys[:-1]).all():
+            order = np.argsort(keys, kind="stable")
+            keys, answers, scores = keys[order], answers[order], scores[order]
+            last = np.append(keys[1:] != keys[:-1], True)
+            keys, answers, scores = keys[last], answers[last], scores[last]
+        return cls(keys, answers, scores)
+
+    @classmethod
+    def join(cls, parts: list[Items]) -> Items:
+        """The items of several files of one cell (a group's leaves, with distinct keys)."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls.of(*(np.concatenate(column) for column in zip(*parts, strict=True)))
+
+    @property
+    def size(self) -> int:
+        return int(self.keys.size)
+
+
+def answer_code(answer: str | int | None) -> int:
+    """An answer as an int64 that compares as the answer does: a choice index is itself, a text answer a 62-bit
+    digest of it (above every choice index), no answer `NO_ANSWER`."""
+    if answer is None:
+        return NO_ANSWER
+    if isinstance(answer, int):
+        return answer
+    digest = int.from_bytes(hashlib.blake2b(answer.encode(), digest_size=8).digest(), "big")
+    return _TEXT_ANSWER | digest & (_TEXT_ANSWER - 1)
+
+
+def leaf_keys(items: Items, leaf: str, path: str) -> Items:
+    """A group's leaf task's items with keys made distinct from its other leaves': the leaf's digest above bit 32."""
+    if not leaf:
+        return items
+    if items.size and not 0 <= items.keys.min() <= items.keys.max() < 1 << _LEAF_SHIFT:
+        raise ResultsError(f"{path}: doc_id out of range (0 to 2**32 - 1) for a task of a group")
+    tag = int.from_bytes(hashlib.blake2b(leaf.encode(), digest_size=4).digest(), "big") >> 1
+    return items._replace(keys=items.keys + (tag << _LEAF_SHIFT))
 
 
 def _normalise(text: Any) -> str | None:
@@ -413,15 +467,15 @@ def _normalise(text: Any) -> str | None:
         return text
 
 
-def _answer(filtered: Any) -> str | int | None:
-    """The model's answer: argmax choice for loglikelihood tasks, the normalised extracted text otherwise."""
+def _answer(filtered: Any) -> int:
+    """The model's answer code: the argmax choice for loglikelihood tasks, the normalised extracted text otherwise."""
     if isinstance(filtered, list) and filtered and all(isinstance(x, list) and len(x) == 2 for x in filtered):
         scores = [float(x[0]) for x in filtered]
         return max(range(len(scores)), key=scores.__getitem__)
-    return _normalise(filtered[0] if isinstance(filtered, list) and filtered else filtered)
+    return answer_code(_normalise(filtered[0] if isinstance(filtered, list) and filtered else filtered))
 
 
-def _fast_answer(resp: bytes) -> str | int | None:
+def _fast_answer(resp: bytes) -> int:
     """`_answer` on the raw JSON text of filtered_resps, without a JSON parse in the common cases."""
     if resp.startswith(b'[["'):
         parts = resp.split(b'"')  # [[ "-1.5" , "False" ], [ "-2.0" ...: the log-likelihoods are parts[1::4]
@@ -429,20 +483,22 @@ def _fast_answer(resp: bytes) -> str | int | None:
             scores = list(map(float, parts[1::4]))  # ValueError (-> JSON parse of the file) if not numbers
             return scores.index(max(scores))
     elif resp.startswith(b'["') and resp.endswith(b'"]') and resp.count(b'"') == 2 and b"\\" not in resp:
-        return _normalise(resp[2:-2].decode("utf-8"))
+        return answer_code(_normalise(resp[2:-2].decode("utf-8")))
     return _answer(json.loads(resp))
 
 
-def _parse_fast(raw: bytes, metric: str, filt: str) -> dict[int, Sample] | None:
-    """Samples of one filter, read from each line's tail with byte searches (no JSON parse of the big
+def _parse_fast(raw: bytes, metric: str, filt: str) -> Items | None:
+    """Items of one filter, read from each line's tail with byte searches (no JSON parse of the big
     doc/arguments/resps fields); None when a line does not have lm-eval's layout (then JSON is used).
 
     lm-eval writes doc_id first and filtered_resps, filter, metrics, hashes and the metric values last; a
     key followed by an unescaped quote cannot occur inside a JSON string, so the last `"filtered_resps": `
-    of a line is the record's own key.
+    of a line is the record's own.
     """
     marker, wanted = f'"{metric}": '.encode(), filt.encode()
-    out: dict[int, Sample] = {}
+    keys: list[int] = []
+    answers: list[int] = []
+    scores: list[float] = []
     find, rfind, size, start = raw.find, raw.rfind, len(raw), 0
     id_len, tail_len, filter_len, marker_len = len(_DOC_ID_KEY), len(_TAIL_KEY), len(_FILTER_KEY), len(marker)
     try:
@@ -460,32 +516,31 @@ def _parse_fast(raw: bytes, metric: str, filt: str) -> dict[int, Sample] | None:
             name_start = sep + filter_len
             name_end = find(b'"', name_start, end)
             if raw[name_start:name_end] == wanted:
-                doc_id = int(raw[start + id_len : find(b",", start, end)])
-                answer = _fast_answer(raw[key + tail_len : sep])
+                keys.append(int(raw[start + id_len : find(b",", start, end)]))
+                answers.append(_fast_answer(raw[key + tail_len : sep]))
                 value = rfind(marker, name_end, end)
-                score = None
-                if value >= 0:
+                if value < 0:
+                    scores.append(math.nan)
+                else:
                     stop = find(b",", value + marker_len, end)
-                    score = float(raw[value + marker_len : (stop if stop >= 0 else end)].rstrip(b"} \r"))
-                    score = score if math.isfinite(score) else None
-                out[doc_id] = Sample(doc_id, answer, score)
+                    scores.append(float(raw[value + marker_len : (stop if stop >= 0 else end)].rstrip(b"} \r")))
             start = end + 1
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
-    return out
+    return Items.of(keys, answers, scores)
 
 
-def load_samples(path: Path, metric_key: str) -> dict[int, Sample]:
+def load_samples(path: str | Path, metric_key: str) -> Items:
     """Per-item answers and scores of one task's samples JSONL, for the filter of `metric_key` (metric,filter)."""
     metric, _, filt = metric_key.partition(",")
     try:
-        raw = path.read_bytes()
+        raw = Path(path).read_bytes()
     except OSError as e:
         raise ResultsError(f"cannot read samples file {path}: {e}") from e
     fast = _parse_fast(raw, metric, filt)
     if fast is not None:
         return fast
-    out: dict[int, Sample] = {}
+    keys, answers, scores = [], [], []
     for lineno, line in enumerate(raw.split(b"\n"), 1):
         if not line.strip():
             continue
@@ -496,27 +551,27 @@ def load_samples(path: Path, metric_key: str) -> dict[int, Sample]:
         if not isinstance(rec, dict) or "doc_id" not in rec or "filtered_resps" not in rec:
             raise ResultsError(f"{path}:{lineno} lacks 'doc_id'/'filtered_resps' (lm-eval --log_samples layout)")
         if rec.get("filter", "none") == filt:
-            doc_id = int(rec["doc_id"])
-            out[doc_id] = Sample(doc_id, _answer(rec["filtered_resps"]), _number(rec.get(metric)))
-    return out
+            score = _number(rec.get(metric))
+            keys.append(int(rec["doc_id"]))
+            answers.append(_answer(rec["filtered_resps"]))
+            scores.append(math.nan if score is None else score)
+    return Items.of(keys, answers, scores)
 
 
 PARALLEL_MIN_FILES = 200  # below this a process pool costs more than it saves
 
 
-def _load_chunk(jobs: list[tuple[Path, str]]) -> list[tuple[tuple[Any, ...], ...]]:
-    """A worker's samples as columns (doc ids, answers, scores): far cheaper to send back than Sample tuples."""
-    return [tuple(zip(*load_samples(path, metric).values(), strict=True)) or ((), (), ()) for path, metric in jobs]
+def _load_chunk(jobs: list[tuple[str, str]]) -> list[Items]:
+    return [load_samples(path, metric) for path, metric in jobs]
 
 
-def load_all_samples(jobs: list[tuple[Path, str]]) -> list[dict[int, Sample]]:
+def load_all_samples(jobs: list[tuple[str, str]]) -> list[Items]:
     """`load_samples` for many (path, metric) jobs, in order; spread over the CPU cores when there are many."""
     workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
     if len(jobs) < PARALLEL_MIN_FILES or workers < 2:
-        return [load_samples(path, metric) for path, metric in jobs]
+        return _load_chunk(jobs)
     size = -(-len(jobs) // (workers * 2))
     chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        columns = [samples for chunk in pool.map(_load_chunk, chunks) for samples in chunk]
-    return [dict(zip(ids, map(Sample, ids, answers, scores), strict=True)) for ids, answers, scores in columns]
+        return [items for chunk in pool.map(_load_chunk, chunks) for items in chunk]

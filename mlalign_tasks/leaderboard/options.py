@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 from mlalign_tasks.errors import MlalignError
 
@@ -26,6 +27,7 @@ class BoardOptions:
     bootstrap: int = 2000  # paired bootstrap resamples for the intervals of the averages' deltas (0: none)
     seed: int = 0  # of the bootstrap
     embed: bool = True  # copy the inputs into the board
+    cache: Path | None = None  # folder of the parse cache (`leaderboard.cache`); None: parse every input file
 
     def __post_init__(self) -> None:
         if self.bootstrap < 0 or 0 < self.bootstrap < 100:

@@ -14,12 +14,19 @@ MAX_PAIR_PANELS = 8  # more base -> aligned pairs than this: the heatmap shows t
 MAX_ANNOTATED_CELLS = 400  # beyond this the numbers in the heatmap cells would be unreadable (and slow)
 SPLIT_COLOURS = {"english": "#4c72b0", "seen": "#55a868", "unseen": "#dd8452", "non_english": "#8172b3"}
 MAX_LABELLED_GROUPS = 6  # value labels on the bars up to this many models
+MAX_PNG_PIXELS = 4_000_000  # a bigger figure's PNG gets fewer dots per inch (a board of 10 models x all suites)
 
 
 def _save(fig, out: Path, stem: str) -> list[Path]:
+    """PNG (100 dpi, less for a figure over `MAX_PNG_PIXELS`: the SVG is the exact one) and SVG, both cropped to the
+    drawing's tight box (worked out once: it takes a draw of its own)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     paths = [out / f"{stem}.png", out / f"{stem}.svg"]
-    fig.savefig(paths[0], dpi=100, bbox_inches="tight", metadata={"Software": None})
-    fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None, "Creator": None})
+    box = fig.get_tightbbox(FigureCanvasAgg(fig).get_renderer()).padded(0.1)  # savefig's "tight": 0.1 inch more
+    dpi = min(100.0, (MAX_PNG_PIXELS / (box.width * box.height)) ** 0.5)
+    fig.savefig(paths[0], dpi=dpi, bbox_inches=box, metadata={"Software": None})
+    fig.savefig(paths[1], bbox_inches=box, metadata={"Date": None, "Creator": None})
     return paths
 
 
@@ -54,6 +61,17 @@ def _heatmap_grid(board: Board):
     return labels, grid, sig, seen
 
 
+def _runs(mask) -> list[tuple[int, int, int]]:
+    """(row, first column, length) of each run of True along the rows of `mask`: a row's adjacent cells are veiled
+    and hatched as one rectangle (the same picture; a board of 100 models has 10,000s of cells)."""
+    import numpy as np
+
+    padded = np.pad(mask.astype(np.int8), ((0, 0), (1, 1)))
+    edges = np.diff(padded, axis=1)
+    starts, stops = np.nonzero(edges == 1), np.nonzero(edges == -1)
+    return [(int(i), int(j), int(k - j)) for i, j, k in zip(starts[0], starts[1], stops[1], strict=True)]
+
+
 def delta_heatmap(board: Board, out: Path) -> list[Path]:
     """Aligned − base (pp): task families (rows, per pair when there are few pairs) × languages (columns).
 
@@ -79,10 +97,9 @@ def delta_heatmap(board: Board, out: Path) -> list[Path]:
     fig = Figure(figsize=(min(max(4.0, 0.42 * len(langs) + 2.5), 40.0), 0.3 * len(labels) + 1.3))
     ax = fig.subplots()
     image = ax.imshow(
-        np.ma.masked_invalid(grid), cmap="RdYlGn", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest"
+        np.ma.masked_invalid(grid), cmap="RdYlGn", vmin=-limit, vmax=limit, aspect="auto", interpolation="none"
     )
-    faded = np.isfinite(grid) & ~sig
-    veil = [Rectangle((j - 0.5, i - 0.5), 1, 1) for i, j in zip(*np.nonzero(faded), strict=True)]
+    veil = [Rectangle((j - 0.5, i - 0.5), n, 1) for i, j, n in _runs(np.isfinite(grid) & ~sig)]
     ax.add_collection(
         PatchCollection(veil, facecolor=(1, 1, 1, 0.7), edgecolor=(0.55, 0.55, 0.55), hatch="///", linewidth=0)
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
+from markupsafe import Markup, escape
 
 from mlalign_tasks import __version__
 from mlalign_tasks.atomic import atomic_dir
@@ -20,17 +21,19 @@ from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.leaderboard.averages import ALL_FAMILIES, AVERAGE_FIELDS, DELTA_FIELDS, SPLITS
 from mlalign_tasks.leaderboard.build import COMPARISON_FIELDS, CONSISTENCY_FIELDS, Board, Model, source_folder
 from mlalign_tasks.leaderboard.escape import csv_cell, md_block, md_code_block, md_code_span, md_text
-from mlalign_tasks.leaderboard.likeness import MISMATCH_PREFIX, settings_rows
-from mlalign_tasks.leaderboard.load import BOARD_MARKERS, GROUP, LANGUAGE, SETTINGS
+from mlalign_tasks.leaderboard.likeness import MISMATCH_PREFIX
+from mlalign_tasks.leaderboard.load import BOARD_MARKERS, GROUP, SETTINGS
 from mlalign_tasks.leaderboard.references import ours_over
 from mlalign_tasks.leaderboard.stats import SIGNIFICANCE
 from mlalign_tasks.output_dirs import check_replaceable
+from mlalign_tasks.parallel import Background
 
 ROW_FIELDS = [
     "model", "base_model", "adapter", "task", "level", "family", "language", "metric", "value", "stderr", "ci_low",
     "ci_high", "n", "seed", "split", "source",
 ]  # fmt: skip
 SETTINGS_FIELDS = ["model", "family", *SETTINGS]
+RESULT_NEUTRAL = {"cache"}  # options that change how fast a board is built, not what it shows
 INPUTS = "inputs"
 INPUTS_MANIFEST = "manifest.yaml"  # in INPUTS, beside one folder per model
 # Everything a board writes into its folder; other entries there (a gh-pages `.git`, a CNAME) are never touched.
@@ -210,9 +213,7 @@ def _group_cell(row: dict[str, Any] | None) -> str:
 
 def settings_table(board: Board) -> tuple[list[str], list[list[str]]]:
     """Each model's evaluation settings per task family (values joined with `|` where its tasks differ)."""
-    family_of = {r["task"]: r["family"] for r in board.rows if r["level"] == LANGUAGE}
-    rows = settings_rows(board.models, board.settings, family_of)
-    return SETTINGS_FIELDS, [[r[k] for k in SETTINGS_FIELDS] for r in rows]
+    return SETTINGS_FIELDS, [[r[k] for k in SETTINGS_FIELDS] for r in board.setting_rows]
 
 
 def reference_table(board: Board, family: str | None = None) -> tuple[list[str], list[list[Cell]]]:
@@ -324,10 +325,11 @@ def _ordered_notes(board: Board) -> list[str]:
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
+    """`fields` of each row (None as an empty cell; text `csv_cell`-safe)."""
     with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({k: ("" if v is None else csv_cell(v)) for k, v in row.items()} for row in rows)
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(fields)
+        writer.writerows([csv_cell(v) if isinstance(v, str) else v for v in map(row.get, fields)] for row in rows)
 
 
 def model_card(model: Model, rows: list[dict[str, Any]]) -> str:
@@ -391,8 +393,8 @@ def delta_style(c: dict[str, Any], scale: float) -> str:
     return f"background-color: rgba({rgb},{alpha:.2f})"
 
 
-def html(board: Board, command: str, plot_dir: Path) -> str:
-    """The self-contained page (inline CSS/JS, plots as data URIs)."""
+def html(board: Board, command: str, plots: dict[str, str]) -> str:
+    """The self-contained page (inline CSS/JS); `plots`: the `src` of each of `PAGE_PLOTS` (a data URI)."""
     import jinja2
 
     env = jinja2.Environment(
@@ -402,6 +404,7 @@ def html(board: Board, command: str, plot_dir: Path) -> str:
         lstrip_blocks=True,
     )
     scale = max([abs(c["delta_pp"]) for c in board.comparisons] + [1.0])
+    pairs = board.pairs()
     families = []
     for family in board.families:
         comps = {(c["aligned"], c["language"]): c for c in board.comparisons if c["family"] == family}
@@ -409,20 +412,17 @@ def html(board: Board, command: str, plot_dir: Path) -> str:
         for lang in board.languages:
             views = [board.cells.get((m.name, family, lang)) for m in board.models]
             if any(views):
+                deltas = [comps.get((a.name, lang)) for _, a in pairs]
                 rows.append(
-                    {
-                        "lang": lang,
-                        "seen_by": _seen_by(board, lang),
-                        "cells": [(v["value"], cell_text(v)) if v else None for v in views],
-                        "deltas": [comps.get((a.name, lang)) for _, a in board.pairs()],
-                    }
+                    {"lang": lang, "seen_by": _seen_by(board, lang), "cells": _score_cells(views, deltas, scale)}
                 )
+        consistency = consistency_table(board, family)
         families.append(
             {
                 "name": family,
                 "metric": board.metrics[family],
                 "rows": rows,
-                "consistency": consistency_table(board, family),
+                "consistency": (consistency[0], [_consistency_cells(row) for row in consistency[1]]),
                 "averages": average_table(board, family),
                 "references": reference_table(board, family),
             }
@@ -430,7 +430,7 @@ def html(board: Board, command: str, plot_dir: Path) -> str:
     return env.get_template("index.html.j2").render(
         board=board,
         command=command,
-        pairs=board.pairs(),
+        pairs=pairs,
         models=model_table(board),
         settings=settings_table(board),
         averages=average_table(board),
@@ -440,22 +440,47 @@ def html(board: Board, command: str, plot_dir: Path) -> str:
         notes=_ordered_notes(board),
         mismatch=MISMATCH_PREFIX,
         legend=legend(board),
-        delta_text=delta_text,
-        significant=significant,
         is_reference=lambda row: any(isinstance(c, Strong) and c.text.startswith("† ") for c in row),
-        delta_style=lambda c: delta_style(c, scale),
-        heatmap=_data_uri(plot_dir / "delta_heatmap.svg", "image/svg+xml"),
-        bars=_data_uri(plot_dir / "split_averages.svg", "image/svg+xml"),
+        heatmap=plots["delta_heatmap.svg"],
+        bars=plots["split_averages.svg"],
         significance=SIGNIFICANCE,
         version=__version__,
     )
+
+
+# The page's big tables are built here rather than in the template: a board of 100 models has 100,000s of cells.
+
+
+def _score_cells(views: list[dict[str, Any] | None], deltas: list[dict[str, Any] | None], scale: float) -> Markup:
+    """The `<td>`s of one language of a family's table: each model's score, then each pair's Δ."""
+    out = []
+    for view in views:
+        if view is None:
+            out.append('<td data-sort="">–</td>')
+        else:
+            out.append(f'<td class="num" data-sort="{view["value"]}">{escape(cell_text(view))}</td>')
+    for c in deltas:
+        if c is None:
+            out.append('<td data-sort="">–</td>')
+            continue
+        n = c["n_paired"] if c["n_paired"] is not None else "no samples"
+        out.append(
+            f'<td class="num delta{" sig" if significant(c) else ""}" data-sort="{c["delta_pp"]}" '
+            f'style="{delta_style(c, scale)}" title="n paired = {n}">{escape(delta_text(c))}</td>'
+        )
+    return Markup("\n".join(out))
+
+
+def _consistency_cells(row: list[str]) -> Markup:
+    """The `<td>`s of one row of a consistency table (its first cell is the model)."""
+    return Markup(f"<td>{escape(row[0])}</td>" + "".join(f'<td class="num">{escape(cell)}</td>' for cell in row[1:]))
 
 
 def _input_files(board: Board) -> list[tuple[Model, Path]]:
     files = []
     for model in board.models:
         for run in model.runs:
-            paths = [run.path, *(path for r in run.tasks.values() for _, path in r.samples)]
+            paths = [run.path, *(Path(path) for r in run.tasks.values() for _, path in r.samples)]
             files += [(model, path) for path in dict.fromkeys(paths)]
     return files
 
@@ -505,35 +530,49 @@ def _check_target(out: Path, inputs: list[Path], embed: bool) -> None:
 
 def write_board(board: Board, out: Path, command: str, inputs: list[Path], embed: bool = True) -> Path:
     """Build the whole board in a temp folder beside `out`, then move its files in (an error leaves `out` untouched;
-    files of `out` that the board does not write are kept)."""
+    files of `out` that the board does not write are kept). The plots, README and model cards are written by a
+    second process (forked, where the platform forks) while this one writes the tables and the page."""
     _check_target(out, inputs, embed)
     with atomic_dir(out, owned=BOARD_ENTRIES) as tmp:
-        from mlalign_tasks.leaderboard.plots import render_plots
-
-        render_plots(board, tmp / "plots")
-        (tmp / "README.md").write_text(markdown(board, command), encoding="utf-8")
-        _write_csv(tmp / "results.csv", board.rows, ROW_FIELDS)
-        _write_csv(tmp / "comparisons.csv", board.comparisons, list(COMPARISON_FIELDS))
-        _write_csv(tmp / "consistency.csv", board.consistency, list(CONSISTENCY_FIELDS))
-        _write_csv(tmp / "averages.csv", board.averages, list(AVERAGE_FIELDS))
-        _write_csv(tmp / "deltas.csv", board.deltas, list(DELTA_FIELDS))
-        header, rows = settings_table(board)
-        _write_csv(tmp / "settings.csv", [dict(zip(header, r, strict=True)) for r in rows], header)
-        (tmp / "results.json").write_text(results_json(board, command), encoding="utf-8")
-        cards = tmp / "model_cards"
-        cards.mkdir()
-        by_model: dict[str, list[dict[str, Any]]] = {}
-        for (name, _, _), row in _index(board).items():
-            by_model.setdefault(name, []).append(row)
-        stems = slugs(board.models)
-        for model in board.models:
-            if model.adapter or model.base:
-                card = model_card(model, by_model.get(model.name, []))
-                (cards / f"{stems[model.name]}.yaml").write_text(card, encoding="utf-8")
-        (tmp / "index.html").write_text(html(board, command, tmp / "plots"), encoding="utf-8")
+        with Background(_write_figures_and_text, board, tmp, command) as figures:
+            _write_csv(tmp / "results.csv", board.rows, ROW_FIELDS)
+            _write_csv(tmp / "comparisons.csv", board.comparisons, list(COMPARISON_FIELDS))
+            _write_csv(tmp / "consistency.csv", board.consistency, list(CONSISTENCY_FIELDS))
+            _write_csv(tmp / "averages.csv", board.averages, list(AVERAGE_FIELDS))
+            _write_csv(tmp / "deltas.csv", board.deltas, list(DELTA_FIELDS))
+            header, rows = settings_table(board)
+            _write_csv(tmp / "settings.csv", [dict(zip(header, r, strict=True)) for r in rows], header)
+            (tmp / "results.json").write_text(results_json(board, command), encoding="utf-8")
+            page = html(board, command, {name: PLOT_SLOT.format(name) for name in PAGE_PLOTS})
+            figures.result()
+        for name in PAGE_PLOTS:  # the plots are written now
+            page = page.replace(PLOT_SLOT.format(name), _data_uri(tmp / "plots" / name, "image/svg+xml"), 1)
+        (tmp / "index.html").write_text(page, encoding="utf-8")
         if embed:
             embed_inputs(board, tmp)
     return out
+
+
+PAGE_PLOTS = ("delta_heatmap.svg", "split_averages.svg")  # the plots the page shows, inline
+PLOT_SLOT = "mlalign-plot-slot:{}"  # where the page's plot goes until the plot is written
+
+
+def _write_figures_and_text(board: Board, tmp: Path, command: str) -> None:
+    """The plots, README.md and the model cards."""
+    from mlalign_tasks.leaderboard.plots import render_plots
+
+    render_plots(board, tmp / "plots")
+    (tmp / "README.md").write_text(markdown(board, command), encoding="utf-8")
+    cards = tmp / "model_cards"
+    cards.mkdir()
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for (name, _, _), row in _index(board).items():
+        by_model.setdefault(name, []).append(row)
+    stems = slugs(board.models)
+    for model in board.models:
+        if model.adapter or model.base:
+            card = model_card(model, by_model.get(model.name, []))
+            (cards / f"{stems[model.name]}.yaml").write_text(card, encoding="utf-8")
 
 
 def results_json(board: Board, command: str) -> str:
@@ -555,7 +594,11 @@ def results_json(board: Board, command: str) -> str:
             }
             for m in board.models
         ],
-        "options": {k: str(v) if not isinstance(v, bool | int) else v for k, v in asdict(board.options).items()},
+        "options": {
+            k: str(v) if not isinstance(v, bool | int) else v
+            for k, v in asdict(board.options).items()
+            if k not in RESULT_NEUTRAL
+        },
         "rows": [{k: r[k] for k in ROW_FIELDS} | {"primary": r["primary"]} for r in board.rows],
         "comparisons": board.comparisons,
         "consistency": board.consistency,

@@ -10,11 +10,14 @@ deterministic (a board regenerates to the same p-values, no resampling seed) and
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
 
-from mlalign_tasks.leaderboard.load import Sample
+import numpy as np
+
+from mlalign_tasks.leaderboard.load import NO_ANSWER, Items
 from mlalign_tasks.leaderboard.options import Correction
 
 SIGNIFICANCE = 0.05  # the level at which boards mark a delta as significant
@@ -42,6 +45,7 @@ class Consistency:
     both_correct: float
 
 
+@functools.cache
 def mcnemar_exact(only_base: int, only_aligned: int) -> float:
     """Exact two-sided McNemar p-value from the discordant counts; 1.0 if there are none.
 
@@ -56,35 +60,84 @@ def mcnemar_exact(only_base: int, only_aligned: int) -> float:
     return min(1.0, 2 * tail / 2**n)
 
 
-def _binary(score: float | None) -> bool | None:
-    return None if score not in (0.0, 1.0) else score == 1.0
+def common_items(x: Items, y: Items) -> tuple[Any, Any]:
+    """Indices into `x` and into `y` of the items both have (both sorted by key)."""
+    if x.keys.size == y.keys.size and np.array_equal(x.keys, y.keys):
+        return slice(None), slice(None)
+    _, ix, iy = np.intersect1d(x.keys, y.keys, assume_unique=True, return_indices=True)
+    return ix, iy
 
 
-def paired_test(base: dict[int, Sample], aligned: dict[int, Sample]) -> PairedTest | None:
+def _common_columns(pairs: list[tuple[Items, Items]], fields: tuple[str, ...]) -> tuple[list[Any], Any, Any]:
+    """Each field's two columns (first's, second's) on the items both of a pair have, over all pairs end to end;
+    the number of such items per pair, and each concatenated item's pair."""
+    index = [Items._fields.index(name) for name in fields]
+    keys: dict[int, bytes] = {}  # id of an Items -> its keys' bytes: two logs of the same items compare in one memcmp
+    columns: list[tuple[list[Any], list[Any]]] = [([], []) for _ in fields]
+    sizes = []
+    for x, y in pairs:
+        kx = keys.get(id(x)) or keys.setdefault(id(x), x.keys.tobytes())
+        ky = keys.get(id(y)) or keys.setdefault(id(y), y.keys.tobytes())
+        if kx == ky:
+            for (xs, ys), i in zip(columns, index, strict=True):
+                xs.append(x[i])
+                ys.append(y[i])
+            sizes.append(x.keys.size)
+            continue
+        _, ix, iy = np.intersect1d(x.keys, y.keys, assume_unique=True, return_indices=True)
+        for (xs, ys), i in zip(columns, index, strict=True):
+            xs.append(x[i][ix])
+            ys.append(y[i][iy])
+        sizes.append(ix.size)
+    joined = [(np.concatenate(xs), np.concatenate(ys)) for xs, ys in columns] if pairs else []
+    sizes_array = np.array(sizes, dtype=np.int64)
+    return joined, sizes_array, np.repeat(np.arange(len(pairs)), sizes_array)
+
+
+def paired_tests(pairs: list[tuple[Items, Items]]) -> list[PairedTest | None]:
+    """`paired_test` of many (base, aligned) pairs at once."""
+    if not pairs:
+        return []
+    ((b, a),), sizes, pair = _common_columns(pairs, ("scores",))
+
+    def count(mask: Any) -> list[int]:
+        return np.bincount(pair[mask], minlength=len(pairs)).tolist()
+
+    not_binary = count(((b != 0) & (b != 1)) | ((a != 0) & (a != 1)))
+    b, a = b == 1, a == 1
+    both_right, only_base, only_aligned = count(b & a), count(b & ~a), count(a & ~b)
+    out: list[PairedTest | None] = []
+    for i, n in enumerate(sizes.tolist()):
+        if n == 0 or not_binary[i]:
+            out.append(None)
+            continue
+        both_wrong = n - both_right[i] - only_base[i] - only_aligned[i]
+        p = mcnemar_exact(only_base[i], only_aligned[i])
+        out.append(PairedTest(n, both_right[i], only_base[i], only_aligned[i], both_wrong, p))
+    return out
+
+
+def paired_test(base: Items, aligned: Items) -> PairedTest | None:
     """Paired test on the items both models were scored on; None if none or a score is not 0/1."""
-    cells = [0, 0, 0, 0]  # both right, only base, both wrong, only aligned
-    for doc_id in base.keys() & aligned.keys():
-        b, a = _binary(base[doc_id].score), _binary(aligned[doc_id].score)
-        if b is None or a is None:
-            return None
-        cells[(0 if b else 2) + (0 if a == b else 1)] += 1
-    both_right, only_base, both_wrong, only_aligned = cells
-    n = sum(cells)
-    if n == 0:
-        return None
-    return PairedTest(n, both_right, only_base, only_aligned, both_wrong, mcnemar_exact(only_base, only_aligned))
+    return paired_tests([(base, aligned)])[0]
 
 
-def consistency(lang: dict[int, Sample], english: dict[int, Sample]) -> Consistency | None:
+def consistencies(pairs: list[tuple[Items, Items]]) -> list[Consistency | None]:
+    """`consistency` of many (language X, English) pairs at once."""
+    if not pairs:
+        return []
+    ((lang, english), (lang_score, english_score)), sizes, pair = _common_columns(pairs, ("answers", "scores"))
+    same = np.bincount(pair[(lang == english) & (lang != NO_ANSWER)], minlength=len(pairs)).tolist()
+    right = np.bincount(pair[(lang_score == 1.0) & (english_score == 1.0)], minlength=len(pairs)).tolist()
+    return [Consistency(n, same[i] / n, right[i] / n) if n else None for i, n in enumerate(sizes.tolist())]
+
+
+def consistency(lang: Items, english: Items) -> Consistency | None:
     """Share of items answered the same in X and English (no answer never agrees) and share right in both."""
-    common = lang.keys() & english.keys()
-    if not common:
-        return None
-    same = sum(1 for i in common if lang[i].answer is not None and lang[i].answer == english[i].answer)
-    right = sum(1 for i in common if lang[i].score == 1.0 and english[i].score == 1.0)
-    return Consistency(len(common), same / len(common), right / len(common))
+    return consistencies([(lang, english)])[0]
 
 
+@functools.cache
 def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval of a proportion with `k` successes in `n` trials (95% by default)."""
     p = k / n
