@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import gc
 import multiprocessing
 import os
 import signal
@@ -10,6 +11,8 @@ import sys
 import traceback
 from collections.abc import Callable
 from typing import Any
+
+from threadpoolctl import threadpool_limits
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
@@ -26,7 +29,8 @@ def _die_with(parent: int) -> None:
 def _child(connection: Any, parent: int, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
     _die_with(parent)
     try:
-        outcome = (True, function(*args))
+        with threadpool_limits(limits=1):  # beside the parent on the other core: BLAS threads would only contend
+            outcome = (True, function(*args))
     except BaseException as e:  # noqa: BLE001 - every failure goes back to the parent, which raises it
         outcome = (False, e)
     try:
@@ -50,7 +54,11 @@ class Background:
         context = multiprocessing.get_context("fork")
         self.receive, send = context.Pipe(duplex=False)
         self.process = context.Process(target=_child, args=(send, os.getpid(), function, args), daemon=True)
-        self.process.start()
+        gc.freeze()  # the child's garbage collections leave the objects it inherits alone: fewer pages copied
+        try:
+            self.process.start()
+        finally:
+            gc.unfreeze()
         send.close()
 
     def __enter__(self) -> Background:

@@ -31,7 +31,7 @@ from mlalign_tasks.leaderboard.load import (
 )
 from mlalign_tasks.leaderboard.options import DEFAULT_OPTIONS, BoardOptions
 from mlalign_tasks.leaderboard.references import REFERENCES_KEY, check_references, reference_rows
-from mlalign_tasks.leaderboard.stats import adjust, consistencies, paired_tests, wilson_row
+from mlalign_tasks.leaderboard.stats import adjust, consistencies, paired_tests, wilson_interval
 from mlalign_tasks.parallel import Background
 from mlalign_tasks.tiny_model import MARKER_FILE as TINY_MODEL_MARKER
 from mlalign_tasks.toy_model import MARKER_FILE as TOY_MODEL_MARKER
@@ -326,7 +326,8 @@ def build_board(
         references=reference_rows(manifest.get(REFERENCES_KEY) or []),
     )
     for row in rows:
-        row["ci_low"], row["ci_high"] = wilson_row(row) if row["level"] != GROUP else (None, None)
+        if row["level"] != GROUP:
+            row["ci_low"], row["ci_high"] = wilson_interval(row["value"], row["n"])
     with Background(averages, board, primary, samples) as averaged:  # the bootstrap, beside the rest
         board.cells = _cell_view(board, primary, cells, metrics)
         family_of = {r["task"]: r["family"] for r in rows if r["level"] == LANGUAGE}
@@ -379,6 +380,8 @@ def _row(
         "metric": metric,
         "value": value,
         "stderr": r.stderrs.get(metric),
+        "ci_low": None,  # the Wilson interval, filled in once every row is read
+        "ci_high": None,
         "n": r.n,
         "seed": run.seed,
         "split": model.split(r.lang) if r.level != GROUP else "",
@@ -425,9 +428,10 @@ def _cell_view(
     """What a table cell shows: value, stderr and Wilson interval (chance-normalised when asked), or for a cell run
     with several seeds the sd over the runs."""
     names = {m.key: m.name for m in board.models}
+    chances = board.chance if board.options.chance_normalised else {}
     out: dict[tuple[str, str, str], dict[str, Any]] = {}
     for key, value in primary.items():
-        chance = board.chance.get(key[1], 0.0) if board.options.chance_normalised else 0.0
+        chance = chances.get(key[1], 0.0)
         view: dict[str, Any] = {"value": value, "stderr": None, "ci": None, "sd": None, "runs": len(cells[key])}
         if key in board.spread:
             view["sd"] = board.spread[key][0] / (1 - chance)
@@ -436,9 +440,9 @@ def _cell_view(
             metric = metrics[key[1]]
             stderr = r.stderrs.get(metric)
             view["stderr"] = None if stderr is None else stderr / (1 - chance)
-            low, high = wilson_row({"n": r.n, "value": r.metrics[metric]})
+            low, high = wilson_interval(r.metrics[metric], r.n)
             if low is not None:
-                view["ci"] = ((low - chance) / (1 - chance), (high - chance) / (1 - chance))
+                view["ci"] = ((low - chance) / (1 - chance), (high - chance) / (1 - chance)) if chance else (low, high)
         out[(names[key[0]], key[1], key[2])] = view
     return out
 

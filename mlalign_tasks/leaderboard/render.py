@@ -9,11 +9,12 @@ import json
 import re
 import shutil
 from dataclasses import asdict
+from html import escape as html_escape
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from mlalign_tasks import __version__
 from mlalign_tasks.atomic import atomic_dir
@@ -422,7 +423,7 @@ def html(board: Board, command: str, plots: dict[str, str]) -> str:
                 "name": family,
                 "metric": board.metrics[family],
                 "rows": rows,
-                "consistency": (consistency[0], [_consistency_cells(row) for row in consistency[1]]),
+                "consistency": consistency,
                 "averages": average_table(board, family),
                 "references": reference_table(board, family),
             }
@@ -440,7 +441,7 @@ def html(board: Board, command: str, plots: dict[str, str]) -> str:
         notes=_ordered_notes(board),
         mismatch=MISMATCH_PREFIX,
         legend=legend(board),
-        is_reference=lambda row: any(isinstance(c, Strong) and c.text.startswith("† ") for c in row),
+        table_rows=table_rows,
         heatmap=plots["delta_heatmap.svg"],
         bars=plots["split_averages.svg"],
         significance=SIGNIFICANCE,
@@ -452,13 +453,14 @@ def html(board: Board, command: str, plots: dict[str, str]) -> str:
 
 
 def _score_cells(views: list[dict[str, Any] | None], deltas: list[dict[str, Any] | None], scale: float) -> Markup:
-    """The `<td>`s of one language of a family's table: each model's score, then each pair's Δ."""
+    """The `<td>`s of one language of a family's table: each model's score, then each pair's Δ (texts made of
+    numbers only: nothing to escape)."""
     out = []
     for view in views:
         if view is None:
             out.append('<td data-sort="">–</td>')
         else:
-            out.append(f'<td class="num" data-sort="{view["value"]}">{escape(cell_text(view))}</td>')
+            out.append(f'<td class="num" data-sort="{view["value"]}">{cell_text(view)}</td>')
     for c in deltas:
         if c is None:
             out.append('<td data-sort="">–</td>')
@@ -466,14 +468,24 @@ def _score_cells(views: list[dict[str, Any] | None], deltas: list[dict[str, Any]
         n = c["n_paired"] if c["n_paired"] is not None else "no samples"
         out.append(
             f'<td class="num delta{" sig" if significant(c) else ""}" data-sort="{c["delta_pp"]}" '
-            f'style="{delta_style(c, scale)}" title="n paired = {n}">{escape(delta_text(c))}</td>'
+            f'style="{delta_style(c, scale)}" title="n paired = {n}">{delta_text(c)}</td>'
         )
     return Markup("\n".join(out))
 
 
-def _consistency_cells(row: list[str]) -> Markup:
-    """The `<td>`s of one row of a consistency table (its first cell is the model)."""
-    return Markup(f"<td>{escape(row[0])}</td>" + "".join(f'<td class="num">{escape(cell)}</td>' for cell in row[1:]))
+def table_rows(rows: list[list[Cell]], num_from: int) -> Markup:
+    """The `<tr>`s of a table: cells from `num_from` on (1-based) are numbers; published reference rows marked."""
+    out = []
+    for row in rows:
+        mark = ' class="reference"' if any(isinstance(c, Strong) and c.text.startswith("† ") for c in row) else ""
+        cells = "".join(
+            (NUM_CELL if i >= num_from else "<td>") + html_escape(str(c)) + "</td>" for i, c in enumerate(row, 1)
+        )
+        out.append(f"<tr{mark}>{cells}</tr>")
+    return Markup("\n".join(out))
+
+
+NUM_CELL = '<td class="num">'
 
 
 def _input_files(board: Board) -> list[tuple[Model, Path]]:
@@ -599,7 +611,7 @@ def results_json(board: Board, command: str) -> str:
             for k, v in asdict(board.options).items()
             if k not in RESULT_NEUTRAL
         },
-        "rows": [{k: r[k] for k in ROW_FIELDS} | {"primary": r["primary"]} for r in board.rows],
+        "rows": board.rows,  # ROW_FIELDS and "primary", in that order
         "comparisons": board.comparisons,
         "consistency": board.consistency,
         "averages": board.averages,
@@ -614,11 +626,12 @@ def results_json(board: Board, command: str) -> str:
 def _json_one_item_per_line(payload: dict[str, Any]) -> str:
     """JSON with each element of a top-level list on its own line: diffable, and written by json's C encoder
     (an `indent` would use the pure-Python one, seconds on a board of 100 models)."""
+    encode = json.JSONEncoder(ensure_ascii=False).encode
     parts = []
     for key, value in payload.items():
         if isinstance(value, list) and value:
-            items = ",\n".join("  " + json.dumps(v, ensure_ascii=False) for v in value)
-            parts.append(f" {json.dumps(key)}: [\n{items}\n ]")
+            items = ",\n  ".join(map(encode, value))
+            parts.append(f" {encode(key)}: [\n  {items}\n ]")
         else:
-            parts.append(f" {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
+            parts.append(f" {encode(key)}: {encode(value)}")
     return "{\n" + ",\n".join(parts) + "\n}"

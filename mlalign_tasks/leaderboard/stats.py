@@ -147,9 +147,8 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def wilson_row(row: dict[str, Any]) -> tuple[float | None, float | None]:
-    """The Wilson interval of a board row whose value is a share of its `n` items (value * n whole), else Nones."""
-    n, value = row["n"], row["value"]
+def wilson_interval(value: float, n: int | None) -> tuple[float | None, float | None]:
+    """The Wilson interval of a score that is a share of its `n` items (value * n whole), else Nones."""
     if not n:
         return None, None
     k = round(value * n)
