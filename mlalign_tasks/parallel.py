@@ -1,4 +1,4 @@
-"""Run a function in a second process while this one goes on."""
+"""Work in other processes: a function beside this process (`Background`), or over many inputs (`process_map`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from threadpoolctl import threadpool_limits
@@ -88,3 +89,19 @@ class Background:
             self.process.join()
             self.receive.close()
             self.process = None
+
+
+def process_map(function: Callable[[Any], Any], items: list[Any], at_least: int) -> list[Any]:
+    """`[function(x) for x in items]`, spread over the CPU cores (forked workers, up to 8) when there are at least
+    `at_least` items and more than one core; in order, and what a call raises is raised here."""
+    workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
+    if len(items) < at_least or workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [function(x) for x in items]
+    size = -(-len(items) // (workers * 2))
+    chunks = [items[i : i + size] for i in range(0, len(items), size)]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        return [y for chunk in pool.map(_apply, [function] * len(chunks), chunks) for y in chunk]
+
+
+def _apply(function: Callable[[Any], Any], chunk: list[Any]) -> list[Any]:
+    return [function(x) for x in chunk]

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 import mlalign_tasks.leaderboard.cache as cache_module
+from mlalign_tasks import parallel
+from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.leaderboard import BoardOptions, make_leaderboard
 from mlalign_tasks.leaderboard.averages import percentiles
 from mlalign_tasks.leaderboard.load import Items, answer_code
@@ -49,11 +51,11 @@ class Parses:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.samples: list[str] = []
         self.runs: list[Path] = []
-        load_samples, load_run = cache_module.load_all_samples, cache_module.load_run
+        load_samples, load_runs = cache_module.load_all_samples, cache_module.load_all_runs
         monkeypatch.setattr(
             cache_module, "load_all_samples", lambda jobs: self.samples.extend(p for p, _ in jobs) or load_samples(jobs)
         )
-        monkeypatch.setattr(cache_module, "load_run", lambda path: self.runs.append(path) or load_run(path))
+        monkeypatch.setattr(cache_module, "load_all_runs", lambda paths: self.runs.extend(paths) or load_runs(paths))
 
     def reset(self) -> None:
         self.samples.clear()
@@ -218,3 +220,32 @@ def test_batched_tests_equal_one_at_a_time_and_percentiles_equal_numpys() -> Non
             assert np.isnan(got[i]).all()
         else:
             assert got[i] == pytest.approx(np.percentile(row[np.isfinite(row)], [2.5, 50.0, 97.5]), abs=1e-12)
+
+
+def test_worker_processes_give_the_same_board_and_raise_what_a_worker_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlalign_tasks.leaderboard.load as load
+
+    runs = write_board_inputs(tmp_path / "runs")
+    out = tmp_path / "board"
+    monkeypatch.setattr(load, "PARALLEL_MIN_FILES", 10**9)
+    monkeypatch.setattr(load, "PARALLEL_MIN_RUNS", 10**9)
+    make_leaderboard(runs, out, options=BoardOptions(embed=False))
+    here = board_files(out)
+    monkeypatch.setattr(load, "PARALLEL_MIN_FILES", 1)
+    monkeypatch.setattr(load, "PARALLEL_MIN_RUNS", 1)
+    pools = []
+
+    class Pool(parallel.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs) -> None:
+            pools.append(kwargs["max_workers"])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(parallel, "ProcessPoolExecutor", Pool)
+    make_leaderboard(runs, out, options=BoardOptions(embed=False))
+    assert board_files(out) == here and len(pools) == 2  # the results files, then the samples files
+    next(runs[2].rglob("samples_mgsm_aligned_de_*.jsonl")).write_text('{"doc_id": 0, "oops"\n')
+    with pytest.raises(MlalignError, match="not an lm-eval sample record"):
+        make_leaderboard(runs, out, options=BoardOptions(embed=False))
+    assert board_files(out) == here

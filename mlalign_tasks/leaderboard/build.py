@@ -271,7 +271,7 @@ def build_board(
     to be written, which a search of `results` skips (as it skips every board folder inside them)."""
     manifest = read_manifest(manifest_path) if manifest_path else {}
     cache = ParseCache(options.cache)
-    runs = [cache.run(p) for p in find_results_files(results, skip=out)]
+    runs = cache.runs(find_results_files(results, skip=out))
     models, notes = collect_models(runs, manifest)
     metrics = _primary_metrics(models, {str(k): str(v) for k, v in (manifest.get("metrics") or {}).items()})
     order = {name: i for i, name in enumerate(suites.SUITES)}

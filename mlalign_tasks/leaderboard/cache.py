@@ -21,7 +21,7 @@ import numpy as np
 
 from mlalign_tasks import __version__
 from mlalign_tasks.atomic import write_bytes_atomic
-from mlalign_tasks.leaderboard.load import Items, Run, load_all_samples, load_run
+from mlalign_tasks.leaderboard.load import Items, Run, load_all_runs, load_all_samples
 
 CACHE_ENV = "MLALIGN_BOARD_CACHE"
 FORMAT = 1  # of the cache files; bump when Run, Items or the parsers change what they give
@@ -49,8 +49,10 @@ def stamp(path: str | Path) -> Stamp | None:
 class _Entry:
     """One results file's cache: its run and its samples files' item columns, keyed by (file path, metric)."""
 
-    def __init__(self, run: Run, run_stamp: Stamp, items: dict[tuple[str, str], tuple[Stamp, Items]]) -> None:
-        self.run, self.run_stamp, self.items, self.changed = run, run_stamp, items, False
+    def __init__(
+        self, run: Run, run_stamp: Stamp, items: dict[tuple[str, str], tuple[Stamp, Items]], changed: bool = False
+    ) -> None:
+        self.run, self.run_stamp, self.items, self.changed = run, run_stamp, items, changed
 
     def dump(self) -> bytes:
         keys = list(self.items)
@@ -85,7 +87,7 @@ class _Entry:
 
 
 class ParseCache:
-    """`load_run` and `load_all_samples` through the cache folder `folder` (None: no cache, everything parsed)."""
+    """`load_all_runs` and `load_all_samples` through the cache folder `folder` (None: no cache, everything parsed)."""
 
     def __init__(self, folder: Path | None) -> None:
         self.folder = folder
@@ -105,20 +107,28 @@ class ParseCache:
             log.warning("ignoring unreadable board cache file %s (%s)", self._file(results), type(e).__name__)
             return None
 
-    def run(self, path: Path) -> Run:
-        """`load_run(path)`, from the cache when the file and its folder are unchanged."""
-        if self.folder is None:
-            return load_run(path)
-        run_stamp = (*(stamp(path) or ()), *(stamp(path.parent) or ()))
-        entry = self._read(path)
-        if entry is None or entry.run_stamp != run_stamp:
-            entry = _Entry(load_run(path), run_stamp, {} if entry is None else entry.items)
-            entry.changed = True
-        self.entries[str(path)] = entry
-        for result in entry.run.tasks.values():
-            for _, samples in result.samples:
-                self.owner[samples] = str(path)
-        return entry.run
+    def runs(self, paths: list[Path]) -> list[Run]:
+        """`load_run` of each results file, from the cache where the file and its folder are unchanged; the others
+        read (in parallel: `load_all_runs`)."""
+        entries: dict[Path, _Entry] = {}
+        stale: dict[Path, dict[tuple[str, str], tuple[Stamp, Items]]] = {}  # a changed run's samples: still stamped
+        stamps: dict[Path, Stamp] = {}
+        for path in paths:
+            stamps[path] = (*(stamp(path) or ()), *(stamp(path.parent) or ()))
+            entry = self._read(path) if self.folder is not None else None
+            if entry is not None and entry.run_stamp == stamps[path]:
+                entries[path] = entry
+            elif entry is not None:
+                stale[path] = entry.items
+        missing = [p for p in paths if p not in entries]
+        for path, run in zip(missing, load_all_runs(missing), strict=True):
+            entries[path] = _Entry(run, stamps[path], stale.get(path, {}), changed=True)
+        for path, entry in entries.items():
+            self.entries[str(path)] = entry
+            for result in entry.run.tasks.values():
+                for _, samples in result.samples:
+                    self.owner[samples] = str(path)
+        return [entries[p].run for p in paths]
 
     def samples(self, jobs: list[tuple[str, str]]) -> list[Items]:
         """`load_all_samples(jobs)`: the cached columns of the files unchanged, the others parsed (in parallel)."""
@@ -149,6 +159,8 @@ class ParseCache:
 
     def save(self) -> None:
         """Write the cache files of the results files whose entries changed (atomically; a failure only warns)."""
+        if self.folder is None:
+            return
         for results, entry in self.entries.items():
             if entry.changed:
                 try:

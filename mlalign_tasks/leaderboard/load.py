@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import multiprocessing
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -18,6 +16,7 @@ import numpy as np
 from mlalign_tasks import suites
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.languages import FAMILIES, LANGUAGES
+from mlalign_tasks.parallel import process_map
 
 SUPPORTED_LM_EVAL = "0.4."  # the results layout read here is the one of lm-eval 0.4.x
 REQUIRED_KEYS = ("results", "config", "lm_eval_version")
@@ -559,19 +558,18 @@ def load_samples(path: str | Path, metric_key: str) -> Items:
 
 
 PARALLEL_MIN_FILES = 200  # below this a process pool costs more than it saves
+PARALLEL_MIN_RUNS = 8
 
 
-def _load_chunk(jobs: list[tuple[str, str]]) -> list[Items]:
-    return [load_samples(path, metric) for path, metric in jobs]
+def _load_job(job: tuple[str, str]) -> Items:
+    return load_samples(*job)
 
 
 def load_all_samples(jobs: list[tuple[str, str]]) -> list[Items]:
     """`load_samples` for many (path, metric) jobs, in order; spread over the CPU cores when there are many."""
-    workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
-    if len(jobs) < PARALLEL_MIN_FILES or workers < 2:
-        return _load_chunk(jobs)
-    size = -(-len(jobs) // (workers * 2))
-    chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
-    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        return [items for chunk in pool.map(_load_chunk, chunks) for items in chunk]
+    return process_map(_load_job, jobs, PARALLEL_MIN_FILES)
+
+
+def load_all_runs(paths: list[Path]) -> list[Run]:
+    """`load_run` of many results files, in order; spread over the CPU cores when there are many."""
+    return process_map(load_run, paths, PARALLEL_MIN_RUNS)
