@@ -12,7 +12,6 @@ family independently; the 2.5 and 97.5 percentiles of the resampled Δ, seeded (
 from __future__ import annotations
 
 import math
-import statistics
 import zlib
 from typing import TYPE_CHECKING, Any
 
@@ -123,12 +122,17 @@ def _split_means(
     for family in board.families:
         for split, langs in _buckets(splitter, cells.get(family, [])).items():
             if langs:
-                per_split[split].append(statistics.fmean(primary[(model.key, family, lang)] for lang in langs))
+                per_split[split].append(_mean([primary[(model.key, family, lang)] for lang in langs]))
                 out.append(_avg_row(model, pair, family, split, per_split[split][-1], len(langs)))
     for split, values in per_split.items():
         if values:
-            out.append(_avg_row(model, pair, ALL_FAMILIES, split, statistics.fmean(values), len(values)))
+            out.append(_avg_row(model, pair, ALL_FAMILIES, split, _mean(values), len(values)))
     return out
+
+
+def _mean(values: list[float]) -> float:
+    """`statistics.fmean` (an exactly rounded sum over the count) of a list, without its generator wrapper."""
+    return math.fsum(values) / len(values)
 
 
 def _avg_row(

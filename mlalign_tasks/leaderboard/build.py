@@ -32,7 +32,6 @@ from mlalign_tasks.leaderboard.load import (
 from mlalign_tasks.leaderboard.options import DEFAULT_OPTIONS, BoardOptions
 from mlalign_tasks.leaderboard.references import REFERENCES_KEY, check_references, reference_rows
 from mlalign_tasks.leaderboard.stats import adjust, consistencies, paired_tests, wilson_interval
-from mlalign_tasks.parallel import Background
 from mlalign_tasks.tiny_model import MARKER_FILE as TINY_MODEL_MARKER
 from mlalign_tasks.toy_model import MARKER_FILE as TOY_MODEL_MARKER
 
@@ -328,13 +327,12 @@ def build_board(
     for row in rows:
         if row["level"] != GROUP:
             row["ci_low"], row["ci_high"] = wilson_interval(row["value"], row["n"])
-    with Background(averages, board, primary, samples) as averaged:  # the bootstrap, beside the rest
-        board.cells = _cell_view(board, primary, cells, metrics)
-        family_of = {r["task"]: r["family"] for r in rows if r["level"] == LANGUAGE}
-        board.setting_rows = settings_rows(models, settings, family_of)
-        board.comparisons = _comparisons(board, primary, samples)
-        board.consistency = _consistency(board, samples, spread)
-        board.averages, board.deltas, pair_notes = averaged.result()
+    board.cells = _cell_view(board, primary, cells, metrics)
+    family_of = {r["task"]: r["family"] for r in rows if r["level"] == LANGUAGE}
+    board.setting_rows = settings_rows(models, settings, family_of)
+    board.comparisons = _comparisons(board, primary, samples)
+    board.consistency = _consistency(board, samples, spread)
+    board.averages, board.deltas, pair_notes = averages(board, primary, samples)
     board.notes += mismatch_notes + pair_notes
     scorings = {s for by_model in settings.values() for v in by_model.values() for s in v["scoring"].split(", ")}
     precisions = {v["precision"] for by_model in settings.values() for v in by_model.values()}
