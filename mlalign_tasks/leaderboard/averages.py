@@ -242,8 +242,8 @@ def _item_table(base: Model, aligned: Model, family: str, langs: list[str], samp
                 return None
             keys, diffs = keys[scored], diffs[scored]
         pairs.append((keys, diffs))
-    first = pairs[0][0]
-    if all(np.array_equal(keys, first) for keys, _ in pairs[1:]):  # parallel test sets, every item scored
+    first = pairs[0][0].tobytes()
+    if all(keys.tobytes() == first for keys, _ in pairs[1:]):  # parallel test sets, every item scored
         diffs = np.column_stack([d for _, d in pairs])
         return diffs, np.ones_like(diffs)
     universe = np.unique(np.concatenate([keys for keys, _ in pairs]))

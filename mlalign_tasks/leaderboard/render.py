@@ -542,11 +542,11 @@ def _check_target(out: Path, inputs: list[Path], embed: bool) -> None:
 
 def write_board(board: Board, out: Path, command: str, inputs: list[Path], embed: bool = True) -> Path:
     """Build the whole board in a temp folder beside `out`, then move its files in (an error leaves `out` untouched;
-    files of `out` that the board does not write are kept). The plots, README and model cards are written by a
-    second process (forked, where the platform forks) while this one writes the tables and the page."""
+    files of `out` that the board does not write are kept). The plots and model cards are written by a second
+    process (forked, where the platform forks) while this one writes the tables, the README and the page."""
     _check_target(out, inputs, embed)
     with atomic_dir(out, owned=BOARD_ENTRIES) as tmp:
-        with Background(_write_figures_and_text, board, tmp, command) as figures:
+        with Background(_write_figures_and_cards, board, tmp, command) as figures:
             _write_csv(tmp / "results.csv", board.rows, ROW_FIELDS)
             _write_csv(tmp / "comparisons.csv", board.comparisons, list(COMPARISON_FIELDS))
             _write_csv(tmp / "consistency.csv", board.consistency, list(CONSISTENCY_FIELDS))
@@ -555,6 +555,7 @@ def write_board(board: Board, out: Path, command: str, inputs: list[Path], embed
             header, rows = settings_table(board)
             _write_csv(tmp / "settings.csv", [dict(zip(header, r, strict=True)) for r in rows], header)
             (tmp / "results.json").write_text(results_json(board, command), encoding="utf-8")
+            (tmp / "README.md").write_text(markdown(board, command), encoding="utf-8")
             page = html(board, command, {name: PLOT_SLOT.format(name) for name in PAGE_PLOTS})
             figures.result()
         for name in PAGE_PLOTS:  # the plots are written now
@@ -569,12 +570,11 @@ PAGE_PLOTS = ("delta_heatmap.svg", "split_averages.svg")  # the plots the page s
 PLOT_SLOT = "mlalign-plot-slot:{}"  # where the page's plot goes until the plot is written
 
 
-def _write_figures_and_text(board: Board, tmp: Path, command: str) -> None:
-    """The plots, README.md and the model cards."""
+def _write_figures_and_cards(board: Board, tmp: Path, command: str) -> None:
+    """The plots and the model cards."""
     from mlalign_tasks.leaderboard.plots import render_plots
 
     render_plots(board, tmp / "plots")
-    (tmp / "README.md").write_text(markdown(board, command), encoding="utf-8")
     cards = tmp / "model_cards"
     cards.mkdir()
     by_model: dict[str, list[dict[str, Any]]] = {}
