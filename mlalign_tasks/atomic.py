@@ -51,6 +51,18 @@ def _replace_entries(new: Path, target: Path, owned: Collection[str]) -> None:
 
 
 _STAGING: set[Path] = set()  # the temporary folders of this process's open `atomic_dir` blocks
+_LOCKS: set[int] = set()  # the descriptors holding their locks
+
+
+def _forget_locks() -> None:
+    """In a forked child: close the inherited lock descriptors (the parent's stay open, so its locks hold), so
+    that a child outliving a killed parent for a moment does not keep the parent's staging folder locked."""
+    for fd in _LOCKS:
+        os.close(fd)
+    _LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_forget_locks)
 
 
 @contextmanager
@@ -73,6 +85,8 @@ def atomic_dir(out: str | Path, owned: Collection[str] | None = None) -> Iterato
     remove_leftovers(out.parent, f".{out.name}.tmp-*", f".{out.name}.old-*")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     lock = try_lock(tmp)
+    if lock is not None:
+        _LOCKS.add(lock)
     _STAGING.add(tmp)
     try:
         yield tmp
@@ -85,6 +99,7 @@ def atomic_dir(out: str | Path, owned: Collection[str] | None = None) -> Iterato
         _STAGING.discard(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
         if lock is not None:
+            _LOCKS.discard(lock)
             os.close(lock)
 
 

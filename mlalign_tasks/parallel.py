@@ -66,6 +66,10 @@ class Background:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """End the process now if its result was not taken."""
         self._end(kill=True)
 
     def result(self) -> Any:

@@ -35,8 +35,11 @@ def make_leaderboard(
 ) -> Board:
     """Read the results, compute the statistics and write the board folder atomically."""
     with _collector_paused():
-        board = build_board(results, manifest, out, options)
-        write_board(board, out, regenerate_command(results, out, manifest, options), results, embed=options.embed)
+        board = build_board(results, manifest, out, options, wait=False)  # the averages follow while writing
+        try:
+            write_board(board, out, regenerate_command(results, out, manifest, options), results, embed=options.embed)
+        finally:
+            board.cancel()
     return board
 
 

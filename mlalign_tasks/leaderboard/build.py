@@ -32,6 +32,7 @@ from mlalign_tasks.leaderboard.load import (
 from mlalign_tasks.leaderboard.options import DEFAULT_OPTIONS, BoardOptions
 from mlalign_tasks.leaderboard.references import REFERENCES_KEY, check_references, reference_rows
 from mlalign_tasks.leaderboard.stats import adjust, consistencies, paired_tests, wilson_interval
+from mlalign_tasks.parallel import Background
 from mlalign_tasks.tiny_model import MARKER_FILE as TINY_MODEL_MARKER
 from mlalign_tasks.toy_model import MARKER_FILE as TOY_MODEL_MARKER
 
@@ -99,6 +100,23 @@ class Board:
     deltas: list[dict[str, Any]] = field(default_factory=list)  # Δ of each pair's averages with its interval
     cells: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)  # (model name, family, lang)
     setting_rows: list[dict[str, str]] = field(default_factory=list)  # per model and family: its SETTINGS
+    # the averages still being computed in another process, and the notes before and after theirs (`settle`)
+    pending: tuple[Background, list[str], list[str]] | None = field(default=None, repr=False, compare=False)
+
+    def settle(self) -> Board:
+        """Wait for the averages and their notes (`build_board(..., wait=False)` hands the board over without them)."""
+        if self.pending is not None:
+            job, before, after = self.pending
+            self.pending = None
+            self.averages, self.deltas, notes = job.result()
+            self.notes += before + notes + after
+        return self
+
+    def cancel(self) -> None:
+        """Stop computing what `settle` would wait for."""
+        if self.pending is not None:
+            self.pending[0].stop()
+            self.pending = None
 
     def model(self, key: str) -> Model:
         return next(m for m in self.models if m.key == key)
@@ -265,9 +283,11 @@ def build_board(
     manifest_path: Path | None = None,
     out: Path | None = None,
     options: BoardOptions = DEFAULT_OPTIONS,
+    wait: bool = True,
 ) -> Board:
     """Read every results file (and its samples) and compute the board's tables; `out` is the board folder
-    to be written, which a search of `results` skips (as it skips every board folder inside them)."""
+    to be written, which a search of `results` skips (as it skips every board folder inside them). The averages are
+    computed in a second process; without `wait` the board comes back before them (`Board.settle` waits)."""
     manifest = read_manifest(manifest_path) if manifest_path else {}
     cache = ParseCache(options.cache)
     runs = cache.runs(find_results_files(results, skip=out))
@@ -327,31 +347,36 @@ def build_board(
     for row in rows:
         if row["level"] != GROUP:
             row["ci_low"], row["ci_high"] = wilson_interval(row["value"], row["n"])
-    board.cells = _cell_view(board, primary, cells, metrics)
-    family_of = {r["task"]: r["family"] for r in rows if r["level"] == LANGUAGE}
-    board.setting_rows = settings_rows(models, settings, family_of)
-    board.comparisons = _comparisons(board, primary, samples)
-    board.consistency = _consistency(board, samples, spread)
-    board.averages, board.deltas, pair_notes = averages(board, primary, samples)
-    board.notes += mismatch_notes + pair_notes
+    averaged = Background(averages, board, primary, samples)  # the bootstrap, beside what follows
+    try:
+        board.cells = _cell_view(board, primary, cells, metrics)
+        family_of = {r["task"]: r["family"] for r in rows if r["level"] == LANGUAGE}
+        board.setting_rows = settings_rows(models, settings, family_of)
+        board.comparisons = _comparisons(board, primary, samples)
+        board.consistency = _consistency(board, samples, spread)
+    except BaseException:
+        averaged.stop()
+        raise
+    later: list[str] = []  # the notes after the averages' own
     scorings = {s for by_model in settings.values() for v in by_model.values() for s in v["scoring"].split(", ")}
     precisions = {v["precision"] for by_model in settings.values() for v in by_model.values()}
-    board.notes += [SCORING_NOTES[s] for s in sorted(scorings) if s in SCORING_NOTES]
-    board.notes += [PRECISION_NOTES[p] for p in sorted(precisions) if p in PRECISION_NOTES]
-    board.notes += statistics_notes(board)
+    later += [SCORING_NOTES[s] for s in sorted(scorings) if s in SCORING_NOTES]
+    later += [PRECISION_NOTES[p] for p in sorted(precisions) if p in PRECISION_NOTES]
+    later += statistics_notes(board)
     for name, tasks in missing.items():
-        board.notes.append(
+        later.append(
             f"no per-sample logs for {name} ({len(tasks)} task(s), e.g. {tasks[0]}): paired tests and "
             "cross-lingual consistency are left out there (evaluate with --log_samples to get them)"
         )
     for run in runs:
-        board.notes += run.notes
+        later += run.notes
         if run.ignored_tasks:
-            board.notes.append(
+            later.append(
                 f"{run.path.name}: ignored tasks of no known suite and not named <family>_<language>: "
                 f"{', '.join(run.ignored_tasks)}"
             )
-    return board
+    board.pending = (averaged, mismatch_notes, later)
+    return board.settle() if wait else board
 
 
 CellKey = tuple[str, str, str]  # (model key, family, language)

@@ -546,14 +546,15 @@ def write_board(board: Board, out: Path, command: str, inputs: list[Path], embed
     process (forked, where the platform forks) while this one writes the tables, the README and the page."""
     _check_target(out, inputs, embed)
     with atomic_dir(out, owned=BOARD_ENTRIES) as tmp:
+        _write_csv(tmp / "results.csv", board.rows, ROW_FIELDS)  # what needs no averages, while they are computed
+        _write_csv(tmp / "comparisons.csv", board.comparisons, list(COMPARISON_FIELDS))
+        _write_csv(tmp / "consistency.csv", board.consistency, list(CONSISTENCY_FIELDS))
+        header, rows = settings_table(board)
+        _write_csv(tmp / "settings.csv", [dict(zip(header, r, strict=True)) for r in rows], header)
+        board.settle()
         with Background(_write_figures_and_cards, board, tmp, command) as figures:
-            _write_csv(tmp / "results.csv", board.rows, ROW_FIELDS)
-            _write_csv(tmp / "comparisons.csv", board.comparisons, list(COMPARISON_FIELDS))
-            _write_csv(tmp / "consistency.csv", board.consistency, list(CONSISTENCY_FIELDS))
             _write_csv(tmp / "averages.csv", board.averages, list(AVERAGE_FIELDS))
             _write_csv(tmp / "deltas.csv", board.deltas, list(DELTA_FIELDS))
-            header, rows = settings_table(board)
-            _write_csv(tmp / "settings.csv", [dict(zip(header, r, strict=True)) for r in rows], header)
             (tmp / "results.json").write_text(results_json(board, command), encoding="utf-8")
             (tmp / "README.md").write_text(markdown(board, command), encoding="utf-8")
             page = html(board, command, {name: PLOT_SLOT.format(name) for name in PAGE_PLOTS})
