@@ -542,17 +542,17 @@ def _check_target(out: Path, inputs: list[Path], embed: bool) -> None:
 
 def write_board(board: Board, out: Path, command: str, inputs: list[Path], embed: bool = True) -> Path:
     """Build the whole board in a temp folder beside `out`, then move its files in (an error leaves `out` untouched;
-    files of `out` that the board does not write are kept). The plots and model cards are written by a second
-    process (forked, where the platform forks) while this one writes the tables, the README and the page."""
+    files of `out` that the board does not write are kept). The CSVs that need no averages are written while
+    `build_board(..., wait=False)`'s process computes them; then the plots and model cards are written by a second
+    process (forked, where the platform forks) while this one writes the other tables, the README and the page."""
     _check_target(out, inputs, embed)
     with atomic_dir(out, owned=BOARD_ENTRIES) as tmp:
         _write_csv(tmp / "results.csv", board.rows, ROW_FIELDS)  # what needs no averages, while they are computed
         _write_csv(tmp / "comparisons.csv", board.comparisons, list(COMPARISON_FIELDS))
         _write_csv(tmp / "consistency.csv", board.consistency, list(CONSISTENCY_FIELDS))
-        header, rows = settings_table(board)
-        _write_csv(tmp / "settings.csv", [dict(zip(header, r, strict=True)) for r in rows], header)
+        _write_csv(tmp / "settings.csv", board.setting_rows, SETTINGS_FIELDS)
         board.settle()
-        with Background(_write_figures_and_cards, board, tmp, command) as figures:
+        with Background(_write_figures_and_cards, board, tmp) as figures:
             _write_csv(tmp / "averages.csv", board.averages, list(AVERAGE_FIELDS))
             _write_csv(tmp / "deltas.csv", board.deltas, list(DELTA_FIELDS))
             (tmp / "results.json").write_text(results_json(board, command), encoding="utf-8")
@@ -571,7 +571,7 @@ PAGE_PLOTS = ("delta_heatmap.svg", "split_averages.svg")  # the plots the page s
 PLOT_SLOT = "mlalign-plot-slot:{}"  # where the page's plot goes until the plot is written
 
 
-def _write_figures_and_cards(board: Board, tmp: Path, command: str) -> None:
+def _write_figures_and_cards(board: Board, tmp: Path) -> None:
     """The plots and the model cards."""
     from mlalign_tasks.leaderboard.plots import render_plots
 
@@ -617,7 +617,7 @@ def results_json(board: Board, command: str) -> str:
         "consistency": board.consistency,
         "averages": board.averages,
         "deltas": board.deltas,
-        "settings": [dict(zip(SETTINGS_FIELDS, r, strict=True)) for r in settings_table(board)[1]],
+        "settings": board.setting_rows,
         "references": board.references,
         "notes": board.notes,
     }

@@ -62,7 +62,7 @@ def mcnemar_exact(only_base: int, only_aligned: int) -> float:
 
 def common_items(x: Items, y: Items) -> tuple[Any, Any]:
     """Indices into `x` and into `y` of the items both have (both sorted by key)."""
-    if x.keys.size == y.keys.size and np.array_equal(x.keys, y.keys):
+    if x.keys.tobytes() == y.keys.tobytes():  # logs of the same items: one memcmp
         return slice(None), slice(None)
     _, ix, iy = np.intersect1d(x.keys, y.keys, assume_unique=True, return_indices=True)
     return ix, iy
@@ -72,23 +72,14 @@ def _common_columns(pairs: list[tuple[Items, Items]], fields: tuple[str, ...]) -
     """Each field's two columns (first's, second's) on the items both of a pair have, over all pairs end to end;
     the number of such items per pair, and each concatenated item's pair."""
     index = [Items._fields.index(name) for name in fields]
-    keys: dict[int, bytes] = {}  # id of an Items -> its keys' bytes: two logs of the same items compare in one memcmp
     columns: list[tuple[list[Any], list[Any]]] = [([], []) for _ in fields]
     sizes = []
     for x, y in pairs:
-        kx = keys.get(id(x)) or keys.setdefault(id(x), x.keys.tobytes())
-        ky = keys.get(id(y)) or keys.setdefault(id(y), y.keys.tobytes())
-        if kx == ky:
-            for (xs, ys), i in zip(columns, index, strict=True):
-                xs.append(x[i])
-                ys.append(y[i])
-            sizes.append(x.keys.size)
-            continue
-        _, ix, iy = np.intersect1d(x.keys, y.keys, assume_unique=True, return_indices=True)
+        ix, iy = common_items(x, y)
         for (xs, ys), i in zip(columns, index, strict=True):
             xs.append(x[i][ix])
             ys.append(y[i][iy])
-        sizes.append(ix.size)
+        sizes.append(xs[-1].size)
     joined = [(np.concatenate(xs), np.concatenate(ys)) for xs, ys in columns] if pairs else []
     sizes_array = np.array(sizes, dtype=np.int64)
     return joined, sizes_array, np.repeat(np.arange(len(pairs)), sizes_array)
