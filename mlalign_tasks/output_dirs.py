@@ -12,7 +12,7 @@ import fcntl
 import os
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from mlalign_tasks.errors import MlalignError
@@ -42,6 +42,30 @@ def try_lock(path: Path) -> int | None:
     return fd
 
 
+def lock_holder(path: Path) -> int | None:
+    """The process holding a ``flock`` on `path`, as Linux's /proc/locks names it; None where it cannot say."""
+    try:
+        st = path.stat()
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for fields in map(str.split, lines):
+        # "1: FLOCK  ADVISORY  WRITE 4321 fe:00:2146711 0 EOF"; a waiting process's line has "->" before FLOCK
+        if fields[1:2] == ["FLOCK"] and inode in fields[5:]:
+            pid = int(fields[4])
+            return pid if pid > 0 else None
+    return None
+
+
+def _in_use(path: Path, what: str) -> MlalignError:
+    pid = lock_holder(path)
+    return MlalignError(
+        f"{what} is in use by another running process{f' (pid {pid})' if pid else ''}; wait for it to finish or use "
+        "another folder"
+    )
+
+
 @contextmanager
 def exclusive(lock_file: Path, what: str) -> Iterator[None]:
     """Hold `lock_file`'s lock for the block; while another process holds it, a one-line error names `what`."""
@@ -49,9 +73,41 @@ def exclusive(lock_file: Path, what: str) -> Iterator[None]:
     lock_file.touch()
     fd = try_lock(lock_file)
     if fd is None:
-        raise MlalignError(f"{what} is in use by another running process; wait for it to finish or use another folder")
+        raise _in_use(lock_file, what)
     try:
         yield
+    finally:
+        os.close(fd)
+
+
+def _names(path: Path, fd: int) -> bool:
+    """Whether `path` still names the file or folder open as `fd`."""
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(fd))
+    except OSError:
+        return False
+
+
+@contextmanager
+def exclusive_folder(folder: Path, what: str) -> Iterator[None]:
+    """Hold a lock on `folder` itself for the block (no lock file in it), creating it if absent; while another
+    process holds it, a one-line error names `what` and the holder. A folder this call created is removed again
+    if the block fails and leaves it empty."""
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = try_lock(folder)
+    if fd is not None and not _names(folder, fd):  # a holder removed it (as below) between our open and lock
+        os.close(fd)
+        fd = None
+    if fd is None:
+        raise _in_use(folder, what)
+    try:
+        yield
+    except BaseException:
+        if created:
+            with suppress(OSError):  # not empty: the block wrote something to keep
+                folder.rmdir()
+        raise
     finally:
         os.close(fd)
 

@@ -414,7 +414,7 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
             from mlalign_trainer.sft import main as train_main
 
             code = train_main([*flags, "--output_dir", str(w)])
-            if code == 130:  # Ctrl-C: the trainer saved a checkpoint in `w`, where a rerun resumes
+            if code in (130, 143):  # Ctrl-C or SIGTERM: the trainer saved a checkpoint in `w`, where a rerun resumes
                 raise Interrupted
             if code != 0:
                 raise MlalignError(f"training stopped (exit code {code}); rerun `mlalign run` to resume it")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -428,6 +429,161 @@ def test_resume_compares_every_setting_and_skips_a_cut_off_trainer_state(tiny_mo
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["use_rslora"] is False and config["use_dora"] is False
     assert json.loads((out / METADATA_FILE).read_text())["global_step"] == 8
+
+
+def _errors(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def _train_cmd(model: Path, out: Path, *extra: str) -> list[str]:
+    """A real `mlalign train` of the tiny model, saving a checkpoint every 2 steps."""
+    mlalign = str(Path(sys.executable).with_name("mlalign"))
+    return [mlalign, "train", *_args(model, out), *RUN_DATA, "--save_steps", "2", *extra]
+
+
+def _wait_for_checkpoint(proc: subprocess.Popen, out: Path, newer_than: int = 0) -> int:
+    """The step of the first complete checkpoint after `newer_than` that `proc` writes into `out` (it may be the
+    newest one already there: the trainer saves in step order)."""
+    deadline = time.monotonic() + 240
+    while True:
+        done = [int(c.name.rsplit("-", 1)[1]) for c in out.glob("checkpoint-*") if sft._complete(c)]
+        if done and max(done) > newer_than:
+            return max(done)
+        assert proc.poll() is None and time.monotonic() < deadline, "no new checkpoint"
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_one_run_at_a_time_in_an_output_dir_and_sigterm_saves_a_checkpoint_to_resume_from(tiny_model_dir, tmp_path):
+    """A second `mlalign train` into the output directory of a running one is refused, naming the first's pid, and
+    writes nothing; SIGTERM (a scheduler's stop) saves a checkpoint and exits 143, and the rerun resumes from it."""
+    out = tmp_path / "adapter"
+    cmd = _train_cmd(tiny_model_dir, out, "--max_steps", "100000", "--save_total_limit", "2")
+    logs = [tmp_path / "first.log", tmp_path / "third.log"]  # files, not pipes: nothing blocks a long run's output
+    first = subprocess.Popen(cmd, stdout=logs[0].open("w"), stderr=subprocess.DEVNULL, env=_env())
+    try:
+        _wait_for_checkpoint(first, out)
+        run_file = (out / RUN_FILE).read_bytes()
+        second = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+        assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr[-3000:]
+        assert _errors(second.stderr) == [
+            f"error: --output_dir {out} is in use by another running process (pid {first.pid}); wait for it to "
+            "finish or use another folder"
+        ]
+        assert "resuming" not in second.stdout and (out / RUN_FILE).read_bytes() == run_file
+        assert first.poll() is None  # still training: the refusal came while it held the folder
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=120)
+    finally:
+        first.kill()
+    log = logs[0].read_text()
+    assert first.returncode == 128 + signal.SIGTERM, log
+    stopped = int(log.split("SIGTERM at step ", 1)[1].split(":", 1)[0])
+    assert f"SIGTERM at step {stopped}: checkpoint saved; rerun the same command to resume" in log
+    assert sft.last_complete_checkpoint(out, remove_incomplete=False) == str(out / f"checkpoint-{stopped}")
+    third = subprocess.Popen(cmd, stdout=logs[1].open("w"), stderr=subprocess.DEVNULL, env=_env())
+    try:
+        later = _wait_for_checkpoint(third, out, newer_than=stopped)  # training on: the handler is installed
+        third.send_signal(signal.SIGTERM)
+        third.wait(timeout=120)
+    finally:
+        third.kill()
+    log = logs[1].read_text()
+    assert third.returncode == 143 and f"resuming from {out / f'checkpoint-{stopped}'}" in log, log
+    again = int(log.split("SIGTERM at step ", 1)[1].split(":", 1)[0])
+    assert again >= later > stopped
+    assert sft.last_complete_checkpoint(out, remove_incomplete=False) == str(out / f"checkpoint-{again}")
+    state = json.loads((out / f"checkpoint-{again}" / "trainer_state.json").read_text())
+    assert [e["step"] for e in state["log_history"] if "loss" in e] == list(range(1, again + 1))
+
+
+@pytest.mark.slow
+def test_resume_refuses_another_model_at_the_same_path(tiny_model_dir, tmp_path):
+    """A base model rebuilt at the same path (other weights) is another model: the rerun is refused, naming both
+    by their content, and touches nothing; with the original model back at the path it resumes."""
+    from mlalign_tasks.model_identity import identify
+    from mlalign_tasks.tiny_model import build_tiny_model
+
+    base = build_tiny_model(tmp_path / "base")
+    out = tmp_path / "adapter"
+    cmd = _train_cmd(base, out, "--max_steps", "12")
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
+    _wait_for_checkpoint(first, out)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    killed_at = sft.last_complete_checkpoint(out, remove_incomplete=False)
+    before = sorted((p.relative_to(out).as_posix(), p.stat().st_mtime_ns) for p in out.rglob("*"))
+    original = identify(base).sha256
+    build_tiny_model(base, seed=5)
+    other = identify(base).sha256
+    refused = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
+    assert _errors(refused.stderr) == [
+        f"error: output directory {out} holds a run of the model {base} (sha256 {original[:16]}), and {base} (sha256 "
+        f"{other[:16]}) is another model; give the run's model to resume it, or choose a new --output_dir"
+    ]
+    assert sorted((p.relative_to(out).as_posix(), p.stat().st_mtime_ns) for p in out.rglob("*")) == before
+    build_tiny_model(base)  # the original weights again, in new files
+    resumed = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    assert resumed.returncode == 0 and f"resuming from {killed_at}" in resumed.stdout, resumed.stderr[-3000:]
+    meta = json.loads((out / METADATA_FILE).read_text())
+    assert meta["model_sha256"] == original and meta["global_step"] == 12
+
+
+def test_model_identity_hashes_each_file_once_while_its_stat_holds(tmp_path):
+    from mlalign_tasks.model_identity import identify
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights")
+    (model / "pytorch_model.bin").write_bytes(b"the same weights, which transformers does not load")
+    (model / "README.md").write_text("not part of the model")
+    first = identify(model)
+    assert sorted(first.files) == ["config.json", "model.safetensors"]
+    assert identify(model, first.files) == first and identify(str(model)) == first
+    planted = {name: {**record, "sha256": "0" * 64} for name, record in first.files.items()}
+    assert identify(model, planted).sha256 != first.sha256  # a recorded hash is reused while the stat holds ...
+    weights = model / "model.safetensors"
+    mtime = weights.stat().st_mtime_ns
+    weights.write_bytes(b"WEIGHTS")  # ... and a rewrite at the same size and modification time is hashed again
+    os.utime(weights, ns=(mtime, mtime))
+    assert identify(model, planted).files["model.safetensors"]["sha256"] != "0" * 64
+    assert identify(model).sha256 != first.sha256
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert identify(gguf).sha256 == hashlib.sha256(b"GGUF").hexdigest()  # a single-file model: its own sha256
+    assert identify(tmp_path / "missing") is None and identify("org/hub-model") is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("limit", "writer"), [(40_000, "SafetensorError"), (100_000, "torch.save")])
+def test_a_checkpoint_save_that_cannot_write_is_one_error_and_leaves_no_checkpoint(
+    tiny_model_dir, tmp_path, limit, writer
+):
+    """A full disk, simulated by a file-size limit (writes fail with EFBIG): the checkpoint-2 save fails in the
+    adapter's safetensors file (59 kB, over 40 kB) or in torch.save's optimizer.pt (129 kB, over 100 kB). One error
+    line, no half-written checkpoint; the rerun (with room) finds nothing to resume and trains to the end."""
+    import resource
+
+    def file_size_limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    out = tmp_path / "adapter"
+    cmd = _train_cmd(tiny_model_dir, out, "--max_steps", "4")
+    full = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300, preexec_fn=file_size_limit)
+    assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr[-3000:]
+    (error,) = _errors(full.stderr)
+    assert error.startswith(f"error: cannot save checkpoint-2 in {out} (") and error.endswith(
+        "); nothing of it is kept: free some space and rerun the same command, which resumes from the last complete "
+        "checkpoint"
+    )
+    assert ("File too large" in error) == (writer == "SafetensorError")
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", RUN_FILE]  # the model card, the run's settings
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    assert rerun.returncode == 0 and "resuming" not in rerun.stdout and "incomplete" not in rerun.stdout, rerun.stderr
+    assert json.loads((out / METADATA_FILE).read_text())["global_step"] == 4
 
 
 @pytest.mark.slow

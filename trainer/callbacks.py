@@ -1,4 +1,5 @@
-"""Trainer callbacks: the bitsandbytes AVX512-BF16 guard, a graceful SIGINT (checkpoint, then stop), a last-step log."""
+"""Trainer callbacks: the bitsandbytes AVX512-BF16 guard, a graceful SIGINT or SIGTERM (checkpoint, then stop), a
+last-step log."""
 
 from __future__ import annotations
 
@@ -45,28 +46,36 @@ class Avx512Bf16Guard(TrainerCallback):
 
 
 class GracefulInterrupt(TrainerCallback):
-    """On SIGINT, finish the current step, save a checkpoint and stop (single process only)."""
+    """On SIGINT (Ctrl-C) or SIGTERM (what schedulers send before they kill a job), finish the current step, save a
+    checkpoint and stop (single process only); `signum` is the signal that stopped it."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
-        self.fired = False
+        self.signum: int | None = None
+
+    @property
+    def fired(self) -> bool:
+        return self.signum is not None
 
     def _handle(self, signum, frame) -> None:
-        if self.fired:  # a second Ctrl-C stops at once
+        if self.fired:  # a second signal stops at once
             raise KeyboardInterrupt
-        self.fired = True
+        self.signum = signum
 
     @contextmanager
     def installed(self) -> Iterator[None]:
-        """Install the SIGINT handler for the duration of training."""
+        """Install the handler of both signals for the duration of training."""
         if not self.enabled:
             yield
             return
-        previous = signal.signal(signal.SIGINT, self._handle)
+        previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.fired:

@@ -46,7 +46,13 @@ def check_run_dir(output_dir: Path, settings: dict) -> str:
             fix="choose a new --output_dir or empty it",
         )  # fmt: skip
         return "new"
-    previous = _flatten(read_json_file(run_file, "; delete the output directory and start again").get("settings", {}))
+    recorded = read_json_file(run_file, "; delete the output directory and start again").get("settings", {})
+    if "model_sha256" in recorded and recorded["model_sha256"] != settings.get("model_sha256"):
+        raise MlalignError(
+            f"output directory {output_dir} holds a run of the model {_model(recorded)}, and {_model(settings)} is "
+            "another model; give the run's model to resume it, or choose a new --output_dir"
+        )
+    previous = _flatten(recorded)
     current = _flatten(settings)
     changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
     if changed:
@@ -59,8 +65,25 @@ def check_run_dir(output_dir: Path, settings: dict) -> str:
     return "finished" if (output_dir / METADATA_FILE).is_file() else "resume"
 
 
-def write_run_file(output_dir: Path, settings: dict) -> None:
-    write_json_atomic(output_dir / RUN_FILE, {"settings": settings})
+def _model(settings: dict) -> str:
+    """The model a run trains, by path and content (`model_sha256`, see `mlalign_tasks.model_identity`)."""
+    digest = settings.get("model_sha256")
+    path = settings.get("hyperparameters", {}).get("model_name_or_path")
+    return f"{path} ({f'sha256 {digest[:16]}' if digest else 'not a local model'})"
+
+
+def write_run_file(output_dir: Path, settings: dict, model_files: dict) -> None:
+    """Record the run's settings, and the model's files as hashed (reused on resume while their stat holds)."""
+    write_json_atomic(output_dir / RUN_FILE, {"settings": settings, "model_files": model_files})
+
+
+def recorded_model_files(output_dir: Path) -> dict:
+    """The model files the run in `output_dir` hashed when it started; {} for none (or an unreadable run file)."""
+    try:
+        files = json.loads((output_dir / RUN_FILE).read_text(encoding="utf-8")).get("model_files")
+    except (OSError, ValueError, RecursionError, AttributeError):  # check_run_dir says what is wrong with it
+        return {}
+    return files if isinstance(files, dict) else {}
 
 
 _HISTORY = ("versions", "mlalign_version", "stages", "seen_languages")
@@ -87,6 +110,7 @@ def training_metadata(
 
     meta = {
         "base_model": settings["base_model"],
+        "model_sha256": settings["model_sha256"],
         "stage": settings["stage"],
         "init_from": settings["init_from"],
         "languages": settings["languages"],

@@ -7,7 +7,8 @@ works and command-line flags override it), ``ModelConfig`` + ``get_quantization_
 ``accelerate launch -m mlalign_trainer.sft ...``.
 
 Rerunning the same command into the same ``--output_dir`` resumes from the last checkpoint; a finished run is
-left alone; a directory holding a run with other settings is an error.
+left alone; a directory holding a run with other settings, or of another model (by content), is an error; a second
+run into a directory another one is writing is refused.
 """
 
 from __future__ import annotations
@@ -15,15 +16,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 import warnings
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.model_identity import ModelIdentity, identify
 from mlalign_tasks.model_paths import check_local
+from mlalign_tasks.output_dirs import exclusive_folder
 
 if TYPE_CHECKING:
     from mlalign_trainer.config import QTArguments
@@ -173,11 +178,14 @@ RESULT_NEUTRAL = frozenset(
 )  # fmt: skip
 
 
-def run_settings(qt: QTArguments, args, model_args, info: dict, start: StartPoint | None = None) -> dict:
+def run_settings(
+    qt: QTArguments, args, model_args, info: dict, start: StartPoint | None = None, model: ModelIdentity | None = None
+) -> dict:
     """Everything that decides the result of a run: compared on rerun, recorded in the metadata.
 
     The hyperparameters are the run's whole configuration (our flags, TRL's SFTConfig, its ModelConfig) less
-    `RESULT_NEUTRAL`, plus the number of processes and the effective batch size they make.
+    `RESULT_NEUTRAL`, plus the number of processes and the effective batch size they make; `model` is the identity
+    of the model it loads (its content, where it is a local one).
     """
     selected = {lang: s["selected"] for lang, s in info["stats"].items()}
     train = args.to_dict()  # enums as their values; it masks every `*_token` field, only hub_token is a secret
@@ -188,6 +196,7 @@ def run_settings(qt: QTArguments, args, model_args, info: dict, start: StartPoin
     hp["effective_batch_size"] = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
     return {
         "base_model": start.base_model if start else model_args.model_name_or_path,
+        "model_sha256": model.sha256 if model else None,
         "stage": qt.stage,
         "init_from": start.record() if start else None,
         "languages": info["languages"],
@@ -350,8 +359,7 @@ def _final_loss(log_history: list[dict]) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Train (or resume, or report a finished run); returns the exit code."""
-    from mlalign_trainer import continuation, metadata
-    from mlalign_trainer.callbacks import GracefulInterrupt
+    from mlalign_trainer import continuation
     from mlalign_trainer.config import PromptFormat
 
     argv = sys.argv[1:] if argv is None else argv
@@ -376,9 +384,27 @@ def main(argv: list[str] | None = None) -> int:
         say(f"--dataset_path {qt.dataset_path} ({','.join(info['languages'])}) replaces --languages {qt.languages}")
     qt.prompt_format = PromptFormat(info["format"])
     dataset, eval_dataset = hold_out(qt, args, dataset)
-
     out = Path(args.output_dir)
-    settings = run_settings(qt, args, model_args, info, start)
+    with output_lock(out, args):
+        return train_into(out, qt, args, model_args, dataset, eval_dataset, info, start)
+
+
+def output_lock(out: Path, args) -> AbstractContextManager:
+    """The main process's lock on `out` (one run writes into it at a time); a file there is check_run_dir's to refuse."""
+    if args.process_index != 0 or (out.exists() and not out.is_dir()):
+        return nullcontext()
+    return exclusive_folder(out, f"--output_dir {out}")
+
+
+def train_into(out: Path, qt: QTArguments, args, model_args, dataset, eval_dataset, info: dict, start) -> int:
+    """Start, resume or report the run in `out` (the caller holds its lock); returns the exit code."""
+    from mlalign_trainer import metadata
+    from mlalign_trainer.callbacks import GracefulInterrupt
+    from mlalign_trainer.qt_trainer import saved_whole
+
+    say = print if args.process_index == 0 else (lambda *a, **k: None)
+    model = identify(model_args.model_name_or_path, metadata.recorded_model_files(out))
+    settings = run_settings(qt, args, model_args, info, start, model)
     state = metadata.check_run_dir(out, settings)
     if state == "finished":
         say(f"{out} already holds this finished run (adapter and {metadata.METADATA_FILE}); nothing to do")
@@ -387,20 +413,22 @@ def main(argv: list[str] | None = None) -> int:
     trainer = build_trainer(qt, args, model_args, dataset, eval_dataset, callbacks=[interrupt], start=start)
     with args.main_process_first(desc="preparing the output directory"):
         if state == "new" and args.process_index == 0:
-            metadata.write_run_file(out, settings)
+            metadata.write_run_file(out, settings, model.files if model else {})
         last = last_complete_checkpoint(out, remove_incomplete=args.process_index == 0) if state == "resume" else None
     if last:
         say(f"resuming from {last}")
     with interrupt.installed():
         trainer.train(resume_from_checkpoint=last)
     if interrupt.fired:
-        say(f"interrupted at step {trainer.state.global_step}; checkpoint saved; rerun the same command to resume")
-        return 130
+        name = signal.Signals(interrupt.signum).name
+        say(f"{name} at step {trainer.state.global_step}: checkpoint saved; rerun the same command to resume")
+        return 128 + interrupt.signum  # the shell's status of a process the signal stopped
 
     tmp = out / ".final-adapter.tmp"  # written whole, then moved beside the checkpoints
     if trainer.is_world_process_zero():
         shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))
+    with saved_whole(tmp, "the final adapter" if model_args.use_peft else "the final model"):
+        trainer.save_model(str(tmp))
     if trainer.is_world_process_zero():
         for item in tmp.iterdir():
             item.replace(out / item.name)
