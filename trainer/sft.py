@@ -396,7 +396,9 @@ def output_lock(out: Path, args) -> AbstractContextManager:
     return exclusive_folder(out, f"--output_dir {out}")
 
 
-def train_into(out: Path, qt: QTArguments, args, model_args, dataset, eval_dataset, info: dict, start) -> int:
+def train_into(
+    out: Path, qt: QTArguments, args, model_args, dataset, eval_dataset, info: dict, start: StartPoint | None
+) -> int:
     """Start, resume or report the run in `out` (the caller holds its lock); returns the exit code."""
     from mlalign_trainer import metadata
     from mlalign_trainer.callbacks import GracefulInterrupt
