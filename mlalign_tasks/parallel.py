@@ -96,14 +96,17 @@ class Background:
 
 
 def process_map(function: Callable[[Any], Any], items: list[Any], at_least: int) -> list[Any]:
-    """`[function(x) for x in items]`, spread over the CPU cores (forked workers, up to 8) when there are at least
-    `at_least` items and more than one core; in order, and what a call raises is raised here."""
+    """`[function(x) for x in items]`, spread over the CPU cores (forked workers, up to 8, killed with this process)
+    when there are at least `at_least` items and more than one core; in order, and what a call raises is raised here."""
     workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
     if len(items) < at_least or workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return [function(x) for x in items]
     size = -(-len(items) // (workers * 2))
     chunks = [items[i : i + size] for i in range(0, len(items), size)]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+    context, parent = multiprocessing.get_context("fork"), os.getpid()
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_die_with, initargs=(parent,)
+    ) as pool:
         return [y for chunk in pool.map(_apply, [function] * len(chunks), chunks) for y in chunk]
 
 
