@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import fcntl
 import json
 import os
 import shutil
+import stat
+import sys
 import tempfile
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePath
 
+from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.output_dirs import remove_leftovers, try_lock
 
 
@@ -30,24 +36,111 @@ def replace_dir(new: Path, target: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _replace_entries(new: Path, target: Path, owned: Collection[str]) -> None:
-    """Move every entry of `new` into `target` (each one atomically) and remove the `owned` names it lacks."""
-    remove_leftovers(target, *(f".{name}.old-*" for name in owned))
-    written = sorted(new.iterdir())
-    for entry in written:
-        old = target / entry.name
-        if entry.is_dir() or (old.is_dir() and not old.is_symlink()):
-            replace_dir(entry, old)
-        else:
-            os.replace(entry, old)
-    for name in set(owned) - {entry.name for entry in written}:
-        stale = target / name
-        if not (stale.exists() or stale.is_symlink()):
-            continue
-        if stale.is_dir() and not stale.is_symlink():
-            shutil.rmtree(stale)
-        else:
-            stale.unlink()
+RENAME_EXCHANGE = 2  # renameat2(2): swap two paths in one step
+AT_FDCWD = -100
+
+
+def exchange_dirs(new: Path, target: Path) -> None:
+    """Swap the folders `new` and `target` in one step (a reader sees the one or the other, never a mix or nothing);
+    where the system cannot (not Linux, or a filesystem without it), `target` is replaced by two renames."""
+    swap = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None) if sys.platform.startswith("linux") else None
+    if swap is not None:
+        if swap(AT_FDCWD, os.fsencode(new), AT_FDCWD, os.fsencode(target), RENAME_EXCHANGE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(code, os.strerror(code), str(target))
+    replace_dir(new, target)
+
+
+Owns = Callable[[PurePath, Path], bool]  # whether an entry of `out` (path relative to `out`, path) is the writer's
+
+
+_HERE = PurePath()
+
+
+def others(folder: Path, owns: Owns, relative: PurePath = _HERE) -> list[PurePath]:
+    """The entries of `folder` that are not the writer's own, inside the writer's own folders too (relative paths)."""
+    found: list[PurePath] = []
+    for entry in sorted(folder.iterdir()):
+        if not owns(relative / entry.name, entry):
+            found.append(relative / entry.name)
+        elif entry.is_dir() and not entry.is_symlink():
+            found += others(entry, owns, relative / entry.name)
+    return found
+
+
+def move_entries(entries: list[PurePath], source: Path, dest: Path) -> None:
+    """Move `entries` (relative paths) from `source` into the same places in `dest`: all of them, or none if one
+    cannot be moved (one of its name already there is refused before anything moves)."""
+    if taken := [rel for rel in entries if os.path.lexists(dest / rel)]:
+        raise MlalignError(
+            f"{source / taken[0]} is not a file this command writes, but it writes one of that name; move yours "
+            "elsewhere and rerun"
+        )
+    moved: list[PurePath] = []
+    try:
+        for rel in entries:
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.rename(source / rel, dest / rel)
+            moved.append(rel)
+    except BaseException:
+        for rel in reversed(moved):
+            os.rename(dest / rel, source / rel)
+        raise
+
+
+def _lock_current(folder: Path) -> int | None:
+    """A descriptor holding the lock of the folder at `folder` now (None if there is none): a writer that swapped it
+    while this one waited leaves its old folder locked here, so the lock is taken again on the new one."""
+    while True:
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(folder)):
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _publish(tmp: Path, out: Path, owns: Owns | None) -> None:
+    """Put the finished `tmp` in place of `out`; with `owns`, others' entries of `out` are moved into it first, and the
+    two folders are then swapped in one step."""
+    lock = _lock_current(out) if owns is not None else None
+    if lock is None:
+        replace_dir(tmp, out)
+        return
+    try:
+        kept = others(out, owns)
+        move_entries(kept, out, tmp)
+        try:
+            os.chmod(tmp, stat.S_IMODE(os.fstat(lock).st_mode))
+            exchange_dirs(tmp, out)
+        except BaseException:
+            move_entries(kept, tmp, out)
+            raise
+    finally:
+        os.close(lock)
+
+
+def _salvage(out: Path, owns: Owns) -> Callable[[Path], None]:
+    """What to do with a killed writer's folder before it is removed: move others' entries it had taken from `out`
+    (and not yet published) back."""
+
+    def salvage(leftover: Path) -> None:
+        root = leftover / out.name if leftover.name.startswith(f".{out.name}.old-") else leftover
+        if not root.is_dir():
+            return
+        entries = [rel for rel in others(root, owns) if not os.path.lexists(out / rel)]
+        if entries:
+            out.mkdir(exist_ok=True)
+            move_entries(entries, root, out)
+
+    return salvage
 
 
 _STAGING: set[Path] = set()  # the temporary folders of this process's open `atomic_dir` blocks
@@ -66,13 +159,13 @@ os.register_at_fork(after_in_child=_forget_locks)
 
 
 @contextmanager
-def atomic_dir(out: str | Path, owned: Collection[str] | None = None) -> Iterator[Path]:
+def atomic_dir(out: str | Path, owns: Owns | None = None) -> Iterator[Path]:
     """Yield a temporary directory beside `out`; when the block succeeds it replaces `out`, else it is removed.
 
-    With `owned` (every name this writer may put into `out`), an existing `out` is updated entry by entry
-    instead: what the block wrote replaces the entries of the same names, owned names it did not write are
-    removed, and anything else in `out` (a ``.git``, a user's file) is left alone. Temporary folders of a
-    killed earlier writer of `out` are removed first (each live writer holds a lock on its own).
+    With `owns` (whether an entry of `out` is this writer's), the entries of an existing `out` that are not the
+    writer's (a ``.git``, a user's file, also inside the writer's own folders) are moved into the new folder, which
+    then takes `out`'s place in one step. Temporary folders of a killed earlier writer of `out` are removed first
+    (each live writer holds a lock on its own), after moving back what it had taken from `out`.
 
     When `out` is itself the temporary folder of an enclosing `atomic_dir` (a pipeline stage handing its fresh
     folder to an analysis), the block writes into it in place: the enclosing writer already makes it atomic.
@@ -81,8 +174,11 @@ def atomic_dir(out: str | Path, owned: Collection[str] | None = None) -> Iterato
     if out in _STAGING:
         yield out
         return
+    if owns is not None:
+        out = Path(os.path.realpath(out))  # a link to the folder stays a link; the folder it names is swapped
     out.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(out.parent, f".{out.name}.tmp-*", f".{out.name}.old-*")
+    salvage = _salvage(out, owns) if owns is not None else None
+    remove_leftovers(out.parent, f".{out.name}.tmp-*", f".{out.name}.old-*", salvage=salvage)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     lock = try_lock(tmp)
     if lock is not None:
@@ -91,10 +187,7 @@ def atomic_dir(out: str | Path, owned: Collection[str] | None = None) -> Iterato
     try:
         yield tmp
         os.chmod(tmp, 0o755)
-        if owned is not None and out.is_dir():
-            _replace_entries(tmp, out, owned)
-        else:
-            replace_dir(tmp, out)
+        _publish(tmp, out, owns)
     finally:
         _STAGING.discard(tmp)
         shutil.rmtree(tmp, ignore_errors=True)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -29,6 +30,16 @@ def check_replaceable(
             f"{flag} {out} ({'a folder' if out.is_dir() else 'a file'}) exists and is not empty"
             f"{f' and not {kind}' if kind else ''}; refusing to replace it: {fix}"
         )
+
+
+def check_writable(out: Path, flag: str) -> None:
+    """Refuse (one line) unless a folder can be made beside `out` (where its new version is written before it
+    replaces `out`): a read-only filesystem or a folder without write permission fails here, before any work."""
+    where = next(p for p in (out.parent, *out.parent.parents) if p.exists())
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=where))
+    except OSError as e:
+        raise MlalignError(f"{flag} {out}: cannot write in {where} ({e.strerror}); choose a writable folder") from None
 
 
 def try_lock(path: Path) -> int | None:
@@ -112,8 +123,9 @@ def exclusive_folder(folder: Path, what: str) -> Iterator[None]:
         os.close(fd)
 
 
-def remove_leftovers(folder: Path, *patterns: str) -> None:
-    """Remove the entries of `folder` matching `patterns` that no live process holds locked (a killed writer's)."""
+def remove_leftovers(folder: Path, *patterns: str, salvage: Callable[[Path], None] | None = None) -> None:
+    """Remove the entries of `folder` matching `patterns` that no live process holds locked (a killed writer's),
+    after `salvage(entry)` (under the entry's lock) where given."""
     for pattern in patterns:
         for path in folder.glob(pattern):
             try:
@@ -123,6 +135,8 @@ def remove_leftovers(folder: Path, *patterns: str) -> None:
             if fd is None:
                 continue
             try:
+                if salvage is not None:
+                    salvage(path)
                 if path.is_dir() and not path.is_symlink():
                     shutil.rmtree(path, ignore_errors=True)
                 else:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,9 +18,19 @@ import yaml
 
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.leaderboard import BoardOptions, make_leaderboard
+from mlalign_tasks.leaderboard.plots import PLOT_FILES
 from mlalign_tasks.leaderboard.synthetic import Item, write_run
 
 DATE = "2026-01-01T00-00-00.000000"
+# `FILE_SIZE_LIMIT BYTES COMMAND...`: COMMAND with files limited to BYTES, where a larger write fails with EFBIG (as
+# on a full disk, with ENOSPC) instead of killing the process
+FILE_SIZE_LIMIT = [
+    sys.executable, "-c",
+    "import os, resource, signal, sys\n"
+    "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]),) * 2)\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n",
+]  # fmt: skip
 
 
 def mc(right: int, n: int = 10) -> list[Item]:
@@ -88,6 +100,158 @@ def test_a_board_killed_while_writing_leaves_the_old_one_and_no_leftovers(tmp_pa
     assert list(tmp_path.glob(".board.tmp-*")) and files(out) == before
     make_leaderboard(list(inputs), out)
     assert not list(tmp_path.glob(".board.*")) and (out / "CNAME").read_text() == "mine\n"
+
+
+def user_files(out: Path) -> dict[str, bytes]:
+    """Files a user adds to a published board: beside it, in its plots and model cards, and a git checkout."""
+    added = {
+        "CNAME": b"board.example.org\n", ".git/HEAD": b"ref: refs/heads/gh-pages\n", "plots/by-hand.png": b"\x89PNG",
+        "plots/mine/notes.md": b"mine", "model_cards/README.md": b"# cards", "model_cards/hand-made.yaml": b"license: mit\n",
+    }  # fmt: skip
+    for name, data in added.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(data)
+    return added
+
+
+def test_a_rebuild_keeps_the_users_files_inside_plots_and_model_cards(tmp_path: Path) -> None:
+    """Only the plots the board draws and the model cards it wrote are the board's: a user's files in `plots/` and
+    `model_cards/` survive a rebuild, a card of a model no longer on the board goes, and a user's file named like
+    a card the board now writes stops the build in one line before anything moves."""
+    base, aligned = write_pair(tmp_path)
+    out = tmp_path / "board"
+    make_leaderboard([base, aligned], out)
+    theirs = user_files(out)
+    (out / "model_cards" / "old-model.yaml").write_bytes((out / "model_cards" / "qalign.yaml").read_bytes())
+    make_leaderboard([base, aligned], out)
+    assert {k: v for k, v in files(out).items() if k in theirs} == theirs
+    assert sorted(p.name for p in (out / "model_cards").iterdir()) == ["README.md", "hand-made.yaml", "qalign.yaml"]
+    assert sorted(p.name for p in (out / "plots").iterdir()) == sorted(["by-hand.png", "mine", *PLOT_FILES])
+    (out / "model_cards" / "qalign.yaml").write_text("my own card\n")
+    before = files(out)
+    with pytest.raises(MlalignError, match=r"model_cards/qalign.yaml is not a file this command writes.*move yours"):
+        make_leaderboard([base, aligned], out)
+    assert files(out) == before and not list(tmp_path.glob(".board.*"))
+
+
+KILL_AT_MOVE = """
+import os, signal, sys
+from pathlib import Path
+from mlalign_tasks.leaderboard import BoardOptions, make_leaderboard
+from mlalign_tasks.leaderboard.plots import PLOT_FILES
+
+moves, kill_at = 0, int(sys.argv[1])
+
+
+def counted(move):
+    def at_move(*args, **kwargs):
+        global moves
+        moves += 1
+        if moves == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return move(*args, **kwargs)
+
+    return at_move
+
+
+os.rename, os.replace = counted(os.rename), counted(os.replace)
+make_leaderboard([Path(sys.argv[2]), Path(sys.argv[3])], Path(sys.argv[4]), Path(sys.argv[5]), BoardOptions(embed=False))
+print(moves)
+"""
+
+
+def test_a_board_killed_at_any_move_is_the_old_or_the_new_one(tmp_path: Path) -> None:
+    """A rebuild killed (SIGKILL) at each of its file moves in turn leaves, at every moment, the old board or the new
+    one (never the new README beside old plots); the users' files are in the board or moved back by the next build."""
+    base, aligned = write_pair(tmp_path)
+    out, manifest = tmp_path / "board", tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump({"title": "Second edition"}))
+    make_leaderboard([base, aligned], out, options=BoardOptions(embed=False))
+    theirs = user_files(out)
+    old = files(out)
+    pristine = tmp_path / "pristine"
+    shutil.copytree(out, pristine, symlinks=True)
+    script = [sys.executable, "-c", KILL_AT_MOVE]
+    paths = [str(base), str(aligned), str(out), str(manifest)]
+    done = subprocess.run([*script, "0", *paths], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    new = files(out)
+    assert new != old and {k: v for k, v in new.items() if k in theirs} == theirs and int(done.stdout) >= len(theirs)
+    for kill_at in range(1, int(done.stdout) + 1):
+        shutil.rmtree(out)
+        shutil.copytree(pristine, out, symlinks=True)
+        killed = subprocess.run([*script, str(kill_at), *paths], capture_output=True, text=True)
+        assert killed.returncode == -signal.SIGKILL, (kill_at, killed.stderr)
+        seen = {k: v for k, v in files(out).items() if k not in theirs}
+        assert seen in (
+            {k: v for k, v in old.items() if k not in theirs},
+            {k: v for k, v in new.items() if k not in theirs},
+        ), kill_at
+        make_leaderboard([base, aligned], out, manifest, BoardOptions(embed=False))
+        assert files(out) == new and not list(tmp_path.glob(".board.*")), kill_at
+
+
+def test_a_board_on_a_full_disk_fails_in_one_line_and_keeps_the_old_one(tmp_path: Path) -> None:
+    """Every file of the board is checked as it is written: on a full disk (here a file size limit, so that writes
+    fail with EFBIG as they would with ENOSPC) the build stops with one line and the old board stays as it was."""
+    base, aligned = write_pair(tmp_path)
+    out = tmp_path / "board"
+    make_leaderboard([base, aligned], out)
+    before = files(out)
+    limit = max(len(data) for name, data in before.items() if "/" not in name) // 2
+    full = subprocess.run(
+        [*FILE_SIZE_LIMIT, str(limit), sys.executable, "-m", "mlalign_tasks.cli", "leaderboard", str(base),
+         str(aligned), "--out", str(out)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert full.returncode == 2 and full.stderr.startswith("error: File too large"), full.stderr
+    assert full.stderr.count("\n") == 1 and files(out) == before and not list(tmp_path.glob(".board.*"))
+
+
+HOLD_IN_WORKERS = """
+import os, sys, time
+from pathlib import Path
+from mlalign_tasks.parallel import process_map
+
+
+def hold(item):
+    (Path(sys.argv[1]) / str(os.getpid())).touch()
+    time.sleep(600)
+
+
+process_map(hold, list(range(16)), at_least=1)
+"""
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie that nobody reaped has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2, reason="workers need Linux and 2 cores"
+)
+def test_workers_die_with_their_parent(tmp_path: Path) -> None:
+    """The parent killed outright (SIGKILL) while its workers parse: no worker outlives it."""
+    parent = subprocess.Popen([sys.executable, "-c", HOLD_IN_WORKERS, str(tmp_path)])
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers := [int(p.name) for p in tmp_path.iterdir()]) < 2:
+            assert parent.poll() is None and time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.05)
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 60
+        while any(map(alive, workers)):
+            assert time.monotonic() < deadline, "a worker outlived its killed parent"
+            time.sleep(0.05)
+    finally:
+        for pid in filter(alive, workers):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_task_names_and_links_cannot_reach_outside_the_results(tmp_path: Path) -> None:

@@ -168,6 +168,9 @@ def split_bars(board: Board, out: Path) -> list[Path]:
     return _save(fig, out, "split_averages")
 
 
+PLOT_FILES = tuple(f"{stem}.{ext}" for stem in ("delta_heatmap", "split_averages") for ext in ("png", "svg"))
+
+
 def render_plots(board: Board, out: Path) -> list[Path]:
     """Write both figures as PNG and SVG into `out`."""
     import matplotlib

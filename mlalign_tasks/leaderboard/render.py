@@ -10,7 +10,7 @@ import re
 import shutil
 from dataclasses import asdict
 from html import escape as html_escape
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, NamedTuple
 
 import yaml
@@ -26,7 +26,7 @@ from mlalign_tasks.leaderboard.likeness import MISMATCH_PREFIX
 from mlalign_tasks.leaderboard.load import BOARD_MARKERS, GROUP, SETTINGS
 from mlalign_tasks.leaderboard.references import ours_over
 from mlalign_tasks.leaderboard.stats import SIGNIFICANCE
-from mlalign_tasks.output_dirs import check_replaceable
+from mlalign_tasks.output_dirs import check_replaceable, check_writable
 from mlalign_tasks.parallel import Background
 
 ROW_FIELDS = [
@@ -520,8 +520,43 @@ def embed_inputs(board: Board, out: Path) -> Path:
 
 
 def check_board_folder(out: Path, flag: str = "--out") -> None:
-    """A board is written into a new or empty folder, or over an earlier board."""
+    """A board is written into a new or empty folder, or over an earlier board, where a folder can be made."""
     check_replaceable(out, flag, BOARD_MARKERS, "a leaderboard")
+    check_writable(out, flag)
+
+
+def board_owns(relative: PurePath, path: Path) -> bool:
+    """Whether an entry of a board folder is the board's (replaced by a rebuild) or another's (kept): its top-level
+    entries, all of `inputs`, the plots it draws and the model cards it wrote; not a file a user put beside them."""
+    from mlalign_tasks.leaderboard.plots import PLOT_FILES
+
+    top, *inner = relative.parts
+    if top not in BOARD_ENTRIES or len(inner) > 1 and top != INPUTS:
+        return False
+    if not inner or top == INPUTS:
+        return True
+    if top == "plots":
+        return relative.name in PLOT_FILES
+    return top != "model_cards" or _is_card(path)
+
+
+_CARD_SOURCE = "    source:\n      name: mlalign leaderboard\n      url: index.html\n"
+
+
+def _is_card(path: Path) -> bool:
+    """Whether `path` is a model card as `model_card` writes it: `model-index` alone, each result from the board."""
+    if path.suffix != ".yaml" or path.is_symlink() or not path.is_file():
+        return False
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    lines = text.splitlines()[2:]  # after `model-index:` and `- name: ...`
+    return (
+        text.startswith("model-index:\n- name: ")
+        and all(line.startswith(" ") for line in lines)
+        and text.count("\n  - task:\n") == text.count(_CARD_SOURCE)
+    )
 
 
 def board_files(out: Path) -> list[Path]:
@@ -546,7 +581,7 @@ def write_board(board: Board, out: Path, command: str, inputs: list[Path], embed
     `build_board(..., wait=False)`'s process computes them; then the plots and model cards are written by a second
     process (forked, where the platform forks) while this one writes the other tables, the README and the page."""
     _check_target(out, inputs, embed)
-    with atomic_dir(out, owned=BOARD_ENTRIES) as tmp:
+    with atomic_dir(out, owns=board_owns) as tmp:
         _write_csv(tmp / "results.csv", board.rows, ROW_FIELDS)  # what needs no averages, while they are computed
         _write_csv(tmp / "comparisons.csv", board.comparisons, list(COMPARISON_FIELDS))
         _write_csv(tmp / "consistency.csv", board.consistency, list(CONSISTENCY_FIELDS))
