@@ -8,6 +8,8 @@ error costs no model load), and results are written atomically in lm-eval's stan
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import math
 import os
@@ -428,8 +430,11 @@ def run(req: EvalRequest) -> dict[str, Any]:
             _save(tracker, results, samples, staging, req.output_path)
         return results
     except BaseException:
-        if created:  # it holds nothing but our staging directory
-            shutil.rmtree(req.output_path, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if created:  # only while empty: another run's results or the user's files may have come meanwhile
+            with contextlib.suppress(OSError):
+                req.output_path.rmdir()
         raise
     finally:
         if staging is not None:
@@ -439,20 +444,50 @@ def run(req: EvalRequest) -> dict[str, Any]:
 
 
 def _save(tracker, results: dict, samples: dict | None, staging: Path, output_path: Path) -> None:
-    """Write results and samples into `staging`, then move them into place (samples first)."""
+    """Write results and samples into `staging`, check that each is whole (lm-eval logs a failed write and goes
+    on), then move them into place (samples first; a failure removes the ones moved)."""
     tracker.save_results_aggregated(results=results, samples=samples)
     for task in results["configs"]:
         tracker.save_results_samples(task_name=task, samples=samples[task])
     model_dir = staging / str(tracker.general_config_tracker.model_name_sanitized)
     written = sorted(model_dir.glob("*.json*"))
     result_files = [p for p in written if p.name.startswith("results_")]
-    if len(result_files) != 1 or len(written) != len(results["configs"]) + 1:
+    expected = {f"samples_{task}_{tracker.date_id}.jsonl": len(samples[task]) for task in results["configs"]}
+    if len(result_files) != 1 or len(written) != len(expected) + 1:
         raise MlalignError(f"lm-eval could not write its results into {output_path}; check free space and permissions")
+    for path in written:
+        if not _whole(path, expected.get(path.name)):
+            raise MlalignError(
+                f"lm-eval could not write {path.name} in full into {output_path}; check free space and permissions"
+            )
     target = output_path / model_dir.name
+    made = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
-    for p in sorted(written, key=lambda p: p.name.startswith("results_")):
-        os.replace(p, target / p.name)
+    moved: list[Path] = []
+    try:
+        for p in sorted(written, key=lambda p: p.name.startswith("results_")):
+            os.replace(p, target / p.name)
+            moved.append(target / p.name)
+    except BaseException:
+        for p in moved:
+            p.unlink(missing_ok=True)
+        if made:
+            with contextlib.suppress(OSError):
+                target.rmdir()
+        raise
     results["mlalign"]["results_file"] = str(target / result_files[0].name)
+
+
+def _whole(path: Path, lines: int | None) -> bool:
+    """Whether `path` is complete: the results JSON parses; a samples file holds `lines` lines, each one JSON."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            if lines is None:
+                json.load(f)
+                return True
+            return sum(1 for line in f if line.endswith("\n") and json.loads(line) is not None) == lines
+    except (ValueError, OSError):
+        return False
 
 
 # ----------------------------------------------------------------------------- reporting

@@ -137,3 +137,16 @@ def wheel_venv(tmp_path_factory) -> Path:
     (Path(site) / "mlalign-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run([*pip, "--python", str(venv / "bin" / "python"), "install", "--no-deps", "--no-index", str(wheel)])
     return venv
+
+
+@pytest.fixture(scope="session")
+def file_size_limit() -> list[str]:
+    """`[*file_size_limit, BYTES, COMMAND...]` runs COMMAND with files limited to BYTES: a larger write fails with
+    EFBIG, as one on a full disk fails with ENOSPC (SIGXFSZ, which would kill the process instead, is ignored)."""
+    return [
+        sys.executable, "-c",
+        "import os, resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]),) * 2)\n"
+        "os.execv(sys.argv[2], sys.argv[2:])\n",
+    ]  # fmt: skip

@@ -524,6 +524,81 @@ def test_a_killed_eval_leaves_nothing_the_leaderboard_reads(tmp_path, tiny_model
     assert len(json.loads((tmp_path / "board" / "results.json").read_text())["models"]) == 1
 
 
+HOLD_AFTER_EVALUATING = (  # the real evaluation, then a wait for Ctrl-C before the results are written
+    "import sys, time\n"
+    "from pathlib import Path\n"
+    "import lm_eval\n"
+    "evaluate, ready = lm_eval.simple_evaluate, Path(sys.argv[1])\n"
+    "def held(*args, **kwargs):\n"
+    "    results = evaluate(*args, **kwargs)\n"
+    "    ready.touch()\n"
+    "    time.sleep(600)\n"
+    "    return results\n"
+    "lm_eval.simple_evaluate = held\n"
+    "sys.argv = ['mlalign', *sys.argv[2:]]\n"
+    "from mlalign_tasks.cli import main\nmain()\n"
+)
+
+
+def interrupt_eval(tmp_path: Path, out: Path, tiny_model_dir: Path, meanwhile) -> subprocess.CompletedProcess:
+    """`mlalign eval --output-path OUT` interrupted (SIGINT, as Ctrl-C) once it has evaluated; `meanwhile()` first."""
+    ready = tmp_path / "evaluated"
+    ready.unlink(missing_ok=True)
+    args = ["eval", "-m", str(tiny_model_dir), "-t", "mgsm_aligned:de", "--output-path", str(out), *FAST]
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:  # a file, not a pipe, so that the progress bars never block on a full pipe
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HOLD_AFTER_EVALUATING, str(ready), *args], stdout=subprocess.DEVNULL, stderr=stderr
+        )
+        deadline = time.monotonic() + 240
+        while not ready.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the evaluation did not finish"
+            time.sleep(0.05)
+        meanwhile()
+        proc.send_signal(signal.SIGINT)
+        proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, "", log.read_text().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_an_interrupted_eval_removes_only_what_it_created(tmp_path, tiny_model_dir) -> None:
+    """Ctrl-C on an eval into a folder it created: what another eval and the user put there meanwhile is kept (only
+    the interrupted run's own staging goes); with nothing else there, the folder it created goes too."""
+    out = tmp_path / "results"
+
+    def others_write() -> None:
+        (out / "org__other").mkdir()
+        (out / "org__other" / "results_2026-01-01T00-00-00.json").write_text("{}")
+        (out / "my_notes.txt").write_text("mine")
+
+    interrupted = interrupt_eval(tmp_path, out, tiny_model_dir, others_write)
+    assert interrupted.returncode == 130 and interrupted.stderr == "interrupted", interrupted.stderr
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "my_notes.txt", "org__other", "org__other/results_2026-01-01T00-00-00.json"
+    ]  # fmt: skip
+    alone = interrupt_eval(tmp_path, tmp_path / "alone", tiny_model_dir, lambda: None)
+    assert alone.returncode == 130 and not (tmp_path / "alone").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("limit", "items", "cut"), [(4096, "1", "results_"), (16384, "20", "samples_")])
+def test_an_eval_on_a_full_disk_fails_in_one_line_and_writes_nothing(
+    tmp_path, tiny_model_dir, file_size_limit, limit, items, cut
+) -> None:
+    """lm-eval logs a failed write and goes on: on a full disk (here a file size limit, so that the write fails with
+    EFBIG as it would with ENOSPC) the cut results or samples file is caught, the eval exits 2 with one line, and
+    nothing is left in --output-path (which it had created)."""
+    out = tmp_path / "results"
+    args = ["eval", "-m", str(tiny_model_dir), "-t", "mgsm_aligned:de", "--output-path", str(out), *FAST]
+    args[args.index("--limit") + 1] = items
+    full = subprocess.run(
+        [*file_size_limit, str(limit), str(BIN / "mlalign"), *args], capture_output=True, text=True
+    )  # fmt: skip
+    line = full.stderr.strip().splitlines()[-1]
+    assert full.returncode == 2 and line.startswith(f"error: lm-eval could not write {cut}"), full.stderr[-3000:]
+    assert "check free space" in line and not out.exists() and "results:" not in full.stdout
+
+
 def test_one_seed_default_across_commands() -> None:
     """--seed is 0 wherever it is not given: every command, the trainer, and `mlalign run` unless its recipe names
     a seed (a paper's protocol keeps its own)."""

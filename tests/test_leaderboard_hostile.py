@@ -22,15 +22,6 @@ from mlalign_tasks.leaderboard.plots import PLOT_FILES
 from mlalign_tasks.leaderboard.synthetic import Item, write_run
 
 DATE = "2026-01-01T00-00-00.000000"
-# `FILE_SIZE_LIMIT BYTES COMMAND...`: COMMAND with files limited to BYTES, where a larger write fails with EFBIG (as
-# on a full disk, with ENOSPC) instead of killing the process
-FILE_SIZE_LIMIT = [
-    sys.executable, "-c",
-    "import os, resource, signal, sys\n"
-    "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-    "resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]),) * 2)\n"
-    "os.execv(sys.argv[2], sys.argv[2:])\n",
-]  # fmt: skip
 
 
 def mc(right: int, n: int = 10) -> list[Item]:
@@ -191,7 +182,9 @@ def test_a_board_killed_at_any_move_is_the_old_or_the_new_one(tmp_path: Path) ->
         assert files(out) == new and not list(tmp_path.glob(".board.*")), kill_at
 
 
-def test_a_board_on_a_full_disk_fails_in_one_line_and_keeps_the_old_one(tmp_path: Path) -> None:
+def test_a_board_on_a_full_disk_fails_in_one_line_and_keeps_the_old_one(
+    tmp_path: Path, file_size_limit: list[str]
+) -> None:
     """Every file of the board is checked as it is written: on a full disk (here a file size limit, so that writes
     fail with EFBIG as they would with ENOSPC) the build stops with one line and the old board stays as it was."""
     base, aligned = write_pair(tmp_path)
@@ -200,7 +193,7 @@ def test_a_board_on_a_full_disk_fails_in_one_line_and_keeps_the_old_one(tmp_path
     before = files(out)
     limit = max(len(data) for name, data in before.items() if "/" not in name) // 2
     full = subprocess.run(
-        [*FILE_SIZE_LIMIT, str(limit), sys.executable, "-m", "mlalign_tasks.cli", "leaderboard", str(base),
+        [*file_size_limit, str(limit), sys.executable, "-m", "mlalign_tasks.cli", "leaderboard", str(base),
          str(aligned), "--out", str(out)],
         capture_output=True, text=True,
     )  # fmt: skip
