@@ -324,6 +324,12 @@ def check_config(cfg: StudyConfig) -> None:
         if any(p.exists() and not p.is_dir() for p in (path, *path.parents)):
             raise MlalignError(f"{flag} {path}: it or a parent folder is a file; choose a folder path")
     check_replaceable(cfg.out, "--out", (STUDY_FILE,), f"an `mlalign run` folder (no {STUDY_FILE})")
+    board, out = cfg.board.resolve(), cfg.out.resolve()
+    if board.is_relative_to(out) or out.is_relative_to(board):
+        raise MlalignError(
+            f"--board {cfg.board} and --out {cfg.out} overlap (a stage replaces its whole folder, the board too); "
+            "choose a board folder outside --out"
+        )
     check_board_folder(cfg.board, "--board")
 
 

@@ -362,6 +362,8 @@ def test_tasks_path(monkeypatch, capsys) -> None:
         (["--nf4-preset", "paper"], "--nf4-preset paper applies to 4-bit evaluation; add --load-in-4bit"),
         (["--board", "mine"], "--board mine (a folder) exists and is not empty and not a leaderboard; refusing"),
         (["--out", "mine"], "--out mine (a folder) exists and is not empty and not an `mlalign run` folder"),
+        (["--board", "runs/x/leaderboard"], "--board runs/x/leaderboard and --out runs/x overlap"),
+        (["--board", "runs", "--out", "runs/x"], "--board runs and --out runs/x overlap"),
         (["--train-flag=--mixture=swhi"], "--mixture swhi: `mlalign run` builds stage I's data from --langs"),
         (["--recipe", "qalign", "--model", "tiny"], "fine-tunes the whole model, and `mlalign run` evaluates LoRA"),
     ],
@@ -375,6 +377,31 @@ def test_run_checks_every_option_before_the_first_stage(monkeypatch, capsys, tmp
     assert code == 2 and err.startswith("error:") and message in err and err.count("\n") == 1, err
     assert not Path("runs").exists()  # nothing ran: no stage output, not even the run folder
     assert [p.name for p in Path("mine").iterdir()] == ["notes.txt"]
+
+
+def test_run_refuses_a_board_on_a_read_only_filesystem_before_the_first_stage(tmp_path) -> None:
+    """A --board where no folder can be made (a read-only filesystem, mounted in a user namespace) is refused in one
+    line before the first stage, not after training and both evals."""
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    mount = [
+        "unshare",
+        "--map-root-user",
+        "--mount",
+        "sh",
+        "-c",
+        'mount -t tmpfs -o ro none "$0" && exec "$@"',
+    ]
+    if shutil.which("unshare") is None or subprocess.run([*mount, str(read_only), "true"]).returncode != 0:
+        pytest.skip("no user namespace to mount a read-only filesystem in")
+    board, out = read_only / "board", tmp_path / "runs" / "x"
+    refused = subprocess.run(
+        [*mount, str(read_only), str(BIN / "mlalign"), "run", "--out", str(out), "--board", str(board)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    line = f"error: --board {board}: cannot write in {read_only} (Read-only file system); choose a writable folder"
+    assert refused.returncode == 2 and refused.stderr == line + "\n", refused.stderr
+    assert not out.exists()
 
 
 def test_built_in_models_and_their_defaults() -> None:
