@@ -248,12 +248,22 @@ def _receive(entry: DataFile, resp, out, url: str, timeout: float) -> None:
         got += len(chunk)
         if got > limit:
             raise too_large
-        out.write(chunk)
+        try:
+            out.write(chunk)
+        except OSError as e:  # not the network's fault: said here, before the handler of network errors
+            raise _cannot_write(entry, e) from None
         if time.monotonic() > deadline:
             raise DataError(
                 f"download of {entry.name} from {url} took over {allowed:.0f} s ({got} bytes of at most {limit}); "
                 f"nothing was kept, retry `mlalign data fetch {entry.name}` or set MLALIGN_DATA_DIR"
             )
+
+
+def _cannot_write(entry: DataFile, error: OSError) -> DataError:
+    return DataError(
+        f"cannot write {entry.name} into the data cache {cache_dir()} ({error.strerror}); nothing was kept: free some "
+        "space there, or set MLALIGN_CACHE_DIR to a folder with room"
+    )
 
 
 def download(entry: DataFile, base_url: str | None = None, timeout: float = 60.0) -> Path:
@@ -273,20 +283,23 @@ def download(entry: DataFile, base_url: str | None = None, timeout: float = 60.0
     tmp = Path(tmp_name)
     lock = try_lock(tmp)
     try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as resp:
-                    _receive(entry, resp, out, url, timeout)
-            except urllib.error.HTTPError as e:
-                raise DataError(f"download of {entry.name} failed: HTTP {e.code} from {url}; retry later") from None
-            except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
-                reason = getattr(e, "reason", e)
-                raise DataError(
-                    f"download of {entry.name} failed ({reason}) from {url}; check the network or "
-                    f"set MLALIGN_DATA_DIR to a directory that has the file"
-                ) from None
-        if entry.transform == "python_literals_to_json":
-            tmp.write_text(python_literals_to_json(tmp.read_text(encoding="utf-8")), encoding="utf-8")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                try:
+                    with urllib.request.urlopen(url, timeout=timeout) as resp:
+                        _receive(entry, resp, out, url, timeout)
+                except urllib.error.HTTPError as e:
+                    raise DataError(f"download of {entry.name} failed: HTTP {e.code} from {url}; retry later") from None
+                except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+                    reason = getattr(e, "reason", e)
+                    raise DataError(
+                        f"download of {entry.name} failed ({reason}) from {url}; check the network or "
+                        f"set MLALIGN_DATA_DIR to a directory that has the file"
+                    ) from None
+            if entry.transform == "python_literals_to_json":
+                tmp.write_text(python_literals_to_json(tmp.read_text(encoding="utf-8")), encoding="utf-8")
+        except OSError as e:  # the last buffered bytes, written as the file closes, or the converted file
+            raise _cannot_write(entry, e) from None
         got = tmp.stat().st_size
         if entry.transform is None and entry.size is not None and got != entry.size:
             raise DataError(

@@ -277,6 +277,21 @@ def test_a_download_has_a_time_limit(server, tmp_path):
     assert time.monotonic() - start < 10 and cache_files(tmp_path) == []
 
 
+def test_a_download_on_a_full_disk_fails_in_one_line_and_keeps_nothing(server, tmp_path, file_size_limit):
+    """A download that cannot be written (a full disk; here a file size limit, so that writes fail with EFBIG as
+    with ENOSPC) is one line naming the cache, not the network, and leaves no file and no `.part` behind."""
+    fetch = subprocess.run(
+        [*file_size_limit, "16384", sys.executable, "-m", "mlalign_tasks.cli", "data", "fetch", "mgsm/mgsm_ja.tsv"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert fetch.returncode == 2 and fetch.stderr.count("\n") == 1, fetch.stderr
+    assert (
+        fetch.stderr.startswith("error: cannot write mgsm/mgsm_ja.tsv into the data cache")
+        and "(File too large)" in fetch.stderr
+    )
+    assert cache_files(tmp_path) == [] and not list((tmp_path / "cache").rglob("*.part"))
+
+
 def test_a_killed_download_leaves_no_part_file_behind(server, tmp_path):
     """`mlalign data fetch` killed (SIGKILL) mid-download leaves its `.part` file; the next download removes it."""
     import os
