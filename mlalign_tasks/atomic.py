@@ -7,6 +7,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import stat
 import sys
@@ -194,6 +195,23 @@ def atomic_dir(out: str | Path, owns: Owns | None = None) -> Iterator[Path]:
         if lock is not None:
             _LOCKS.discard(lock)
             os.close(lock)
+
+
+_SAFETENSORS_IO = re.compile(r"I/O error: (.+) \(os error (\d+)\)")
+
+
+@contextmanager
+def weights_written(out: Path) -> Iterator[None]:
+    """Raise safetensors' failed write of weights into `out` (a full disk: a SafetensorError) as the OSError it is,
+    which the CLI reports in one line."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except SafetensorError as e:
+        if (found := _SAFETENSORS_IO.search(str(e))) is None:
+            raise
+        raise OSError(int(found[2]), found[1], str(out)) from None
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

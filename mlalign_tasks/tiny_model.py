@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from mlalign_tasks.atomic import atomic_dir, write_json_atomic
+from mlalign_tasks.atomic import atomic_dir, weights_written, write_json_atomic
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.output_dirs import check_replaceable
 
@@ -89,7 +89,7 @@ def build_tiny_model(out: str | Path, seed: int = 0, **sizes) -> Path:
     tokenizer = build_tokenizer(cfg_sizes["vocab_size"])
     cfg_sizes["vocab_size"] = len(tokenizer)
     model = new_llama(tokenizer, seed, **cfg_sizes)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out) as tmp, weights_written(out):
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_json_atomic(tmp / MARKER_FILE, {"seed": seed, **cfg_sizes})

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mlalign_tasks import toy_tasks
-from mlalign_tasks.atomic import atomic_dir, write_json_atomic
+from mlalign_tasks.atomic import atomic_dir, weights_written, write_json_atomic
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.languages import TOY_LANGUAGES
 from mlalign_tasks.output_dirs import check_replaceable
@@ -143,7 +143,7 @@ def build_toy_model(out: str | Path, cfg: ToyModelConfig | None = None, log=prin
             num_key_value_heads=cfg.num_heads,
             max_position_embeddings=1024,
         )
-        with atomic_dir(out) as tmp:
+        with atomic_dir(out) as tmp, weights_written(out):
             args = TrainingArguments(
                 output_dir=str(tmp / ".trainer"),
                 per_device_train_batch_size=cfg.batch_size,

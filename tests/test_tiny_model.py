@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -75,6 +76,21 @@ def test_cli_refuses_a_non_model_directory(tmp_path):
     )
     assert res.returncode == 2 and "not a model directory" in res.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_weights_on_a_full_disk_are_one_line_and_keep_the_old_model(tmp_path, tiny_model_dir, file_size_limit):
+    """safetensors reports a failed write of the weights (a full disk; here a file size limit, so that the write fails
+    with EFBIG as with ENOSPC) as its own error: one line naming the folder, and the earlier model stays whole."""
+    out = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    res = subprocess.run(
+        [*file_size_limit, "100000", sys.executable, "-m", "mlalign_tasks.cli", "tiny-model", "--out", str(out)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert res.returncode == 2 and res.stderr.splitlines()[-1] == f"error: File too large: {out}", res.stderr
+    assert "Traceback" not in res.stderr and {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
 def test_failed_build_writes_nothing(tmp_path, monkeypatch):

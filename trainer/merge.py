@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from mlalign_tasks.artefacts import ADAPTER_FILE, METADATA_FILE
-from mlalign_tasks.atomic import atomic_dir, write_json_atomic
+from mlalign_tasks.atomic import atomic_dir, weights_written, write_json_atomic
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.model_loading import load_causal_lm, torch_dtype
 from mlalign_tasks.model_paths import check_local
@@ -33,7 +33,7 @@ def merge_adapter(adapter: str | Path, out: str | Path, base: str | None = None,
     tok_source = adapter if (adapter / "tokenizer_config.json").is_file() else base
     tokenizer = AutoTokenizer.from_pretrained(tok_source)
 
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out) as tmp, weights_written(out):
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if (adapter / METADATA_FILE).is_file():
