@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
 import json
 import os
 import re
@@ -17,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePath
 
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.output_dirs import remove_leftovers, try_lock
+from mlalign_tasks.output_dirs import remove_leftovers, try_lock, wait_for_lock
 
 
 def replace_dir(new: Path, target: Path) -> None:
@@ -91,27 +90,10 @@ def move_entries(entries: list[PurePath], source: Path, dest: Path) -> None:
         raise
 
 
-def _lock_current(folder: Path) -> int | None:
-    """A descriptor holding the lock of the folder at `folder` now (None if there is none): a writer that swapped it
-    while this one waited leaves its old folder locked here, so the lock is taken again on the new one."""
-    while True:
-        try:
-            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            if os.path.samestat(os.fstat(fd), os.stat(folder)):
-                return fd
-        except FileNotFoundError:
-            pass
-        os.close(fd)
-
-
 def _publish(tmp: Path, out: Path, owns: Owns | None) -> None:
     """Put the finished `tmp` in place of `out`; with `owns`, others' entries of `out` are moved into it first, and the
     two folders are then swapped in one step."""
-    lock = _lock_current(out) if owns is not None else None
+    lock = wait_for_lock(out) if owns is not None else None
     if lock is None:
         replace_dir(tmp, out)
         return

@@ -99,6 +99,20 @@ def _names(path: Path, fd: int) -> bool:
         return False
 
 
+def wait_for_lock(folder: Path) -> int | None:
+    """A descriptor holding the lock of the folder at `folder` now, once its holder lets go (None if there is no such
+    folder): a writer that replaced the folder while this one waited leaves the old one locked, so it locks again."""
+    while True:
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if _names(folder, fd):
+            return fd
+        os.close(fd)
+
+
 @contextmanager
 def exclusive_folder(folder: Path, what: str) -> Iterator[None]:
     """Hold a lock on `folder` itself for the block (no lock file in it), creating it if absent; while another
