@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mlalign_tasks import atomic
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.leaderboard import BoardOptions, make_leaderboard
 from mlalign_tasks.leaderboard.plots import PLOT_FILES
@@ -105,10 +106,16 @@ def user_files(out: Path) -> dict[str, bytes]:
     return added
 
 
-def test_a_rebuild_keeps_the_users_files_inside_plots_and_model_cards(tmp_path: Path) -> None:
+@pytest.mark.parametrize("swap", ["exchange", "two renames"])
+def test_a_rebuild_keeps_the_users_files_inside_plots_and_model_cards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, swap: str
+) -> None:
     """Only the plots the board draws and the model cards it wrote are the board's: a user's files in `plots/` and
     `model_cards/` survive a rebuild, a card of a model no longer on the board goes, and a user's file named like
-    a card the board now writes stops the build in one line before anything moves."""
+    a card the board now writes stops the build in one line before anything moves. The same where the system
+    cannot swap two folders in one step (a flag renameat2 refuses with EINVAL, as a filesystem without it does)."""
+    if swap == "two renames":
+        monkeypatch.setattr(atomic, "RENAME_EXCHANGE", 1 << 30)
     base, aligned = write_pair(tmp_path)
     out = tmp_path / "board"
     make_leaderboard([base, aligned], out)
