@@ -8,7 +8,8 @@ deterministically from `ToyModelConfig`, which holds every knob (`mlalign toy-mo
 `mlalign run --model toy`).
 
 The pretrained model ships in the package (`PACKAGED`, weights stored in bfloat16 and xz-compressed: 1.9 MB), built by
-`scripts/build_toy_model.py` with the default configuration; `install` writes it out in float32 for a run.
+`scripts/build_toy_model.py` with the default configuration; `install` writes it out in float32 for a run, once the
+decompressed weights match the size and sha256 recorded in `MARKER_FILE`.
 """
 
 from __future__ import annotations
@@ -197,40 +198,54 @@ def _packaged() -> Path:
 
 
 def packaged_record() -> dict:
-    """The packaged model's record: its build configuration, corpus hash and the sha256 of its stored weights."""
+    """The packaged model's record: its build configuration, corpus hash, and the size and sha256 of its stored
+    (bfloat16) weights, which are checked against it."""
     folder = _packaged()
-    if not (folder / MARKER_FILE).is_file():
-        raise MlalignError(
-            f"the packaged toy model is missing ({folder}); reinstall mlalign or rebuild it with "
-            "`python scripts/build_toy_model.py`"
-        )
-    record = json.loads((folder / MARKER_FILE).read_text(encoding="utf-8"))
-    record["weights_sha256"] = hashlib.sha256(_packaged_bytes(folder)).hexdigest()  # of the bfloat16 safetensors
-    return record
+    _packaged_bytes(folder)
+    return json.loads((folder / MARKER_FILE).read_text(encoding="utf-8"))
 
 
 def _packaged_bytes(folder: Path) -> bytes:
-    return lzma.decompress((folder / PACKED_WEIGHTS).read_bytes())
+    """The stored weights, decompressed no further than their recorded size and checked against their sha256."""
+    rebuild = "reinstall mlalign or rebuild it with `python scripts/build_toy_model.py`"
+    if not (folder / MARKER_FILE).is_file():
+        raise MlalignError(f"the packaged toy model is missing ({folder}); {rebuild}")
+    record = json.loads((folder / MARKER_FILE).read_text(encoding="utf-8"))
+    size, digest = record.get("weights_bytes"), record.get("weights_sha256")
+    if not isinstance(size, int) or not isinstance(digest, str):
+        raise MlalignError(f"{folder / MARKER_FILE} records no size and sha256 of the toy model's weights; {rebuild}")
+    packed = folder / PACKED_WEIGHTS
+    decompressor = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+    try:
+        data = decompressor.decompress(packed.read_bytes(), max_length=size + 1)  # no more than recorded: no xz bomb
+    except (OSError, lzma.LZMAError) as e:
+        raise MlalignError(f"cannot read the packaged toy model's weights {packed} ({e}); {rebuild}") from None
+    if len(data) > size or not decompressor.eof:
+        state = "expand beyond" if len(data) > size else "are cut short of"
+        raise MlalignError(f"the packaged toy model's weights {packed} {state} their recorded {size} bytes; {rebuild}")
+    if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
+        raise MlalignError(f"the packaged toy model's weights {packed} do not match their recorded sha256; {rebuild}")
+    return data
 
 
 def packaged_weights() -> dict:
-    """The packaged weights as stored: name -> bfloat16 tensor."""
+    """The packaged weights as stored, checked against their record: name -> bfloat16 tensor."""
     from safetensors.torch import load
 
     return load(_packaged_bytes(_packaged()))
 
 
 def install(out: str | Path) -> Path:
-    """Write the packaged toy model into the folder `out` (weights back in float32, as it was trained)."""
+    """Write the packaged toy model into the folder `out` (weights back in float32, as it was trained); weights that
+    do not match their record are refused before anything is written."""
     from safetensors.torch import save_file
 
     folder, out = _packaged(), Path(out)
-    packaged_record()  # a clear error when it is missing
+    weights = {name: tensor.float() for name, tensor in packaged_weights().items()}
     out.mkdir(parents=True, exist_ok=True)
     for item in folder.iterdir():
         if item.is_file() and item.name != PACKED_WEIGHTS:
             shutil.copyfile(item, out / item.name)
-    weights = {name: tensor.float() for name, tensor in packaged_weights().items()}
     save_file(weights, out / WEIGHTS, metadata={"format": "pt"})
     return out
 
@@ -245,15 +260,19 @@ def write_packaged(out: str | Path) -> Path:
 
 
 def package(model_dir: str | Path, dest: str | Path) -> None:
-    """Store a built toy model as the packaged one: its weights in bfloat16 (xz), the other files as they are."""
+    """Store a built toy model as the packaged one: its weights in bfloat16 (xz), their size and sha256 added to its
+    `MARKER_FILE`, the other files as they are."""
     import torch
     from safetensors.torch import load_file, save
 
     model_dir, dest = Path(model_dir), Path(dest)
     with atomic_dir(dest) as tmp:
         for item in model_dir.iterdir():
-            if item.is_file() and item.name != WEIGHTS:
+            if item.is_file() and item.name not in (WEIGHTS, MARKER_FILE):
                 shutil.copyfile(item, tmp / item.name)
         weights = {name: t.to(torch.bfloat16) for name, t in sorted(load_file(model_dir / WEIGHTS).items())}
         stored = save(weights, metadata={"format": "pt"})
+        record = read_marker(model_dir) or {}
+        record |= {"weights_bytes": len(stored), "weights_sha256": hashlib.sha256(stored).hexdigest()}
+        write_json_atomic(tmp / MARKER_FILE, record)
         (tmp / PACKED_WEIGHTS).write_bytes(lzma.compress(stored, format=lzma.FORMAT_XZ, filters=XZ_FILTERS))

@@ -201,3 +201,63 @@ def test_toy_model_command_writes_the_packaged_model(tmp_path):
     result = CliRunner().invoke(app, ["toy-model", "--out", str(tmp_path / "mine")])
     assert result.exit_code != 0 and "refusing to replace it" in str(result.exception)
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("attack", ["tampered", "bomb", "truncated", "garbage"])
+def test_packaged_toy_model_is_checked_before_install(tmp_path, monkeypatch, attack):
+    """Weights that differ from their recorded sha256, expand past their recorded size (an xz bomb: 64 MiB of
+    zeros, cut at the recorded size), are cut short or are not xz are refused with one line; nothing is written."""
+    import lzma
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from mlalign_tasks import toy_model
+    from mlalign_tasks.cli import app
+
+    packaged = tmp_path / "packaged"
+    shutil.copytree(toy_model._packaged(), packaged)
+    packed = packaged / toy_model.PACKED_WEIGHTS
+    stored = lzma.decompress(packed.read_bytes())
+    if attack == "tampered":  # one weight byte changed, the size kept
+        changed = stored[:-1] + bytes([stored[-1] ^ 1])
+        packed.write_bytes(lzma.compress(changed, format=lzma.FORMAT_XZ))
+    elif attack == "bomb":
+        bomb = lzma.LZMACompressor(format=lzma.FORMAT_XZ)
+        chunk = bytes(1 << 24)
+        packed.write_bytes(b"".join(bomb.compress(chunk) for _ in range(4)) + bomb.flush())
+    elif attack == "truncated":
+        packed.write_bytes(packed.read_bytes()[: packed.stat().st_size // 2])
+    else:
+        packed.write_bytes(b"not an xz archive")
+    monkeypatch.setattr(toy_model, "_packaged", lambda: packaged)
+    expected = {
+        "tampered": "do not match their recorded sha256",
+        "bomb": "expand beyond their recorded",
+        "truncated": "are cut short of their recorded",
+        "garbage": "cannot read the packaged toy model's weights",
+    }[attack]
+    with pytest.raises(MlalignError, match=expected) as caught:
+        toy_model.install(tmp_path / "direct")
+    assert "\n" not in str(caught.value) and not (tmp_path / "direct").exists()
+    result = CliRunner().invoke(app, ["toy-model", "--out", str(tmp_path / "toy")])
+    assert isinstance(result.exception, MlalignError) and expected in str(result.exception)
+    assert not (tmp_path / "toy").exists()
+
+
+def test_packaging_the_installed_model_gives_the_packaged_files_byte_for_byte(tmp_path):
+    """`package` (what `scripts/build_toy_model.py` and its --check run) records the weights' size and sha256 in the
+    marker as the packaged one does: the installed model packaged again is the packaged folder, file for file."""
+    import hashlib
+
+    from mlalign_tasks import toy_model
+
+    installed = toy_model.install(tmp_path / "model")
+    toy_model.package(installed, tmp_path / "packaged")
+    shipped = toy_model._packaged()
+    names = sorted(p.name for p in shipped.iterdir())
+    assert sorted(p.name for p in (tmp_path / "packaged").iterdir()) == names
+    for name in names:
+        assert hashlib.sha256((tmp_path / "packaged" / name).read_bytes()).digest() == (
+            hashlib.sha256((shipped / name).read_bytes()).digest()
+        ), name
