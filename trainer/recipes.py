@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.yaml_files import read_yaml
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 ACCELERATE_DIR = Path(__file__).resolve().parent / "accelerate"
@@ -46,14 +47,7 @@ def recipe_path(name: str) -> Path:
 
 def read_recipe(path: Path) -> dict:
     """The recipe's mapping, its stages checked."""
-    import yaml
-
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise MlalignError(f"recipe {path} is not valid YAML: {getattr(e, 'problem', None) or e}{where}") from None
+    values = read_yaml(path, "recipe") or {}
     if not isinstance(values, dict):
         raise MlalignError(f"recipe {path} must be a mapping of trainer flags")
     stages = values.get(STAGES_KEY, {})

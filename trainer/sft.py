@@ -59,7 +59,6 @@ def on_command_line(argv: list[str], name: str) -> bool:
 
 def parse_args(argv: list[str] | None = None):
     """(qt_args, training_args, model_args); recipe and value errors become MlalignError."""
-    import yaml
     from mlalign_trainer import recipes
 
     # transformers 5 renames TRL's gradient_checkpointing* fields; the notices are not the user's to act on.
@@ -72,7 +71,7 @@ def parse_args(argv: list[str] | None = None):
             if unknown := parser.set_defaults_with_config(**flags):
                 raise ValueError(f"recipe {path} sets flags the trainer does not have: {' '.join(unknown)}")
         return parser.parse_args_into_dataclasses(args=argv)
-    except (ValueError, OSError, yaml.YAMLError) as e:
+    except (ValueError, OSError) as e:
         raise MlalignError(f"bad training arguments: {e}") from None
 
 

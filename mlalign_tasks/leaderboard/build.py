@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from mlalign_tasks import suites
 from mlalign_tasks.artefacts import METADATA_FILE
@@ -35,6 +34,7 @@ from mlalign_tasks.leaderboard.stats import adjust, consistencies, paired_tests,
 from mlalign_tasks.parallel import Background
 from mlalign_tasks.tiny_model import MARKER_FILE as TINY_MODEL_MARKER
 from mlalign_tasks.toy_model import MARKER_FILE as TOY_MODEL_MARKER
+from mlalign_tasks.yaml_files import read_yaml
 
 ALL_FAMILIES = "all"
 TINY_WARNING = (
@@ -136,10 +136,7 @@ def _find(pattern: str, models: dict[str, Model]) -> list[Model]:
 
 def read_manifest(path: Path) -> dict[str, Any]:
     """Load and check the manifest YAML (title, description, metrics per family, models)."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError, RecursionError) as e:
-        raise MlalignError(f"cannot read manifest {path}: {' '.join(str(e).split())}") from None
+    data = read_yaml(path, "manifest") or {}
     if not isinstance(data, dict) or set(data) - MANIFEST_KEYS:
         raise MlalignError(f"manifest {path}: expected a mapping with keys {sorted(MANIFEST_KEYS)}")
     if not isinstance(data.get("metrics") or {}, dict):
