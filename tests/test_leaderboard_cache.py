@@ -75,7 +75,7 @@ def test_rebuild_from_the_cache_parses_nothing_and_writes_the_same_board(
     cached = BoardOptions(embed=False, cache=tmp_path / "cache")
     make_leaderboard(runs, out, options=cached)
     assert len(parses.samples) == 3 * 6 and len(parses.runs) == 3
-    assert len(list((tmp_path / "cache").glob("*.pkl"))) == 3  # one cache file per results file
+    assert len(list((tmp_path / "cache").glob("*.entry"))) == 3  # one cache file per results file
     assert board_files(out) == plain
     parses.reset()
     again = make_leaderboard(runs, out, options=cached)
@@ -116,8 +116,8 @@ def test_a_damaged_or_unwritable_cache_costs_a_warning_never_the_board(
     folder = tmp_path / "cache"
     make_leaderboard(runs, tmp_path / "board", options=BoardOptions(embed=False, cache=folder))
     expected = board_files(tmp_path / "board")
-    for i, entry in enumerate(sorted(folder.glob("*.pkl"))):
-        entry.write_bytes(b"not a pickle" if i == 0 else entry.read_bytes()[:100])  # garbage, cut short
+    for i, entry in enumerate(sorted(folder.glob("*.entry"))):
+        entry.write_bytes(b"not a cache file" if i == 0 else entry.read_bytes()[:100])  # garbage, cut short
     parses = Parses(monkeypatch)
     with caplog.at_level(logging.WARNING, logger=cache_module.__name__):
         make_leaderboard(runs, tmp_path / "board", options=BoardOptions(embed=False, cache=folder))
@@ -150,9 +150,9 @@ def test_cache_folder_defaults_and_cli_options(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("MLALIGN_BOARD_CACHE", str(tmp_path / "env-cache"))
     args = ["leaderboard", *map(str, runs), "--no-embed-inputs"]
     assert CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b1")]).exit_code == 0
-    assert len(list((tmp_path / "env-cache").glob("*.pkl"))) == 2
+    assert len(list((tmp_path / "env-cache").glob("*.entry"))) == 2
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b2"), "--cache-dir", str(tmp_path / "given")])
-    assert result.exit_code == 0 and len(list((tmp_path / "given").glob("*.pkl"))) == 2
+    assert result.exit_code == 0 and len(list((tmp_path / "given").glob("*.entry"))) == 2
     assert CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b3"), "--no-cache"]).exit_code == 0
     assert {
         k: v for k, v in board_files(tmp_path / "b1").items() if k not in ("results.json", "index.html", "README.md")
@@ -249,3 +249,92 @@ def test_worker_processes_give_the_same_board_and_raise_what_a_worker_raised(
     with pytest.raises(MlalignError, match="not an lm-eval sample record"):
         make_leaderboard(runs, out, options=BoardOptions(embed=False))
     assert board_files(out) == here
+
+
+def test_a_planted_pickle_or_fifo_in_the_cache_runs_nothing_and_hangs_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pickle that would run code when loaded, under the old name and the new one, and a FIFO in an entry's place:
+    nothing runs, nothing blocks, the files are parsed again and the board is the same."""
+    import pickle
+
+    runs = write_board_inputs(tmp_path / "runs", models=2)
+    folder = tmp_path / "cache"
+    make_leaderboard(runs, tmp_path / "board", options=BoardOptions(embed=False, cache=folder))
+    expected = board_files(tmp_path / "board")
+    first, second = sorted(folder.glob("*.entry"))
+    ran = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.mkdir, (str(ran),))
+
+    planted = pickle.dumps(Payload())
+    first.write_bytes(planted)
+    first.with_suffix(".pkl").write_bytes(planted)  # where the pickle cache kept its entries
+    second.unlink()
+    os.mkfifo(second)
+    parses = Parses(monkeypatch)
+    with caplog.at_level(logging.WARNING, logger=cache_module.__name__):
+        make_leaderboard(runs, tmp_path / "board", options=BoardOptions(embed=False, cache=folder))
+    assert not ran.exists()
+    assert len(parses.runs) == 2 and len(parses.samples) == 2 * 6
+    assert any("not a regular file of yours" in r.message for r in caplog.records)
+    assert board_files(tmp_path / "board") == expected
+
+
+def test_a_cache_folder_others_can_write_is_refused_before_anything_is_built(tmp_path: Path) -> None:
+    """In a folder anyone can write, an entry edited to publish a forged score (well formed, its input's digest
+    kept) would be trusted: such a folder, or another user's, is refused with one line and no board is written."""
+    from mlalign_tasks.leaderboard.cache import MAGIC
+
+    runs = write_board_inputs(tmp_path / "runs", models=2)
+    folder = tmp_path / "shared-cache"
+    make_leaderboard(runs, tmp_path / "board", options=BoardOptions(embed=False, cache=folder))
+    honest = board_files(tmp_path / "board")
+    for entry in folder.glob("*.entry"):
+        data = entry.read_bytes()
+        forged = data.replace(b'"acc,none": ', b'"acc,none": 0.987654, "x": ')
+        assert forged != data and forged.startswith(MAGIC)
+        size = len(forged) - len(data) + int.from_bytes(data[len(MAGIC) : len(MAGIC) + 8], "little")
+        entry.write_bytes(MAGIC + size.to_bytes(8, "little") + forged[len(MAGIC) + 8 :])
+    folder.chmod(0o777)
+    with pytest.raises(MlalignError, match=r"cache folder .* is writable by others \(777\).*chmod go-w") as caught:
+        make_leaderboard(runs, tmp_path / "forged", options=BoardOptions(embed=False, cache=folder))
+    assert "\n" not in str(caught.value) and not (tmp_path / "forged").exists()
+    if os.getuid() == 0:  # only root can give a folder away
+        folder.chmod(0o700)
+        os.chown(folder, 65534, 65534)
+        with pytest.raises(MlalignError, match="belongs to another user"):
+            make_leaderboard(runs, tmp_path / "forged", options=BoardOptions(embed=False, cache=folder))
+        assert not (tmp_path / "forged").exists()
+    assert board_files(tmp_path / "board") == honest
+    fresh = tmp_path / "fresh" / "cache"
+    make_leaderboard(runs, tmp_path / "board", options=BoardOptions(embed=False, cache=fresh))
+    assert fresh.stat().st_mode & 0o777 == 0o700  # created private
+
+
+def test_entries_are_tied_to_content_and_to_the_parsing_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A samples file rewritten with the same size and modification time is parsed again (its digest differs), and
+    an entry written by other parsing code (another `parser_key`) is not used."""
+    runs = write_board_inputs(tmp_path / "runs", models=2)
+    cached = BoardOptions(embed=False, cache=tmp_path / "cache")
+    make_leaderboard(runs, tmp_path / "board", options=cached)
+    samples = next(runs[1].rglob("samples_snli_aligned_de_*.jsonl"))
+    before = samples.stat()
+    flipped = samples.read_text().replace('"acc": 1.0', '"acc": 0.0')
+    samples.write_text(flipped)
+    os.utime(samples, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert samples.stat().st_size == before.st_size and samples.stat().st_mtime_ns == before.st_mtime_ns
+    parses = Parses(monkeypatch)
+    make_leaderboard(runs, tmp_path / "board", options=cached)
+    assert parses.samples == [str(samples.resolve())] and parses.runs == []
+    parses.reset()
+    key = cache_module.parser_key().encode()
+    for entry in (tmp_path / "cache").glob("*.entry"):
+        entry.write_bytes(entry.read_bytes().replace(key, b"0" * len(key)))
+    make_leaderboard(runs, tmp_path / "board", options=cached)
+    assert len(parses.runs) == 2 and len(parses.samples) == 2 * 6
+    parses.reset()
+    make_leaderboard(runs, tmp_path / "board", options=cached)
+    assert parses.samples == [] and parses.runs == []  # rewritten by today's code
