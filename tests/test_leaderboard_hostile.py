@@ -355,3 +355,90 @@ def test_model_names_that_are_paths_or_mathtext(tmp_path: Path) -> None:
     again = make_leaderboard([out / "inputs"], out, out / "inputs" / "manifest.yaml")
     assert [{**r, "source": ""} for r in again.rows] == [{**r, "source": ""} for r in first.rows]
     assert {r["source"] for r in again.rows} == set(folders)  # read from the copies
+
+
+@pytest.mark.parametrize(
+    ("where", "name"),
+    [("base", "org/\r=1+1"), ("adapter", "runs/q\x00align"), ("base", "org/\ud800x"), ("task", "snli_aligned\r_de")],
+)
+def test_control_characters_in_names_are_refused(tmp_path: Path, where: str, name: str) -> None:
+    """A carriage return (it would split a CSV row and start the next with a live formula), a NUL or a lone
+    surrogate in a model, adapter or task name: one line naming it, and no board."""
+    inputs = write_pair(tmp_path)
+    (results,) = inputs[1].rglob("results_*.json")
+    data = json.loads(results.read_text())
+    if where == "task":
+        data["results"][name] = data["results"]["snli_aligned_de"]
+    else:
+        data["config"]["model_args"]["pretrained" if where == "base" else "peft"] = name
+    results.write_text(json.dumps(data))
+    out = tmp_path / "board"
+    with pytest.raises(MlalignError, match=f"the {'model' if where == 'base' else where} .* holds the character") as e:
+        make_leaderboard(list(inputs), out)
+    assert "\n" not in str(e.value) and not out.exists()
+    inputs = write_pair(tmp_path / "fine")
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump({"models": [{"match": "runs/qalign", "name": name}]}))
+    with pytest.raises(MlalignError, match=r"models\[0\]\.name .* holds the character"):
+        make_leaderboard(list(inputs), out, manifest)
+    assert not out.exists()
+
+
+def test_every_csv_row_stays_one_row(tmp_path: Path) -> None:
+    """Free text from a results file (here its n-shot, shown in settings.csv) holding a carriage return and a NUL:
+    each is written as `\\xNN`, so a reader that ends rows at a bare carriage return still sees one row per line
+    and no cell starts a formula."""
+    inputs = write_pair(tmp_path)
+    for folder in inputs:
+        (results,) = folder.rglob("results_*.json")
+        data = json.loads(results.read_text())
+        data["n-shot"] = {task: "0\r=1+1\x00" for task in data["results"]}
+        results.write_text(json.dumps(data))
+    out = tmp_path / "board"
+    make_leaderboard(list(inputs), out)
+    for name in ("results.csv", "comparisons.csv", "consistency.csv", "settings.csv", "averages.csv", "deltas.csv"):
+        with (out / name).open(newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+        assert rows and all(len(row) == len(rows[0]) for row in rows), name
+        assert not any(cell.startswith("=") for row in rows for cell in row), name
+        assert "\x00" not in (out / name).read_text() and "\r" not in (out / name).read_text()
+    assert "0\\x0d=1+1\\x00" in (out / "settings.csv").read_text()
+
+
+HOSTILE_SAMPLES = {
+    "doc_id text": ({"doc_id": "abc"}, r"doc_id 'abc' is not an lm-eval item number"),
+    "doc_id null": ({"doc_id": None}, "doc_id None is not an lm-eval item number"),
+    "doc_id 2**70": ({"doc_id": 2**70}, "doc_id 1180591620717411303424 is not an lm-eval item number"),
+    "resps text": ({"filtered_resps": [["abc", "False"]]}, r"filtered_resps \[\['abc', 'False'\]\] is neither"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_SAMPLES))
+def test_hostile_sample_records_are_one_line_errors(tmp_path: Path, case: str) -> None:
+    change, message = HOSTILE_SAMPLES[case]
+    inputs = write_pair(tmp_path)
+    (samples,) = inputs[1].rglob("samples_snli_aligned_de_*.jsonl")
+    lines = samples.read_text().splitlines()
+    lines[3] = json.dumps(json.loads(lines[3]) | change)
+    samples.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "board"
+    with pytest.raises(MlalignError, match=rf"{samples.name}:4: {message}") as e:
+        make_leaderboard(list(inputs), out)
+    assert "\n" not in str(e.value) and not out.exists()
+
+
+def test_lone_surrogate_answers_and_text_counts_still_build(tmp_path: Path) -> None:
+    """An answer holding a lone surrogate is an answer like any other; n-samples counts given as strings count as
+    unknown: the board builds."""
+    inputs = write_pair(tmp_path)
+    (samples,) = inputs[1].rglob("samples_snli_aligned_de_*.jsonl")
+    lines = samples.read_text().splitlines()
+    lines[0] = json.dumps(json.loads(lines[0]) | {"filtered_resps": ["\ud800"]})
+    samples.write_text("\n".join(lines) + "\n")
+    for folder in inputs:  # both runs, so that they agree on their (unknown) item counts
+        (results,) = folder.rglob("results_*.json")
+        data = json.loads(results.read_text())
+        data["n-samples"] = {task: {"original": "10", "effective": "10"} for task in data["results"]}
+        results.write_text(json.dumps(data))
+    board = make_leaderboard(list(inputs), tmp_path / "board")
+    assert {row["language"] for row in board.rows} == {"en", "de"}

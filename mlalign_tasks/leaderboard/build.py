@@ -17,6 +17,7 @@ from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.languages import parse_langs
 from mlalign_tasks.leaderboard.averages import averages, statistics_notes
 from mlalign_tasks.leaderboard.cache import ParseCache
+from mlalign_tasks.leaderboard.escape import check_name
 from mlalign_tasks.leaderboard.likeness import check_like_with_like, settings_rows
 from mlalign_tasks.leaderboard.load import (
     GROUP,
@@ -149,6 +150,9 @@ def read_manifest(path: Path) -> dict[str, Any]:
                 f"manifest {path}: models[{i}] must be a mapping with 'match' and optional "
                 f"{sorted(MANIFEST_MODEL_KEYS - {'match'})}"
             )
+        for key in ("match", "name", "base"):
+            if isinstance(entry.get(key), str):
+                check_name(entry[key], f"manifest {path}: models[{i}].{key}")
         if "languages" in entry:
             langs = entry["languages"]
             if not isinstance(langs, str) and not (isinstance(langs, list) and all(isinstance(c, str) for c in langs)):

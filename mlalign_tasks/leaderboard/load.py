@@ -16,6 +16,7 @@ import numpy as np
 from mlalign_tasks import suites
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.languages import FAMILIES, LANGUAGES
+from mlalign_tasks.leaderboard.escape import check_name
 from mlalign_tasks.parallel import process_map
 
 SUPPORTED_LM_EVAL = "0.4."  # the results layout read here is the one of lm-eval 0.4.x
@@ -233,6 +234,14 @@ def load_run(path: Path) -> Run:
         )
     info = data.get("mlalign") if isinstance(data.get("mlalign"), dict) else {}
     seed = config.get("random_seed")
+    subtasks = data.get("group_subtasks") if isinstance(data.get("group_subtasks"), dict) else {}
+    named = [("model", pretrained), ("adapter", args.get("peft") or args.get("lora_local_path") or "")]
+    named += [
+        ("task", task)
+        for task in [*results, *subtasks, *(c for cs in subtasks.values() if isinstance(cs, list) for c in cs)]
+    ]
+    for what, name in named:
+        check_name(str(name), f"{path}: the {what}")
     run = Run(
         path=path,
         pretrained=str(pretrained),
@@ -241,7 +250,6 @@ def load_run(path: Path) -> Run:
         precision=f"nf4-{info.get('nf4_preset') or 'mlalign'}" if info.get("load_in_4bit") else "full",
         seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
     )
-    subtasks = data.get("group_subtasks") if isinstance(data.get("group_subtasks"), dict) else {}
     groups = {g for g, children in subtasks.items() if children} | set(data.get("groups") or {})
     parent = {child: g for g, children in subtasks.items() for child in children or ()}
     n_samples = data.get("n-samples") if isinstance(data.get("n-samples"), dict) else {}
@@ -296,6 +304,12 @@ def _count(counts: Any) -> bool:
     return isinstance(counts, dict) and isinstance(counts.get("effective"), int)
 
 
+def _count_of(counts: Any, key: str) -> int:
+    """An n-samples count (`effective`, `original`) if it is one; 0 (unknown) for anything else."""
+    value = counts.get(key) if isinstance(counts, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def _ancestor_cell(task: str, parent: dict[str, str]) -> str | None:
     """The language cell (e.g. the group `global_mmlu_de`) that `task` is a part of, through lm-eval's groups."""
     seen = set()
@@ -338,7 +352,7 @@ class _RunFile:
             number = _number(value)
             if number is None:
                 continue
-            name, _, filt = key.partition(",")
+            name, _, filt = check_name(key, f"{self.path}: {task}'s metric").partition(",")
             if name in UNBOUNDED_METRICS:
                 notes.append(f"{self.path.name}: {task} {key} is not a proportion: not shown")
                 continue
@@ -362,9 +376,8 @@ class _RunFile:
         gen = sorted(
             {_canonical(c.get("generation_kwargs")) for c in configs if c.get("output_type") == "generate_until"}
         )
-        counts = [self.n_samples.get(t) or {} for t in leaves]
-        effective = sum(c.get("effective") or 0 for c in counts)
-        original = sum(c.get("original") or 0 for c in counts)
+        counts = [self.n_samples.get(t) for t in leaves]
+        effective, original = (sum(_count_of(c, key) for c in counts) for key in ("effective", "original"))
         prompt = {t: {k: c.get(k) for k in _PROMPT_KEYS} | {"version": (c.get("metadata") or {}).get("version")}
                   for t, c in zip(leaves, configs, strict=True)}  # fmt: skip
         if self.fewshot_seed is not None:  # which examples are drawn
@@ -439,7 +452,7 @@ def answer_code(answer: str | int | None) -> int:
         return NO_ANSWER
     if isinstance(answer, int):
         return answer
-    digest = int.from_bytes(hashlib.blake2b(answer.encode(), digest_size=8).digest(), "big")
+    digest = int.from_bytes(hashlib.blake2b(answer.encode(errors="surrogatepass"), digest_size=8).digest(), "big")
     return _TEXT_ANSWER | digest & (_TEXT_ANSWER - 1)
 
 
@@ -526,7 +539,10 @@ def _parse_fast(raw: bytes, metric: str, filt: str) -> Items | None:
             start = end + 1
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
-    return Items.of(keys, answers, scores)
+    try:
+        return Items.of(keys, answers, scores)
+    except OverflowError:  # a doc id beyond int64: the JSON parse reports it
+        return None
 
 
 def load_samples(path: str | Path, metric_key: str) -> Items:
@@ -550,9 +566,17 @@ def load_samples(path: str | Path, metric_key: str) -> Items:
         if not isinstance(rec, dict) or "doc_id" not in rec or "filtered_resps" not in rec:
             raise ResultsError(f"{path}:{lineno} lacks 'doc_id'/'filtered_resps' (lm-eval --log_samples layout)")
         if rec.get("filter", "none") == filt:
-            score = _number(rec.get(metric))
-            keys.append(int(rec["doc_id"]))
-            answers.append(_answer(rec["filtered_resps"]))
+            score, doc_id = _number(rec.get(metric)), rec["doc_id"]
+            if isinstance(doc_id, bool) or not isinstance(doc_id, int) or not -(1 << 63) <= doc_id < 1 << 63:
+                raise ResultsError(f"{path}:{lineno}: doc_id {doc_id!r:.40} is not an lm-eval item number (an integer)")
+            try:
+                answers.append(_answer(rec["filtered_resps"]))
+            except (ValueError, TypeError):
+                raise ResultsError(
+                    f"{path}:{lineno}: filtered_resps {rec['filtered_resps']!r:.80} is neither an answer nor "
+                    "lm-eval's [log-likelihood, is-greedy] pairs"
+                ) from None
+            keys.append(doc_id)
             scores.append(math.nan if score is None else score)
     return Items.of(keys, answers, scores)
 
