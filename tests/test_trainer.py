@@ -871,3 +871,39 @@ def test_the_quiet_filter_drops_only_the_missing_kernels_package_notice(caplog):
         f"{KERNELS_NOTICE}: cannot reach the Hub",
         "Input type into Linear4bit is torch",
     ]
+
+
+def test_deep_run_files_and_an_adapter_without_weights_are_one_line_errors(tiny_model_dir, tmp_path):
+    """100 000-deep JSON in a run's mlalign_run.json or a checkpoint's trainer_state.json, and `merge --adapter` given
+    an absolute path to a folder holding adapter_config.json but no weights: one line each; nothing removed."""
+    from mlalign_trainer.metadata import check_run_dir
+    from typer.testing import CliRunner
+
+    from mlalign_tasks.cli import app
+
+    deep = "[" * 100_000 + "]" * 100_000
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / RUN_FILE).write_text(deep)
+    with pytest.raises(MlalignError, match=f"cannot read {out / RUN_FILE} \\(its JSON nests too deeply\\)") as e:
+        check_run_dir(out, {"learning_rate": 1e-4})
+    assert "\n" not in str(e.value)
+    (out / RUN_FILE).write_text("[1, 2]")
+    with pytest.raises(MlalignError, match=r"\(a JSON list, not an object\)"):
+        check_run_dir(out, {"learning_rate": 1e-4})
+    for step, state in ((2, "{}"), (4, deep)):
+        (out / f"checkpoint-{step}").mkdir()
+        (out / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    with pytest.raises(MlalignError, match="checkpoint-4/trainer_state.json nests its JSON too deeply .* move"):
+        sft.last_complete_checkpoint(out)
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": str(tiny_model_dir), "peft_type": "LORA"})
+    )
+    result = CliRunner().invoke(app, ["merge", "--adapter", str(adapter.resolve()), "--out", str(tmp_path / "m")])
+    assert isinstance(result.exception, MlalignError), result.output
+    assert "holds adapter_config.json but no adapter weights" in str(result.exception)
+    assert not (tmp_path / "m").exists()

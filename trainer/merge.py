@@ -15,11 +15,17 @@ from mlalign_tasks.output_dirs import check_replaceable
 
 def merge_adapter(adapter: str | Path, out: str | Path, base: str | None = None, dtype: str = "float32") -> Path:
     """Load `base` (default: the adapter's base model) unquantised, apply the adapter, merge, save to `out`."""
+    from peft.utils import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
     from transformers import AutoTokenizer
 
-    check_local(str(adapter), "--peft", ADAPTER_FILE)
+    check_local(str(adapter), "--adapter", ADAPTER_FILE)
     adapter, out = Path(adapter), Path(out)
     config_file = adapter / ADAPTER_FILE
+    if adapter.is_dir() and not any((adapter / name).is_file() for name in (SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME)):
+        raise MlalignError(
+            f"--adapter {adapter} holds {ADAPTER_FILE} but no adapter weights ({SAFETENSORS_WEIGHTS_NAME}); pass a "
+            "trained adapter folder (what `mlalign train` writes to --output_dir)"
+        )
     weights = torch_dtype(dtype)
     check_replaceable(out, "--out")
     base = base or json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")

@@ -17,11 +17,17 @@ _VERSIONED = ("mlalign", "torch", "transformers", "trl", "peft", "accelerate", "
 
 
 def read_json_file(path: Path, fix: str = "") -> dict:
-    """A JSON file that a run wrote; unreadable: one clear error, with `fix` (e.g. "; start again") appended."""
+    """A JSON object that a run wrote; unreadable, nested too deeply or not an object: one clear error, with `fix`
+    (e.g. "; start again") appended."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
         raise MlalignError(f"cannot read {path} ({e}){fix}") from None
+    except RecursionError:
+        raise MlalignError(f"cannot read {path} (its JSON nests too deeply){fix}") from None
+    if not isinstance(value, dict):
+        raise MlalignError(f"cannot read {path} (a JSON {type(value).__name__}, not an object){fix}")
+    return value
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

@@ -325,11 +325,18 @@ def build_trainer(
 
 
 def _complete(checkpoint: Path) -> bool:
-    """Whether `checkpoint` holds a whole ``trainer_state.json`` (the Trainer writes it last)."""
+    """Whether `checkpoint` holds a whole ``trainer_state.json`` (the Trainer writes it last); one nested too deeply
+    to read was not cut off but written by something else: an MlalignError, and the checkpoint is kept."""
+    state = checkpoint / "trainer_state.json"
     try:
-        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+        json.loads(state.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
+    except RecursionError:
+        raise MlalignError(
+            f"{state} nests its JSON too deeply to be a Trainer state; move {checkpoint} away to resume from the "
+            "checkpoint before it"
+        ) from None
     return True
 
 
