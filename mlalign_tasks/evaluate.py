@@ -191,6 +191,36 @@ def parse_limit(value: str | None) -> int | float | None:
 
 # lm-eval's own generation settings (its aliases of max_gen_toks included); the others go to transformers' generate.
 LM_EVAL_GEN_KEYS = ("until", "max_gen_toks", "max_new_tokens", "max_tokens", "max_completion_tokens", "do_sample")
+# Generation values checked as they are parsed (else they fail inside `generate`, once the model is loaded)
+_GEN_COUNTS = (
+    "max_gen_toks",
+    "max_new_tokens",
+    "max_tokens",
+    "max_completion_tokens",
+    "max_length",
+    "num_beams",
+    "num_return_sequences",
+)  # positive integers
+_GEN_PROPORTIONS = ("top_p", "min_p", "typical_p")  # 0 to 1
+_GEN_AT_LEAST_ZERO = ("temperature", "top_k", "repetition_penalty", "min_length", "min_new_tokens")
+
+
+def _gen_value_problem(key: str, value: Any, sampling: bool) -> str | None:
+    """What is wrong with the --gen-kwargs value `value` of `key` (None: nothing we know of)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "is not a finite number"
+    if key == "do_sample" and not isinstance(value, bool):
+        return "must be true or false"
+    if key in _GEN_COUNTS and (not number or value != int(value) or value < 1):
+        return "must be a positive integer"
+    if key in _GEN_PROPORTIONS and (not number or not 0 <= value <= 1):
+        return "must be a number from 0 to 1"
+    if key in _GEN_AT_LEAST_ZERO and (not number or value < 0):
+        return "must be a number >= 0"
+    if key == "temperature" and sampling and value == 0:
+        return "must be above 0 with do_sample=true"
+    return None
 
 
 def parse_gen_kwargs(value: str | None) -> dict[str, Any] | None:
@@ -208,7 +238,7 @@ def parse_gen_kwargs(value: str | None) -> dict[str, Any] | None:
         raise MlalignError(f"--gen-kwargs {value!r}: expected key=value pairs separated by commas (bad: {bad[0]!r})")
     parsed = simple_parse_args_string(value)
     known = {*LM_EVAL_GEN_KEYS, *(k for k in GenerationConfig().to_dict() if not k.startswith("_"))}
-    for key in parsed:
+    for key, setting in parsed.items():
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"did you mean {close[0]}? " if close else ""
@@ -216,6 +246,8 @@ def parse_gen_kwargs(value: str | None) -> dict[str, Any] | None:
                 f"--gen-kwargs: unknown setting {key!r}; {hint}use lm-eval's ({', '.join(LM_EVAL_GEN_KEYS)}) or a "
                 "transformers GenerationConfig field (e.g. temperature, top_p, num_beams)"
             )
+        if problem := _gen_value_problem(key, setting, parsed.get("do_sample") is True):
+            raise MlalignError(f"--gen-kwargs: {key}={setting!r} {problem}")
     return parsed
 
 
@@ -292,6 +324,14 @@ class EvalRequest:
         return f"pretrained={self.model}" + (f",peft={self.adapter}" if self.adapter else "") + dtype
 
 
+MAX_SEED = 2**32 - 1  # numpy's seeds: lm-eval seeds python, numpy and torch with the one value
+
+
+def _check_seed(req: EvalRequest) -> None:
+    if not 0 <= req.seed <= MAX_SEED:
+        raise MlalignError(f"--seed {req.seed} must be from 0 to {MAX_SEED} (numpy's seeds)")
+
+
 def _check_fewshot(req: EvalRequest) -> None:
     k = req.num_fewshot
     if k is None:
@@ -350,6 +390,7 @@ def check_single_process() -> None:
 def run(req: EvalRequest) -> dict[str, Any]:
     """Validate, evaluate and (if asked) save; return lm-eval's results dict (without samples)."""
     check_single_process()
+    _check_seed(req)
     _check_fewshot(req)
     scoring = label_scoring.check_scoring(req.label_scoring)
     paper_tasks = bool(label_scoring.paper_families() & set(req.tasks.langs))  # the tasks label scoring applies to

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mlalign_tasks.artefacts import ADAPTER_FILE, MODEL_FILE
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.names import check_name
 
 
 def missing_local(name: str, bare_hub_ids: bool = True) -> bool:
@@ -40,7 +41,9 @@ def check_local(name: str, flag: str, marker: str = MODEL_FILE) -> None:
 
 
 def check_model_arg(value: str, flag: str) -> None:
-    """Refuse a model or adapter path that lm-eval's `model_args` string would split into other settings."""
+    """Refuse a model or adapter path that lm-eval's `model_args` string would split into other settings, or that
+    holds a control character or lone surrogate (undecodable bytes on the command line)."""
+    check_name(value, flag)
     if "," in value or "=" in value:
         raise MlalignError(
             f"{flag} {value!r} contains ',' or '=', which lm-eval would read as further model settings "

@@ -155,6 +155,14 @@ def test_gen_kwargs_and_batch_size() -> None:
         (["--apply-chat-template", "-t", "snli_aligned_de"], "--label-scoring paper scores the token after"),
         (["--nf4-preset", "paper"], "--nf4-preset paper applies to 4-bit evaluation; add --load-in-4bit"),
         (["--load-in-4bit", "--dtype", "float16"], "--dtype float16 applies to full precision"),
+        (["--seed", str(2**64)], f"--seed {2**64} must be from 0 to 4294967295"),
+        (["--seed", "-1"], "--seed -1 must be from 0 to 4294967295"),
+        (["--gen-kwargs", "max_gen_toks=abc"], "--gen-kwargs: max_gen_toks='abc' must be a positive integer"),
+        (["--gen-kwargs", "max_gen_toks=-5"], "--gen-kwargs: max_gen_toks=-5 must be a positive integer"),
+        (["--gen-kwargs", "do_sample=true,temperature=nan"], "--gen-kwargs: temperature=nan is not a finite number"),
+        (["--gen-kwargs", "do_sample=true,temperature=0"], "temperature=0 must be above 0 with do_sample=true"),
+        (["--gen-kwargs", "top_p=1.5"], "--gen-kwargs: top_p=1.5 must be a number from 0 to 1"),
+        (["--peft", "runs/\udcffx"], "--peft 'runs/\\udcffx' holds the character '\\udcff'"),
     ],
 )
 def test_bad_input_is_one_error_line(monkeypatch, capsys, tmp_path, tiny_model_dir, args, message) -> None:

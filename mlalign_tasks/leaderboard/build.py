@@ -17,7 +17,6 @@ from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.languages import parse_langs
 from mlalign_tasks.leaderboard.averages import averages, statistics_notes
 from mlalign_tasks.leaderboard.cache import ParseCache
-from mlalign_tasks.leaderboard.escape import check_name
 from mlalign_tasks.leaderboard.likeness import check_like_with_like, settings_rows
 from mlalign_tasks.leaderboard.load import (
     GROUP,
@@ -32,6 +31,7 @@ from mlalign_tasks.leaderboard.load import (
 from mlalign_tasks.leaderboard.options import DEFAULT_OPTIONS, BoardOptions
 from mlalign_tasks.leaderboard.references import REFERENCES_KEY, check_references, reference_rows
 from mlalign_tasks.leaderboard.stats import adjust, consistencies, paired_tests, wilson_interval
+from mlalign_tasks.names import check_name
 from mlalign_tasks.parallel import Background
 from mlalign_tasks.tiny_model import MARKER_FILE as TINY_MODEL_MARKER
 from mlalign_tasks.toy_model import MARKER_FILE as TOY_MODEL_MARKER

@@ -1,7 +1,7 @@
 """Text from results files made inert where the board writes it: Markdown (README.md) and CSV cells.
 
 Model paths, adapter, task and family names, versions and manifest text come from files anyone can
-write. Names holding control characters, line separators or lone surrogates are refused (`check_name`). In
+write. Names holding control characters, line separators or lone surrogates are refused (`names.check_name`). In
 Markdown they must render as the same literal text in any renderer (GitHub, Python-Markdown / MkDocs, none of which
 sanitise raw HTML); in a CSV cell they must not read as a spreadsheet formula nor split a row.
 """
@@ -11,27 +11,13 @@ from __future__ import annotations
 import functools
 import re
 
-from mlalign_tasks.errors import MlalignError
-
 # Backslash-escaped: code spans, attribute lists ({: ...}), links and images ([...]), table cells (|), emphasis
 # that could open (a `*` before a non-space, a `_` not inside a word); `<`, `>`, `&` become entities.
 _INLINE = re.compile(r"[\\`{}\[\]|]|\*(?=\S)|(?<![^\W_])_|_(?![^\W_])")
 _LINE_START = re.compile(r"^(?=[#+-])|^(\d+)(?=[.)])")  # headings, list items
 _FORMULA_START = ("=", "+", "-", "@", "\t")  # a leading carriage return is escaped first
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")  # controls, line breaks, lone surrogates
 # In a CSV cell: a newline is quoted by the writer; a carriage return would not be (rows end in "\n"), nor is NUL
 _CSV_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-
-def check_name(value: str, what: str) -> str:
-    """`value` if it holds no control character, line separator or lone surrogate (a name is shown on one line, in
-    every file of a board); else an MlalignError naming `what` and the character."""
-    if bad := _UNPRINTABLE.search(value):
-        raise MlalignError(
-            f"{what} {value!r} holds the character {bad.group()!r} (a control character, line break or lone "
-            "surrogate): rename it without one"
-        )
-    return value
 
 
 @functools.lru_cache(maxsize=1 << 16, typed=True)  # a board's cells repeat the same few thousand texts

@@ -16,7 +16,7 @@ import numpy as np
 from mlalign_tasks import suites
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.languages import FAMILIES, LANGUAGES
-from mlalign_tasks.leaderboard.escape import check_name
+from mlalign_tasks.names import check_name
 from mlalign_tasks.parallel import process_map
 
 SUPPORTED_LM_EVAL = "0.4."  # the results layout read here is the one of lm-eval 0.4.x
