@@ -179,9 +179,9 @@ def test_page_renders_sorts_and_filters(board: Path, tmp_path: Path) -> None:
 
 
 def test_readme_from_hostile_results_renders_as_text(tmp_path: Path) -> None:
-    """Model paths, adapter, task and family names, metric, lm_eval_version, manifest text and names with `|` and
-    newlines, all carrying HTML and Markdown: the README rendered by Python-Markdown (MkDocs' renderer, which
-    does not sanitise) runs no script in Chromium, shows the names as written, and keeps every table intact."""
+    """Model paths, adapter, task and family names, metric, lm_eval_version, manifest text with newlines and names
+    with `|` (a line break in a name is refused), all carrying HTML and Markdown: the README rendered by
+    Python-Markdown (MkDocs' renderer, which does not sanitise) runs no script in Chromium, shows the names as written, and keeps every table intact."""
     import markdown
 
     payload = {i: f"<img src=x onerror=window.pwned={i}>" for i in range(1, 8)}
@@ -201,7 +201,7 @@ def test_readme_from_hostile_results_renders_as_text(tmp_path: Path) -> None:
             {
                 "title": "# Board <script>window.pwned=6</script>",
                 "description": f"- [link](javascript:window.pwned=7)\n| a | b |\n{payload[6]}",
-                "models": [{"match": base["pretrained"], "name": f"base | {payload[7]}\nsecond line"}],
+                "models": [{"match": base["pretrained"], "name": f"base | {payload[7]} second line"}],
             }
         )
     )
