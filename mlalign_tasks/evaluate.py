@@ -22,6 +22,7 @@ from typing import Any
 from mlalign_tasks import __version__, label_scoring, suites
 from mlalign_tasks.artefacts import ADAPTER_FILE
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.label_scoring import Gold
 from mlalign_tasks.languages import (
     DEFAULT_FAMILIES,
     FAMILIES,
@@ -313,7 +314,8 @@ class EvalRequest:
     apply_chat_template: bool = False
     data_dir: Path | None = None
     seed: int = 0
-    label_scoring: str = "paper"  # paper tasks: paper, first-token or label (see mlalign_tasks.label_scoring)
+    label_scoring: str = "paper"  # paper tasks: paper, token-sets, first-token or label (mlalign_tasks.label_scoring)
+    gold: Gold = Gold.english  # paper tasks: whose gold labels (see mlalign_tasks.label_scoring.Gold)
     dtype: Dtype = Dtype.auto  # weights' dtype (full precision only)
     nf4_preset: Nf4Preset = Nf4Preset.mlalign  # with load_in_4bit (see mlalign_tasks.model_loading)
 
@@ -425,7 +427,7 @@ def run(req: EvalRequest) -> dict[str, Any]:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(req.model) if scoring is not label_scoring.Scoring.label else None
-        token_sets = label_scoring.apply_scoring(loaded["tasks"], tokenizer, scoring, req.seed)
+        token_sets = label_scoring.apply_scoring(loaded["tasks"], tokenizer, scoring, req.seed, req.gold)
     built = [loaded["groups"][n] if n in loaded["groups"] else loaded["tasks"][n] for n in names]
 
     lm = make_lm(req, device, token_sets)
@@ -465,6 +467,7 @@ def run(req: EvalRequest) -> dict[str, Any]:
             "nf4_preset": req.nf4_preset.value if req.load_in_4bit else None,
             # how the paper tasks' labels were scored (None: no paper task in this run)
             "label_scoring": req.label_scoring if paper_tasks else None,
+            "gold": req.gold.value if paper_tasks else None,
         }
         samples = results.pop("samples", None)
         if tracker is not None:

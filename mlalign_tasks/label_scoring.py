@@ -3,8 +3,12 @@ label words after the prompt's opening quote (`mlalign eval --label-scoring`).
 
 - ``paper`` (the default of ``mlalign eval`` and ``mlalign run``): the papers' scoring. One forward per item; the
   softmax over the vocabulary at the last prompt position; each label's probability is the sum over its token
-  set (`mlalign_tasks.label_tokens.paper_token_set`); the largest sum wins; exact ties are broken by a seeded
-  random choice. Each task's token sets are recorded in its results config (``metadata.label_token_sets``).
+  set (`mlalign_tasks.label_tokens.paper_token_set`), even where two labels' sets share tokens; the largest sum
+  wins; exact ties as upstream breaks them (`UpstreamTies`). Each task's token sets are recorded in its results
+  config (``metadata.label_token_sets``), with the tokens labels share (``metadata.label_token_overlap``).
+- ``token-sets``: mlalign's variant of ``paper``: the generic token sets (`label_tokens.generic_token_set`),
+  labels sharing a token refused, exact ties broken per item (`SeededArgmax`), so an item's result does not depend
+  on the items before it.
 - ``first-token``: the probability of each label's first token after the quote. Each choice becomes the text of
   that one token, so lm-eval scores one-token continuations and, through its logits cache, runs one forward per
   item; ties go to the first label (lm-eval's argmax).
@@ -28,6 +32,7 @@ class Scoring(StrEnum):
     """The label scorings (values as given on the command line)."""
 
     paper = "paper"
+    token_sets = "token-sets"
     first_token = "first-token"
     label = "label"
 
@@ -76,20 +81,73 @@ def first_token_choices(tokenizer, prompt: str, labels: list[str]) -> list[str]:
     return choices
 
 
+class Gold(StrEnum):
+    """Which label an item's prediction is compared with (`mlalign eval --gold`)."""
+
+    english = "english"  # the English file's label, by index (the test sets are parallel)
+    upstream = "upstream"  # the scripts' rule: the data's answer in X against their label words (the item's
+    # ``upstream_gold``, -1 where no word matches: SNLI ja and bn); the toy world has no such rule
+
+
+def _gold(doc: dict, gold: Gold) -> int:
+    return doc.get("upstream_gold", doc["label"]) if gold is Gold.upstream else doc["label"]
+
+
 @dataclass(frozen=True)
 class SeededArgmax:
-    """A paper task's `process_results` under paper scoring: is the most probable label the gold one?
+    """A paper task's `process_results`: is the most probable label the gold one?
 
     Exact ties are broken by ``random.Random(f"{seed}:{idx}")``: one draw per item, whatever order items run in.
     """
 
     seed: int
+    gold: Gold = Gold.english
+    rule = "per item: random.Random(f'{seed}:{idx}').choice(tied)"
 
     def __call__(self, doc: dict, results: list[tuple[float, bool]]) -> dict[str, float]:
         scores = [float(ll) for ll, _ in results]
         tied = [i for i, s in enumerate(scores) if s == max(scores)]
         pick = tied[0] if len(tied) == 1 else random.Random(f"{self.seed}:{doc['idx']}").choice(tied)
-        return {"acc": float(pick == doc["label"])}
+        return {"acc": float(pick == _gold(doc, self.gold))}
+
+
+class UpstreamTies:
+    """A paper task's `process_results` that breaks exact ties as the papers' scripts do.
+
+    Each script run (one task in one language) calls ``set_seed(0)`` once, and every tie draws
+    ``random.randint(0, 1)`` from that one stream, in item order: 1 picks the first tied label, 0 the last. So an SNLI
+    three-way tie picks entailment or contradiction, never neutral. Items must come in order (lm-eval scores them so).
+    """
+
+    rule = "upstream: one random.Random(0) per task; each tie in item order: randint(0, 1) == 1 -> first tied label"
+
+    def __init__(self, gold: Gold = Gold.english) -> None:
+        self.gold = gold
+        self._random = random.Random(0)
+        self._last = -1
+
+    def __call__(self, doc: dict, results: list[tuple[float, bool]]) -> dict[str, float]:
+        if doc["idx"] <= self._last:
+            raise MlalignError(f"item {doc['idx']} scored after item {self._last}: upstream's ties need item order")
+        self._last = doc["idx"]
+        scores = [float(ll) for ll, _ in results]
+        tied = [i for i, s in enumerate(scores) if s == max(scores)]
+        pick = tied[0] if len(tied) == 1 or self._random.randint(0, 1) == 1 else tied[-1]
+        return {"acc": float(pick == _gold(doc, self.gold))}
+
+
+class FirstArgmax:
+    """A paper task's `process_results` for the other scorings with ``--gold upstream``: lm-eval's argmax (ties to
+    the first label) against the chosen gold."""
+
+    rule = "the first of the tied labels (lm-eval's argmax)"
+
+    def __init__(self, gold: Gold) -> None:
+        self.gold = gold
+
+    def __call__(self, doc: dict, results: list[tuple[float, bool]]) -> dict[str, float]:
+        scores = [float(ll) for ll, _ in results]
+        return {"acc": float(scores.index(max(scores)) == _gold(doc, self.gold))}
 
 
 def _paper_labels(task) -> list[str]:
@@ -110,12 +168,15 @@ def _paper_labels(task) -> list[str]:
     return list(labels.pop())
 
 
-def apply_scoring(tasks: dict, tokenizer, scoring: Scoring, seed: int) -> dict[str, dict[str, list[int]]]:
-    """Prepare the loaded paper tasks (lm-eval task objects by name) for `scoring`.
+def apply_scoring(
+    tasks: dict, tokenizer, scoring: Scoring, seed: int, gold: Gold = Gold.english
+) -> dict[str, dict[str, list[int]]]:
+    """Prepare the loaded paper tasks (lm-eval task objects by name) for `scoring` and the `gold` rule.
 
-    Every paper task records ``label_scoring`` in its config metadata (so the results file says how it was scored);
-    under ``paper`` also ``label_token_sets`` (label -> vocabulary entries) and the seeded tie-breaking
-    `process_results`. Returns, for ``paper``, task name -> label word -> token ids (what `TokenSetLM` sums over).
+    Every paper task records ``label_scoring`` and ``gold`` in its config metadata (so the results file says how it
+    was scored); under ``paper`` and ``token-sets`` also ``label_token_sets`` (label -> vocabulary entries), the
+    ``tie_rule`` and its `process_results`; under ``paper`` the tokens labels share (``label_token_overlap``).
+    Returns, for those two, task name -> label word -> token ids (what `TokenSetLM` sums over).
     """
     families = paper_families()
     names = [name for name in tasks if name.rpartition("_")[0] in families]
@@ -124,17 +185,37 @@ def apply_scoring(tasks: dict, tokenizer, scoring: Scoring, seed: int) -> dict[s
         _rewrite_first_token([tasks[n] for n in names], tokenizer)
     for name in names:
         task = tasks[name]
-        metadata = {"label_scoring": scoring.value}
-        if scoring is Scoring.paper:
-            labels = _paper_labels(task)
-            sets = label_tokens.paper_token_sets(tokenizer, labels, what=name)
-            token_sets[name] = dict(zip(labels, sets, strict=True))
-            metadata["label_token_sets"] = {
-                w: label_tokens.token_strings(tokenizer, ids) for w, ids in token_sets[name].items()
-            }
-            task.config.process_results = SeededArgmax(seed)
+        metadata = {"label_scoring": scoring.value, "gold": gold.value}
+        if scoring in (Scoring.paper, Scoring.token_sets):
+            sets = _token_sets(tokenizer, _paper_labels(task), scoring, name)
+            token_sets[name] = sets
+            metadata["label_token_sets"] = {w: label_tokens.token_strings(tokenizer, ids) for w, ids in sets.items()}
+            if scoring is Scoring.paper:
+                overlap = label_tokens.shared_tokens(sets)
+                metadata["label_token_overlap"] = {
+                    p: label_tokens.token_strings(tokenizer, i) for p, i in overlap.items()
+                }
+            scorer = UpstreamTies(gold) if scoring is Scoring.paper else SeededArgmax(seed, gold)
+            task.config.process_results = scorer
+            metadata["tie_rule"] = scorer.rule
+        elif gold is Gold.upstream:
+            task.config.process_results = FirstArgmax(gold)
         task.config.metadata = {**(task.config.metadata or {}), **metadata}
     return token_sets
+
+
+def _token_sets(tokenizer, labels: list[str], scoring: Scoring, name: str) -> dict[str, list[int]]:
+    """The token set of each label of task `name` under `scoring` (``paper`` or ``token-sets``), checked."""
+    from mlalign_tasks.paper_prompts import LABEL_VARIANTS, LabelWords
+
+    if scoring is Scoring.paper:
+        # upstream's irrelevant-label script drops the first-token rule
+        first_tokens = LABEL_VARIANTS.get(name.rpartition("_")[0], ("", None))[1] is not LabelWords.irrelevant
+        sets = {w: label_tokens.paper_token_set(tokenizer, w, first_tokens) for w in labels}
+    else:
+        sets = {w: label_tokens.generic_token_set(tokenizer, w) for w in labels}
+    label_tokens.check_token_sets(tokenizer, sets, name, strict=scoring is Scoring.token_sets)
+    return sets
 
 
 def _rewrite_first_token(tasks: list, tokenizer) -> None:

@@ -6,16 +6,16 @@ The one implementation that label scoring (`mlalign eval --label-scoring`) and t
 scripts), derived from the tokenizer itself:
 
 1. every prefix of the word (``p``, ``po``, ..., ``positive``) that is a vocabulary entry as is, or with the
-   vocabulary's word-start marker in front (``▁`` in SentencePiece vocabularies, ``Ġ`` in byte-level BPE ones);
+   SentencePiece word-start marker ``▁`` in front (upstream looks for ``▁`` in every vocabulary);
 2. the byte-fallback token ``<0xNN>`` of the word's first byte, when its first character is not ASCII and the
-   vocabulary has that token (SentencePiece with byte fallback, e.g. Llama, Mistral);
-3. byte-level BPE only: the first token of tokenising each prefix on its own (no special tokens). A byte-level
-   vocabulary stores non-ASCII text as byte strings, so rule 1 cannot find it; this rule can.
+   vocabulary has that token (SentencePiece with byte fallback, e.g. Llama, Mistral, Gemma);
+3. byte-level BPE only: the first token of tokenising each prefix on its own (no special tokens). Upstream applies
+   it when the model's *name* contains "Qwen" (byte-level BPE) and drops it in the irrelevant-label script; here the
+   vocabulary decides, and `first_tokens=False` drops it. It is not applied to SentencePiece, where upstream never
+   did (it would only add the bare marker ``▁``).
 
-Upstream applies rule 3 when the model's *name* contains "Qwen" and looks for ``▁`` in every vocabulary. Here the
-vocabulary decides: for SentencePiece vocabularies the set is upstream's; for byte-level ones it is upstream's
-Qwen set plus the ``Ġ``-marked prefixes (upstream's ``▁`` never occurs there). Rule 3 is not applied to
-SentencePiece: it would only add the bare marker ``▁``, which every non-ASCII word would then share.
+`generic_token_set` is mlalign's variant for byte-level vocabularies: rule 1 also with their own marker ``Ġ``, and
+rule 3 always. On SentencePiece it equals the paper's set.
 
 `first_token_id` is the other rule: the id of a word's first token when it follows a given context.
 """
@@ -65,37 +65,56 @@ def vocabulary(tokenizer) -> Vocabulary:
     )
 
 
-def paper_token_set(tokenizer, word: str) -> list[int]:
-    """The sorted ids of the paper's token set of `word` (rules 1-3 of the module docstring)."""
+def paper_token_set(tokenizer, word: str, first_tokens: bool = True) -> list[int]:
+    """The sorted ids of the paper's token set of `word` (rules 1-3 of the module docstring; rule 3 only with
+    `first_tokens`)."""
+    return _token_set(tokenizer, word, Vocabulary.sentencepiece.value, first_tokens)
+
+
+def generic_token_set(tokenizer, word: str) -> list[int]:
+    """The sorted ids of mlalign's generic token set of `word`: the paper's, plus the prefixes behind the
+    vocabulary's own word-start marker and the first tokens of the prefixes on every byte-level vocabulary."""
+    return _token_set(tokenizer, word, vocabulary(tokenizer).value, True)
+
+
+def _token_set(tokenizer, word: str, marker: str, first_tokens: bool) -> list[int]:
     if not word:
         raise MlalignError("a label word must not be empty")
     kind = vocabulary(tokenizer)
     vocab = tokenizer.get_vocab()
     prefixes = [word[:i] for i in range(1, len(word) + 1)]
-    ids = {vocab[entry] for p in prefixes for entry in (p, kind.value + p) if entry in vocab}
+    ids = {vocab[entry] for p in prefixes for entry in (p, marker + p) if entry in vocab}
     if not word[0].isascii():
         ids.update(vocab[t] for t in [f"<0x{word[0].encode()[0]:02X}>"] if t in vocab)
-    if kind is Vocabulary.byte_level:
+    if first_tokens and kind is Vocabulary.byte_level:
         for p in prefixes:
             ids.update(tokenizer(p, add_special_tokens=False)["input_ids"][:1])
     return sorted(ids)
 
 
-def paper_token_sets(tokenizer, words: list[str], what: str) -> list[list[int]]:
-    """The token set of every label of one task; refuses labels with no token or sharing a token (named in `what`)."""
-    sets = [paper_token_set(tokenizer, w) for w in words]
-    for word, ids in zip(words, sets, strict=True):
+def shared_tokens(sets: dict[str, list[int]]) -> dict[str, list[int]]:
+    """The ids each pair of labels shares ("a|b" -> sorted ids), for the pairs that share any."""
+    words = list(sets)
+    return {
+        f"{a}|{b}": shared
+        for i, a in enumerate(words)
+        for b in words[i + 1 :]
+        if (shared := sorted(set(sets[a]) & set(sets[b])))
+    }
+
+
+def check_token_sets(tokenizer, sets: dict[str, list[int]], what: str, strict: bool) -> None:
+    """Refuse a label with no token; with `strict` also labels that share a token (named in `what`)."""
+    for word, ids in sets.items():
         if not ids:
             raise MlalignError(f"{what}: label {word!r} has no token in this vocabulary; use --label-scoring label")
-    for i, a in enumerate(sets):
-        for j in range(i + 1, len(sets)):
-            if shared := sorted(set(a) & set(sets[j])):
-                raise MlalignError(
-                    f"{what}: labels {words[i]!r} and {words[j]!r} share the token(s) "
-                    f"{tokenizer.convert_ids_to_tokens(shared)} in the paper's token sets, so their probabilities "
-                    "cannot be told apart; use --label-scoring label"
-                )
-    return sets
+    if strict and (shared := shared_tokens(sets)):
+        pair, ids = next(iter(shared.items()))
+        first, second = pair.split("|")
+        raise MlalignError(
+            f"{what}: labels {first!r} and {second!r} share the token(s) {tokenizer.convert_ids_to_tokens(ids)}, so "
+            "their probabilities cannot be told apart; use --label-scoring paper (sums them as the papers do) or label"
+        )
 
 
 def first_token_id(tokenizer, context: str, word: str) -> int:

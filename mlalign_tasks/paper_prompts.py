@@ -9,7 +9,8 @@ are the English label words, and the model is scored on the label word that foll
 
 The test sets are parallel across languages: item ``i`` of every language translates item ``i`` of
 English, so the gold label of every item is read from the English file by index (the data's own
-label words in language X do not always equal the scripts' words, e.g. SNLI ja and bn).
+label words in language X do not always equal the scripts' words, e.g. SNLI ja and bn). The scripts' own rule
+(`upstream_gold`) is kept beside it, for reproducing a published number (`mlalign eval --gold upstream`).
 """
 
 from __future__ import annotations
@@ -215,6 +216,23 @@ def _check_parallel(task: str, lang: str, gold: list[int], rows: list[dict]) -> 
             )
 
 
+def upstream_gold(task: str, lang: str, words: LabelWords, data_dir: DataDir = None) -> list[int]:
+    """Each item's gold label index as the scripts decide it, -1 where no label can count as correct.
+
+    The scripts compare the item's answer in `lang` with their label words: PAWS with the English words; SNLI and
+    sentiment with the words of `lang` (equal to the answer; the native-label script: the predicted word starts
+    with the answer). Where the data's answers are other words (SNLI ja ``中性``, bn ``ধারণ করে``), that class is
+    never right.
+    """
+    rows = _read_rows(task, lang, data_dir)
+    script = english_labels(task, data_dir) if task == "paws" else native_labels(task, lang, data_dir)
+    if words is LabelWords.native:
+        matches = [[i for i, w in enumerate(script) if w and w.startswith(row["answer"])] for row in rows]
+    else:
+        matches = [[i for i, w in enumerate(script) if w == row["answer"]] for row in rows]
+    return [m[0] if m else -1 for m in matches]
+
+
 def _fill(entry: dict[str, Any], task: str, lang: str, row: dict) -> str:
     """The paper's prompt for one item: few-shot prefix in `lang` + filled query template (ends with '"')."""
     try:
@@ -258,11 +276,16 @@ def dataset(task: str, lang: str, data_dir: DataDir = None, words: LabelWords = 
     """The items as a `datasets.DatasetDict` with one `test` split, for lm-eval's custom_dataset hook.
 
     Each row also carries ``choices`` (the whole label words), read by the task's ``doc_to_choice``, and
-    ``paper_suffix`` / ``paper_choices``: what `--label-scoring paper` scores instead (see `Variant`).
+    ``paper_suffix`` / ``paper_choices``: what `--label-scoring paper` scores instead (see `Variant`), and
+    ``upstream_gold`` (`--gold upstream`).
     """
     import datasets
 
     labels = variant(task, lang, words, data_dir)
     extra = {"choices": labels.shots, "paper_suffix": labels.paper_suffix, "paper_choices": labels.paper_labels}
-    items = [{**item, **extra} for item in load_items(task, lang, data_dir, words=words)]
+    upstream = upstream_gold(task, lang, words, data_dir)
+    items = [
+        {**item, **extra, "upstream_gold": upstream[item["idx"]]}
+        for item in load_items(task, lang, data_dir, words=words)
+    ]
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(items)})
