@@ -70,12 +70,13 @@ def load_mgsm(lang: str, data_dir: str | None = None) -> list[dict[str, str]]:
 
 
 def load_msvamp(lang: str, data_dir: str | None = None) -> list[dict[str, str]]:
-    """MSVAMP test rows of `lang`: {"question": m_query, "answer": response}."""
+    """MSVAMP test rows of `lang`: {"question": m_query, "answer": response}; m_query as is (leading spaces and
+    all), as QAlign's svamp_test.py puts it in the prompt."""
     check_lang(lang, FAMILIES["msvamp_aligned"], what="MSVAMP language")
     name = msvamp_file(lang)
     rows = data.read_registry_jsonl(name, data_dir=data_dir)
     try:
-        return [{"question": r["m_query"].strip(), "answer": str(r["response"]).strip()} for r in rows]
+        return [{"question": r["m_query"], "answer": str(r["response"]).strip()} for r in rows]
     except (KeyError, AttributeError) as e:
         raise DataError(f"{name} rows lack field {e}; delete it and run `mlalign data fetch {name}`") from None
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlalign_trainer.prompts import ALPACA_NO_INPUT
 
-from mlalign_tasks import math_tasks
+from mlalign_tasks import data, math_tasks
 from mlalign_tasks.answer_extraction import extract_answer, parse_gold, qalign_last_number
 from mlalign_tasks.errors import DataError, MlalignError
 from mlalign_tasks.evaluate import EvalRequest, Selection, _check_fewshot, parse_tasks, tasks_dir
@@ -49,10 +49,15 @@ def test_mgsm_is_parallel_with_numeric_gold() -> None:
 
 
 def test_msvamp_rows() -> None:
+    unstripped = 0
     for lang in MSVAMP_LANGS:
         rows = math_tasks.load_msvamp(lang)
         assert len(rows) == 1000, lang
         assert all(r["question"] and isinstance(parse_gold(r["answer"]), float) for r in rows)
+        raw = data.read_registry_jsonl(math_tasks.msvamp_file(lang))
+        assert [r["question"] for r in rows] == [r["m_query"] for r in raw]  # as QAlign's prompt has it: unstripped
+        unstripped += sum(r["question"] != r["question"].strip() for r in rows)
+    assert unstripped == 494  # all in the non-English files
     assert math_tasks.load_msvamp("de")[0] == {
         "question": "Julia spielte am Montag mit 18 Kindern Fangen. Sie spielte am Dienstag mit 10 Kindern "
         "Fangen. Mit wie vielen Kindern hat sie am Montag mehr gespielt als am Dienstag?",

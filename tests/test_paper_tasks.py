@@ -229,12 +229,12 @@ def test_variant_families_run_in_lm_eval_with_each_scoring(tiny_model_dir, tmp_p
     assert set(paper["configs"]["sentiment_irrelevant_aligned_ja"]["metadata"]["label_token_sets"]) == {"ox", "horse"}
 
 
-def test_native_labels_sharing_a_token_are_refused(tiny_model_dir, tmp_path):
+def test_native_labels_sharing_a_token_are_refused_by_token_sets(tiny_model_dir, tmp_path):
     from mlalign_tasks import evaluate
 
     req = evaluate.EvalRequest(
         model=str(tiny_model_dir), tasks=evaluate.parse_tasks("sentiment_native_aligned:ja"), limit=1, device="cpu",
-        output_path=tmp_path / "out",
+        output_path=tmp_path / "out", label_scoring="token-sets",
     )  # fmt: skip
     with pytest.raises(MlalignError, match=r"sentiment_native_aligned_ja: labels 'ポジティブ' and 'ネガティブ' share"):
         evaluate.run(req)

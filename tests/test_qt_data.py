@@ -154,6 +154,9 @@ def test_every_source_and_language_of_the_paper_is_pinned_and_offline_names_its_
             qt_data.build_qt_dataset(source, lang, 5)
     with pytest.raises(DataError, match="paper_tasks/ap_emotion/emotion_swhi10k_question.json not found"):
         qt_data.build_qt_dataset("sentiment", None, 5, mixture="swhi")
+    assert "en" in qt_data.mixtures("sentiment")  # the English sentiment questions: pinned, selectable by --mixture
+    with pytest.raises(DataError, match="paper_tasks/ap_emotion/emotion_en10k_question.json not found"):
+        qt_data.build_qt_dataset("sentiment", None, 5, mixture="en")
     with pytest.raises(MlalignError, match="no paws mixture 'swth'; the paper's mixtures are snli: swbn"):
         qt_data.build_qt_dataset("paws", None, 5, mixture="swth")
 

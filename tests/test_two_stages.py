@@ -15,6 +15,7 @@ from mlalign_trainer.metadata import METADATA_FILE
 from mlalign_trainer.prompts import ALPACA_NO_INPUT
 from safetensors.torch import load_file
 
+from mlalign_tasks import data
 from mlalign_tasks.errors import DataError, MlalignError
 
 SMOKE = ["--config", "qalign-cpu-smoke", "--max_length", "384", "--examples_per_language", "8", "--save_strategy", "no"]
@@ -55,6 +56,15 @@ def test_response_data_is_english_questions_and_answers_in_qaligns_template(shar
     assert build.data_hash == response_data.build_response_dataset("gsm8k", 5, seed=0).data_hash
     with pytest.raises(MlalignError, match="stage II writes question-answer examples in QAlign's Alpaca template"):
         response_data.build_response_dataset("gsm8k", 5, fmt="plain")
+
+
+def test_gsm8kinstruct_is_qaligns_ten_languages_pinned_by_blob_id_and_offline_names_its_file():
+    for lang in response_data.GSM8KINSTRUCT_LANGS:
+        entry = data.lookup(f"gsm8k/train_{lang}.jsonl")
+        assert entry.path == f"data/gsm8kinstruct/{lang}/train.txt" and entry.commit.startswith("a65ee63")
+        assert entry.sha256 or len(entry.git_blob) == 40
+    with pytest.raises(DataError, match=r"data file gsm8k/train_sw.jsonl not found .*offline mode is on"):
+        response_data.build_response_dataset("gsm8kinstruct", 5)
 
 
 def test_metamathqa_offline_is_one_clear_error():

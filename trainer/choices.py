@@ -41,6 +41,7 @@ class ResponseSource(enum.StrEnum):
     """Stage-II data (`mlalign_trainer.response_data`)."""
 
     gsm8k = "gsm8k"  # the pinned GSM8K training set (offline)
+    gsm8kinstruct = "gsm8kinstruct"  # GSM8KInstruct in QAlign's ten languages (its multilingual-SFT baseline)
     metamathqa = "metamathqa"  # the hub dataset meta-math/MetaMathQA (QAlign's)
 
 

@@ -92,7 +92,10 @@ class QTArguments:
     )
     response_source: ResponseSource = field(
         default=ResponseSource.gsm8k,
-        metadata={"help": "Stage-II data: gsm8k (pinned, offline) or metamathqa (the hub dataset, QAlign's)."},
+        metadata={
+            "help": "Stage-II data: gsm8k (pinned, offline), gsm8kinstruct (GSM8KInstruct in QAlign's ten languages, "
+            "downloaded) or metamathqa (the hub dataset at a pinned revision, QAlign's)."
+        },
     )
     data_dir: str | None = field(default=None, metadata={"help": "Data directory (else $MLALIGN_DATA_DIR / cache)."})
     effective_batch_size: int = field(

@@ -138,10 +138,13 @@ def paper_file(source: str, name: str) -> str:
 
 
 def mixtures(source: str) -> list[str]:
-    """The paper's mixtures of a source, by name ('swhi', 'en2zhja2zh', ...), as the data registry pins them."""
+    """The paper's files of a source that --langs cannot select, by name ('swhi', 'en2zhja2zh', and 'en' for the
+    sentiment questions in English), as the data registry pins them."""
     prefix, _, mixed = PAPER_FILES[source]
     names = (n.removeprefix(prefix).removesuffix(mixed) for n in data.registry() if n.startswith(prefix))
-    return sorted(n for n in names if n.isalnum() and n not in LANGUAGES and paper_file(source, n) in data.registry())
+    return sorted(
+        n for n in names if n.isalnum() and n not in SOURCES[source] and paper_file(source, n) in data.registry()
+    )
 
 
 def paper_rows(name: str, data_dir=None) -> list[tuple[str, str, str | None, str | None]]:

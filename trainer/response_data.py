@@ -1,8 +1,10 @@
 """Stage-II data (QAlign's response alignment): English questions with their answers, as prompt/completion rows.
 
-Sources: ``metamathqa``, the hub dataset ``meta-math/MetaMathQA`` (395k pairs, QAlign's), loaded through
-``datasets`` (offline, or without the network, a one-line error); ``gsm8k``, the GSM8K training set pinned in the
-data registry (``gsm8k/train_en.jsonl``, 7473 problems whose answers end with ``#### N``), offline.
+Sources: ``metamathqa``, the hub dataset ``meta-math/MetaMathQA`` (395k pairs, QAlign's) at a pinned revision,
+loaded through ``datasets`` (offline, or without the network, a one-line error); ``gsm8k``, the GSM8K training set
+pinned in the data registry (``gsm8k/train_en.jsonl``, 7473 problems whose answers end with ``#### N``), offline;
+``gsm8kinstruct``, QAlign's multilingual-SFT baseline: GSM8KInstruct's question-answer pairs in its ten languages
+(``gsm8k/train_{lang}.jsonl``, English mirrored, the other nine downloaded and checked by git blob id).
 """
 
 from __future__ import annotations
@@ -17,16 +19,20 @@ from mlalign_tasks.errors import DataError, MlalignError
 
 GSM8K_FILE = "gsm8k/train_en.jsonl"
 METAMATHQA = "meta-math/MetaMathQA"
-SOURCES = ("gsm8k", "metamathqa")
+METAMATHQA_REVISION = "aa4f34d3d2d3231299b5b03d9b3e5a20da45aa18"  # the hub's main as of 2026-08-11
+# QAlign's gsm8kinstruct.py ("all"): these languages, in this order
+GSM8KINSTRUCT_LANGS = ("sw", "en", "zh", "bn", "de", "es", "fr", "ja", "ru", "th")
+SOURCES = ("gsm8k", "gsm8kinstruct", "metamathqa")
 
 
-def gsm8k_pairs(data_dir=None) -> list[tuple[str, str]]:
-    """(question, answer) of the pinned GSM8K training set."""
-    rows = data.read_registry_jsonl(GSM8K_FILE, data_dir=data_dir)
+def gsm8k_pairs(data_dir=None, lang: str = "en") -> list[tuple[str, str]]:
+    """(question, answer) of the pinned GSM8K training set (GSM8KInstruct's, in `lang`)."""
+    name = f"gsm8k/train_{lang}.jsonl"
+    rows = data.read_registry_jsonl(name, data_dir=data_dir)
     try:
         return [(str(r["question"]), str(r["answer"])) for r in rows]
     except (KeyError, TypeError):
-        raise DataError(f"{GSM8K_FILE} should hold JSON lines with question and answer") from None
+        raise DataError(f"{name} should hold JSON lines with question and answer") from None
 
 
 def metamathqa_pairs() -> list[tuple[str, str]]:
@@ -34,7 +40,7 @@ def metamathqa_pairs() -> list[tuple[str, str]]:
     from datasets import load_dataset
 
     try:
-        rows = load_dataset(METAMATHQA, split="train")
+        rows = load_dataset(METAMATHQA, split="train", revision=METAMATHQA_REVISION)
     except (OSError, ValueError) as e:  # offline, no network, not found
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataError(
@@ -47,26 +53,33 @@ def metamathqa_pairs() -> list[tuple[str, str]]:
 def build_response_dataset(
     source: str, examples: int | None, seed: int = 0, fmt: str = "qalign", data_dir=None
 ) -> QTBuild:
-    """`examples` pairs of `source` (None: all), sampled and shuffled with `seed`, with their provenance."""
+    """`examples` pairs of `source` (None: all; ``gsm8kinstruct``: a language), sampled and shuffled with `seed`,
+    with their provenance."""
     from datasets import Dataset
 
     if source not in SOURCES:
         raise MlalignError(f"unknown response source {source!r}; choose one of {', '.join(SOURCES)}")
     response_row("", "", fmt)  # a format stage II cannot write is refused before the data is read
-    pairs = gsm8k_pairs(data_dir) if source == "gsm8k" else metamathqa_pairs()
-    n = len(pairs) if examples is None else examples
-    if n > len(pairs):
-        raise DataError(f"{source}: only {len(pairs)} question-answer pairs, asked for {n}")
-    chosen = random.Random(f"{seed}:en").sample(pairs, n)
-    rows = [{**response_row(q, a, fmt), "lang": "en"} for q, a in chosen]
+    if source == "gsm8kinstruct":
+        by_lang = {lang: gsm8k_pairs(data_dir, lang) for lang in GSM8KINSTRUCT_LANGS}
+    else:
+        by_lang = {"en": gsm8k_pairs(data_dir) if source == "gsm8k" else metamathqa_pairs()}
+    rows, stats = [], {}
+    for lang, pairs in by_lang.items():
+        n = len(pairs) if examples is None else examples
+        if n > len(pairs):
+            raise DataError(f"{source} {lang}: only {len(pairs)} question-answer pairs, asked for {n}")
+        chosen = random.Random(f"{seed}:{lang}").sample(pairs, n)
+        rows += [{**response_row(q, a, fmt), "lang": lang} for q, a in chosen]
+        stats[lang] = LangStats(read=len(pairs), usable=len(pairs), selected=n)
     return QTBuild(
         dataset=Dataset.from_list(rows),
         source=source,
-        languages=["en"],
+        languages=list(by_lang),
         examples_per_language=examples,
         seed=seed,
         fmt=fmt,
         data_hash=content_hash(rows),
         clean=False,
-        stats={"en": LangStats(read=len(pairs), usable=len(pairs), selected=n)},
+        stats=stats,
     )
