@@ -452,13 +452,14 @@ def analyze_logit_lens(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = Dtype.auto,
     load_in_4bit: FourBitOpt = False,
+    nf4_preset: Nf4PresetOpt = Nf4Preset.mlalign,
     seed: SeedOpt = 0,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Label-word probabilities and entropy after every layer on the paper's few-shot prompts."""
     from mlalign_tasks.analysis.logit_lens import run_logit_lens
 
-    spec = ModelSpec(model, peft, device, dtype, load_in_4bit)
+    spec = ModelSpec(model, peft, device, dtype, load_in_4bit, nf4_preset)
     result = run_logit_lens(
         spec, task.value, langs, out, limit=limit, batch_size=batch_size, seed=seed, top_k=top_k, data_dir=data_dir,
         protocol=protocol,
@@ -508,6 +509,7 @@ def analyze_pca(
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = Dtype.auto,
     load_in_4bit: FourBitOpt = False,
+    nf4_preset: Nf4PresetOpt = Nf4Preset.mlalign,
     seed: SeedOpt = 0,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -515,7 +517,7 @@ def analyze_pca(
     from mlalign_tasks.analysis.pca import run_pca
 
     run_pca(
-        ModelSpec(model, peft, device, dtype, load_in_4bit), langs, out, task=task.value, layers=layers, limit=limit,
+        ModelSpec(model, peft, device, dtype, load_in_4bit, nf4_preset), langs, out, task=task.value, layers=layers, limit=limit,
         batch_size=batch_size, seed=seed, data_dir=data_dir, source=source, pooling=pooling, pairs=pairs,
     )  # fmt: skip
     console.print(f"PCA written to {out}")

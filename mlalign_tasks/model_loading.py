@@ -1,6 +1,6 @@
 """Loading a model for evaluation, analyses and merges: device, dtype, the 4-bit NF4 presets, base model + adapter.
 
-The 4-bit presets (`mlalign eval --nf4-preset`):
+The 4-bit presets (`mlalign eval --nf4-preset`, also `mlalign analyze`):
 
 - ``mlalign`` (the default): QLoRA's setting, the one the trainer trains in: NF4 with double quantisation,
   bfloat16 compute; an adapter is applied as LoRA on top of the quantised base.
@@ -32,6 +32,13 @@ DTYPES = tuple(d.value for d in Dtype if d is not Dtype.auto)  # the explicit on
 MergeDtype = StrEnum("MergeDtype", {name: name for name in DTYPES})  # a merged model's: an explicit one
 
 
+class Nf4Preset(StrEnum):
+    """The 4-bit presets (values as given on the command line)."""
+
+    mlalign = "mlalign"
+    paper = "paper"
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """The model an analysis loads: the base model, an optional PEFT adapter (then base and aligned are both
@@ -41,7 +48,8 @@ class ModelSpec:
     adapter: str | None = None
     device: str = "auto"  # auto, cpu, cuda or cuda:N
     dtype: Dtype = Dtype.auto  # full precision (auto: bfloat16 on a GPU that has it, else float32)
-    load_in_4bit: bool = False  # NF4, the mlalign preset (CUDA)
+    load_in_4bit: bool = False  # NF4 (CUDA)
+    nf4_preset: Nf4Preset = Nf4Preset.mlalign  # with load_in_4bit
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model", str(self.model))
@@ -51,6 +59,16 @@ class ModelSpec:
             object.__setattr__(self, "dtype", Dtype(self.dtype))
         except ValueError:
             raise MlalignError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(Dtype)}") from None
+        preset = Nf4Preset(self.nf4_preset)
+        object.__setattr__(self, "nf4_preset", preset)
+        if preset is Nf4Preset.paper and not self.load_in_4bit:
+            raise MlalignError("--nf4-preset paper applies to 4-bit analyses; add --load-in-4bit")
+        if preset is Nf4Preset.paper and self.adapter:
+            # upstream analysed merged checkpoints, each its own model; one run here toggles an adapter instead
+            raise MlalignError(
+                "--nf4-preset paper quantises a merged model, not base + adapter: run `mlalign merge` on the adapter "
+                "and analyse the merged model with --model, and the base model in a second run"
+            )
 
 
 def torch_dtype(name: str):
@@ -94,13 +112,6 @@ def load_causal_lm(model: str | Path, adapter: str | Path | None = None, **kwarg
     from peft import PeftModel
 
     return PeftModel.from_pretrained(loaded, str(adapter))
-
-
-class Nf4Preset(StrEnum):
-    """The 4-bit presets (values as given on the command line)."""
-
-    mlalign = "mlalign"
-    paper = "paper"
 
 
 def bnb_config(preset: Nf4Preset = Nf4Preset.mlalign, compute_dtype=None):

@@ -18,7 +18,7 @@ from mlalign_tasks.analysis.paper_lens import kept_items, mean_ci
 from mlalign_tasks.analysis.pca import mean_pooled, parse_pairs, pc1_correlations, pca_2d, run_pca
 from mlalign_tasks.analysis.protocols import LensProtocol, Pooling
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.model_loading import ModelSpec
+from mlalign_tasks.model_loading import ModelSpec, Nf4Preset
 
 TOL = 1e-5
 ENOUT = LensProtocol.english_output
@@ -338,6 +338,27 @@ def test_four_bit_on_gpu_matches_its_own_head(tiny_model_dir, adapter_dir, promp
                 batch_size=4,
             )
         assert torch.allclose(out["p"], out["own"], atol=1e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="4-bit NF4 loading needs a CUDA GPU")
+def test_four_bit_paper_preset_is_the_papers_quantisation(tiny_model_dir, prompts):
+    lm4 = load_model(ModelSpec(str(tiny_model_dir), device="cuda", load_in_4bit=True, nf4_preset=Nf4Preset.paper))
+    config = lm4.base.config.quantization_config
+    assert config.bnb_4bit_quant_type == "nf4" and not config.bnb_4bit_use_double_quant
+    assert config.bnb_4bit_compute_dtype == torch.float16
+    layer = lm4.base.model.layers[0].self_attn.q_proj
+    assert "4bit" in type(layer).__name__.lower() and layer.compute_dtype == torch.float16
+    assert layer.weight.quant_state.nested is False  # no double quantisation
+    mlalign = load_model(ModelSpec(str(tiny_model_dir), device="cuda", load_in_4bit=True))
+    assert mlalign.base.model.layers[0].self_attn.q_proj.weight.quant_state.nested is True
+
+
+def test_four_bit_paper_preset_needs_four_bit_and_a_merged_model(tiny_model_dir, adapter_dir):
+    with pytest.raises(MlalignError, match="--nf4-preset paper applies to 4-bit analyses; add --load-in-4bit"):
+        ModelSpec(str(tiny_model_dir), nf4_preset=Nf4Preset.paper)
+    with pytest.raises(MlalignError, match="run `mlalign merge` on the adapter and analyse the merged model"):
+        ModelSpec(str(tiny_model_dir), adapter_dir, load_in_4bit=True, nf4_preset=Nf4Preset.paper)
+    assert ModelSpec(str(tiny_model_dir), load_in_4bit=True, nf4_preset="paper").nf4_preset is Nf4Preset.paper
 
 
 def test_logit_lens_notes_label_words_that_share_first_tokens(tiny_model_dir, tmp_path):

@@ -19,7 +19,7 @@ import torch
 
 from mlalign_tasks.artefacts import ADAPTER_FILE
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.model_loading import ModelSpec, bnb_config, load_causal_lm, resolve_device, torch_dtype
+from mlalign_tasks.model_loading import ModelSpec, Nf4Preset, bnb_config, load_causal_lm, resolve_device, torch_dtype
 from mlalign_tasks.model_paths import check_local
 from mlalign_tasks.progress import StepProgress
 
@@ -110,7 +110,9 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     check_paths(model, peft)
     kwargs: dict[str, Any] = {"dtype": dtype}
     if spec.load_in_4bit:
-        kwargs["quantization_config"] = bnb_config(compute_dtype=dtype if dtype != torch.float32 else torch.float16)
+        # the paper preset computes in float16 as the papers' scripts; mlalign's in the analysis dtype
+        compute = None if spec.nf4_preset is Nf4Preset.paper else (dtype if dtype != torch.float32 else torch.float16)
+        kwargs["quantization_config"] = bnb_config(spec.nf4_preset, compute_dtype=compute)
         kwargs["device_map"] = {"": dev.index or 0}
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)

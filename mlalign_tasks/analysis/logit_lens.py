@@ -234,6 +234,7 @@ def run_logit_lens(
             "protocol": protocol.value,
             "model": spec.model,
             "peft": lm.peft,
+            "nf4_preset": spec.nf4_preset.value if spec.load_in_4bit else None,
             "task": task,
             "langs": codes,
             "num_layers": lm.num_layers,

@@ -184,6 +184,7 @@ def run_pca(
             "pooling": pooling.value,
             "model": spec.model,
             "peft": lm.peft,
+            "nf4_preset": spec.nf4_preset.value if spec.load_in_4bit else None,
             "task": task,
             "langs": codes,
             "pairs": [f"{a}-{b}" for a, b in chosen_pairs],

@@ -474,6 +474,8 @@ def _cell_view(
 SCORING_NOTES = {
     "paper": "the paper tasks' label words are scored as in the papers' scripts: the next-token probability summed "
     "over each label's token set after the prompt (mlalign eval --label-scoring paper)",
+    "token-sets": "the paper tasks' label words are scored on the next-token probability summed over mlalign's "
+    "generic token sets (mlalign eval --label-scoring token-sets)",
     "first-token": "the paper tasks' label words are scored on the probability of each label's first token after "
     "the prompt (mlalign eval --label-scoring first-token)",
 }
