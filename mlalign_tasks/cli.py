@@ -181,7 +181,12 @@ def eval_cmd(
         bool, typer.Option("--include-defaults", help="Also index lm-eval's built-in tasks (slower start).")
     ] = False,
     apply_chat_template: Annotated[bool, option("chat template", "Wrap prompts in the model's chat template.")] = False,
-    seed: Annotated[int, option("seed", "Random seed (python, numpy, torch; paper scoring's ties).")] = 0,
+    seed: Annotated[
+        int,
+        option(
+            "seed", "Random seed (python, numpy, torch; token-sets scoring's ties; paper's are upstream's, seed 0)."
+        ),
+    ] = 0,
     label_scoring: LabelScoringOpt = Scoring.paper,
     gold: GoldOpt = Gold.english,
     dtype: Annotated[
