@@ -126,13 +126,16 @@ class UpstreamTies:
         self._random = random.Random(0)
         self._last = -1
 
-    def __call__(self, doc: dict, results: list[tuple[float, bool]]) -> dict[str, float]:
-        if doc["idx"] <= self._last:
-            raise MlalignError(f"item {doc['idx']} scored after item {self._last}: upstream's ties need item order")
-        self._last = doc["idx"]
-        scores = [float(ll) for ll, _ in results]
+    def pick(self, idx: int, scores: list[float]) -> int:
+        """The predicted label of item `idx` (items in increasing order) from its labels' scores."""
+        if idx <= self._last:
+            raise MlalignError(f"item {idx} scored after item {self._last}: upstream's ties need item order")
+        self._last = idx
         tied = [i for i, s in enumerate(scores) if s == max(scores)]
-        pick = tied[0] if len(tied) == 1 or self._random.randint(0, 1) == 1 else tied[-1]
+        return tied[0] if len(tied) == 1 or self._random.randint(0, 1) == 1 else tied[-1]
+
+    def __call__(self, doc: dict, results: list[tuple[float, bool]]) -> dict[str, float]:
+        pick = self.pick(doc["idx"], [float(ll) for ll, _ in results])
         return {"acc": float(pick == _gold(doc, self.gold))}
 
 

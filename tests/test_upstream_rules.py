@@ -198,24 +198,14 @@ def test_ties_are_upstreams_item_by_item(labels) -> None:
     rows = tie_rows(labels, 600, seed=labels)
     expected = upstream_decisions(rows)
     scorer = UpstreamTies()
-    picks = [_pick(scorer, i, row) for i, row in enumerate(rows)]
+    picks = [scorer.pick(i, list(row)) for i, row in enumerate(rows)]
     assert picks == expected
     if labels == 3:
         three_way = [p for p, row in zip(picks, rows, strict=True) if len(set(row)) == 1]
         assert three_way and 1 not in three_way and {0, 2} == set(three_way)  # never neutral, as upstream
-
-
-def _pick(scorer: UpstreamTies, idx: int, row: tuple[float, ...]) -> int:
-    """The label `scorer` predicts: the gold label for which its acc is 1 (one call per item: the stream moves)."""
-    doc = {"idx": idx, "label": -1, "upstream_gold": -1}
-    results = [(s, False) for s in row]
-    state = scorer._random.getstate()
-    hits = []
-    for c in range(len(row)):
-        scorer._random.setstate(state)
-        scorer._last = idx - 1
-        hits += [c] if scorer({**doc, "label": c}, results)["acc"] == 1.0 else []
-    return hits[0]
+    gold = UpstreamTies(Gold.upstream)  # the acc of an item: its pick against the chosen gold
+    assert [gold({"idx": i, "label": 0, "upstream_gold": p}, [(s, False) for s in row])["acc"] for i, (p, row) in
+            enumerate(zip(expected, rows, strict=True))] == [1.0] * len(rows)  # fmt: skip
 
 
 def test_upstream_ties_need_item_order() -> None:
