@@ -10,6 +10,7 @@ Every stage is skipped when its outputs exist, verify, and match its configurati
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,17 +18,21 @@ from pathlib import Path
 from mlalign_trainer import recipes, sft
 from mlalign_trainer.choices import QTSource
 
+from mlalign_tasks import tiny_model
 from mlalign_tasks.analysis.protocols import PaperTask
 from mlalign_tasks.atomic import write_json_atomic, write_text_atomic
 from mlalign_tasks.errors import Interrupted, MlalignError
 from mlalign_tasks.label_scoring import Scoring
 from mlalign_tasks.model_loading import ModelSpec, Nf4Preset, resolve_device
-from mlalign_tasks.model_paths import check_local, check_model_arg
+from mlalign_tasks.model_paths import check_model_arg, check_model_name
 from mlalign_tasks.output_dirs import check_replaceable, exclusive
 from mlalign_tasks.stages import Stage, StageResult, run_stages
 
 TOY, TINY = "toy", "tiny"  # the models mlalign builds itself offline (`BUILTIN`)
 STUDY_FILE = "study.json"  # the options of the last run: marks a folder as an `mlalign run` folder
+BOARD_RECORD = "mlalign_run.json"  # in a board `mlalign run` published: what the run computed (`computed`)
+COMPUTED_KEY = "computed"  # in STUDY_FILE: `computed`'s record
+NOT_COMPUTED = ("out", "board", "device", "data_dir", "defaulted")  # options that leave the results as they are
 LOCK_FILE = ".mlalign-run.lock"
 
 
@@ -42,7 +47,10 @@ class Scale:
     batch_size: int | str  # evaluation batch size
 
 
-DEMO_SCALE = Scale(examples_per_language=32, eval_limit=8, max_gen_toks=48, analysis_limit=16, batch_size=8)
+DEMO_SCALE = Scale(
+    examples_per_language=32, eval_limit=8, max_gen_toks=tiny_model.MAX_GEN_TOKS, analysis_limit=16,
+    batch_size=tiny_model.EVAL_BATCH_SIZE,
+)  # fmt: skip
 TOY_SCALE = Scale(examples_per_language=1000, eval_limit=200, max_gen_toks=64, analysis_limit=64, batch_size=32)
 FULL_SCALE = Scale(
     examples_per_language=None, eval_limit=None, max_gen_toks=None, analysis_limit=None, batch_size="auto"
@@ -55,6 +63,7 @@ class Builtin:
     """A model mlalign builds itself offline, and the study's defaults on it."""
 
     name: str  # what the board calls it
+    folder: str  # its run and board folders: runs/FOLDER, leaderboards/FOLDER
     recipe: str  # its trainer recipe
     recipe_model: str  # the model_name_or_path its recipes name
     scale: Scale
@@ -69,11 +78,11 @@ class Builtin:
 BUILTIN = {
     # Question alignment on two Alvic languages: qac (same family) and the other families stay unseen.
     TOY: Builtin(
-        "toy world", "toy-world", "./toy-model", TOY_SCALE, "qaa,qab", QTSource.toy, "toy_aligned",
+        "toy world", "demo", "toy-world", "./toy-model", TOY_SCALE, "qaa,qab", QTSource.toy, "toy_aligned",
         PaperTask.toy_sentiment, "en,qaa,qab,qac,qba,qca", "en,qaa,qab,qac,qba,qbb,qca,qcb",
     ),
     TINY: Builtin(
-        "tiny model", "cpu-smoke", "./tiny-model", DEMO_SCALE, "de,zh", QTSource.gsm8k,
+        "tiny model", "tiny", "cpu-smoke", "./tiny-model", DEMO_SCALE, "de,zh", QTSource.gsm8k,
         "mgsm_aligned,msvamp_aligned,paper_aligned", PaperTask.sentiment, "en,de,zh,sw,ja", "en,de,fr,hi,sw",
     ),
 }  # fmt: skip
@@ -173,10 +182,15 @@ class StudyConfig:
     analysis: AnalysisOptions = AnalysisOptions()
     train_flags: tuple[str, ...] = ()
     device: str | None = None
-    out: Path = Path("runs/demo")
-    board: Path = Path("leaderboards/demo")
+    out: Path | None = None  # None: runs/<folder_name>
+    board: Path | None = None  # None: leaderboards/<folder_name>
     data_dir: str | None = None
     defaulted: dict[str, tuple[object, str]] = field(default_factory=dict)  # option -> (value, where it came from)
+
+    def __post_init__(self) -> None:
+        name = folder_name(self)
+        object.__setattr__(self, "out", Path(self.out) if self.out is not None else Path("runs") / name)
+        object.__setattr__(self, "board", Path(self.board) if self.board is not None else Path("leaderboards") / name)
 
     @property
     def seed(self) -> int:
@@ -216,8 +230,8 @@ def configure(
     analysis_task: PaperTask | None = None,
     train_flags: tuple[str, ...] | list[str] = (),
     device: str | None = None,
-    out: Path = StudyConfig.out,
-    board: Path = StudyConfig.board,
+    out: Path | None = None,
+    board: Path | None = None,
     data_dir: str | None = None,
     **sized: object,
 ) -> StudyConfig:
@@ -253,8 +267,8 @@ def configure(
         analysis=AnalysisOptions(analysis_task, v["analysis_limit"], **langs, load_in_4bit=load_in_4bit, seed=seed),
         train_flags=tuple(train_flags),
         device=device,
-        out=Path(out),
-        board=Path(board),
+        out=out,
+        board=board,
         data_dir=data_dir,
         defaulted=chosen,
     )
@@ -307,14 +321,74 @@ def builtin_kind(cfg: StudyConfig) -> str | None:
         return cfg.model if cfg.model in BUILTIN else None
     if cfg.recipe is None:
         return DEFAULT_MODEL
-    path = recipes.recipe_path(cfg.recipe)
-    named = recipes.stage_flags(recipes.read_recipe(path), "question", path).get("model_name_or_path")
+    named = _recipe_model(cfg.recipe)
     return next((kind for kind, own in BUILTIN.items() if own.recipe_model == named), None)
 
 
-def check_config(cfg: StudyConfig) -> None:
+def _recipe_model(recipe: str) -> str | None:
+    """The model_name_or_path that `recipe` trains (its stage I's, for a two-stage recipe)."""
+    path = recipes.recipe_path(recipe)
+    return recipes.stage_flags(recipes.read_recipe(path), "question", path).get("model_name_or_path")
+
+
+def folder_name(cfg: StudyConfig) -> str:
+    """The name of the run's default folders: a built-in model's (`Builtin.folder`), else the model's: a local
+    folder's name, or a Hub id with `/` as `--` (as the Hub's cache names it)."""
+    kind = builtin_kind(cfg)
+    if kind is not None:
+        return BUILTIN[kind].folder
+    model = cfg.model or _recipe_model(cfg.recipe) or "model"
+    local = Path(model).expanduser()
+    name = local.resolve().name if local.exists() else model.strip("/").replace("/", "--")
+    return re.sub(r"[^\w.-]+", "-", name) or "model"
+
+
+def computed(cfg: StudyConfig) -> dict:
+    """What the run computes (its options but where it writes and runs, `NOT_COMPUTED`), as JSON values: a run
+    folder or board holding another one's results is not replaced unasked."""
+    record = json.loads(json.dumps(asdict(cfg), default=str))
+    record["model"] = builtin_kind(cfg) or cfg.model
+    return {key: value for key, value in record.items() if key not in NOT_COMPUTED}
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two records, with both values."""
+    found = []
+    for key in dict.fromkeys([*old, *new]):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            found.append(f"{prefix}{key} {a} -> {b}")
+    return found
+
+
+def check_same_run(record_file: Path, flag: str, cfg: StudyConfig, replace: bool) -> None:
+    """Refuse (one line, nothing written) when `record_file` names another configuration than `cfg`'s, unless
+    `replace`."""
+    if replace or not record_file.is_file():
+        return
+    try:
+        recorded = json.loads(record_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = None
+    if isinstance(recorded, dict) and record_file.name == STUDY_FILE:  # the run's options, and what they compute
+        recorded = recorded.get(COMPUTED_KEY)
+    current = computed(cfg)
+    if recorded == current:
+        return
+    changes = _differences(recorded, current) if isinstance(recorded, dict) else [f"{record_file} names none"]
+    more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
+    raise MlalignError(
+        f"{flag} {record_file.parent} holds the results of another configuration ({'; '.join(changes[:3])}{more}); "
+        f"nothing was written: add --replace to replace them, or choose another {flag}"
+    )
+
+
+def check_config(cfg: StudyConfig, replace: bool = False) -> None:
     """Check what the options cannot check alone (device, data and output folders) before the first stage runs,
-    so that no bad flag surfaces after hours of training."""
+    so that no bad flag surfaces after hours of training; a run folder or board holding another configuration's
+    results is refused unless `replace`."""
     from mlalign_tasks import data
     from mlalign_tasks.leaderboard.render import check_board_folder
 
@@ -331,11 +405,18 @@ def check_config(cfg: StudyConfig) -> None:
             "choose a board folder outside --out"
         )
     check_board_folder(cfg.board, "--board")
+    check_same_run(cfg.out / STUDY_FILE, "--out", cfg, replace)
+    if not replace and cfg.board.is_dir() and any(cfg.board.iterdir()) and not (cfg.board / BOARD_RECORD).is_file():
+        raise MlalignError(
+            f"--board {cfg.board} holds a leaderboard that `mlalign run` did not publish; nothing was written: add "
+            "--replace to replace it, or choose another --board"
+        )
+    check_same_run(cfg.board / BOARD_RECORD, "--board", cfg, replace)
 
 
-def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
-    """The study's stages and the paths of its main artefacts."""
-    check_config(cfg)
+def build_stages(cfg: StudyConfig, replace: bool = False) -> tuple[list[Stage], dict[str, Path]]:
+    """The study's stages and the paths of its main artefacts (`replace`: see `check_config`)."""
+    check_config(cfg, replace)
     out = cfg.out
     recipe_file, recipe = _recipe(cfg)
     kind = builtin_kind(cfg)
@@ -345,7 +426,7 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
     if not model:
         raise MlalignError(f"recipe {recipe_file} names no model_name_or_path; give --model")
     if not builtin:
-        check_local(model, "--model" if cfg.model else f"the model of recipe {cfg.recipe}")
+        check_model_name(model, "--model" if cfg.model else f"the model of recipe {cfg.recipe}")
     last_train = "train-response" if two_stage else "train"
     adapter = out / last_train / "adapter"
     check_model_arg(model, "--out" if builtin else "--model")
@@ -478,10 +559,11 @@ def build_stages(cfg: StudyConfig) -> tuple[list[Stage], dict[str, Path]]:
         write_text_atomic(manifest, yaml.safe_dump(board_cfg["manifest"], sort_keys=False, allow_unicode=True))
         # The per-sample logs hold benchmark items: keep them in the run directory, not in the published board.
         make_leaderboard([out / "eval-base", out / "eval-aligned"], cfg.board, manifest, BoardOptions(embed=False))
-        return board_files(cfg.board)  # not the other files the board folder may hold (a .git)
+        write_text_atomic(cfg.board / BOARD_RECORD, json.dumps(board_cfg["run"], indent=1, sort_keys=True) + "\n")
+        return [*board_files(cfg.board), cfg.board / BOARD_RECORD]  # not the board folder's other files (a .git)
 
     manifest = board_manifest(cfg, model, adapter, response.response_source if two_stage else None)
-    board_cfg = {"board": str(cfg.board), "manifest": manifest, "embed": False}
+    board_cfg = {"board": str(cfg.board), "manifest": manifest, "embed": False, "run": computed(cfg)}
     stages.append(Stage("leaderboard", board_cfg, leaderboard, deps=("eval-base", "eval-aligned")))
     paths["leaderboard"] = cfg.board
 
@@ -560,12 +642,14 @@ def board_manifest(cfg: StudyConfig, model: str, adapter: Path, response_source:
     }
 
 
-def run_study(cfg: StudyConfig, on_start=None) -> tuple[list[StageResult], dict[str, Path]]:
+def run_study(cfg: StudyConfig, on_start=None, replace: bool = False) -> tuple[list[StageResult], dict[str, Path]]:
     """Run (or resume) the study; returns the stage results and the artefact paths.
 
-    One run at a time owns `cfg.out`: a second one started meanwhile stops with an error and writes nothing.
+    One run at a time owns `cfg.out`: a second one started meanwhile stops with an error and writes nothing. A run
+    folder or board holding another configuration's results is refused unless `replace`.
     """
-    stages, paths = build_stages(cfg)
+    stages, paths = build_stages(cfg, replace)
     with exclusive(cfg.out / LOCK_FILE, f"--out {cfg.out}"):
-        write_json_atomic(cfg.out / STUDY_FILE, json.loads(json.dumps(asdict(cfg), default=str)))
+        options = json.loads(json.dumps(asdict(cfg), default=str))
+        write_json_atomic(cfg.out / STUDY_FILE, options | {COMPUTED_KEY: computed(cfg)})
         return run_stages(stages, cfg.out, on_start=on_start), paths

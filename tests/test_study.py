@@ -121,6 +121,19 @@ def test_a_changed_evaluation_republishes_the_board(study):
     assert results_file.parent.name in sources and not results_file.exists()  # re-run: a new dated file
 
 
+def test_another_configuration_is_refused_and_nothing_is_written(study):
+    """A run folder or board holding one configuration's results is not taken over by another (here fewer items),
+    into either folder; the error names the difference and the flag that would replace them."""
+    files = {p: p.read_bytes() for p in sorted(study.rglob("*")) if p.is_file()}
+    cmd = [sys.executable, "-m", "mlalign_tasks.cli", "run", *ARGS, "--limit", "2", "--board", str(study / "board")]
+    for out, flag in ((study / "runs", "--out"), (study / "other", "--board")):
+        result = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True)
+        line = error_line(result.stderr)
+        assert result.returncode == 2 and line.startswith(f"error: {flag} ") and "evaluation.limit 3 -> 2" in line
+        assert "nothing was written: add --replace to replace them" in line
+    assert {p: p.read_bytes() for p in sorted(study.rglob("*")) if p.is_file()} == files
+
+
 def test_the_users_folders_are_never_replaced(tmp_path):
     """`mlalign run --out proj` where proj holds the user's own `data` folder: refused before any stage, one line."""
     (tmp_path / "proj" / "data").mkdir(parents=True)
