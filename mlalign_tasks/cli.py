@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -21,8 +22,10 @@ from mlalign_tasks.leaderboard.options import DEFAULT_OPTIONS as DEFAULT_BOARD
 from mlalign_tasks.leaderboard.options import BoardOptions, Correction
 from mlalign_tasks.model_loading import Dtype, MergeDtype, ModelSpec, Nf4Preset
 from mlalign_tasks.study import BUILTIN, StudyConfig
+from mlalign_tasks.tiny_model import EVAL_BATCH_SIZE as TINY_EVAL_BATCH
 from mlalign_tasks.vocabulary import option
 
+PIPED_WIDTH = 200  # columns of help and tables written to a pipe or file: wide enough that no option is cut
 DEMO = StudyConfig()  # the demo's settings: the defaults `mlalign run --help` shows
 TOY, TINY = BUILTIN["toy"], BUILTIN["tiny"]  # the built-in models' defaults, for the help
 
@@ -165,7 +168,10 @@ def eval_cmd(
         ),
     ] = None,
     num_fewshot: Annotated[int | None, option("few-shot examples", "Few-shot examples (MGSM/MSVAMP: <= 8).")] = None,
-    batch_size: Annotated[str, option("batch size", "Batch size, or 'auto'.")] = "1",
+    batch_size: Annotated[
+        str | None,
+        option("batch size", f"Batch size, or 'auto' \\[default: 1; the tiny model: {TINY_EVAL_BATCH}]"),
+    ] = None,
     device: Annotated[
         str | None, option("device", "Device, e.g. cuda, cuda:1, cpu (default: cuda if available).")
     ] = None,
@@ -198,15 +204,26 @@ def eval_cmd(
 ) -> None:
     """Evaluate a model (optionally + adapter) on our lm-eval tasks and print a per-language table."""
     from mlalign_tasks import evaluate
+    from mlalign_tasks.tiny_model import MAX_GEN_TOKS, is_tiny
 
+    if evaluate.leave_launch():  # a copy started by accelerate launch or torchrun: the first process evaluates
+        raise typer.Exit
     evaluate.quiet_lm_eval(verbose)
+    tiny = is_tiny(model)
+    if tiny:
+        err_console.print(
+            f"the tiny random-weight model: at most {MAX_GEN_TOKS} new tokens per generation unless --gen-kwargs "
+            f"max_gen_toks=N says otherwise, batches of {TINY_EVAL_BATCH} unless --batch-size says otherwise",
+            highlight=False,
+            soft_wrap=True,
+        )
     req = evaluate.EvalRequest(
         model=model,
         tasks=evaluate.parse_tasks(tasks, allow_other=include_defaults),
         adapter=peft,
         limit=evaluate.parse_limit(limit),
         num_fewshot=num_fewshot,
-        batch_size=evaluate.parse_batch_size(batch_size),
+        batch_size=evaluate.parse_batch_size(batch_size) if batch_size else TINY_EVAL_BATCH if tiny else 1,
         device=device,
         gen_kwargs=evaluate.parse_gen_kwargs(gen_kwargs),
         output_path=output_path,
@@ -219,6 +236,7 @@ def eval_cmd(
         gold=gold,
         dtype=dtype,
         nf4_preset=nf4_preset,
+        generation_cap=MAX_GEN_TOKS if tiny else None,
     )
     results = evaluate.run(req)
     if req.tasks.langs:
@@ -670,8 +688,26 @@ def run_cmd(
             f"{TINY.scale.analysis_limit}; a real model: all]",
         ),
     ] = None,
-    out: Annotated[Path, option("output folder", "Run directory (stages, resumable).")] = DEMO.out,
-    board: Annotated[Path, typer.Option(help="Leaderboard folder to publish.")] = DEMO.board,
+    out: Annotated[
+        Path | None,
+        option(
+            "output folder",
+            f"Run directory (stages, resumable) \\[default: runs/NAME: {TOY.folder} for the toy world, {TINY.folder} for "
+            "the tiny model, else the model folder's name or the Hub id with / as --]",
+        ),
+    ] = None,
+    board: Annotated[
+        Path | None,
+        typer.Option(help="Leaderboard folder to publish \\[default: leaderboards/NAME, NAME as for --out]"),
+    ] = None,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Replace the results of another configuration in --out or --board (without it such a run is refused "
+            "and nothing is written).",
+        ),
+    ] = False,
     seed: Annotated[
         int | None,
         option("seed", f"Seed of data sampling, training and analyses \\[default: a recipe's, else {DEMO.seed}]"),
@@ -682,7 +718,11 @@ def run_cmd(
     from rich.table import Table
 
     from mlalign_tasks.evaluate import parse_batch_size, parse_limit
+    from mlalign_tasks.model_paths import check_model_name
     from mlalign_tasks.study import chosen_sizes, configure, describe_defaults, run_study
+
+    if model is not None:  # before anything is said or written: a typo of a built-in name, an unreachable Hub
+        check_model_name(model, "--model", BUILTIN)
 
     sized = {  # the options whose defaults depend on the model (`chosen_sizes`); given ones only, 0 / 'none': all
         "languages": langs,
@@ -708,7 +748,9 @@ def run_cmd(
         out=out, board=board, data_dir=str(data_dir) if data_dir else None,
     )  # fmt: skip
     try:
-        results, paths = run_study(cfg, on_start=lambda st, why: console.rule(f"[bold]{st.name}[/bold] ({why})"))
+        results, paths = run_study(
+            cfg, on_start=lambda st, why: console.rule(f"[bold]{st.name}[/bold] ({why})"), replace=replace
+        )
     except Interrupted:
         raise Interrupted("the stages that finished are kept; rerun the same command to resume") from None
     table = Table("stage", "status", "seconds", "output", title="mlalign run")
@@ -728,6 +770,8 @@ def _interrupt(signum, frame) -> None:
 def main() -> None:
     """Entry point: run the app, turning user-facing errors into one line and exit code 2, Ctrl-C into 130."""
     signal.signal(signal.SIGINT, _interrupt)
+    if not sys.stdout.isatty() and not os.environ.get("COLUMNS"):  # piped: rich and argparse would assume 80 columns
+        os.environ["COLUMNS"] = str(PIPED_WIDTH)
     try:
         app()
     except MlalignError as e:

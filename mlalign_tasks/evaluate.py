@@ -33,7 +33,7 @@ from mlalign_tasks.languages import (
     task_name,
 )
 from mlalign_tasks.model_loading import Dtype, Nf4Preset, resolve_device
-from mlalign_tasks.model_paths import check_local, check_model_arg
+from mlalign_tasks.model_paths import check_local, check_model_arg, check_model_name
 from mlalign_tasks.output_dirs import remove_leftovers, try_lock
 from mlalign_tasks.progress import lm_eval_bars
 from mlalign_tasks.quiet import quiet_lm_eval_git
@@ -41,7 +41,7 @@ from mlalign_tasks.quiet import quiet_lm_eval_git
 DEFAULT_TASKS = ",".join(DEFAULT_FAMILIES)
 STAGING_PREFIX = ".mlalign-eval-"  # results are written here, inside --out, then moved into place
 TASK_SPEC_HELP = (
-    "Comma-separated: groups (mgsm_aligned, paper_aligned), tasks (mgsm_aligned_de), or FAMILY:LANG "
+    "Comma-separated: groups (mgsm_aligned, paper_aligned, toy_aligned), tasks (mgsm_aligned_de), or FAMILY:LANG "
     "with more languages following it, e.g. 'mgsm_aligned:de,fr,sw,paper_aligned:zh'."
 )
 
@@ -192,6 +192,7 @@ def parse_limit(value: str | None) -> int | float | None:
 
 # lm-eval's own generation settings (its aliases of max_gen_toks included); the others go to transformers' generate.
 LM_EVAL_GEN_KEYS = ("until", "max_gen_toks", "max_new_tokens", "max_tokens", "max_completion_tokens", "do_sample")
+LENGTH_KEYS = LM_EVAL_GEN_KEYS[1:5]  # its names of the generation length
 # Generation values checked as they are parsed (else they fail inside `generate`, once the model is loaded)
 _GEN_COUNTS = (
     "max_gen_toks",
@@ -269,7 +270,7 @@ def check_model(model: str, adapter: str | None) -> None:
     from transformers import AutoConfig
 
     check_model_arg(model, "--model")
-    check_local(model, "--model")
+    check_model_name(model, "--model")
     if adapter is not None:
         check_model_arg(adapter, "--peft")
         check_local(adapter, "--peft", ADAPTER_FILE)
@@ -318,6 +319,7 @@ class EvalRequest:
     gold: Gold = Gold.english  # paper tasks: whose gold labels (see mlalign_tasks.label_scoring.Gold)
     dtype: Dtype = Dtype.auto  # weights' dtype (full precision only)
     nf4_preset: Nf4Preset = Nf4Preset.mlalign  # with load_in_4bit (see mlalign_tasks.model_loading)
+    generation_cap: int | None = None  # new tokens per generation where gen_kwargs set none (the tiny model's own)
 
     @property
     def model_args(self) -> str:
@@ -376,6 +378,35 @@ def make_lm(req: EvalRequest, device: str, token_sets: dict | None):
     return cls(pretrained=model, tokenizer=AutoTokenizer.from_pretrained(req.model), batch_size=req.batch_size, **extra)
 
 
+# What a multi-process launcher (torchrun, which `accelerate launch` runs) tells its processes about the launch.
+LAUNCH_VARIABLES = (
+    "WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_RANK",
+    "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID",
+)  # fmt: skip
+
+
+def leave_launch() -> bool:
+    """Under `accelerate launch` or `torchrun` (WORLD_SIZE > 1), `mlalign eval` evaluates in its first process alone:
+    True in the others, which are to exit without an error (a failing process makes the launcher print a traceback);
+    the first forgets the launch and says so. Over several GPUs lm-eval's own data parallelism is the route."""
+    world = os.environ.get("WORLD_SIZE", "1").strip()
+    if world in ("", "0", "1"):
+        return False
+    if os.environ.get("RANK", "0").strip() not in ("", "0"):
+        return True
+    for name in LAUNCH_VARIABLES:
+        os.environ.pop(name, None)
+    from mlalign_tasks.progress import console
+
+    console.print(
+        f"note: mlalign eval runs in one process: the first of the {world} launched evaluates alone and the others "
+        'stop; over several GPUs run `accelerate launch -m lm_eval --model hf --include_path "$(mlalign tasks-path)" '
+        "...` (README: Faster evaluation)",
+        soft_wrap=True,
+    )
+    return False
+
+
 def check_single_process() -> None:
     """`mlalign eval` runs in one process: under `accelerate launch` or `torchrun` (WORLD_SIZE > 1) lm-eval would
     not split the items of a model loaded here (4-bit) and only its main process gets results, so the plain lm-eval
@@ -430,6 +461,9 @@ def run(req: EvalRequest) -> dict[str, Any]:
         token_sets = label_scoring.apply_scoring(loaded["tasks"], tokenizer, scoring, req.seed, req.gold)
     built = [loaded["groups"][n] if n in loaded["groups"] else loaded["tasks"][n] for n in names]
 
+    gen_kwargs, capped = req.gen_kwargs, None
+    if req.generation_cap and not set(gen_kwargs or {}) & set(LENGTH_KEYS):  # no length given
+        gen_kwargs, capped = {**(gen_kwargs or {}), "max_gen_toks": req.generation_cap}, req.generation_cap
     lm = make_lm(req, device, token_sets)
     staging, created, lock = None, False, None
     if req.output_path is not None:
@@ -449,7 +483,7 @@ def run(req: EvalRequest) -> dict[str, Any]:
                 batch_size=req.batch_size,
                 device=device,
                 limit=req.limit,
-                gen_kwargs=req.gen_kwargs,
+                gen_kwargs=gen_kwargs,
                 log_samples=staging is not None,
                 evaluation_tracker=tracker,
                 task_manager=manager,
@@ -468,6 +502,7 @@ def run(req: EvalRequest) -> dict[str, Any]:
             # how the paper tasks' labels were scored (None: no paper task in this run)
             "label_scoring": req.label_scoring if paper_tasks else None,
             "gold": req.gold.value if paper_tasks else None,
+            "generation_cap": capped,  # the model's own max_gen_toks (the tiny model's), None: the tasks' or given
         }
         samples = results.pop("samples", None)
         if tracker is not None:

@@ -10,6 +10,8 @@ from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.output_dirs import check_replaceable
 
 MARKER_FILE = "mlalign_tiny.json"  # beside the weights: marks a model as the tiny random-weight one
+MAX_GEN_TOKS = 48  # its generations' length: random weights never stop, and it checks machinery, not answers
+EVAL_BATCH_SIZE = 8  # its evaluation batch size (generation batched on the CPU too)
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n{% endfor %}"
@@ -94,3 +96,8 @@ def build_tiny_model(out: str | Path, seed: int = 0, **sizes) -> Path:
         tokenizer.save_pretrained(tmp)
         write_json_atomic(tmp / MARKER_FILE, {"seed": seed, **cfg_sizes})
     return out
+
+
+def is_tiny(model: str | Path) -> bool:
+    """Whether `model` is a folder holding the tiny random-weight model (`MARKER_FILE`)."""
+    return (Path(model).expanduser() / MARKER_FILE).is_file()

@@ -13,6 +13,7 @@ run into a directory another one is writing is refused.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -38,17 +39,46 @@ if TYPE_CHECKING:
 _PAD_CANDIDATES = ("<pad>", "<|pad|>", "<|finetune_right_pad_id|>", "<|endoftext|>")
 
 
-def make_parser():
-    """A TrlParser over mlalign's options and TRL's SFTConfig and ModelConfig, with mlalign's defaults."""
-    from mlalign_trainer.config import QTArguments, QTConfig, QTModelConfig
-    from trl import TrlParser
+HELP_ALL = "--help-all"  # `--help` with TRL's and transformers' training options too
 
-    return TrlParser(
+
+def make_parser(help_all: bool = False):
+    """A TrlParser over mlalign's options and TRL's SFTConfig and ModelConfig, with mlalign's defaults; its help
+    groups mlalign's options first, then TRL's model options, then (with `help_all`, else only counted) TRL's and
+    transformers' training options."""
+    from dataclasses import fields
+
+    from mlalign_trainer.config import QTArguments, QTConfig, QTModelConfig
+    from trl import ModelConfig, TrlParser
+
+    parser = TrlParser(
         (QTArguments, QTConfig, QTModelConfig),
         prog="mlalign train",
+        usage="%(prog)s [--config NAME|FILE] [--FLAG VALUE ...]",
         description="Question-alignment SFT. --config NAME|FILE: a shipped recipe (`mlalign recipes`) or a YAML file "
         "of flags; flags on the command line win over it. Two-stage recipes: --stage question|response.",
     )
+    own = {f.name for f in fields(QTArguments)} | set(QTConfig.__annotations__) | set(QTModelConfig.__annotations__)
+    model = {f.name for f in fields(ModelConfig)}
+    groups = {
+        "own": parser.add_argument_group("mlalign's options, and mlalign's defaults of TRL's and transformers'"),
+        "model": parser.add_argument_group("TRL's ModelConfig: the model, LoRA, 4-bit"),
+        "rest": parser.add_argument_group("TRL's SFTConfig and transformers' TrainingArguments"),
+    }
+    for group in parser._action_groups[:2]:  # argparse's positionals and options: every dataclass field is there
+        for action in [a for a in group._group_actions if a.dest != "help"]:
+            kind = "own" if action.dest in own else "model" if action.dest in model else "rest"
+            group._group_actions.remove(action)
+            groups[kind]._group_actions.append(action)
+    rest = groups["rest"]._group_actions
+    if not help_all:
+        for action in rest:
+            action.help = argparse.SUPPRESS
+        groups["rest"].description = (
+            f"{len(rest)} more options (e.g. --max_steps, --logging_steps, --report_to): `mlalign train {HELP_ALL}` "
+            "lists them all; https://huggingface.co/docs/trl/sft_trainer"
+        )
+    return parser
 
 
 def on_command_line(argv: list[str], name: str) -> bool:
@@ -63,8 +93,10 @@ def parse_args(argv: list[str] | None = None):
 
     # transformers 5 renames TRL's gradient_checkpointing* fields; the notices are not the user's to act on.
     warnings.filterwarnings("ignore", message=".*deprecated and will be removed in v6", category=FutureWarning)
-    parser = make_parser()
-    path, argv = recipes.split_config_flag(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    help_all = HELP_ALL in argv
+    parser = make_parser(help_all)
+    path, argv = recipes.split_config_flag(["--help" if arg == HELP_ALL else arg for arg in argv])
     try:
         if path is not None:
             flags = recipes.stage_flags(recipes.read_recipe(path), recipes.stage_flag(argv), path)
