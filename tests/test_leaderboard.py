@@ -714,3 +714,27 @@ def test_heatmap_encodes_significance_and_rounds_like_the_tables(board_dir) -> N
     assert svg.count("<pattern ") == 1 and len(veiled) == svg.count("url(#h") == 4
     widths = sorted(float(right) - float(left) for left, right in veiled)
     assert [round(w / widths[0], 6) for w in widths] == [1, 1, 1, 2]
+
+
+def test_generation_tasks_are_scored_by_their_extraction_rules() -> None:
+    """The settings table names what a task's answers are scored by: a generation task its filters (extraction
+    rules), a multiple-choice task its label scoring."""
+    from mlalign_tasks.leaderboard.load import _scoring
+
+    qalign = {"output_type": "generate_until", "filter_list": [{"name": "qalign"}, {"name": "last_number"}]}
+    assert _scoring(qalign) == "extraction qalign+last_number"
+    assert _scoring({"output_type": "multiple_choice", "metadata": {"label_scoring": "paper"}}) == "paper"
+    assert _scoring({"output_type": "multiple_choice"}) == "label"
+    settings = (Path(__file__).resolve().parents[1] / "leaderboards" / "demo" / "settings.csv").read_text()
+    demo = {(r["family"], r["scoring"]) for r in csv.DictReader(settings.splitlines())}
+    assert demo == {("toy_sentiment_aligned", "paper"), ("toy_math_aligned", "extraction last_number")}
+
+
+def test_a_value_label_sits_above_its_base_models_tick() -> None:
+    """In split_averages.png a bar's value label is drawn above the bar, or above the base model's tick where that
+    is higher (a tick just above the bar covered its label)."""
+    from mlalign_tasks.leaderboard.plots import label_positions
+
+    nan = float("nan")
+    got = label_positions([0.0, 1.0, 2.0, 3.0], [36.1, 50.0, nan, 20.0], [37.0, 40.0, 10.0, nan])
+    assert got == [(0.0, 37.0, 36.1), (1.0, 50.0, 50.0), (3.0, 20.0, 20.0)]

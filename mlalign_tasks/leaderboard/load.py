@@ -15,7 +15,7 @@ import numpy as np
 
 from mlalign_tasks import suites
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.languages import FAMILIES, LANGUAGES
+from mlalign_tasks.languages import FAMILIES, LANGUAGES, SUPER_GROUPS
 from mlalign_tasks.names import check_name
 from mlalign_tasks.parallel import process_map
 
@@ -294,7 +294,7 @@ def load_run(path: Path) -> Run:
     if not run.cells:
         raise ResultsError(
             f"{path} holds no task of a known suite or named <family>_<language> (found: "
-            f"{', '.join(sorted(results)) or 'none'}); evaluate the mlalign tasks, e.g. --tasks {', '.join(FAMILIES)}, "
+            f"{', '.join(sorted(results)) or 'none'}); evaluate the mlalign tasks, e.g. --tasks {', '.join([*FAMILIES, *SUPER_GROUPS])}, "
             "or lm-eval's multilingual suites (xnli, belebele, ...)"
         )
     return run
@@ -383,7 +383,7 @@ class _RunFile:
         if self.fewshot_seed is not None:  # which examples are drawn
             shots = [f"{s} (seed {self.fewshot_seed})" if s != "0" else s for s in shots]
         hashes = [self.hashes.get(t) for t in leaves]
-        scoring = {str(((c.get("metadata") or {}).get("label_scoring")) or "label") for c in configs}
+        scoring = {_scoring(c) for c in configs}
         return {
             "shots": ", ".join(shots),
             "generation": "; ".join(gen),
@@ -393,6 +393,15 @@ class _RunFile:
             "scoring": ", ".join(sorted(scoring)),
             "precision": self.precision,
         }
+
+
+def _scoring(config: dict) -> str:
+    """How a task's answers are scored: a generation task by its extraction rules (its filters' names, e.g.
+    `extraction last_number`), a multiple-choice task by its label scoring (`mlalign eval --label-scoring`)."""
+    if config.get("output_type") == "generate_until":
+        filters = [str(f.get("name")) for f in config.get("filter_list") or [] if isinstance(f, dict)]
+        return f"extraction {'+'.join(filters) or 'none'}"
+    return str(((config.get("metadata") or {}).get("label_scoring")) or "label")
 
 
 def _canonical(value: Any) -> str:

@@ -124,6 +124,18 @@ def delta_heatmap(board: Board, out: Path) -> list[Path]:
     return _save(fig, out, "delta_heatmap")
 
 
+def label_positions(offsets, heights, base) -> list[tuple[float, float, float]]:
+    """(x, y, value) of each bar's value label: above the bar, or above its base model's tick when that is higher
+    (the tick would cover the label)."""
+    import math
+
+    return [
+        (float(x_at), max(height, b) if not math.isnan(b) else height, height)
+        for x_at, height, b in zip(offsets, heights, base, strict=True)
+        if not math.isnan(height)
+    ]
+
+
 def split_bars(board: Board, out: Path) -> list[Path]:
     """Mean score over task families for English / seen / unseen / all non-English, one group per model;
     an aligned model and its base (black ticks) are both averaged over the cells both have."""
@@ -145,11 +157,15 @@ def split_bars(board: Board, out: Path) -> list[Path]:
     for k, (split, colour) in enumerate(SPLIT_COLOURS.items()):
         offset = x + (k - (len(SPLIT_COLOURS) - 1) / 2) * width
         heights = [values.get((g, own[g]), {}).get(split, np.nan) for g in groups]
-        bars = ax.bar(offset, heights, width, label=split.replace("_", "-"), color=colour)
-        if len(groups) <= MAX_LABELLED_GROUPS:
-            ax.bar_label(bars, fmt="%.1f", fontsize=6.5, padding=1)
+        ax.bar(offset, heights, width, label=split.replace("_", "-"), color=colour)
         base = [values.get((base_of[g], g), {}).get(split, np.nan) if g in base_of else np.nan for g in groups]
         ax.scatter(offset, base, marker="_", s=200 * width * 4, color="black", linewidths=2, zorder=3)
+        if len(groups) <= MAX_LABELLED_GROUPS:
+            for x_at, y_at, height in label_positions(offset, heights, base):
+                ax.annotate(
+                    f"{height:.1f}", (x_at, y_at), xytext=(0, 2), textcoords="offset points", ha="center",
+                    va="bottom", fontsize=6.5,
+                )  # fmt: skip
     if base_of:
         ax.scatter([], [], marker="_", color="black", linewidths=2, label="base model, same cells")
     labels = [f"{g}\n(vs {base_of[g]})" if g in base_of else g for g in groups]
