@@ -220,8 +220,22 @@ def resolve(
             else "it cannot be downloaded as a file"
         )
         searched = ", ".join(str(d) for d in (explicit_dir(data_dir), cache_dir()) if d is not None)
-        raise DataError(f"data file {name} not found in {searched} and {reason}: {entry.how_to_get()}")
-    return download(entry, base_url=base_url)
+        raise DataError(
+            f"data file {name} not found in {searched} and {reason}: {entry.how_to_get()}{mirror_hint(data_dir)}"
+        )
+    try:
+        return download(entry, base_url=base_url)
+    except DataError as e:
+        raise DataError(f"{e}{mirror_hint(data_dir)}") from None
+
+
+def mirror_hint(data_dir: str | os.PathLike | None = None) -> str:
+    """With no data folder set, and the offline mirror at ``../shared/data`` (where the Makefile finds it), how to
+    use it; else ''."""
+    mirror = Path.cwd().parent / "shared" / "data"
+    if explicit_dir(data_dir) is not None or not mirror.is_dir():
+        return ""
+    return f" (a data mirror is beside this folder: `export MLALIGN_DATA_DIR={mirror.resolve()}` uses it)"
 
 
 def _size_limit(entry: DataFile) -> int:

@@ -364,3 +364,20 @@ def test_cli_lists_files_not_mirrored_as_downloadable_and_names_them_offline(sha
         "offline mode is on" in res.stderr
         and "mlalign data fetch question_translation/gsm8k/bn-en/train.bn" in res.stderr
     )
+
+
+def test_a_failed_download_names_the_mirror_beside_the_repository(tmp_path, monkeypatch):
+    """Outside make, MLALIGN_DATA_DIR is unset: when a download fails and the offline mirror lies at ../shared/data
+    (where the Makefile finds it), the one error line says how to use it; without that folder it says nothing of it."""
+    monkeypatch.delenv("MLALIGN_DATA_DIR", raising=False)
+    monkeypatch.setenv("MLALIGN_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "repo").mkdir()
+    monkeypatch.chdir(tmp_path / "repo")
+    with pytest.raises(DataError) as without:
+        data.resolve("mgsm/mgsm_de.tsv", offline=True)
+    assert "MLALIGN_DATA_DIR=" not in str(without.value) and "\n" not in str(without.value)
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    with pytest.raises(DataError, match=re.escape(f"`export MLALIGN_DATA_DIR={tmp_path / 'shared' / 'data'}` uses it")):
+        data.resolve("mgsm/mgsm_de.tsv", offline=True)
+    with pytest.raises(DataError, match=r"download of mgsm/mgsm_de\.tsv failed .*a data mirror is beside this folder"):
+        data.resolve("mgsm/mgsm_de.tsv", offline=False, base_url="http://127.0.0.1:9")
