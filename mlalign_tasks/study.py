@@ -377,7 +377,11 @@ def check_same_run(record_file: Path, flag: str, cfg: StudyConfig, replace: bool
     current = computed(cfg)
     if recorded == current:
         return
-    changes = _differences(recorded, current) if isinstance(recorded, dict) else [f"{record_file} names none"]
+    changes = (
+        _differences(recorded, current)
+        if isinstance(recorded, dict)
+        else [f"{record_file.name} records none: an earlier mlalign wrote it, or it is damaged"]
+    )
     more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
     raise MlalignError(
         f"{flag} {record_file.parent} holds the results of another configuration ({'; '.join(changes[:3])}{more}); "
