@@ -731,10 +731,10 @@ def test_generation_tasks_are_scored_by_their_extraction_rules() -> None:
 
 
 def test_a_value_label_sits_above_its_base_models_tick() -> None:
-    """In split_averages.png a bar's value label is drawn above the bar, or above the base model's tick where that
-    is higher (a tick just above the bar covered its label)."""
+    """In split_averages.png a bar's value label is drawn above the bar, or above the base model's tick where the
+    tick lies just above the bar (it covered the label); a tick far above or below leaves the label on its bar."""
     from mlalign_tasks.leaderboard.plots import label_positions
 
     nan = float("nan")
-    got = label_positions([0.0, 1.0, 2.0, 3.0], [36.1, 50.0, nan, 20.0], [37.0, 40.0, 10.0, nan])
-    assert got == [(0.0, 37.0, 36.1), (1.0, 50.0, 50.0), (3.0, 20.0, 20.0)]
+    got = label_positions([0.0, 1.0, 2.0, 3.0, 4.0], [36.1, 50.0, nan, 20.0, 55.8], [37.0, 40.0, 10.0, nan, 100.0])
+    assert got == [(0.0, 37.0, 36.1), (1.0, 50.0, 50.0), (3.0, 20.0, 20.0), (4.0, 55.8, 55.8)]

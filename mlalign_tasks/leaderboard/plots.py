@@ -124,13 +124,16 @@ def delta_heatmap(board: Board, out: Path) -> list[Path]:
     return _save(fig, out, "delta_heatmap")
 
 
+LABEL_BAND = 6.0  # percentage points above a bar that its value label covers
+
+
 def label_positions(offsets, heights, base) -> list[tuple[float, float, float]]:
-    """(x, y, value) of each bar's value label: above the bar, or above its base model's tick when that is higher
-    (the tick would cover the label)."""
+    """(x, y, value) of each bar's value label: above the bar, or above its base model's tick when the tick lies in
+    the label's band (where it would cover the label)."""
     import math
 
     return [
-        (float(x_at), max(height, b) if not math.isnan(b) else height, height)
+        (float(x_at), b if 0 <= b - height < LABEL_BAND else height, height)
         for x_at, height, b in zip(offsets, heights, base, strict=True)
         if not math.isnan(height)
     ]
