@@ -354,7 +354,7 @@ def computed(cfg: StudyConfig) -> dict:
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     """The dotted keys whose values differ between two records, with both values."""
     found = []
-    for key in dict.fromkeys([*old, *new]):
+    for key in dict.fromkeys([*new, *old]):  # in the order of the options (model first)
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             found += _differences(a, b, f"{prefix}{key}.")
