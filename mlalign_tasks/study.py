@@ -30,7 +30,7 @@ from mlalign_tasks.stages import Stage, StageResult, run_stages
 
 TOY, TINY = "toy", "tiny"  # the models mlalign builds itself offline (`BUILTIN`)
 STUDY_FILE = "study.json"  # the options of the last run: marks a folder as an `mlalign run` folder
-BOARD_RECORD = "mlalign_run.json"  # in a board `mlalign run` published: what the run computed (`computed`)
+BOARD_RECORD = "mlalign_study.json"  # in a board `mlalign run` published: what the run computed (`computed`)
 COMPUTED_KEY = "computed"  # in STUDY_FILE: `computed`'s record
 NOT_COMPUTED = ("out", "board", "device", "data_dir", "defaulted")  # options that leave the results as they are
 LOCK_FILE = ".mlalign-run.lock"

@@ -781,7 +781,7 @@ def test_the_published_demo_board_is_not_replaced_by_another_model(monkeypatch, 
 def test_a_board_no_run_published_is_not_replaced(monkeypatch, capsys, tmp_path) -> None:
     monkeypatch.chdir(tmp_path)
     shutil.copytree(REPO / "leaderboards" / "demo", "board")
-    Path("board/mlalign_run.json").unlink()  # as `mlalign leaderboard` writes a board
+    Path("board/mlalign_study.json").unlink()  # as `mlalign leaderboard` writes a board
     before = snapshot(tmp_path)
     code, _, err = run_cli(monkeypatch, capsys, "run", "--board", "board")
     assert code == 2 and "--board board holds a leaderboard that `mlalign run` did not publish" in err
