@@ -210,13 +210,6 @@ def eval_cmd(
         raise typer.Exit
     evaluate.quiet_lm_eval(verbose)
     tiny = is_tiny(model)
-    if tiny:
-        err_console.print(
-            f"the tiny random-weight model: at most {MAX_GEN_TOKS} new tokens per generation unless --gen-kwargs "
-            f"max_gen_toks=N says otherwise, batches of {TINY_EVAL_BATCH} unless --batch-size says otherwise",
-            highlight=False,
-            soft_wrap=True,
-        )
     req = evaluate.EvalRequest(
         model=model,
         tasks=evaluate.parse_tasks(tasks, allow_other=include_defaults),
@@ -250,6 +243,13 @@ def eval_cmd(
         print_table(evaluate.other_table(results, list(dict.fromkeys(names))))
     if path := results["mlalign"].get("results_file"):
         console.print(f"results: {path}")
+    if tiny:
+        console.print(
+            f"the tiny random-weight model: at most {MAX_GEN_TOKS} new tokens per generation unless --gen-kwargs "
+            f"max_gen_toks=N says otherwise, batches of {TINY_EVAL_BATCH} unless --batch-size says otherwise",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @data_app.command("list")

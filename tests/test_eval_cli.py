@@ -723,8 +723,8 @@ def test_the_tiny_model_has_its_own_generation_cap(monkeypatch, capsys, tmp_path
 
     out = tmp_path / "out"
     args = ["eval", "-m", str(tiny_model_dir), "-t", "mgsm_aligned:de", "--limit", "2", "--device", "cpu"]
-    code, _, err = run_cli(monkeypatch, capsys, *args, "--output-path", str(out))
-    assert code == 0 and f"at most {MAX_GEN_TOKS} new tokens per generation" in err, err
+    code, stdout, err = run_cli(monkeypatch, capsys, *args, "--output-path", str(out))
+    assert code == 0 and f"at most {MAX_GEN_TOKS} new tokens per generation" in stdout, err
     results, _ = read_run(out)
     assert results["mlalign"]["generation_cap"] == MAX_GEN_TOKS
     assert results["configs"]["mgsm_aligned_de"]["generation_kwargs"]["max_gen_toks"] == MAX_GEN_TOKS
