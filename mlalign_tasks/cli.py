@@ -15,6 +15,7 @@ from rich.console import Console
 from mlalign_tasks.analysis.protocols import PAPER_PAIRS, LensProtocol, PaperTask, PcaInput, Pooling
 from mlalign_tasks.errors import Interrupted, MlalignError
 from mlalign_tasks.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP
+from mlalign_tasks.gguf_models import resolve_model
 from mlalign_tasks.label_scoring import Gold, Scoring
 from mlalign_tasks.leaderboard.cache import CACHE_ENV
 from mlalign_tasks.leaderboard.cache import default_folder as board_cache_folder
@@ -28,6 +29,7 @@ from mlalign_tasks.vocabulary import option
 PIPED_WIDTH = 200  # columns of help and tables written to a pipe or file: wide enough that no option is cut
 DEMO = StudyConfig()  # the demo's settings: the defaults `mlalign run --help` shows
 TOY, TINY = BUILTIN["toy"], BUILTIN["tiny"]  # the built-in models' defaults, for the help
+MODEL_HELP = "Hugging Face model id, local model directory, .gguf file (converted once) or 'gemma-3-270m'."
 
 app = typer.Typer(
     help="Question-alignment for multilingual LLMs: evaluate, train, publish leaderboards, analyse.",
@@ -158,7 +160,7 @@ def tasks_path() -> None:
 
 @app.command("eval")
 def eval_cmd(
-    model: Annotated[str, option("model", "Hugging Face model id or local model directory.")],
+    model: Annotated[str, option("model", MODEL_HELP)],
     tasks: Annotated[str, option("tasks", TASK_SPEC_HELP)] = DEFAULT_TASKS,
     peft: Annotated[str | None, option("adapter", "PEFT (LoRA) adapter directory to apply.")] = None,
     limit: Annotated[
@@ -438,7 +440,7 @@ analyze_app = typer.Typer(
     help="Interpretability analyses: logit lens over layers, PCA of hidden states.", no_args_is_help=True
 )
 app.add_typer(analyze_app, name="analyze")
-ModelOpt = Annotated[str, option("model", "Hugging Face model id or local directory.")]
+ModelOpt = Annotated[str, option("model", MODEL_HELP)]
 PeftOpt = Annotated[
     str | None, option("adapter", "LoRA adapter directory: base and aligned are analysed side by side.")
 ]
@@ -482,7 +484,7 @@ def analyze_logit_lens(
     """Label-word probabilities and entropy after every layer on the paper's few-shot prompts."""
     from mlalign_tasks.analysis.logit_lens import run_logit_lens
 
-    spec = ModelSpec(model, peft, device, dtype, load_in_4bit, nf4_preset)
+    spec = ModelSpec(resolve_model(model), peft, device, dtype, load_in_4bit, nf4_preset)
     result = run_logit_lens(
         spec, task.value, langs, out, limit=limit, batch_size=batch_size, seed=seed, top_k=top_k, data_dir=data_dir,
         protocol=protocol,
@@ -540,7 +542,8 @@ def analyze_pca(
     from mlalign_tasks.analysis.pca import run_pca
 
     run_pca(
-        ModelSpec(model, peft, device, dtype, load_in_4bit, nf4_preset), langs, out, task=task.value, layers=layers, limit=limit,
+        ModelSpec(resolve_model(model), peft, device, dtype, load_in_4bit, nf4_preset), langs, out, task=task.value,
+        layers=layers, limit=limit,
         batch_size=batch_size, seed=seed, data_dir=data_dir, source=source, pooling=pooling, pairs=pairs,
     )  # fmt: skip
     console.print(f"PCA written to {out}")
@@ -612,8 +615,8 @@ def run_cmd(
         str | None,
         option(
             "model",
-            "Base model id or path, 'toy' (the toy world's pretrained model) or 'tiny' (the random-weight test "
-            "model) \\[default: the recipe's, else toy]",
+            "Base model id, folder or .gguf file, 'gemma-3-270m' (installed from PyPI, converted once), 'toy' (the "
+            "toy world's pretrained model) or 'tiny' (the random-weight test model) \\[default: the recipe's, else toy]",
         ),
     ] = None,
     recipe: Annotated[

@@ -15,13 +15,14 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from mlalign_tasks import __version__, label_scoring, suites
 from mlalign_tasks.artefacts import ADAPTER_FILE
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.gguf_models import model_source, resolve_model
 from mlalign_tasks.label_scoring import Gold
 from mlalign_tasks.languages import (
     DEFAULT_FAMILIES,
@@ -439,6 +440,7 @@ def run(req: EvalRequest) -> dict[str, Any]:
     device = resolve_device(req.device, req.load_in_4bit)
     if req.output_path is not None and req.output_path.exists() and not req.output_path.is_dir():
         raise MlalignError(f"--out {req.output_path} is a file; pass a directory")
+    req = replace(req, model=resolve_model(req.model))
     check_model(req.model, req.adapter)
 
     from lm_eval import simple_evaluate
@@ -503,6 +505,7 @@ def run(req: EvalRequest) -> dict[str, Any]:
             "label_scoring": req.label_scoring if paper_tasks else None,
             "gold": req.gold.value if paper_tasks else None,
             "generation_cap": capped,  # the model's own max_gen_toks (the tiny model's), None: the tasks' or given
+            "model_source": model_source(req.model),  # the GGUF file a converted model came from
         }
         samples = results.pop("samples", None)
         if tracker is not None:

@@ -22,6 +22,7 @@ from mlalign_tasks import tiny_model
 from mlalign_tasks.analysis.protocols import PaperTask
 from mlalign_tasks.atomic import write_json_atomic, write_text_atomic
 from mlalign_tasks.errors import Interrupted, MlalignError
+from mlalign_tasks.gguf_models import resolve_model
 from mlalign_tasks.label_scoring import Scoring
 from mlalign_tasks.model_loading import ModelSpec, Nf4Preset, resolve_device
 from mlalign_tasks.model_paths import check_model_arg, check_model_name
@@ -430,7 +431,9 @@ def build_stages(cfg: StudyConfig, replace: bool = False) -> tuple[list[Stage], 
     if not model:
         raise MlalignError(f"recipe {recipe_file} names no model_name_or_path; give --model")
     if not builtin:
-        check_model_name(model, "--model" if cfg.model else f"the model of recipe {cfg.recipe}")
+        flag = "--model" if cfg.model else f"the model of recipe {cfg.recipe}"
+        model = resolve_model(model, flag)
+        check_model_name(model, flag)
     last_train = "train-response" if two_stage else "train"
     adapter = out / last_train / "adapter"
     check_model_arg(model, "--out" if builtin else "--model")

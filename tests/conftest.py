@@ -25,6 +25,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["HF_DATASETS_OFFLINE"] = "1"
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     os.environ.setdefault("MLALIGN_CACHE_DIR", str(Path(config.rootpath) / ".pytest_cache" / "mlalign-cache"))
+    os.environ.setdefault("MLALIGN_MODEL_CACHE", str(Path(config.rootpath) / ".pytest_cache" / "model-cache"))
     os.environ.setdefault("MLALIGN_BOARD_CACHE", str(Path(config.rootpath) / ".pytest_cache" / "board-cache"))
     # boards draw their plots in a forked process: importing matplotlib here once spares every board the import
     import matplotlib.backends.backend_agg  # noqa: F401
@@ -46,6 +47,62 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mlalign_tasks.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model") / "model")
+
+
+def write_gguf(model_dir: Path, path: Path) -> Path:
+    """Write the Llama model in `model_dir` (float32, byte-level BPE tokenizer) to the GGUF file `path`, as
+    llama.cpp's converter lays it out: its tensor names, and q/k rows permuted for its rotary layout."""
+    import gguf
+    from safetensors.numpy import load_file
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_dir)
+    tokenizer = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    vocab = {**tokenizer["model"]["vocab"], **{t["content"]: t["id"] for t in tokenizer["added_tokens"]}}
+    tokens = sorted(vocab, key=vocab.get)
+    specials = {t["content"] for t in tokenizer["added_tokens"] if t["special"]}
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)
+    head_dim = config.hidden_size // config.num_attention_heads
+
+    def permute(weights, heads):  # llama.cpp's: each head's rotary halves interleaved
+        return weights.reshape(heads, 2, head_dim // 2, -1).swapaxes(1, 2).reshape(weights.shape)
+
+    writer = gguf.GGUFWriter(path, "llama")
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(config.num_attention_heads)
+    writer.add_head_count_kv(config.num_key_value_heads)
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_rope_freq_base(config.rope_parameters["rope_theta"])
+    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
+    writer.add_vocab_size(config.vocab_size)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_merges([" ".join(m) if isinstance(m, list) else m for m in tokenizer["model"]["merges"]])
+    writer.add_token_types([gguf.TokenType.CONTROL if t in specials else gguf.TokenType.NORMAL for t in tokens])
+    writer.add_bos_token_id(config.bos_token_id)
+    writer.add_eos_token_id(config.eos_token_id)
+    writer.add_pad_token_id(config.pad_token_id)
+    writer.add_add_bos_token(True)
+    for name, weights in load_file(model_dir / "model.safetensors").items():
+        if name.endswith("self_attn.q_proj.weight"):
+            weights = permute(weights, config.num_attention_heads)
+        elif name.endswith("self_attn.k_proj.weight"):
+            weights = permute(weights, config.num_key_value_heads)
+        writer.add_tensor(names.get_name(name, try_suffixes=(".weight",)), weights)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model as a GGUF file."""
+    return write_gguf(tiny_model_dir, tmp_path_factory.mktemp("tiny-gguf") / "tiny-llama.gguf")
 
 
 class MirrorHandler(BaseHTTPRequestHandler):

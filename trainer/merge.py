@@ -8,6 +8,7 @@ from pathlib import Path
 from mlalign_tasks.artefacts import ADAPTER_FILE, METADATA_FILE
 from mlalign_tasks.atomic import atomic_dir, weights_written, write_json_atomic
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.gguf_models import resolve_model
 from mlalign_tasks.model_loading import load_causal_lm, torch_dtype
 from mlalign_tasks.model_paths import check_local
 from mlalign_tasks.output_dirs import check_replaceable
@@ -31,6 +32,7 @@ def merge_adapter(adapter: str | Path, out: str | Path, base: str | None = None,
     base = base or json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
     if not base:
         raise MlalignError(f"{config_file} names no base model; give --base")
+    base = resolve_model(base, "--base")
     check_local(base, "--base")
     try:
         merged = load_causal_lm(base, adapter, dtype=weights).merge_and_unload()

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.gguf_models import model_source, resolve_model
 from mlalign_tasks.model_identity import ModelIdentity, identify
 from mlalign_tasks.model_paths import check_local
 from mlalign_tasks.output_dirs import exclusive_folder
@@ -410,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     if not model_args.model_name_or_path:
         raise MlalignError("no base model: give --model_name_or_path (a Hugging Face model id or a local path)")
     given = on_command_line(argv, "model_name_or_path")
-    check_local(model_args.model_name_or_path, "--model_name_or_path" if given else "the recipe's model_name_or_path")
+    flag = "--model_name_or_path" if given else "the recipe's model_name_or_path"
+    model_args.model_name_or_path = resolve_model(model_args.model_name_or_path, flag, say)
+    check_local(model_args.model_name_or_path, flag)
     local = Path(model_args.model_name_or_path).expanduser()
     if local.is_dir():  # the adapter and its metadata then name the base model wherever they are used from
         model_args.model_name_or_path = str(local.resolve())
@@ -479,6 +482,7 @@ def train_into(
             seed=args.seed,
             final_loss=_final_loss(trainer.state.log_history),
             global_step=trainer.state.global_step,
+            base_model_source=model_source(settings["base_model"]),  # the GGUF file a converted base came from
             resumed_from=Path(last).name if last else None,
             start_step=int(Path(last).name.rsplit("-", 1)[1]) if last else 0,
             dataset_examples=len(trainer.train_dataset),  # after dropping over-long examples

@@ -15,6 +15,7 @@ import numpy as np
 
 from mlalign_tasks import suites
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.gguf_models import source_name
 from mlalign_tasks.languages import FAMILIES, LANGUAGES, SUPER_GROUPS
 from mlalign_tasks.names import check_name
 from mlalign_tasks.parallel import process_map
@@ -233,6 +234,8 @@ def load_run(path: Path) -> Run:
             f"{path}: config.model_args does not name the model (expected 'pretrained=<model>[,peft=<adapter>]')"
         )
     info = data.get("mlalign") if isinstance(data.get("mlalign"), dict) else {}
+    if isinstance(source := info.get("model_source"), dict):  # a converted GGUF file: named by file and sha256
+        pretrained = source_name(source)
     seed = config.get("random_seed")
     subtasks = data.get("group_subtasks") if isinstance(data.get("group_subtasks"), dict) else {}
     named = [("model", pretrained), ("adapter", args.get("peft") or args.get("lora_local_path") or "")]
