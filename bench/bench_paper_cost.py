@@ -25,6 +25,7 @@ from _rows import Row, add_json_option, cost, write_rows
 
 from mlalign_tasks import paper_prompts
 from mlalign_tasks.evaluate import tasks_dir
+from mlalign_tasks.gguf_models import resolve_model
 from mlalign_tasks.label_scoring import Scoring, apply_scoring
 from mlalign_tasks.languages import PAPER_LANGS, check_lang, task_name
 
@@ -126,7 +127,7 @@ def figures(row: dict, setting: str) -> list[Row]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="HF model id or path (default: build the tiny model)")
+    parser.add_argument("--model", help="HF model id, path, .gguf file or gemma-3-270m (default: the tiny model)")
     parser.add_argument("--lang", default="de", help="paper language to measure (default de)")
     parser.add_argument("--limit", type=int, default=20, help="items per task")
     parser.add_argument("--device", default="cpu")
@@ -140,7 +141,7 @@ def main() -> None:
     from rich.table import Table
 
     with tempfile.TemporaryDirectory() as tmp:
-        model_path = args.model
+        model_path = args.model and resolve_model(args.model)
         if model_path is None:
             from mlalign_tasks.tiny_model import build_tiny_model
 

@@ -8,7 +8,8 @@ Two comparisons, alternating A/B runs in one process (on a shared machine the fa
 2. whole run: ``sft.main`` (run-directory checks, training, atomic adapter save, metadata) vs the bare script
    (``SFTTrainer`` + ``train`` + ``save_model``), wall time; both read the same dataset saved by ``build-qt``.
 
-Usage: python bench/bench_train.py [--steps 30] [--batch 8] [--max-length 256] [--repeats 3] [--json PATH]
+Usage: python bench/bench_train.py [--model DIR|FILE.gguf|gemma-3-270m] [--steps 30] [--batch 8] [--max-length 256]
+       [--repeats 3] [--json PATH]
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 from _rows import add_json_option, cost, throughput, write_rows  # noqa: E402
 from mlalign_trainer import qt_data, sft  # noqa: E402
 
+from mlalign_tasks.gguf_models import resolve_model  # noqa: E402
 from mlalign_tasks.tiny_model import build_tiny_model  # noqa: E402
 
 
@@ -66,6 +68,7 @@ def loop_stats(trainer) -> tuple[float, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", help="model folder, .gguf file or gemma-3-270m (default: the tiny model)")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--max-length", type=int, default=256)
@@ -75,7 +78,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model = build_tiny_model(tmp / "tiny")
+        model = Path(resolve_model(a.model)) if a.model else build_tiny_model(tmp / "tiny")
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(model)
@@ -104,7 +107,7 @@ def main() -> None:
             trainer.save_model(str(tmp / f"bare-{r}"))
             whole["bare TRL"].append(time.perf_counter() - t0)
 
-    print(f"\ntiny model, {a.steps} steps x batch {a.batch}, max_length {a.max_length}, {len(dataset)} examples, "
+    print(f"\n{a.model or 'tiny model'}, {a.steps} steps x batch {a.batch}, max_length {a.max_length}, {len(dataset)} examples, "
           f"{a.repeats} alternating repeats (best / median)")  # fmt: skip
     for name in loop:
         sps = [s for s, _ in loop[name]]
@@ -117,7 +120,9 @@ def main() -> None:
     best = {name: max(s for s, _ in loop[name]) for name in loop}
     print(f"  time ratio, training loop (ours / bare TRL, best): {best['bare TRL'] / best['mlalign']:.3f}x")
     print(f"  time ratio, whole run (ours / bare TRL, best): {min(whole['mlalign']) / min(whole['bare TRL']):.3f}x")
-    size = f"tiny model, {a.steps} steps x batch {a.batch}, max_length {a.max_length}, best of {a.repeats}"
+    size = (
+        f"{a.model or 'tiny model'}, {a.steps} steps x batch {a.batch}, max_length {a.max_length}, best of {a.repeats}"
+    )
     best_tps = {name: max(t for _, t in loop[name]) for name in loop}
     bare = "bare TRL SFTTrainer"
     write_rows(
