@@ -98,6 +98,10 @@ def test_eval_train_merge_and_analyze_take_a_gguf_file(monkeypatch, capsys, tmp_
         json.loads(results_file.read_text(encoding="utf-8"))["mlalign"]["model_source"]["gguf_file"] == tiny_gguf.name
     )
     assert load_run(results_file).pretrained == identity  # the board names the file, not the cache folder
+    code, _, err = run_cli(monkeypatch, capsys, "leaderboard", str(results), "--out", str(tmp_path / "board"))
+    assert code == 0, err[-3000:]
+    board = (tmp_path / "board" / "results.json").read_text(encoding="utf-8")
+    assert identity in board and str(converted) not in board
 
     adapter = tmp_path / "adapter"
     train = ["--model_name_or_path", str(tiny_gguf), "--output_dir", str(adapter), "--languages", "de"]
@@ -117,3 +121,11 @@ def test_eval_train_merge_and_analyze_take_a_gguf_file(monkeypatch, capsys, tmp_
     lens = ["analyze", "pca", "-m", str(tiny_gguf), "--out", str(tmp_path / "pca"), "--langs", "de", "--limit", "4"]
     code, _, err = run_cli(monkeypatch, capsys, *lens, "--device", "cpu")
     assert code == 0, err[-3000:]
+
+
+def test_a_study_on_a_gguf_file_runs_on_its_converted_folder(tmp_path, tiny_gguf, converted) -> None:
+    from mlalign_tasks import study
+
+    cfg = study.configure(model=str(tiny_gguf), out=tmp_path / "run", board=tmp_path / "board", device="cpu")
+    _, paths = study.build_stages(cfg)
+    assert paths["model"] == converted
