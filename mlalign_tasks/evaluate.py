@@ -22,7 +22,7 @@ from typing import Any
 from mlalign_tasks import __version__, label_scoring, suites
 from mlalign_tasks.artefacts import ADAPTER_FILE
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.gguf_models import model_source, resolve_model
+from mlalign_tasks.gguf_models import model_source, resolve_model, source_name
 from mlalign_tasks.label_scoring import Gold
 from mlalign_tasks.languages import (
     DEFAULT_FAMILIES,
@@ -613,6 +613,8 @@ def score_table(results: dict, selection: Selection):
                 cells.setdefault((family, key), {})[lang] = value
     limit = results.get("config", {}).get("limit")
     title = str(results.get("config", {}).get("model_args") or results.get("model_name"))
+    if source := results.get("mlalign", {}).get("model_source"):  # a GGUF file: named as the board names it
+        title = source_name(source)
     scoring = results.get("mlalign", {}).get("label_scoring")
     caption = f"scores in % (limit: {limit or 'all'} per language" + (
         f"; labels: {scoring} scoring)" if scoring else ")"

@@ -91,8 +91,10 @@ def test_eval_train_merge_and_analyze_take_a_gguf_file(monkeypatch, capsys, tmp_
     identity = f"{tiny_gguf.name}@sha256:{sha256_file(tiny_gguf)}"
     results = tmp_path / "results"
     args = ["eval", "-m", str(tiny_gguf), "-t", "mgsm_aligned:de", "--limit", "1", "--gen-kwargs", "max_gen_toks=4"]
-    code, _, err = run_cli(monkeypatch, capsys, *args, "--device", "cpu", "--output-path", str(results))
+    code, out, err = run_cli(monkeypatch, capsys, *args, "--device", "cpu", "--output-path", str(results))
     assert code == 0, err[-3000:]
+    flat = "".join(out.split())  # the table wraps its title
+    assert identity in flat and str(converted) not in flat  # the table's title names the file
     (results_file,) = results.glob("*/results_*.json")
     assert (
         json.loads(results_file.read_text(encoding="utf-8"))["mlalign"]["model_source"]["gguf_file"] == tiny_gguf.name
