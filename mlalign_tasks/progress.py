@@ -71,7 +71,7 @@ class StepProgress:
             self.bar.advance(self.task, n)
             return
         now = time.monotonic()
-        if now - self.last_line >= PLAIN_EVERY and self.done < self.total:
+        if now - self.last_line >= PLAIN_EVERY and 0 < self.done < self.total:  # nothing done yet: no estimate
             elapsed = now - self.start
             self._line(f"{_clock(elapsed)} elapsed, about {_clock(elapsed * (self.total / self.done - 1))} left")
             self.last_line = now

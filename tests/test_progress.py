@@ -21,6 +21,16 @@ def test_a_log_gets_plain_lines_with_the_time_left(monkeypatch, capsys):
     assert re.fullmatch(r"scoring de: 4/4 prompts, in 0:00:\d\d", lines[1]) and len(lines) == 2
 
 
+def test_no_estimate_before_the_first_item(monkeypatch, capsys):
+    """An advance by nothing (a batch of skipped items) before any item is done prints no time left."""
+    monkeypatch.setattr(progress, "PLAIN_EVERY", 0.0)
+    with StepProgress("lens", 4, "prompts") as step:
+        step.advance(0)
+        step.advance(4)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and re.fullmatch(r"lens: 4/4 prompts, in 0:00:\d\d", lines[0]), lines
+
+
 def test_a_terminal_gets_a_bar(monkeypatch, capsys):
     monkeypatch.setattr(progress, "console", Console(stderr=True, force_terminal=True, width=100))
     with StepProgress("fetching", 2, "files") as step:
