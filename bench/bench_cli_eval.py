@@ -27,7 +27,9 @@ BIN = Path(sys.executable).parent
 
 def timed(cmd: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
+    run = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if run.returncode:
+        sys.exit(f"{' '.join(cmd[:2])} failed: {run.stderr.strip().splitlines()[-1:]}")
     return time.perf_counter() - start
 
 
@@ -45,14 +47,20 @@ def main() -> None:
     selection = parse_tasks(args.tasks)
     names = selection.lm_eval_tasks()
     items = args.limit * sum(len(langs) for langs in selection.langs.values())
-    common = ["--limit", str(args.limit), "--batch-size", args.batch_size, "--device", "cpu"]
+    size_flags = ("--limit", str(args.limit), "--batch-size", args.batch_size, "--device", "cpu")
     gen = f"max_gen_toks={args.max_gen_toks}"
     times: dict[str, list[float]] = {"mlalign eval": [], "lm_eval": []}
     with tempfile.TemporaryDirectory() as tmp:
         ours = [str(BIN / "mlalign"), "eval", "-m", model, "-t", args.tasks, "--label-scoring", "label"]
-        ours += [*common, "--gen-kwargs", gen, "--output-path", f"{tmp}/ours"]
+        ours += [*size_flags, "--gen-kwargs", gen, "--output-path", f"{tmp}/ours"]
         theirs = [str(BIN / "lm_eval"), "--model", "hf", "--model_args", f"pretrained={model}", "--tasks"]
-        theirs += [",".join(names), "--include_path", str(tasks_dir()), *common, "--gen_kwargs", gen]
+        theirs += [
+            ",".join(names),
+            "--include_path",
+            str(tasks_dir()),
+            *(f"--{f[2:].replace('-', '_')}" if f.startswith("--") else f for f in size_flags),
+        ]
+        theirs += ["--gen_kwargs", gen]
         theirs += ["--output_path", f"{tmp}/theirs"]
         for _ in range(args.repeats):
             times["mlalign eval"].append(timed(ours))
