@@ -196,7 +196,12 @@ def resolve_model(name: str, flag: str = "--model", log: Callable[[str], None] =
         return str(convert(packaged_file(name, log), log))
     if not is_gguf(name):
         return name
+    return str(convert(gguf_file(name, flag).resolve(), log, flag))
+
+
+def gguf_file(name: str, flag: str) -> Path:
+    """The GGUF file `name` names; refused in one line when there is none."""
     path = Path(name).expanduser()
     if not path.is_file():
         raise MlalignError(f"{flag} {name}: no such GGUF file; pass the path of a .gguf model file")
-    return str(convert(path.resolve(), log, flag))
+    return path

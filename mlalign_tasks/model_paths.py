@@ -20,6 +20,7 @@ from pathlib import Path
 
 from mlalign_tasks.artefacts import ADAPTER_FILE, MODEL_FILE
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.gguf_models import PACKAGED, gguf_file, is_gguf
 from mlalign_tasks.names import check_name
 
 HUB_PROBE_TIMEOUT = 5.0  # seconds of the one try that tells whether the Hub answers
@@ -62,8 +63,13 @@ def check_model_arg(value: str, flag: str) -> None:
 
 def check_model_name(name: str, flag: str, builtin: Collection[str] = ()) -> None:
     """Refuse at once a model name that is none of: a `builtin` name, a local model folder, a Hugging Face id that
-    is cached or that the Hub can serve now. A bare name near a built-in one is named as the likely typo."""
+    is cached or that the Hub can serve now, a packaged model's name (`PACKAGED`), a GGUF file. A bare name near a
+    built-in one is named as the likely typo."""
+    builtin = (*builtin, *PACKAGED)
     if name in builtin:
+        return
+    if is_gguf(name):
+        gguf_file(name, flag)
         return
     close = difflib.get_close_matches(name, builtin, n=1) if "/" not in name else []
     if close and not Path(name).expanduser().exists():

@@ -32,7 +32,7 @@ def test_a_mistyped_built_in_name_is_named_and_nothing_is_written(tmp_path) -> N
     assert proc.returncode == 2 and proc.stdout == "", proc.stdout
     assert (
         proc.stderr
-        == "error: --model tny is neither a built-in model (toy, tiny) nor a folder here; did you mean tiny?\n"
+        == "error: --model tny is neither a built-in model (toy, tiny, gemma-3-270m) nor a folder here; did you mean tiny?\n"
     )
     assert list(tmp_path.iterdir()) == []
 
@@ -62,3 +62,12 @@ def test_names_that_are_accepted(tmp_path, tiny_model_dir) -> None:
         check_model_name("owner/bad name", "--model")
     with pytest.raises(MlalignError, match="did you mean toy"):
         check_model_name("tyo", "--model", ("toy", "tiny"))
+    check_model_name("gemma-3-270m", "--model")  # a packaged GGUF model, installed when it is used
+    with pytest.raises(MlalignError, match="did you mean gemma-3-270m"):
+        check_model_name("gemma-3-27m", "--model")
+    with pytest.raises(
+        MlalignError, match="^--model nope.gguf: no such GGUF file; pass the path of a .gguf model file$"
+    ):
+        check_model_name("nope.gguf", "--model")
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")  # its content is checked where it is converted
+    check_model_name(str(tmp_path / "m.gguf"), "--model")
