@@ -147,7 +147,15 @@ def qwen_like(shared_data: Path):
     return tokenizer
 
 
-@pytest.fixture(params=["mistral", "qwen_like"])
+@pytest.fixture(scope="module")
+def gemma():
+    """Gemma 3's SentencePiece tokenizer (262k tokens, byte fallback), from the real-model tier's packaged model."""
+    from mlalign_tasks.gguf_models import resolve_model
+
+    return AutoTokenizer.from_pretrained(resolve_model("gemma-3-270m"))
+
+
+@pytest.fixture(params=["mistral", "qwen_like", pytest.param("gemma", marks=pytest.mark.real)])
 def real_tokenizer(request):
     return request.getfixturevalue(request.param)
 
