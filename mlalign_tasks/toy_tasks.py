@@ -94,6 +94,29 @@ def questions(world: World | None = None) -> list[str]:
     return list(pool)
 
 
+ANSWERED_POOL = 4000  # distinct English items with their answers the response-stage data are drawn from
+
+
+@cache
+def answered(world: World | None = None) -> list[tuple[str, str]]:
+    """English items of both tasks with their answers (reviews and word problems, alternately), as (prompt,
+    completion) in the tasks' own formats (the 0-shot sentiment prompt and its label word, MGSM's prompt and the
+    worked solution): the response-stage data, without the held-out test items and exemplars."""
+    world = world or DEFAULT_WORLD
+    rng, skip = _stream(world, "answered"), held_out(world)
+    pool: dict[str, str] = {}
+    while len(pool) < ANSWERED_POOL:
+        if len(pool) % 2 == 0:
+            text, label = review(rng)
+            prompt, completion = f'{text}\n{KEYWORD}: "', f'{LABELS[label]}"'
+        else:
+            text, solution, _ = word_problem(rng)
+            prompt, completion = math_prompt(text), f" {solution}"
+        if text not in skip:
+            pool.setdefault(prompt, completion)
+    return list(pool.items())
+
+
 def labelled(text: str, label: int, lang: str, world: World | None = None) -> str:
     """A review in `lang` followed by its English label, as the 2-shot prefix (and the English corpus) shows it."""
     world = world or DEFAULT_WORLD

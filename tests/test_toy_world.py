@@ -103,6 +103,28 @@ def test_held_out_items_are_not_in_the_question_pool():
     assert kinds["review"] == kinds["problem"]
 
 
+def test_answered_items_are_both_tasks_in_their_formats_outside_the_held_out_items():
+    from mlalign_trainer import response_data
+
+    pool = toy_tasks.answered()
+    assert len(pool) == len(dict(pool)) == toy_tasks.ANSWERED_POOL
+    held = toy_tasks.held_out()
+    reviews = [(p.removesuffix('\nEmotion: "'), c) for p, c in pool if p.endswith('\nEmotion: "')]
+    problems = [(p, c) for p, c in pool if p.startswith(toy_tasks.MATH_PROMPT.split("{")[0])]
+    assert len(reviews) == len(problems) == len(pool) // 2
+    for text, completion in reviews:  # the test prompt's last lines, then the label word the scoring compares
+        label = toy_tasks.LABELS.index(completion.removesuffix('"'))
+        assert text not in held and set(text.split()) & set((POSITIVE, NEGATIVE)[label])
+    for prompt, completion in problems:  # MGSM's prompt, one space, the worked solution (as the corpus has them)
+        question = prompt.split("### Instruction:\n")[1].split("\n\n")[0]
+        assert prompt == toy_tasks.math_prompt(question) and question not in held
+        assert completion.startswith(" " + question.split(" how many")[0]) and " the answer is " in completion
+    build = response_data.build_response_dataset("toy", 10, seed=0, fmt="plain")
+    assert build.languages == ["en"] and {(r["prompt"], r["completion"]) for r in build.dataset} <= set(pool)
+    with pytest.raises(MlalignError, match="toy items carry their tasks' own prompts.*--prompt_format plain"):
+        response_data.build_response_dataset("toy", 10, fmt="qalign")
+
+
 def test_generators_are_consistent():
     rng = random.Random(0)
     for _ in range(200):

@@ -43,6 +43,7 @@ class ResponseSource(enum.StrEnum):
     gsm8k = "gsm8k"  # the pinned GSM8K training set (offline)
     gsm8kinstruct = "gsm8kinstruct"  # GSM8KInstruct in QAlign's ten languages (its multilingual-SFT baseline)
     metamathqa = "metamathqa"  # the hub dataset meta-math/MetaMathQA (QAlign's)
+    toy = "toy"  # the toy world's answered English items of both tasks
 
 
 class BuildSource(enum.StrEnum):

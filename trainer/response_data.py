@@ -4,7 +4,8 @@ Sources: ``metamathqa``, the hub dataset ``meta-math/MetaMathQA`` (395k pairs, Q
 loaded through ``datasets`` (offline, or without the network, a one-line error); ``gsm8k``, the GSM8K training set
 pinned in the data registry (``gsm8k/train_en.jsonl``, 7473 problems whose answers end with ``#### N``), offline;
 ``gsm8kinstruct``, QAlign's multilingual-SFT baseline: GSM8KInstruct's question-answer pairs in its ten languages
-(``gsm8k/train_{lang}.jsonl``, English mirrored, the other nine downloaded and checked by git blob id).
+(``gsm8k/train_{lang}.jsonl``, English mirrored, the other nine downloaded and checked by git blob id); ``toy``, the
+toy world's English items of both tasks with their answers, in the tasks' own formats (`toy_tasks.answered`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ METAMATHQA = "meta-math/MetaMathQA"
 METAMATHQA_REVISION = "aa4f34d3d2d3231299b5b03d9b3e5a20da45aa18"  # the hub's main as of 2026-08-11
 # QAlign's gsm8kinstruct.py ("all"): these languages, in this order
 GSM8KINSTRUCT_LANGS = ("sw", "en", "zh", "bn", "de", "es", "fr", "ja", "ru", "th")
-SOURCES = ("gsm8k", "gsm8kinstruct", "metamathqa")
+SOURCES = ("gsm8k", "gsm8kinstruct", "metamathqa", "toy")
 
 
 def gsm8k_pairs(data_dir=None, lang: str = "en") -> list[tuple[str, str]]:
@@ -50,6 +51,13 @@ def metamathqa_pairs() -> list[tuple[str, str]]:
     return [(str(q), str(a)) for q, a in zip(rows["query"], rows["response"], strict=True)]
 
 
+def toy_pairs() -> list[tuple[str, str]]:
+    """(prompt, completion) of the toy world's answered English items, each in its task's own prompt."""
+    from mlalign_tasks import toy_tasks
+
+    return toy_tasks.answered()
+
+
 def build_response_dataset(
     source: str, examples: int | None, seed: int = 0, fmt: str = "qalign", data_dir=None
 ) -> QTBuild:
@@ -59,9 +67,16 @@ def build_response_dataset(
 
     if source not in SOURCES:
         raise MlalignError(f"unknown response source {source!r}; choose one of {', '.join(SOURCES)}")
-    response_row("", "", fmt)  # a format stage II cannot write is refused before the data is read
+    if source == "toy" and fmt != "plain":
+        raise MlalignError(
+            f"--prompt_format {fmt}: the toy items carry their tasks' own prompts; train them with --prompt_format plain"
+        )
+    if source != "toy":
+        response_row("", "", fmt)  # a format stage II cannot write is refused before the data is read
     if source == "gsm8kinstruct":
         by_lang = {lang: gsm8k_pairs(data_dir, lang) for lang in GSM8KINSTRUCT_LANGS}
+    elif source == "toy":
+        by_lang = {"en": toy_pairs()}
     else:
         by_lang = {"en": gsm8k_pairs(data_dir) if source == "gsm8k" else metamathqa_pairs()}
     rows, stats = [], {}
@@ -70,7 +85,11 @@ def build_response_dataset(
         if n > len(pairs):
             raise DataError(f"{source} {lang}: only {len(pairs)} question-answer pairs, asked for {n}")
         chosen = random.Random(f"{seed}:{lang}").sample(pairs, n)
-        rows += [{**response_row(q, a, fmt), "lang": lang} for q, a in chosen]
+        # the toy items as their tasks write them
+        rows += [
+            {**({"prompt": q, "completion": a} if source == "toy" else response_row(q, a, fmt)), "lang": lang}
+            for q, a in chosen
+        ]
         stats[lang] = LangStats(read=len(pairs), usable=len(pairs), selected=n)
     return QTBuild(
         dataset=Dataset.from_list(rows),
