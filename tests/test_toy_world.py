@@ -188,6 +188,25 @@ def test_toy_world_recipe_trains_on_toy_questions(tmp_path):
     assert (qt.prompt_format, model_args.lora_target_modules) == ("plain", "model.embed_tokens")  # the embeddings
 
 
+def test_toy_world_qalign_recipe_is_toy_world_then_answered_english_items(tmp_path):
+    from mlalign_trainer import recipes, sft
+
+    def parse(*argv):
+        return sft.parse_args([*argv, "--output_dir", str(tmp_path)])
+
+    def flags(name: str, stage: str) -> dict:
+        path = recipes.recipe_path(name)
+        values = recipes.stage_flags(recipes.read_recipe(path), stage, path)
+        return {k: v for k, v in values.items() if k not in ("stage", "output_dir")}
+
+    assert flags("toy-world-qalign", "question") == flags("toy-world", "question")  # stage I is toy-world's
+    qt, args, model_args = parse("--config", "toy-world-qalign", "--stage", "response")
+    assert (qt.stage, qt.response_source, qt.prompt_format, qt.init_from) == (
+        "response", "toy", "plain", "runs/toy-world-qalign/question",
+    )  # fmt: skip
+    assert model_args.lora_target_modules == "model.embed_tokens" and args.max_steps == 50
+
+
 def test_the_packaged_toy_model_installs_as_built(tmp_path):
     """The shipped weights are the default build's in bfloat16; a run gets them back in float32, loadable."""
     import torch
