@@ -555,6 +555,11 @@ def build_stages(cfg: StudyConfig, replace: bool = False) -> tuple[list[Stage], 
     stages.append(Stage("eval-base", {**eval_cfg, "model": model}, evaluate_stage(None), deps=base_deps))
     stages.append(Stage("eval-aligned", eval_cfg, evaluate_stage(adapter), deps=(last_train,)))
     paths["eval-base"], paths["eval-aligned"] = out / "eval-base", out / "eval-aligned"
+    stage_one = out / "train" / "adapter" if two_stage else None
+    if stage_one:  # stage I's adapter alone, so that the board shows what stage II adds
+        stages.append(Stage("eval-question", eval_cfg, evaluate_stage(stage_one), deps=("train",)))
+        paths["eval-question"] = out / "eval-question"
+    evaluated = [out / "eval-base", out / "eval-aligned", *([out / "eval-question"] if stage_one else [])]
 
     def leaderboard(o: Path, w: Path) -> list[Path]:
         import yaml
@@ -565,13 +570,13 @@ def build_stages(cfg: StudyConfig, replace: bool = False) -> tuple[list[Stage], 
         manifest = out / "leaderboard.yaml"  # beside the stages, so the board's regenerate command stays valid
         write_text_atomic(manifest, yaml.safe_dump(board_cfg["manifest"], sort_keys=False, allow_unicode=True))
         # The per-sample logs hold benchmark items: keep them in the run directory, not in the published board.
-        make_leaderboard([out / "eval-base", out / "eval-aligned"], cfg.board, manifest, BoardOptions(embed=False))
+        make_leaderboard(evaluated, cfg.board, manifest, BoardOptions(embed=False))
         write_text_atomic(cfg.board / BOARD_RECORD, json.dumps(board_cfg["run"], indent=1, sort_keys=True) + "\n")
         return [*board_files(cfg.board), cfg.board / BOARD_RECORD]  # not the board folder's other files (a .git)
 
-    manifest = board_manifest(cfg, model, adapter, response.response_source if two_stage else None)
+    manifest = board_manifest(cfg, model, adapter, (response.response_source, stage_one) if two_stage else None)
     board_cfg = {"board": str(cfg.board), "manifest": manifest, "embed": False, "run": computed(cfg)}
-    stages.append(Stage("leaderboard", board_cfg, leaderboard, deps=("eval-base", "eval-aligned")))
+    stages.append(Stage("leaderboard", board_cfg, leaderboard, deps=tuple(p.name for p in evaluated)))
     paths["leaderboard"] = cfg.board
 
     a = cfg.analysis
@@ -605,8 +610,9 @@ def build_stages(cfg: StudyConfig, replace: bool = False) -> tuple[list[Stage], 
     return stages, paths
 
 
-def board_manifest(cfg: StudyConfig, model: str, adapter: Path, response_source: str | None = None) -> dict:
-    """Title, description and model names of the study's leaderboard (`response_source`: stage II's data, if any)."""
+def board_manifest(cfg: StudyConfig, model: str, adapter: Path, stage_two: tuple[str, Path] | None = None) -> dict:
+    """Title, description and model names of the study's leaderboard (`stage_two`: stage II's data and stage I's
+    adapter, which the board shows too, if the run has two stages)."""
     kind = builtin_kind(cfg)
     if kind == TOY:
         from mlalign_tasks.toy_world import describe
@@ -631,20 +637,21 @@ def board_manifest(cfg: StudyConfig, model: str, adapter: Path, response_source:
             f"Base model {model} and its question-aligned LoRA adapter, trained on {cfg.data.languages} "
             f"question translation ({cfg.data.qt_source})"
         )
-    stage_two = (
-        f", then on English question-answer pairs ({response_source}), QAlign's two stages" if response_source else ""
-    )
-    description += stage_two + "."
+    if stage_two:
+        description += (
+            f", then on English question-answer pairs ({stage_two[0]}), QAlign's two stages; the board shows stage I's "
+            "adapter alone beside them"
+        )
+    description += "."
+    aligned_name = f"{kind}-aligned" if kind else f"{Path(model).name} + QAlign"
+    stage_one = [{"match": str(stage_two[1]), "name": f"{aligned_name} (stage I)", "base": model}] if stage_two else []
     return {
         "title": title,
         "description": description,
         "models": [
             {"match": model, "name": f"{kind}-base" if kind else f"{Path(model).name} (base)"},
-            {
-                "match": str(adapter),
-                "name": f"{kind}-aligned" if kind else f"{Path(model).name} + QAlign",
-                "base": model,
-            },
+            *stage_one,
+            {"match": str(adapter), "name": aligned_name, "base": model},
         ],
     }
 

@@ -206,6 +206,7 @@ def test_qalign_two_stage_recipe_runs_both_stages_resumably(tmp_path):
         "train-response",
         "eval-base",
         "eval-aligned",
+        "eval-question",
         "leaderboard",
         "logit-lens",
         "pca",
@@ -223,3 +224,4 @@ def test_qalign_two_stage_recipe_runs_both_stages_resumably(tmp_path):
     with open(tmp_path / "board" / "results.csv", newline="") as f:
         splits = {(r["model"], r["language"]): r["split"] for r in csv.DictReader(f)}
     assert splits[("tiny-aligned", "de")] == "seen" and splits[("tiny-aligned", "sw")] == "unseen"
+    assert splits[("tiny-aligned (stage I)", "de")] == "seen"  # stage I's adapter alone, beside stage I + II
