@@ -614,16 +614,22 @@ def board_manifest(cfg: StudyConfig, model: str, adapter: Path, stage_two: tuple
     """Title, description and model names of the study's leaderboard (`stage_two`: stage II's data and stage I's
     adapter, which the board shows too, if the run has two stages)."""
     kind = builtin_kind(cfg)
+    stage_two_clause = (
+        f", then on English question-answer pairs ({stage_two[0]}), QAlign's two stages; the board shows stage I's "
+        "adapter alone beside them"
+        if stage_two
+        else ""
+    )
     if kind == TOY:
         from mlalign_tasks.toy_world import describe
 
         title = "mlalign demo: question alignment in the toy world"
         description = (
             f"{describe()} Base: the toy model; aligned: an adapter trained by `mlalign run` on question translation "
-            f"only ({cfg.data.languages} to English, no answers). Compare the seen languages with the unseen ones of "
-            "their family (which share part of their words) and of the other families (which share none). What was "
+            f"{'' if stage_two else 'only '}({cfg.data.languages} to English, no answers){stage_two_clause}. Compare "
+            "the seen languages with the unseen ones of their family (which share part of their words) and of the other families (which share none). What was "
             "tried, and where the effect does not appear (another pretraining seed, a world whose families share more "
-            "words): mlalign's README, section The toy world"
+            "words): mlalign's README, section The toy world."
         )
     elif kind == TINY:
         title = "mlalign demo: tiny random-weight model"
@@ -637,12 +643,8 @@ def board_manifest(cfg: StudyConfig, model: str, adapter: Path, stage_two: tuple
             f"Base model {model} and its question-aligned LoRA adapter, trained on {cfg.data.languages} "
             f"question translation ({cfg.data.qt_source})"
         )
-    if stage_two:
-        description += (
-            f", then on English question-answer pairs ({stage_two[0]}), QAlign's two stages; the board shows stage I's "
-            "adapter alone beside them"
-        )
-    description += "."
+    if kind != TOY:
+        description += stage_two_clause + "."
     aligned_name = f"{kind}-aligned" if kind else f"{Path(model).name} + QAlign"
     stage_one = [{"match": str(stage_two[1]), "name": f"{aligned_name} (stage I)", "base": model}] if stage_two else []
     return {

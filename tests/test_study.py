@@ -225,3 +225,19 @@ def test_qalign_two_stage_recipe_runs_both_stages_resumably(tmp_path):
         splits = {(r["model"], r["language"]): r["split"] for r in csv.DictReader(f)}
     assert splits[("tiny-aligned", "de")] == "seen" and splits[("tiny-aligned", "sw")] == "unseen"
     assert splits[("tiny-aligned (stage I)", "de")] == "seen"  # stage I's adapter alone, beside stage I + II
+
+
+def test_two_stage_toy_board_names_both_aligned_models_and_both_stages():
+    from mlalign_tasks import study
+
+    one = study.board_manifest(study.configure(), "runs/m", Path("runs/train/adapter"))
+    two = study.board_manifest(
+        study.configure(recipe="toy-world-qalign"), "runs/m", Path("runs/r/adapter"), ("toy", Path("runs/q/adapter"))
+    )
+    assert [m["name"] for m in one["models"]] == ["toy-base", "toy-aligned"]
+    assert [(m["name"], m["match"]) for m in two["models"]] == [
+        ("toy-base", "runs/m"), ("toy-aligned (stage I)", "runs/q/adapter"), ("toy-aligned", "runs/r/adapter"),
+    ]  # fmt: skip
+    assert "question translation only (qaa,qab to English, no answers). Compare" in one["description"]
+    assert "(qaa,qab to English, no answers), then on English question-answer pairs (toy)" in two["description"]
+    assert two["description"].endswith("section The toy world.") and one["description"].endswith("The toy world.")
