@@ -117,14 +117,15 @@ class MirrorHandler(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass
 
-    def stream(self, body: bytes) -> None:
-        """Write `body` in 64 KiB pieces, counting what went out, until the client hangs up."""
+    def stream(self, body: bytes) -> bool:
+        """Write `body` in 64 KiB pieces, counting what went out, until the client hangs up (then False)."""
         try:
             for start in range(0, len(body), 64 << 10):
                 self.wfile.write(body[start : start + (64 << 10)])
                 type(self).sent += len(body[start : start + (64 << 10)])
         except OSError:
-            pass
+            return False
+        return True
 
     def do_GET(self) -> None:
         entry = self.by_url.get(self.path)
@@ -147,9 +148,10 @@ class MirrorHandler(BaseHTTPRequestHandler):
             return
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if self.mode == "drip":  # a byte every 50 ms for 10 s: never idle long enough for a socket timeout
-            for i in range(200):
-                self.stream(body[i : i + 1])
+        if self.mode == "drip":  # a byte every 50 ms until the client hangs up (at most 2 min): never idle long enough
+            for i in range(2400):  # for a socket timeout, and longer than a loaded machine needs to reach a time limit
+                if not self.stream(body[i : i + 1]):
+                    return
                 time.sleep(0.05)
             return
         if self.mode == "cut":
