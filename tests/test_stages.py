@@ -111,12 +111,13 @@ def test_leftovers_of_a_killed_run_are_removed(tmp_path):
         "from pathlib import Path\n"
         "from mlalign_tasks.stages import Stage, run_stages\n"
         "def slow(out, work):\n"
-        "    (out / 'b.txt').write_text('half'); time.sleep(60)\n"
+        "    (out / 'b.txt').write_text('half'); time.sleep(600)\n"
         "run_stages([Stage('b', {'v': 'b'}, slow)], Path(sys.argv[1]))\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)])
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".b.tmp-*/b.txt")) and time.monotonic() < deadline:
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob(".b.tmp-*/b.txt")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the stage did not start"
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

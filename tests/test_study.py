@@ -152,10 +152,11 @@ def test_one_run_at_a_time_per_out(tmp_path):
     """A second `mlalign run` on the --out of a running one stops at once and writes nothing; a killed run's lock
     is gone with it."""
     out = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "mlalign_tasks.cli", "run", *ARGS, "--out", str(out), "--board", str(tmp_path / "b")]
+    flags = [*ARGS[:8], "--train-flag=--max_steps=100000", *ARGS[-2:]]  # training for hours: still running when asked
+    cmd = [sys.executable, "-m", "mlalign_tasks.cli", "run", *flags, "--out", str(out), "--board", str(tmp_path / "b")]
     first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 900
         while not (out / "model" / "stage.json").is_file():
             assert first.poll() is None and time.monotonic() < deadline, "the first run did not start its stages"
             time.sleep(0.05)
@@ -179,12 +180,12 @@ def test_interrupted_run_says_rerun_to_resume(tmp_path):
     cmd = [sys.executable, "-m", "mlalign_tasks.cli", "run", *flags, "--out", str(out), "--board", str(tmp_path / "b")]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 900
         while not list(out.glob(".work/train-*/checkpoint-2/adapter_config.json")):
             assert proc.poll() is None and time.monotonic() < deadline, "the run did not reach training"
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=600)
     finally:
         proc.kill()
     assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]

@@ -341,22 +341,41 @@ def test_last_complete_checkpoint_skips_and_removes_cut_off_saves(tmp_path):
     assert not (tmp_path / "checkpoint-8").exists()
 
 
+def _held_after_checkpoint(cmd: list[str], step: int) -> list[str]:
+    """`cmd` (`python -m mlalign_tasks.cli train ...`) as a process that stays alive, holding, once its checkpoint at
+    `step` is whole: a kill then lands after that checkpoint and before the next however fast the machine runs."""
+    hold = (
+        "import sys, time\n"
+        "from mlalign_trainer.qt_trainer import QTTrainer\n"
+        "save = QTTrainer._save_checkpoint\n"
+        "def held(self, *args, **kwargs):\n"
+        "    save(self, *args, **kwargs)\n"
+        f"    if self.state.global_step == {step}:\n"
+        "        time.sleep(3600)\n"
+        "QTTrainer._save_checkpoint = held\n"
+        "sys.argv = ['mlalign', *sys.argv[1:]]\n"
+        "from mlalign_tasks.cli import main\nmain()\n"
+    )
+    return [sys.executable, "-c", hold, *cmd[3:]]
+
+
 @pytest.fixture(scope="module")
 def resumed_run(tiny_model_dir, tmp_path_factory) -> dict:
     """A real `mlalign train` process killed (SIGKILL) after its first checkpoint, then rerun to the end."""
     out = tmp_path_factory.mktemp("resume") / "adapter"
     cmd = [sys.executable, "-m", "mlalign_tasks.cli", "train", *_args(tiny_model_dir, out), *RUN_DATA]
     cmd += ["--max_steps", "24", "--save_steps", "4", "--learning_rate", "1e-2", "--seed", "7"]
-    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
-    deadline = time.monotonic() + 240
-    while not (out / "checkpoint-4" / "trainer_state.json").is_file():
-        assert first.poll() is None, first.stdout.read()
-        assert time.monotonic() < deadline, "no checkpoint within 240 s"
+    log = out.parent / "first.log"  # a file, not a pipe, so that the held process never blocks on a full pipe
+    first = subprocess.Popen(_held_after_checkpoint(cmd, 4), stdout=log.open("w"), stderr=subprocess.STDOUT, env=_env())
+    deadline = time.monotonic() + 900
+    while not sft._complete(out / "checkpoint-4"):
+        assert first.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "no checkpoint within 900 s"
         time.sleep(0.02)
     first.send_signal(signal.SIGKILL)
     first.wait()
     killed_at = sft.last_complete_checkpoint(out, remove_incomplete=False)
-    second = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    second = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=900)
     assert second.returncode == 0, second.stdout + second.stderr
     return {"out": out, "cmd": cmd, "killed_at": killed_at, "log": second.stdout, "first_rc": first.returncode}
 
@@ -401,9 +420,11 @@ def test_resume_compares_every_setting_and_skips_a_cut_off_trainer_state(tiny_mo
     out = tmp_path / "adapter"
     cmd = [sys.executable, "-m", "mlalign_tasks.cli", "train", *_args(tiny_model_dir, out), *RUN_DATA]
     cmd += ["--max_steps", "8", "--save_steps", "2", "--save_total_limit", "4"]
-    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
-    deadline = time.monotonic() + 240
-    while not (out / "checkpoint-4" / "trainer_state.json").is_file():
+    first = subprocess.Popen(
+        _held_after_checkpoint(cmd, 4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env()
+    )
+    deadline = time.monotonic() + 900
+    while not sft._complete(out / "checkpoint-4"):
         assert first.poll() is None and time.monotonic() < deadline, "no second checkpoint"
         time.sleep(0.02)
     first.send_signal(signal.SIGKILL)
@@ -421,7 +442,7 @@ def test_resume_compares_every_setting_and_skips_a_cut_off_trainer_state(tiny_mo
     assert len(done) >= 2 and not (out / METADATA_FILE).exists()
     state = done[-1] / "trainer_state.json"
     state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])  # a save cut off by a full disk
-    second = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    second = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=900)
     assert second.returncode == 0, second.stdout + second.stderr
     assert (
         f"resuming from {done[-2]}" in second.stdout and f"removing incomplete checkpoint {done[-1]}" in second.stdout
@@ -444,7 +465,7 @@ def _train_cmd(model: Path, out: Path, *extra: str) -> list[str]:
 def _wait_for_checkpoint(proc: subprocess.Popen, out: Path, newer_than: int = 0) -> int:
     """The step of the first complete checkpoint after `newer_than` that `proc` writes into `out` (it may be the
     newest one already there: the trainer saves in step order)."""
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 900
     while True:
         done = [int(c.name.rsplit("-", 1)[1]) for c in out.glob("checkpoint-*") if sft._complete(c)]
         if done and max(done) > newer_than:
@@ -464,7 +485,7 @@ def test_one_run_at_a_time_in_an_output_dir_and_sigterm_saves_a_checkpoint_to_re
     try:
         _wait_for_checkpoint(first, out)
         run_file = (out / RUN_FILE).read_bytes()
-        second = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+        second = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=900)
         assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr[-3000:]
         assert _errors(second.stderr) == [
             f"error: --output_dir {out} is in use by another running process (pid {first.pid}); wait for it to "
@@ -473,7 +494,7 @@ def test_one_run_at_a_time_in_an_output_dir_and_sigterm_saves_a_checkpoint_to_re
         assert "resuming" not in second.stdout and (out / RUN_FILE).read_bytes() == run_file
         assert first.poll() is None  # still training: the refusal came while it held the folder
         first.send_signal(signal.SIGTERM)
-        first.wait(timeout=120)
+        first.wait(timeout=600)
     finally:
         first.kill()
     log = logs[0].read_text()
@@ -485,7 +506,7 @@ def test_one_run_at_a_time_in_an_output_dir_and_sigterm_saves_a_checkpoint_to_re
     try:
         later = _wait_for_checkpoint(third, out, newer_than=stopped)  # training on: the handler is installed
         third.send_signal(signal.SIGTERM)
-        third.wait(timeout=120)
+        third.wait(timeout=600)
     finally:
         third.kill()
     log = logs[1].read_text()
@@ -516,7 +537,7 @@ def test_resume_refuses_another_model_at_the_same_path(tiny_model_dir, tmp_path)
     original = identify(base).sha256
     build_tiny_model(base, seed=5)
     other = identify(base).sha256
-    refused = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    refused = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=900)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
     assert _errors(refused.stderr) == [
         f"error: output directory {out} holds a run of the model {base} (sha256 {original[:16]}), and {base} (sha256 "
@@ -524,7 +545,7 @@ def test_resume_refuses_another_model_at_the_same_path(tiny_model_dir, tmp_path)
     ]
     assert sorted((p.relative_to(out).as_posix(), p.stat().st_mtime_ns) for p in out.rglob("*")) == before
     build_tiny_model(base)  # the original weights again, in new files
-    resumed = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    resumed = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=900)
     assert resumed.returncode == 0 and f"resuming from {killed_at}" in resumed.stdout, resumed.stderr[-3000:]
     meta = json.loads((out / METADATA_FILE).read_text())
     assert meta["model_sha256"] == original and meta["global_step"] == 12
@@ -572,7 +593,7 @@ def test_a_checkpoint_save_that_cannot_write_is_one_error_and_leaves_no_checkpoi
 
     out = tmp_path / "adapter"
     cmd = _train_cmd(tiny_model_dir, out, "--max_steps", "4")
-    full = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300, preexec_fn=file_size_limit)
+    full = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=900, preexec_fn=file_size_limit)
     assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr[-3000:]
     (error,) = _errors(full.stderr)
     assert error.startswith(f"error: cannot save checkpoint-2 in {out} (") and error.endswith(
@@ -581,7 +602,7 @@ def test_a_checkpoint_save_that_cannot_write_is_one_error_and_leaves_no_checkpoi
     )
     assert ("File too large" in error) == (writer == "SafetensorError")
     assert sorted(p.name for p in out.iterdir()) == ["README.md", RUN_FILE]  # the model card, the run's settings
-    rerun = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=900)
     assert rerun.returncode == 0 and "resuming" not in rerun.stdout and "incomplete" not in rerun.stdout, rerun.stderr
     assert json.loads((out / METADATA_FILE).read_text())["global_step"] == 4
 
@@ -638,7 +659,7 @@ def test_two_process_accelerate_ddp_on_cpu(tiny_model_dir, tmp_path):
         "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), "--examples_per_language", "16",
         "--max_length", "384", "--max_steps", "3", "--save_steps", "3",
     ]  # fmt: skip
-    run = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    run = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     meta = json.loads((out / METADATA_FILE).read_text())
     hp = meta["hyperparameters"]
@@ -847,7 +868,7 @@ def test_train_help_starts_without_the_bitsandbytes_kernels_notice():
 
     run = subprocess.run(
         [str(Path(sys.executable).with_name("mlalign")), "train", "--help"],
-        capture_output=True, text=True, env=_env(), timeout=120,
+        capture_output=True, text=True, env=_env(), timeout=600,
     )  # fmt: skip
     assert run.returncode == 0 and run.stdout.startswith("usage: mlalign train"), run.stdout + run.stderr
     assert KERNELS_NOTICE not in run.stdout + run.stderr
