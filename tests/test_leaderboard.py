@@ -607,15 +607,15 @@ def test_cli_one_line_error_and_success(tmp_path: Path, board_dir) -> None:
         "--out",
         str(tmp_path / "b"),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: no lm-eval results file") and proc.stderr.count("\n") == 1
     _, base, aligned = board_dir
     cmd[4:5] = [str(base), str(aligned)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "b" / "index.html").is_file() and (tmp_path / "b" / "inputs" / "manifest.yaml").is_file()
-    proc = subprocess.run([*cmd, "--no-embed-inputs"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([*cmd, "--no-embed-inputs"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert not (tmp_path / "b" / "inputs").exists()
     assert f"--out {tmp_path / 'b'} --no-embed-inputs" in (tmp_path / "b" / "README.md").read_text()

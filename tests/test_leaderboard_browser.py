@@ -40,7 +40,7 @@ class DevTools:
     def __init__(self, ws_url: str) -> None:
         import websocket
 
-        self.ws = websocket.create_connection(ws_url, timeout=30, suppress_origin=True)
+        self.ws = websocket.create_connection(ws_url, timeout=120, suppress_origin=True)
         self.next_id = 0
         self.exceptions: list[Any] = []
 
@@ -82,13 +82,13 @@ def open_page(url: str, profile: Path) -> Iterator[DevTools]:
     tools = None
     try:
         port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300
         while not (port_file.is_file() and port_file.read_text().count("\n") >= 1):
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"chromium did not start (exit code {proc.poll()})")
             time.sleep(0.1)
         port = int(port_file.read_text().split()[0])
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=120) as r:
             page = next(t for t in json.load(r) if t["type"] == "page")
         tools = DevTools(page["webSocketDebuggerUrl"])
         tools.call("Runtime.enable")

@@ -72,7 +72,7 @@ def test_cli_refuses_a_non_model_directory(tmp_path):
         [sys.executable, "-m", "mlalign_tasks.cli", "tiny-model", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert res.returncode == 2 and "not a model directory" in res.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

@@ -146,7 +146,7 @@ def test_bad_stage_inputs(tiny_model_dir, stage_one, tmp_path):
     cli = subprocess.run(
         [sys.executable, "-m", "mlalign_trainer.sft", *base, "--stage", "response", "--prompt_format", "qalign",
          "--response_source", "metamathqa"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert cli.returncode == 2 and cli.stderr.count("\n") == 1
     assert cli.stderr.startswith("error: cannot load the hub dataset meta-math/MetaMathQA")
