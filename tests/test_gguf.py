@@ -77,9 +77,10 @@ def test_bad_gguf_inputs_are_one_line_errors(tmp_path) -> None:
         gguf_models.resolve_model(str(tmp_path / "text.gguf"))
 
 
-def test_a_packaged_model_without_its_package_offline_names_the_extra(monkeypatch) -> None:
+def test_a_packaged_model_without_its_package_offline_names_the_extra(monkeypatch, tmp_path) -> None:
     spec = dataclasses.replace(gguf_models.PACKAGED["gemma-3-270m"], package="mlalign-no-such-package")
     monkeypatch.setitem(gguf_models.PACKAGED, "gemma-3-270m", spec)
+    monkeypatch.setenv(gguf_models.CACHE_ENV, str(tmp_path))  # not converted yet, whatever the user's cache holds
     said: list[str] = []
     with pytest.raises(MlalignError, match=r"MLALIGN_OFFLINE forbids downloads; install it with `pip install "):
         gguf_models.resolve_model("gemma-3-270m", log=said.append)
