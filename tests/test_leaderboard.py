@@ -638,13 +638,13 @@ def test_group_entries_are_skipped_and_foreign_tasks_noted(tmp_path: Path) -> No
     assert "| snli_aligned | acc,none | 45.0 ± 10.0 |" in (tmp_path / "board" / "README.md").read_text()
 
 
-def _set_label_scoring(results_dir: Path, scoring: str) -> None:
-    """Mark the paper tasks of a results file as `mlalign eval --label-scoring` records them."""
+def _set_label_scoring(results_dir: Path, scoring: str, gold: str = "english") -> None:
+    """Mark the paper tasks of a results file as `mlalign eval --label-scoring --gold` records them."""
     (path,) = results_dir.glob("*/results_*.json")
     data = json.loads(path.read_text())
     for task, config in data["configs"].items():
         if task.startswith("snli_aligned"):
-            config["metadata"] = {"version": 1.0, "label_scoring": scoring}
+            config["metadata"] = {"version": 1.0, "label_scoring": scoring, "gold": gold}
     path.write_text(json.dumps(data))
 
 
@@ -683,6 +683,25 @@ def test_label_scorings_must_agree(tmp_path: Path) -> None:
     _set_label_scoring(base, "first-token")
     make_leaderboard([base, aligned], tmp_path / "board")
     assert "scored on the probability of each label's first token" in (tmp_path / "board" / "README.md").read_text()
+
+
+def test_gold_rules_must_agree(tmp_path: Path) -> None:
+    """Upstream's gold rule (`--gold upstream`: SNLI ja and bn lose a class) is never compared with ours."""
+    base, aligned, _ = write_inputs(tmp_path)
+    _set_label_scoring(base, "paper")
+    _set_label_scoring(aligned, "paper", gold="upstream")
+    with pytest.raises(
+        MlalignError,
+        match=r"snli_aligned_\w+ was evaluated with different label scorings \(tiny-base: paper; qalign: paper, gold "
+        r"upstream\); evaluate every model with the same `mlalign eval --label-scoring` and `--gold`",
+    ):
+        make_leaderboard([base, aligned], tmp_path / "mixed")
+    assert not (tmp_path / "mixed").exists()
+    _set_label_scoring(base, "paper", gold="upstream")
+    make_leaderboard([base, aligned], tmp_path / "board")
+    settings = (tmp_path / "board" / "settings.csv").read_text()
+    scorings = {r["family"]: r["scoring"] for r in csv.DictReader(settings.splitlines())}
+    assert scorings["snli_aligned"] == "paper, gold upstream"
 
 
 def test_rebuild_with_nothing_changed_is_byte_identical(tmp_path: Path) -> None:
@@ -725,6 +744,7 @@ def test_generation_tasks_are_scored_by_their_extraction_rules() -> None:
     assert _scoring(qalign) == "extraction qalign+last_number"
     assert _scoring({"output_type": "multiple_choice", "metadata": {"label_scoring": "paper"}}) == "paper"
     assert _scoring({"output_type": "multiple_choice"}) == "label"
+    assert _scoring({"metadata": {"label_scoring": "paper", "gold": "english"}}) == "paper"
     settings = (Path(__file__).resolve().parents[1] / "leaderboards" / "demo" / "settings.csv").read_text()
     demo = {(r["family"], r["scoring"]) for r in csv.DictReader(settings.splitlines())}
     assert demo == {("toy_sentiment_aligned", "paper"), ("toy_math_aligned", "extraction last_number")}

@@ -24,7 +24,7 @@ WHAT = {
     "items": ("items (evaluated of available)", "the same --limit"),
     "prompt": ("prompts or template (task config, chat template, system instruction)", "the same tasks and template"),
     "task_hash": ("evaluated prompts and items (lm-eval's task hash)", "the same tasks, --limit and few-shot seed"),
-    "scoring": ("label scorings", "the same `mlalign eval --label-scoring`"),
+    "scoring": ("label scorings", "the same `mlalign eval --label-scoring` and `--gold`"),
     "precision": ("precisions", "the same `mlalign eval --load-in-4bit --nf4-preset`"),
 }
 MISMATCH_PREFIX = "NOT LIKE WITH LIKE: "

@@ -400,11 +400,15 @@ class _RunFile:
 
 def _scoring(config: dict) -> str:
     """How a task's answers are scored: a generation task by its extraction rules (its filters' names, e.g.
-    `extraction last_number`), a multiple-choice task by its label scoring (`mlalign eval --label-scoring`)."""
+    `extraction last_number`), a multiple-choice task by its label scoring (`mlalign eval --label-scoring`), and by
+    upstream's gold rule where it ran (`--gold upstream`: `paper, gold upstream`)."""
     if config.get("output_type") == "generate_until":
         filters = [str(f.get("name")) for f in config.get("filter_list") or [] if isinstance(f, dict)]
         return f"extraction {'+'.join(filters) or 'none'}"
-    return str(((config.get("metadata") or {}).get("label_scoring")) or "label")
+    metadata = config.get("metadata") or {}
+    scoring = str(metadata.get("label_scoring") or "label")
+    gold = metadata.get("gold")
+    return scoring if gold in (None, "english") else f"{scoring}, gold {gold}"
 
 
 def _canonical(value: Any) -> str:
