@@ -122,7 +122,7 @@ def convert(gguf: Path, log: Callable[[str], None] = print, flag: str = "--model
     from mlalign_tasks.data import sha256_file
 
     sha256 = sha256_file(gguf)
-    out = cache_dir() / f"gguf-{sha256}"
+    out = converted_folder(sha256)
     if (out / SOURCE_FILE).is_file():
         return out
     arch = check_architecture(gguf, flag)
@@ -142,6 +142,11 @@ def convert(gguf: Path, log: Callable[[str], None] = print, flag: str = "--model
         tokenizer.save_pretrained(tmp)
         write_json_atomic(tmp / SOURCE_FILE, {"gguf_file": gguf.name, "sha256": sha256})
     return out
+
+
+def converted_folder(sha256: str) -> Path:
+    """Where the GGUF file of this sha256 is (or will be) converted."""
+    return cache_dir() / f"gguf-{sha256}"
 
 
 def packaged_file(name: str, log: Callable[[str], None] = print) -> Path:
@@ -192,7 +197,9 @@ def packaged_file(name: str, log: Callable[[str], None] = print) -> Path:
 def resolve_model(name: str, flag: str = "--model", log: Callable[[str], None] = print) -> str:
     """The model folder or id to load for `name`: a GGUF file or a packaged model's name converted (once) to a
     cached folder, anything else as given."""
-    if name in PACKAGED:
+    if name in PACKAGED:  # its sha256 is known: once converted, neither file is read again
+        if (converted_folder(PACKAGED[name].sha256) / SOURCE_FILE).is_file():
+            return str(converted_folder(PACKAGED[name].sha256))
         return str(convert(packaged_file(name, log), log))
     if not is_gguf(name):
         return name
