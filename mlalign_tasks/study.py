@@ -395,7 +395,7 @@ def check_config(cfg: StudyConfig, replace: bool = False) -> None:
     so that no bad flag surfaces after hours of training; a run folder or board holding another configuration's
     results is refused unless `replace`."""
     from mlalign_tasks import data
-    from mlalign_tasks.leaderboard.render import check_board_folder
+    from mlalign_tasks.leaderboard.folder import check_board_folder
 
     resolve_device(cfg.device, cfg.evaluation.load_in_4bit)
     data.explicit_dir(cfg.data_dir)  # a --data-dir or MLALIGN_DATA_DIR that is not a folder
@@ -565,7 +565,7 @@ def build_stages(cfg: StudyConfig, replace: bool = False) -> tuple[list[Stage], 
         import yaml
 
         from mlalign_tasks.leaderboard import BoardOptions, make_leaderboard
-        from mlalign_tasks.leaderboard.render import board_files
+        from mlalign_tasks.leaderboard.folder import board_files
 
         manifest = out / "leaderboard.yaml"  # beside the stages, so the board's regenerate command stays valid
         write_text_atomic(manifest, yaml.safe_dump(board_cfg["manifest"], sort_keys=False, allow_unicode=True))

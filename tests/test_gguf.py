@@ -17,7 +17,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from mlalign_tasks import cli, gguf_models
 from mlalign_tasks.data import sha256_file
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.leaderboard.load import load_run
+from mlalign_tasks.leaderboard.runs import load_run
 
 TEXT = "Roger has 5 tennis balls. Er kauft 2 Dosen, 汉字 ąę!"
 

@@ -17,10 +17,11 @@ from scipy.stats import binomtest
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.leaderboard import BoardOptions, make_leaderboard
 from mlalign_tasks.leaderboard.escape import md_text
-from mlalign_tasks.leaderboard.load import NO_ANSWER, Items, answer_code, load_samples
-from mlalign_tasks.leaderboard.render import interval_text
+from mlalign_tasks.leaderboard.items import NO_ANSWER, Items, answer_code
+from mlalign_tasks.leaderboard.samples import load_samples
 from mlalign_tasks.leaderboard.stats import PairedTest, consistency, mcnemar_exact, paired_test, wilson
 from mlalign_tasks.leaderboard.synthetic import Item, sample_record, write_run
+from mlalign_tasks.leaderboard.tables import interval_text
 
 N = 10
 GOLD_MC = [i % 3 for i in range(N)]
@@ -395,7 +396,7 @@ def test_errors_never_touch_a_previous_board(tmp_path: Path, monkeypatch: pytest
     def broken_html(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("mlalign_tasks.leaderboard.render.html", broken_html)
+    monkeypatch.setattr("mlalign_tasks.leaderboard.write.html", broken_html)
     with pytest.raises(RuntimeError, match="disk full"):
         make_leaderboard([base], out)  # fails after plots, README and CSVs were written to the temp folder
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
@@ -738,7 +739,7 @@ def test_heatmap_encodes_significance_and_rounds_like_the_tables(board_dir) -> N
 def test_generation_tasks_are_scored_by_their_extraction_rules() -> None:
     """The settings table names what a task's answers are scored by: a generation task its filters (extraction
     rules), a multiple-choice task its label scoring."""
-    from mlalign_tasks.leaderboard.load import _scoring
+    from mlalign_tasks.leaderboard.runs import _scoring
 
     qalign = {"output_type": "generate_until", "filter_list": [{"name": "qalign"}, {"name": "last_number"}]}
     assert _scoring(qalign) == "extraction qalign+last_number"

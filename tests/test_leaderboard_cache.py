@@ -16,7 +16,7 @@ from mlalign_tasks import parallel
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.leaderboard import BoardOptions, make_leaderboard
 from mlalign_tasks.leaderboard.averages import percentiles
-from mlalign_tasks.leaderboard.load import Items, answer_code
+from mlalign_tasks.leaderboard.items import Items, answer_code
 from mlalign_tasks.leaderboard.stats import consistencies, consistency, paired_test, paired_tests
 from mlalign_tasks.leaderboard.synthetic import Item, write_run
 from mlalign_tasks.parallel import Background
@@ -225,7 +225,7 @@ def test_batched_tests_equal_one_at_a_time_and_percentiles_equal_numpys() -> Non
 def test_worker_processes_give_the_same_board_and_raise_what_a_worker_raised(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mlalign_tasks.leaderboard.load as load
+    import mlalign_tasks.leaderboard.workers as load
 
     runs = write_board_inputs(tmp_path / "runs")
     out = tmp_path / "board"

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from mlalign_tasks.leaderboard import make_leaderboard
-from mlalign_tasks.leaderboard.load import Items, _answer, _parse_fast, load_samples
+from mlalign_tasks.leaderboard.items import Items
+from mlalign_tasks.leaderboard.samples import _answer, _parse_fast, load_samples
 from mlalign_tasks.leaderboard.synthetic import Item, sample_record
 
 TASKS = "snli_aligned:en,de,mgsm_aligned:en,de"

@@ -14,7 +14,7 @@ import yaml
 from mlalign_tasks import suites
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.leaderboard import BoardOptions, make_leaderboard
-from mlalign_tasks.leaderboard.load import split_task
+from mlalign_tasks.leaderboard.runs import split_task
 from mlalign_tasks.leaderboard.synthetic import Item, write_run
 
 

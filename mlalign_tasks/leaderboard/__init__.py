@@ -1,4 +1,10 @@
-"""Leaderboards from lm-eval results: base vs question-aligned models across languages."""
+"""Leaderboards from lm-eval results: base vs question-aligned models across languages.
+
+How a board is built: `make_leaderboard` below reads the results into a complete, read-only `Board`
+(`build.build_board`: the models from `models`, the files from `discover`, `runs` and `samples` through the parse
+`cache`, the statistics from `stats` and `averages`) and writes it (`write.write_board`: `data`, `markdown`, `page`,
+`plots`, `cards`, `inputs`, into a folder checked by `folder`).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlalign_tasks.leaderboard.build import Board, build_board
+from mlalign_tasks.leaderboard.board import Board
+from mlalign_tasks.leaderboard.build import build_board
+from mlalign_tasks.leaderboard.inputs import INPUTS, INPUTS_MANIFEST
 from mlalign_tasks.leaderboard.options import DEFAULT_OPTIONS, BoardOptions, Correction
-from mlalign_tasks.leaderboard.render import INPUTS, INPUTS_MANIFEST, write_board
+from mlalign_tasks.leaderboard.write import write_board
 
 __all__ = ["Board", "BoardOptions", "Correction", "build_board", "make_leaderboard", "regenerate_command"]
 
@@ -35,11 +43,8 @@ def make_leaderboard(
 ) -> Board:
     """Read the results, compute the statistics and write the board folder atomically."""
     with _collector_paused():
-        board = build_board(results, manifest, out, options, wait=False)  # the averages follow while writing
-        try:
-            write_board(board, out, regenerate_command(results, out, manifest, options), results, embed=options.embed)
-        finally:
-            board.cancel()
+        board = build_board(results, manifest, out, options)
+        write_board(board, out, regenerate_command(results, out, manifest, options), results, embed=options.embed)
     return board
 
 

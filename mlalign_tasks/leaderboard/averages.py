@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import math
 import zlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from mlalign_tasks.leaderboard.board import Board, Model, Samples
 from mlalign_tasks.leaderboard.options import Correction
 from mlalign_tasks.leaderboard.stats import common_items
-
-if TYPE_CHECKING:
-    from mlalign_tasks.leaderboard.build import Board, Model, Samples
 
 SPLITS = ("english", "seen", "unseen", "non_english")
 ALL_FAMILIES = "all"

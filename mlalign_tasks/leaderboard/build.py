@@ -1,43 +1,41 @@
-"""Turn lm-eval runs into a board: models and their pairing, tidy rows, deltas, tests, consistency, averages."""
+"""How a board is built: lm-eval runs in, a complete `Board` out (its models and their pairing, tidy rows, deltas and
+paired tests, consistency, averages and their bootstrap intervals, notes)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import json
 import statistics
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mlalign_tasks import suites
-from mlalign_tasks.artefacts import METADATA_FILE
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.languages import parse_langs
 from mlalign_tasks.leaderboard.averages import averages, statistics_notes
-from mlalign_tasks.leaderboard.cache import ParseCache
-from mlalign_tasks.leaderboard.likeness import check_like_with_like, settings_rows
-from mlalign_tasks.leaderboard.load import (
-    GROUP,
-    LANGUAGE,
-    NO_ANSWER,
-    Items,
-    Run,
-    TaskResult,
-    find_results_files,
-    leaf_keys,
+from mlalign_tasks.leaderboard.board import (
+    COMPARISON_FIELDS,
+    CONSISTENCY_FIELDS,
+    Board,
+    CellKey,
+    Model,
+    Samples,
+    source_folder,
 )
+from mlalign_tasks.leaderboard.cache import ParseCache
+from mlalign_tasks.leaderboard.discover import find_results_files
+from mlalign_tasks.leaderboard.items import NO_ANSWER, Items
+from mlalign_tasks.leaderboard.likeness import check_like_with_like, settings_rows
+from mlalign_tasks.leaderboard.models import collect_models, read_manifest
 from mlalign_tasks.leaderboard.options import DEFAULT_OPTIONS, BoardOptions
-from mlalign_tasks.leaderboard.references import REFERENCES_KEY, check_references, reference_rows
+from mlalign_tasks.leaderboard.references import REFERENCES_KEY, reference_rows
+from mlalign_tasks.leaderboard.runs import GROUP, LANGUAGE, Run, TaskResult
+from mlalign_tasks.leaderboard.samples import leaf_keys
 from mlalign_tasks.leaderboard.stats import adjust, consistencies, paired_tests, wilson_interval
-from mlalign_tasks.names import check_name
-from mlalign_tasks.parallel import Background
 from mlalign_tasks.tiny_model import MARKER_FILE as TINY_MODEL_MARKER
 from mlalign_tasks.toy_model import MARKER_FILE as TOY_MODEL_MARKER
-from mlalign_tasks.yaml_files import read_yaml
 
-ALL_FAMILIES = "all"
 TINY_WARNING = (
     "Built from mlalign's tiny random-weight test model (`mlalign tiny-model`): the scores are noise and say "
     "nothing about question alignment; this board only shows the format and the statistics."
@@ -46,219 +44,6 @@ TOY_WARNING = (
     "Built from mlalign's toy world (`mlalign toy-model`): a Llama of 1.4 million parameters pretrained on toy English "
     "and synthetic languages; it shows the mechanism on a CPU and says nothing about real models or languages."
 )
-COMPARISON_FIELDS = (
-    "base", "aligned", "family", "language", "split", "metric", "base_value", "aligned_value", "delta_pp",
-    "n_paired", "only_base", "only_aligned", "p_value", "p_adjusted",
-)  # fmt: skip
-CONSISTENCY_FIELDS = ("model", "family", "language", "n", "same_answer", "both_correct")
-AVERAGE_FIELDS = ("model", "base", "aligned", "family", "split", "value", "n")  # base/aligned: the pair, if any
-MANIFEST_KEYS = {"title", "description", "metrics", "models", REFERENCES_KEY}
-MANIFEST_MODEL_KEYS = {"match", "name", "base", "languages"}
-
-
-@dataclass
-class Model:
-    """A model on the board: a base model, or a base plus adapter (an aligned model)."""
-
-    key: str
-    name: str
-    pretrained: str
-    adapter: str | None
-    runs: list[Run] = field(default_factory=list)
-    base: str | None = None  # key of the base model it is compared with
-    seen: tuple[str, ...] | None = None  # languages it was trained on
-
-    def split(self, lang: str) -> str:
-        """english / seen / unseen for an aligned model with known training languages, else n/a."""
-        if lang == "en":
-            return "english"
-        if self.seen is None:
-            return "n/a"
-        return "seen" if lang in self.seen else "unseen"
-
-
-@dataclass
-class Board:
-    """Everything the renderers need; numbers are lm-eval's own values (no rounding here)."""
-
-    title: str
-    description: str
-    models: list[Model]
-    families: list[str]
-    languages: list[str]
-    metrics: dict[str, str]  # family -> primary "metric,filter"
-    rows: list[dict[str, Any]]
-    comparisons: list[dict[str, Any]]
-    consistency: list[dict[str, Any]]
-    averages: list[dict[str, Any]]
-    notes: list[str]
-    lm_eval_versions: list[str]
-    settings: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)  # task -> model -> SETTINGS
-    options: BoardOptions = DEFAULT_OPTIONS
-    chance: dict[str, float] = field(default_factory=dict)  # classification family -> chance level
-    spread: dict[tuple[str, str, str], tuple[float, int]] = field(default_factory=dict)  # seeds: (sd, runs)
-    references: list[dict[str, Any]] = field(default_factory=list)  # published numbers (never in statistics)
-    deltas: list[dict[str, Any]] = field(default_factory=list)  # Δ of each pair's averages with its interval
-    cells: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)  # (model name, family, lang)
-    setting_rows: list[dict[str, str]] = field(default_factory=list)  # per model and family: its SETTINGS
-    # the averages still being computed in another process, and the notes before and after theirs (`settle`)
-    pending: tuple[Background, list[str], list[str]] | None = field(default=None, repr=False, compare=False)
-
-    def settle(self) -> Board:
-        """Wait for the averages and their notes (`build_board(..., wait=False)` hands the board over without them)."""
-        if self.pending is not None:
-            job, before, after = self.pending
-            self.pending = None
-            self.averages, self.deltas, notes = job.result()
-            self.notes += before + notes + after
-        return self
-
-    def cancel(self) -> None:
-        """Stop computing what `settle` would wait for."""
-        if self.pending is not None:
-            self.pending[0].stop()
-            self.pending = None
-
-    def model(self, key: str) -> Model:
-        return next(m for m in self.models if m.key == key)
-
-    def pairs(self) -> list[tuple[Model, Model]]:
-        """(base, aligned) pairs whose base is on the board."""
-        keys = {m.key for m in self.models}
-        return [(self.model(m.base), m) for m in self.models if m.base in keys]
-
-
-def _find(pattern: str, models: dict[str, Model]) -> list[Model]:
-    """Models a manifest `match` names: the one whose key it is, else those whose key ends with its path."""
-    p = pattern.rstrip("/")
-    exact = [m for k, m in models.items() if k.rstrip("/") == p]
-    return exact or [m for k, m in models.items() if k.rstrip("/").endswith("/" + p.lstrip("./"))]
-
-
-def read_manifest(path: Path) -> dict[str, Any]:
-    """Load and check the manifest YAML (title, description, metrics per family, models)."""
-    data = read_yaml(path, "manifest") or {}
-    if not isinstance(data, dict) or set(data) - MANIFEST_KEYS:
-        raise MlalignError(f"manifest {path}: expected a mapping with keys {sorted(MANIFEST_KEYS)}")
-    if not isinstance(data.get("metrics") or {}, dict):
-        raise MlalignError(f"manifest {path}: 'metrics' must map task families to 'metric,filter'")
-    if not isinstance(data.get("models") or [], list):
-        raise MlalignError(f"manifest {path}: 'models' must be a list of mappings with 'match'")
-    for i, entry in enumerate(data.get("models") or []):
-        if not isinstance(entry, dict) or "match" not in entry or set(entry) - MANIFEST_MODEL_KEYS:
-            raise MlalignError(
-                f"manifest {path}: models[{i}] must be a mapping with 'match' and optional "
-                f"{sorted(MANIFEST_MODEL_KEYS - {'match'})}"
-            )
-        for key in ("match", "name", "base"):
-            if isinstance(entry.get(key), str):
-                check_name(entry[key], f"manifest {path}: models[{i}].{key}")
-        if "languages" in entry:
-            langs = entry["languages"]
-            if not isinstance(langs, str) and not (isinstance(langs, list) and all(isinstance(c, str) for c in langs)):
-                raise MlalignError(
-                    f"manifest {path}: models[{i}].languages must be a list of codes or 'de,fr,...', got {langs!r} "
-                    "(quote codes that YAML reads as booleans: 'no')"
-                )
-            entry["languages"] = parse_langs(langs)
-    check_references(data.get(REFERENCES_KEY), path)
-    return data
-
-
-def _training_metadata(adapter: str, near: list[Path]) -> dict[str, Any] | None:
-    """The trainer's `mlalign_training.json` of an adapter (path as given, or relative to the results)."""
-    for root in [Path.cwd(), *near]:
-        meta = root / adapter / METADATA_FILE  # an absolute adapter path replaces root
-        if meta.is_file():
-            try:
-                return json.loads(meta.read_text(encoding="utf-8"))
-            except (OSError, ValueError, RecursionError) as e:
-                raise MlalignError(f"cannot read adapter metadata {meta}: {type(e).__name__}") from None
-    return None
-
-
-def _display_name(key: str) -> str:
-    return Path(key.rstrip("/")).name or key
-
-
-def collect_models(runs: list[Run], manifest: dict[str, Any]) -> tuple[list[Model], list[str]]:
-    """Group runs by model (refusing a task reported twice), then apply the manifest and adapter metadata."""
-    notes: list[str] = []
-    models: dict[str, Model] = {}
-    for run in runs:
-        model = models.setdefault(run.key, Model(run.key, "", run.pretrained, run.peft))
-        for other in model.runs:
-            dup = sorted(run.tasks.keys() & other.tasks.keys())
-            if dup and (run.seed is None or run.seed == other.seed):
-                raise MlalignError(
-                    f"duplicate model: {run.key} has results for {', '.join(dup[:3])}"
-                    f"{' ...' if len(dup) > 3 else ''} in both {other.path} and {run.path} (seed {run.seed}); pass "
-                    "only one of them (runs with different --seed values are averaged)"
-                )
-        model.runs.append(run)
-    entries = manifest.get("models") or []
-    claimed: dict[str, str] = {}
-    for entry in entries:
-        hits = _find(str(entry["match"]), models)
-        if len(hits) != 1:
-            raise MlalignError(
-                f"manifest model match {entry['match']!r} fits {len(hits)} models (need exactly one); "
-                f"models in the results: {', '.join(sorted(models))}"
-            )
-        model = hits[0]
-        if model.key in claimed:
-            raise MlalignError(f"manifest entries {claimed[model.key]!r} and {entry['match']!r} name the same model")
-        claimed[model.key] = str(entry["match"])
-        model.name = str(entry.get("name") or "")
-        if entry.get("languages") is not None:
-            model.seen = tuple(entry["languages"])
-        if entry.get("base") is not None:
-            bases = _find(str(entry["base"]), models)
-            if len(bases) != 1:
-                raise MlalignError(
-                    f"manifest base {entry['base']!r} fits {len(bases)} models in the results (need one)"
-                )
-            model.base = bases[0].key
-    for model in models.values():
-        if model.adapter is None:
-            continue
-        model.base = model.base or model.pretrained
-        if model.seen is None:
-            meta = _training_metadata(model.adapter, [r.path.parent for r in model.runs])
-            # every stage's languages (QAlign's stage II trains on English only); older metadata: its languages
-            seen = meta.get("seen_languages", meta.get("languages")) if meta else None
-            if isinstance(seen, list):
-                model.seen = tuple(parse_langs([str(c) for c in seen])) if seen else ()
-            else:
-                notes.append(
-                    f"training languages of {model.adapter} unknown (no {METADATA_FILE} found and no manifest "
-                    "entry): its languages are not split into seen/unseen"
-                )
-        if model.base not in models:
-            notes.append(f"base model {model.base} of {model.adapter} has no results on this board: no deltas for it")
-    names: dict[str, int] = {}
-    for model in models.values():
-        model.name = model.name or _display_name(model.key)
-        names[model.name] = names.get(model.name, 0) + 1
-    for model in models.values():
-        if names[model.name] > 1:
-            model.name = model.key
-    if len({m.name for m in models.values()}) != len(models):
-        raise MlalignError("two models have the same display name; give them distinct 'name's in the manifest")
-    return _ordered(list(models.values()), list(claimed)), notes
-
-
-def _ordered(models: list[Model], manifest_order: list[str]) -> list[Model]:
-    """The manifest's order if it names the models; otherwise each base model followed by its aligned ones."""
-    position = {m.key: i for i, m in enumerate(models)}
-
-    def rank(m: Model) -> tuple[int, int, int]:
-        if m.key in manifest_order:
-            return (0, manifest_order.index(m.key), 0)
-        anchor = m.base if m.base in position else m.key
-        return (1, position[anchor], 0 if anchor == m.key else 1 + position[m.key])
-
-    return sorted(models, key=rank)
 
 
 def _primary_metrics(models: list[Model], overrides: dict[str, str]) -> dict[str, str]:
@@ -284,11 +69,9 @@ def build_board(
     manifest_path: Path | None = None,
     out: Path | None = None,
     options: BoardOptions = DEFAULT_OPTIONS,
-    wait: bool = True,
 ) -> Board:
     """Read every results file (and its samples) and compute the board's tables; `out` is the board folder
-    to be written, which a search of `results` skips (as it skips every board folder inside them). The averages are
-    computed in a second process; without `wait` the board comes back before them (`Board.settle` waits)."""
+    to be written, which a search of `results` skips (as it skips every board folder inside them)."""
     manifest = read_manifest(manifest_path) if manifest_path else {}
     cache = ParseCache(options.cache)
     runs = cache.runs(find_results_files(results, skip=out))
@@ -326,7 +109,7 @@ def build_board(
     for marker, warning in ((TINY_MODEL_MARKER, TINY_WARNING), (TOY_MODEL_MARKER, TOY_WARNING)):
         if any((Path(m.pretrained) / marker).is_file() for m in models) and warning not in description:
             description = f"{warning} {description}".strip()
-    board = Board(
+    draft = Board(  # what the tables are computed from; they fill the board returned
         title=str(manifest.get("title") or "mlalign leaderboard"),
         description=description,
         models=models,
@@ -348,22 +131,14 @@ def build_board(
     for row in rows:
         if row["level"] != GROUP:
             row["ci_low"], row["ci_high"] = wilson_interval(row["value"], row["n"])
-    averaged = Background(averages, board, primary, samples)  # the bootstrap, beside what follows
-    try:
-        board.cells = _cell_view(board, primary, cells, metrics)
-        family_of = {r["task"]: r["family"] for r in rows if r["level"] == LANGUAGE}
-        board.setting_rows = settings_rows(models, settings, family_of)
-        board.comparisons = _comparisons(board, primary, samples)
-        board.consistency = _consistency(board, samples, spread)
-    except BaseException:
-        averaged.stop()
-        raise
+    average_rows, deltas, average_notes = averages(draft, primary, samples)
+    family_of = {r["task"]: r["family"] for r in rows if r["level"] == LANGUAGE}
     later: list[str] = []  # the notes after the averages' own
     scorings = {s for by_model in settings.values() for v in by_model.values() for s in v["scoring"].split(", ")}
     precisions = {v["precision"] for by_model in settings.values() for v in by_model.values()}
     later += [SCORING_NOTES[s] for s in sorted(scorings) if s in SCORING_NOTES]
     later += [PRECISION_NOTES[p] for p in sorted(precisions) if p in PRECISION_NOTES]
-    later += statistics_notes(board)
+    later += statistics_notes(draft)
     for name, tasks in missing.items():
         later.append(
             f"no per-sample logs for {name} ({len(tasks)} task(s), e.g. {tasks[0]}): paired tests and "
@@ -376,18 +151,16 @@ def build_board(
                 f"{run.path.name}: ignored tasks of no known suite and not named <family>_<language>: "
                 f"{', '.join(run.ignored_tasks)}"
             )
-    board.pending = (averaged, mismatch_notes, later)
-    return board.settle() if wait else board
-
-
-CellKey = tuple[str, str, str]  # (model key, family, language)
-
-
-def source_folder(path: Path) -> str:
-    """The folder a results file was read from (not the file: its name carries lm-eval's run date, and a board
-    rebuilt from a re-run with the same results must not change); relative to the working directory when inside it.
-    A row's number is in the results_*.json there that reports its task (with its seed)."""
-    return str(path.parent.relative_to(Path.cwd())) if path.parent.is_relative_to(Path.cwd()) else path.parent.name
+    return dataclasses.replace(
+        draft,
+        cells=_cell_view(draft, primary, cells, metrics),
+        setting_rows=settings_rows(models, settings, family_of),
+        comparisons=_comparisons(draft, primary, samples),
+        consistency=_consistency(draft, samples, spread),
+        averages=average_rows,
+        deltas=deltas,
+        notes=notes + mismatch_notes + average_notes + later,
+    )
 
 
 def _row(
@@ -487,9 +260,6 @@ PRECISION_NOTES = {
     "nf4-paper": "the models were evaluated in 4-bit NF4 as in the papers' scripts: no double quantisation, float16 "
     "compute, adapters merged before quantising (mlalign eval --load-in-4bit --nf4-preset paper)",
 }
-
-
-Samples = dict[CellKey, Items]  # (model key, family, lang) -> its logged items
 
 
 def _languages(board: Board, cells: dict[CellKey, Any]) -> dict[tuple[str, str], list[str]]:

@@ -31,8 +31,13 @@ import xxhash
 from mlalign_tasks import languages, suites
 from mlalign_tasks.atomic import write_bytes_atomic
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.leaderboard import load as results_parser
-from mlalign_tasks.leaderboard.load import Items, Run, TaskResult, load_all_runs, load_all_samples
+from mlalign_tasks.leaderboard import discover
+from mlalign_tasks.leaderboard import items as items_module
+from mlalign_tasks.leaderboard import runs as runs_module
+from mlalign_tasks.leaderboard import samples as samples_module
+from mlalign_tasks.leaderboard.items import Items
+from mlalign_tasks.leaderboard.runs import Run, TaskResult
+from mlalign_tasks.leaderboard.workers import load_all_runs, load_all_samples
 
 CACHE_ENV = "MLALIGN_BOARD_CACHE"
 SUFFIX = ".entry"
@@ -50,7 +55,7 @@ Stamp = tuple[int, ...]
 def parser_key() -> str:
     """A digest of the source of the modules whose code decides what a parse gives (and of this file's format)."""
     digest = hashlib.sha256()
-    for module in (results_parser, suites, languages):
+    for module in (discover, runs_module, samples_module, items_module, suites, languages):
         digest.update(Path(module.__file__).read_bytes())
     digest.update(Path(__file__).read_bytes())
     return digest.hexdigest()

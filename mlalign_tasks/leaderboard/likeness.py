@@ -1,7 +1,7 @@
 """Like with like: models compared on a task must have been evaluated under the same settings.
 
 A score depends on the shots, the generation settings, the items, the prompt and template, the label
-scoring and the precision the model was loaded in (`load.SETTINGS`, read from each results file). A board
+scoring and the precision the model was loaded in (`runs.SETTINGS`, read from each results file). A board
 refuses to compare models whose runs of one task differ in any of them, unless asked to (`--allow-mismatch`);
 then each difference is named in a note that the README and the page show first.
 """
@@ -9,13 +9,10 @@ then each difference is named in a note that the README and the page show first.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
 
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.leaderboard.load import SETTINGS
-
-if TYPE_CHECKING:
-    from mlalign_tasks.leaderboard.build import Model
+from mlalign_tasks.leaderboard.board import Model
+from mlalign_tasks.leaderboard.runs import SETTINGS
 
 # What to tell the user per setting: what differs, and how to evaluate alike.
 WHAT = {

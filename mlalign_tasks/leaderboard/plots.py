@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 
 from mlalign_tasks.leaderboard.averages import ALL_FAMILIES
-from mlalign_tasks.leaderboard.build import Board
-from mlalign_tasks.leaderboard.render import significant
+from mlalign_tasks.leaderboard.board import Board
+from mlalign_tasks.leaderboard.stats import significant
 
 MAX_PAIR_PANELS = 8  # more base -> aligned pairs than this: the heatmap shows the mean delta over all pairs
 MAX_ANNOTATED_CELLS = 400  # beyond this the numbers in the heatmap cells would be unreadable (and slow)

@@ -17,11 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from mlalign_tasks.leaderboard.load import NO_ANSWER, Items
+from mlalign_tasks.leaderboard.items import NO_ANSWER, Items
 from mlalign_tasks.leaderboard.options import Correction
 
 SIGNIFICANCE = 0.05  # the level at which boards mark a delta as significant
 Z95 = 1.959963984540054  # the standard normal's 97.5% quantile: two-sided 95% intervals
+
+
+def significant(c: dict[str, Any]) -> bool:
+    """Whether a comparison's (adjusted, when a correction is chosen) p-value is below the significance level."""
+    p = c["p_adjusted"] if c.get("p_adjusted") is not None else c["p_value"]
+    return p is not None and p < SIGNIFICANCE
 
 
 @dataclass(frozen=True)

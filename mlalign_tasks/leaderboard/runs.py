@@ -1,4 +1,5 @@
-"""Read lm-eval output (results JSON + per-sample JSONL logs) into plain records, with clear errors."""
+"""Read one lm-eval results JSON into a `Run`: the file checked, its tasks placed on the board (language cell, group
+score, part of a cell) and each cell's settings (what must agree for two models to be compared)."""
 
 from __future__ import annotations
 
@@ -9,30 +10,18 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
-
-import numpy as np
+from typing import Any
 
 from mlalign_tasks import suites
-from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.gguf_models import source_name
 from mlalign_tasks.languages import FAMILIES, LANGUAGES, SUPER_GROUPS
+from mlalign_tasks.leaderboard.discover import ResultsError, inside
 from mlalign_tasks.names import check_name
-from mlalign_tasks.parallel import process_map
 
 SUPPORTED_LM_EVAL = "0.4."  # the results layout read here is the one of lm-eval 0.4.x
 REQUIRED_KEYS = ("results", "config", "lm_eval_version")
 _DATE_ID = re.compile(r"_(\d{4}-\d{2}-\d{2}T[\d.-]+)\.json$")
-_DOC_ID_KEY = b'{"doc_id": '
-_TAIL_KEY = b'"filtered_resps": '
-_FILTER_KEY = b', "filter": "'
-_TAIL_WINDOW = 4096  # the fields after filtered_resps are short: search the line's end first
 _FAMILY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a file-name part: no path separator, not hidden
-
-
-class ResultsError(MlalignError):
-    """A results file or directory that cannot be read as lm-eval output."""
-
 
 LANGUAGE, GROUP, SUBTASK = "language", "group", "subtask"  # what a results entry is on the board
 # Metrics that are not proportions: left off the board (it shows proportions in percent), with a note.
@@ -110,71 +99,7 @@ def parse_model_args(model_args: str | dict[str, Any] | None) -> dict[str, str]:
     return {}
 
 
-BOARD_MARKERS = ("results.json", "index.html")  # files every board writes (and lm-eval never does)
-
-
-def is_board(folder: Path) -> bool:
-    """Whether `folder` is a board written by `mlalign leaderboard` (embedded inputs or not)."""
-    return all((folder / name).is_file() for name in BOARD_MARKERS)
-
-
-def _search(root: Path, skip: Path | None) -> tuple[list[Path], list[Path]]:
-    """`results_*.json` under `root`, and the boards (or `skip`, resolved) below it that were not entered.
-
-    `root` itself is searched even when it is (or lies inside) a board: naming a board's inputs rebuilds it.
-    Hidden folders (a killed `mlalign eval`'s staging folder, `.git`) are not results and are not entered.
-    """
-    found: list[Path] = []
-    left: list[Path] = []
-    top = root.resolve()
-    for folder, dirs, files in os.walk(top):  # like rglob: symlinked folders are not entered
-        here = Path(folder)
-        left += [here / d for d in dirs if here / d == skip or is_board(here / d)]
-        dirs[:] = [d for d in dirs if here / d not in left and not d.startswith(".")]
-        found += [inside(here / f, top) for f in files if f.startswith("results_") and f.endswith(".json")]
-    return sorted(found), left
-
-
-def inside(path: Path, folder: Path) -> Path:
-    """`path`, resolved, when it lies in `folder` (resolved); a link or a name leading out of it is refused."""
-    resolved = path.resolve()
-    if not resolved.is_relative_to(folder.resolve()):
-        raise ResultsError(
-            f"{path} leads outside its results folder {folder} (to {resolved}); the leaderboard reads only files "
-            "inside the folders it is given: remove the link or copy the file there"
-        )
-    return resolved
-
-
-def find_results_files(paths: list[Path], skip: Path | None = None) -> list[Path]:
-    """Expand directories into their `results_*.json` files (searched recursively); keep files as given.
-
-    A search does not enter a board folder (one with `BOARD_MARKERS`: its embedded inputs are copies) nor
-    `skip` (the board being written) unless the directory searched lies inside it.
-    """
-    if not paths:
-        raise ResultsError("no results given: pass lm-eval output directories or results_*.json files")
-    skip = skip.resolve() if skip is not None else None
-    found: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            files, boards = _search(p, skip)
-            if not files:
-                raise ResultsError(
-                    f"no lm-eval results file (results_*.json) under {p}"
-                    + (f" outside the board(s) {', '.join(map(str, boards))}" if boards else "")
-                    + ": pass the --output_path of `lm_eval ... --log_samples` or `mlalign eval`"
-                    + (", or a board's inputs folder to rebuild it" if boards else "")
-                )
-            found.extend(files)
-        elif p.is_file():
-            found.append(p)
-        else:
-            raise ResultsError(f"results path {p} does not exist")
-    return list(dict.fromkeys(f.resolve() for f in found))
-
-
-def _number(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
     """A metric value as float; None for lm-eval's "N/A" and non-finite values."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -352,7 +277,7 @@ class _RunFile:
         for key, value in entry.items():
             if "," not in key or "_stderr," in key:
                 continue
-            number = _number(value)
+            number = finite_number(value)
             if number is None:
                 continue
             name, _, filt = check_name(key, f"{self.path}: {task}'s metric").partition(",")
@@ -364,7 +289,7 @@ class _RunFile:
                     f"{self.path}: {task} reports {key} = {value}, impossible for a proportion (0 to 1); "
                     "the file was edited or not written by lm-eval"
                 )
-            stderr = _number(entry.get(f"{name}_stderr,{filt}"))
+            stderr = finite_number(entry.get(f"{name}_stderr,{filt}"))
             if stderr is not None and not 0.0 <= stderr <= 1.0:
                 raise ResultsError(f"{self.path}: {task} reports {name}_stderr,{filt} = {stderr}, impossible (0 to 1)")
             metrics[key], stderrs[key] = number, stderr
@@ -420,196 +345,3 @@ def _canonical(value: Any) -> str:
 
 def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-NO_ANSWER = -1  # the answer code of an item the model gave no answer to
-_TEXT_ANSWER = 1 << 62  # text answers' codes lie above every choice index
-_LEAF_SHIFT = 32  # the item key of a group's leaf task: its digest above the doc id
-
-
-class Items(NamedTuple):
-    """One cell's logged items as columns, sorted by item key: keys (doc ids; see `leaf_keys`), answer codes
-    (`answer_code`) and scores (NaN where the metric is missing or not finite)."""
-
-    keys: np.ndarray
-    answers: np.ndarray
-    scores: np.ndarray
-
-    @classmethod
-    def of(cls, keys: Any, answers: Any, scores: Any) -> Items:
-        """Columns sorted by key; of items logged twice, the last one is kept (as lm-eval's reruns overwrite)."""
-        keys = np.asarray(keys, dtype=np.int64)
-        answers = np.asarray(answers, dtype=np.int64)
-        scores = np.array(scores, dtype=np.float64)
-        scores[~np.isfinite(scores)] = np.nan
-        if keys.size > 1 and not (keys[1:] > keys[:-1]).all():
-            order = np.argsort(keys, kind="stable")
-            keys, answers, scores = keys[order], answers[order], scores[order]
-            last = np.append(keys[1:] != keys[:-1], True)
-            keys, answers, scores = keys[last], answers[last], scores[last]
-        return cls(keys, answers, scores)
-
-    @classmethod
-    def join(cls, parts: list[Items]) -> Items:
-        """The items of several files of one cell (a group's leaves, with distinct keys)."""
-        if len(parts) == 1:
-            return parts[0]
-        return cls.of(*(np.concatenate(column) for column in zip(*parts, strict=True)))
-
-    @property
-    def size(self) -> int:
-        return int(self.keys.size)
-
-
-def answer_code(answer: str | int | None) -> int:
-    """An answer as an int64 that compares as the answer does: a choice index is itself, a text answer a 62-bit
-    digest of it (above every choice index), no answer `NO_ANSWER`."""
-    if answer is None:
-        return NO_ANSWER
-    if isinstance(answer, int):
-        return answer
-    digest = int.from_bytes(hashlib.blake2b(answer.encode(errors="surrogatepass"), digest_size=8).digest(), "big")
-    return _TEXT_ANSWER | digest & (_TEXT_ANSWER - 1)
-
-
-def leaf_keys(items: Items, leaf: str, path: str) -> Items:
-    """A group's leaf task's items with keys made distinct from its other leaves': the leaf's digest above bit 32."""
-    if not leaf:
-        return items
-    if items.size and not 0 <= items.keys.min() <= items.keys.max() < 1 << _LEAF_SHIFT:
-        raise ResultsError(f"{path}: doc_id out of range (0 to 2**32 - 1) for a task of a group")
-    tag = int.from_bytes(hashlib.blake2b(leaf.encode(), digest_size=4).digest(), "big") >> 1
-    return items._replace(keys=items.keys + (tag << _LEAF_SHIFT))
-
-
-def _normalise(text: Any) -> str | None:
-    """An extracted answer in comparable form: numbers canonicalised, lm-eval's "[invalid]"/empty -> None."""
-    if not isinstance(text, str):
-        return None
-    text = text.strip().replace(",", "").rstrip(".")
-    if not text or text == "[invalid]":
-        return None
-    try:
-        return repr(float(text))
-    except ValueError:
-        return text
-
-
-def _answer(filtered: Any) -> int:
-    """The model's answer code: the argmax choice for loglikelihood tasks, the normalised extracted text otherwise."""
-    if isinstance(filtered, list) and filtered and all(isinstance(x, list) and len(x) == 2 for x in filtered):
-        scores = [float(x[0]) for x in filtered]
-        return max(range(len(scores)), key=scores.__getitem__)
-    return answer_code(_normalise(filtered[0] if isinstance(filtered, list) and filtered else filtered))
-
-
-def _fast_answer(resp: bytes) -> int:
-    """`_answer` on the raw JSON text of filtered_resps, without a JSON parse in the common cases."""
-    if resp.startswith(b'[["'):
-        parts = resp.split(b'"')  # [[ "-1.5" , "False" ], [ "-2.0" ...: the log-likelihoods are parts[1::4]
-        if len(parts) % 4 == 1:
-            scores = list(map(float, parts[1::4]))  # ValueError (-> JSON parse of the file) if not numbers
-            return scores.index(max(scores))
-    elif resp.startswith(b'["') and resp.endswith(b'"]') and resp.count(b'"') == 2 and b"\\" not in resp:
-        return answer_code(_normalise(resp[2:-2].decode("utf-8")))
-    return _answer(json.loads(resp))
-
-
-def _parse_fast(raw: bytes, metric: str, filt: str) -> Items | None:
-    """Items of one filter, read from each line's tail with byte searches (no JSON parse of the big
-    doc/arguments/resps fields); None when a line does not have lm-eval's layout (then JSON is used).
-
-    lm-eval writes doc_id first and filtered_resps, filter, metrics, hashes and the metric values last; a
-    key followed by an unescaped quote cannot occur inside a JSON string, so the last `"filtered_resps": `
-    of a line is the record's own.
-    """
-    marker, wanted = f'"{metric}": '.encode(), filt.encode()
-    keys: list[int] = []
-    answers: list[int] = []
-    scores: list[float] = []
-    find, rfind, size, start = raw.find, raw.rfind, len(raw), 0
-    id_len, tail_len, filter_len, marker_len = len(_DOC_ID_KEY), len(_TAIL_KEY), len(_FILTER_KEY), len(marker)
-    try:
-        while start < size:
-            end = find(b"\n", start)
-            end = size if end < 0 else end
-            if end - start <= 1:
-                start = end + 1
-                continue
-            key = rfind(_TAIL_KEY, max(start, end - _TAIL_WINDOW), end)
-            key = rfind(_TAIL_KEY, start, end) if key < 0 else key
-            sep = find(_FILTER_KEY, key, end)
-            if key < 0 or sep < 0 or not raw.startswith(_DOC_ID_KEY, start):
-                return None
-            name_start = sep + filter_len
-            name_end = find(b'"', name_start, end)
-            if raw[name_start:name_end] == wanted:
-                keys.append(int(raw[start + id_len : find(b",", start, end)]))
-                answers.append(_fast_answer(raw[key + tail_len : sep]))
-                value = rfind(marker, name_end, end)
-                if value < 0:
-                    scores.append(math.nan)
-                else:
-                    stop = find(b",", value + marker_len, end)
-                    scores.append(float(raw[value + marker_len : (stop if stop >= 0 else end)].rstrip(b"} \r")))
-            start = end + 1
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    try:
-        return Items.of(keys, answers, scores)
-    except OverflowError:  # a doc id beyond int64: the JSON parse reports it
-        return None
-
-
-def load_samples(path: str | Path, metric_key: str) -> Items:
-    """Per-item answers and scores of one task's samples JSONL, for the filter of `metric_key` (metric,filter)."""
-    metric, _, filt = metric_key.partition(",")
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as e:
-        raise ResultsError(f"cannot read samples file {path}: {e}") from e
-    fast = _parse_fast(raw, metric, filt)
-    if fast is not None:
-        return fast
-    keys, answers, scores = [], [], []
-    for lineno, line in enumerate(raw.split(b"\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-            raise ResultsError(f"{path}:{lineno} is not an lm-eval sample record ({e})") from None
-        if not isinstance(rec, dict) or "doc_id" not in rec or "filtered_resps" not in rec:
-            raise ResultsError(f"{path}:{lineno} lacks 'doc_id'/'filtered_resps' (lm-eval --log_samples layout)")
-        if rec.get("filter", "none") == filt:
-            score, doc_id = _number(rec.get(metric)), rec["doc_id"]
-            if isinstance(doc_id, bool) or not isinstance(doc_id, int) or not -(1 << 63) <= doc_id < 1 << 63:
-                raise ResultsError(f"{path}:{lineno}: doc_id {doc_id!r:.40} is not an lm-eval item number (an integer)")
-            try:
-                answers.append(_answer(rec["filtered_resps"]))
-            except (ValueError, TypeError):
-                raise ResultsError(
-                    f"{path}:{lineno}: filtered_resps {rec['filtered_resps']!r:.80} is neither an answer nor "
-                    "lm-eval's [log-likelihood, is-greedy] pairs"
-                ) from None
-            keys.append(doc_id)
-            scores.append(math.nan if score is None else score)
-    return Items.of(keys, answers, scores)
-
-
-PARALLEL_MIN_FILES = 200  # below this a process pool costs more than it saves
-PARALLEL_MIN_RUNS = 8
-
-
-def _load_job(job: tuple[str, str]) -> Items:
-    return load_samples(*job)
-
-
-def load_all_samples(jobs: list[tuple[str, str]]) -> list[Items]:
-    """`load_samples` for many (path, metric) jobs, in order; spread over the CPU cores when there are many."""
-    return process_map(_load_job, jobs, PARALLEL_MIN_FILES)
-
-
-def load_all_runs(paths: list[Path]) -> list[Run]:
-    """`load_run` of many results files, in order; spread over the CPU cores when there are many."""
-    return process_map(load_run, paths, PARALLEL_MIN_RUNS)
