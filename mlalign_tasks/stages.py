@@ -50,13 +50,14 @@ class StageResult:
     reason: str
 
 
-def _digest(obj: object) -> str:
+def digest(obj: object) -> str:
+    """sha256 (hex) of a JSON value, its keys sorted."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def config_hash(config: dict, dep_outputs: list[str]) -> str:
     """sha256 of the canonical JSON of the stage configuration and the digests of its dependencies' files."""
-    return _digest({"config": config, "deps": dep_outputs})
+    return digest({"config": config, "deps": dep_outputs})
 
 
 def _file_hashes(root: Path, absolute: bool = False) -> dict[str, str]:
@@ -132,7 +133,7 @@ def run_stages(
         reason = why_stale(out_dir, stage.hash)
         start = time.perf_counter()
         if reason is None:
-            stage.outputs = _digest(_read_marker(out_dir)["files"])
+            stage.outputs = digest(_read_marker(out_dir)["files"])
             results.append(StageResult(stage.name, "skipped", 0.0, out_dir, "outputs current"))
             continue
         if on_start:
@@ -147,7 +148,7 @@ def run_stages(
             for path in external:
                 marker["files"].update(_file_hashes(path, absolute=True))
             (tmp / MARKER).write_text(json.dumps(marker, indent=1, sort_keys=True, default=str) + "\n")
-        stage.outputs = _digest(marker["files"])
+        stage.outputs = digest(marker["files"])
         for stale in work_dir.parent.glob(f"{stage.name}-{'[0-9a-f]' * 12}"):
             if stale != work_dir:  # resumable state of an earlier configuration
                 shutil.rmtree(stale, ignore_errors=True)

@@ -3,7 +3,6 @@ score, part of a cell) and each cell's settings (what must agree for two models 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -17,6 +16,7 @@ from mlalign_tasks.gguf_models import source_name
 from mlalign_tasks.languages import FAMILIES, LANGUAGES, SUPER_GROUPS
 from mlalign_tasks.leaderboard.discover import ResultsError, inside
 from mlalign_tasks.names import check_name
+from mlalign_tasks.stages import digest
 
 SUPPORTED_LM_EVAL = "0.4."  # the results layout read here is the one of lm-eval 0.4.x
 REQUIRED_KEYS = ("results", "config", "lm_eval_version")
@@ -28,7 +28,7 @@ LANGUAGE, GROUP, SUBTASK = "language", "group", "subtask"  # what a results entr
 UNBOUNDED_METRICS = frozenset(
     {"perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte", "bleu", "chrf", "ter", "likelihood"}
 )
-# The settings that decide what a score means; models compared on a task must agree on each (17: like with like).
+# The settings that decide what a score means; models compared on a task must agree on each.
 SETTINGS = ("scoring", "precision", "shots", "generation", "items", "prompt", "task_hash")
 _PROMPT_KEYS = (
     "doc_to_text", "doc_to_target", "doc_to_choice", "description", "target_delimiter", "fewshot_delimiter",
@@ -48,7 +48,6 @@ class TaskResult:
     stderrs: dict[str, float | None]
     n: int | None
     samples: list[tuple[str, str]]  # (key prefix, samples file's path): one file for a task, its leaves' for a group
-    label_scoring: str = "label"  # paper tasks: how the label words were scored (mlalign eval --label-scoring)
     level: str = LANGUAGE
     settings: dict[str, str] = field(default_factory=dict)  # SETTINGS -> a comparable description
 
@@ -215,7 +214,6 @@ def load_run(path: Path) -> Run:
             stderrs=stderrs,
             n=int(n) if n is not None else None,
             samples=[(prefix, str(f)) for prefix, f in files if f is not None] if all(f for _, f in files) else [],
-            label_scoring=str(((configs.get(task) or {}).get("metadata") or {}).get("label_scoring", "label")),
             level=level,
             settings=read.settings(leaves) if level == LANGUAGE else {},
         )
@@ -316,8 +314,8 @@ class _RunFile:
             "shots": ", ".join(shots),
             "generation": "; ".join(gen),
             "items": f"{effective} of {original}" if original else "?",
-            "prompt": _digest({"tasks": prompt, "template": self.template}),
-            "task_hash": _digest(hashes) if all(hashes) else "",
+            "prompt": digest({"tasks": prompt, "template": self.template})[:12],
+            "task_hash": digest(hashes)[:12] if all(hashes) else "",
             "scoring": ", ".join(sorted(scoring)),
             "precision": self.precision,
         }
@@ -341,7 +339,3 @@ def _canonical(value: Any) -> str:
     if not isinstance(value, dict):
         return "task default"
     return ", ".join(f"{k}={value[k]!r}" for k in sorted(value))
-
-
-def _digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
