@@ -1,5 +1,5 @@
 """The parse cache (a rebuild parses only what changed, and the board is the same with it or without it), the
-second process that draws the plots, and the batched statistics against their one-at-a-time definitions."""
+parsing workers, and the batched statistics against their one-at-a-time definitions."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from mlalign_tasks.leaderboard.averages import percentiles
 from mlalign_tasks.leaderboard.items import Items, answer_code
 from mlalign_tasks.leaderboard.stats import consistencies, consistency, paired_test, paired_tests
 from mlalign_tasks.leaderboard.synthetic import Item, write_run
-from mlalign_tasks.parallel import Background
 
 
 def write_board_inputs(root: Path, models: int = 3) -> list[Path]:
@@ -158,21 +157,6 @@ def test_cache_folder_defaults_and_cli_options(tmp_path: Path, monkeypatch: pyte
         k: v for k, v in board_files(tmp_path / "b1").items() if k not in ("results.json", "index.html", "README.md")
     } == {k: v for k, v in board_files(tmp_path / "b3").items() if k not in ("results.json", "index.html", "README.md")}
     assert "cache" not in (tmp_path / "b1" / "results.json").read_text().split('"options"')[1].split("}")[0]
-
-
-def _fails(message: str) -> None:
-    raise ValueError(message)
-
-
-def test_background_returns_raises_and_runs_in_place_without_fork(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Background(os.getpid).result() != os.getpid()  # another process
-    with pytest.raises(ValueError, match="boom"):
-        Background(_fails, "boom").result()
-    with pytest.raises(KeyError), Background(os.getpid) as job:  # a block's error ends the process and is raised
-        raise KeyError("x")
-    assert job.process is None
-    monkeypatch.setattr("multiprocessing.get_all_start_methods", lambda: ["spawn"])
-    assert Background(os.getpid).result() == os.getpid()  # no fork: run here
 
 
 def random_items(rng: random.Random, keys: list[int]) -> Items:
