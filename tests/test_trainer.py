@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,22 @@ def test_mlalign_defaults_and_recipes(tmp_path):
         assert sft.parse_args([*by_name, "--max_steps", "7"])[1].max_steps == 7
     with pytest.raises(MlalignError, match="neither a file nor a shipped recipe"):
         sft.parse_args(["--config", "no-such-recipe"])
+
+
+def test_typed_values_sit_between_a_recipe_and_the_flags(tmp_path):
+    """`mlalign run` hands the trainer typed values (its model, data, seed, recipe stage): they win over the recipe's,
+    a user's --train-flag wins over them, and they parse to what the same values as flags parse to."""
+    recipe = RECIPES / "qalign-cpu-smoke.yaml"
+    values = {"stage": "response", "model_name_or_path": "m", "init_from": "a", "seed": 7, "output_dir": str(tmp_path)}
+    qt, args, model_args = sft.parse_args(["--max_steps=3"], recipe, values)
+    assert (qt.stage, qt.init_from, qt.response_source, args.seed) == ("response", "a", "gsm8k", 7)  # over stage II's
+    assert (model_args.model_name_or_path, args.max_steps, args.save_steps) == ("m", 3, 10)
+    flags = ["--config", str(recipe), "--stage", "response", "--model_name_or_path", "m", "--init_from", "a"]
+    as_flags = sft.parse_args([*flags, "--seed", "7", "--output_dir", str(tmp_path), "--max_steps=3"])
+    assert [asdict(parsed) for parsed in as_flags] == [asdict(parsed) for parsed in (qt, args, model_args)]
+    assert sft.parse_args(["--seed=1"], recipe, values)[1].seed == 1  # the user's flag wins
+    with pytest.raises(MlalignError, match="bad training arguments: the trainer has no option.s. --no_such"):
+        sft.parse_args([], recipe, {"no_such": 1})
 
 
 def test_dataset_path_overrides_the_data_selection_of_a_recipe(tmp_path):

@@ -88,21 +88,27 @@ def on_command_line(argv: list[str], name: str) -> bool:
     return any(arg.split("=", 1)[0] in spellings for arg in argv)
 
 
-def parse_args(argv: list[str] | None = None):
-    """(qt_args, training_args, model_args); recipe and value errors become MlalignError."""
+def parse_args(argv: list[str] | None = None, recipe: Path | None = None, values: dict[str, object] | None = None):
+    """(qt_args, training_args, model_args): the flags in `argv` over typed `values` (a caller's, such as `mlalign
+    run`'s) over a recipe's (``--config`` in `argv`, else `recipe`); recipe and value errors become MlalignError."""
     from mlalign_trainer import recipes
 
     # transformers 5 renames TRL's gradient_checkpointing* fields; the notices are not the user's to act on.
     warnings.filterwarnings("ignore", message=".*deprecated and will be removed in v6", category=FutureWarning)
     argv = list(sys.argv[1:] if argv is None else argv)
+    values = values or {}
     help_all = HELP_ALL in argv
     parser = make_parser(help_all)
     path, argv = recipes.split_config_flag(["--help" if arg == HELP_ALL else arg for arg in argv])
+    path = path or recipe
+    stage = str(values["stage"]) if "stage" in values and not on_command_line(argv, "stage") else None
     try:
         if path is not None:
-            flags = recipes.stage_flags(recipes.read_recipe(path), recipes.stage_flag(argv), path)
+            flags = recipes.stage_flags(recipes.read_recipe(path), stage or recipes.stage_flag(argv), path)
             if unknown := parser.set_defaults_with_config(**flags):
                 raise ValueError(f"recipe {path} sets flags the trainer does not have: {' '.join(unknown)}")
+        if unknown := parser.set_defaults_with_config(**values):
+            raise ValueError(f"the trainer has no option(s) {' '.join(unknown[::2])}")
         return parser.parse_args_into_dataclasses(args=argv)
     except (ValueError, OSError) as e:
         raise MlalignError(f"bad training arguments: {e}") from None
@@ -397,12 +403,20 @@ def _final_loss(log_history: list[dict]) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train (or resume, or report a finished run); returns the exit code."""
+    """`mlalign train`: parse the flags (and a recipe's) once, then `train`; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    qt, args, model_args = parse_args(argv)
+    return train(
+        qt, args, model_args, {name for name in ("model_name_or_path", "languages") if on_command_line(argv, name)}
+    )
+
+
+def train(qt: QTArguments, args, model_args, given: set[str] | frozenset[str] = frozenset()) -> int:
+    """Train into ``args.output_dir`` (or resume, or report a finished run) on options parsed once (`parse_args`);
+    `given`: the options the user typed rather than a recipe (messages name them so). Returns the exit code."""
     from mlalign_trainer import continuation
     from mlalign_trainer.config import PromptFormat
 
-    argv = sys.argv[1:] if argv is None else argv
-    qt, args, model_args = parse_args(argv)
     say = print if args.process_index == 0 else (lambda *a, **k: None)
     start = continuation.start_point(qt.init_from) if qt.init_from else None
     if start:
@@ -410,8 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"--init_from {start.path}: {note}")
     if not model_args.model_name_or_path:
         raise MlalignError("no base model: give --model_name_or_path (a Hugging Face model id or a local path)")
-    given = on_command_line(argv, "model_name_or_path")
-    flag = "--model_name_or_path" if given else "the recipe's model_name_or_path"
+    flag = "--model_name_or_path" if "model_name_or_path" in given else "the recipe's model_name_or_path"
     model_args.model_name_or_path = resolve_model(model_args.model_name_or_path, flag, say)
     check_local(model_args.model_name_or_path, flag)
     local = Path(model_args.model_name_or_path).expanduser()
@@ -421,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_steps <= 0 and args.num_train_epochs <= 0:
         raise MlalignError("nothing to train: give --num_train_epochs or --max_steps a positive value")
     dataset, info = load_training_data(qt, args.seed)
-    if qt.dataset_path and on_command_line(argv, "languages"):  # not a recipe's, which the data stage replaces
+    if qt.dataset_path and "languages" in given:  # not a recipe's, which the data stage replaces
         say(f"--dataset_path {qt.dataset_path} ({','.join(info['languages'])}) replaces --languages {qt.languages}")
     qt.prompt_format = PromptFormat(info["format"])
     dataset, eval_dataset = hold_out(qt, args, dataset)
