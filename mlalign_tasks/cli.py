@@ -22,12 +22,11 @@ from mlalign_tasks.leaderboard.cache import default_folder as board_cache_folder
 from mlalign_tasks.leaderboard.options import DEFAULT_OPTIONS as DEFAULT_BOARD
 from mlalign_tasks.leaderboard.options import BoardOptions, Correction
 from mlalign_tasks.model_loading import Dtype, MergeDtype, ModelSpec, Nf4Preset
-from mlalign_tasks.study import BUILTIN, StudyConfig
+from mlalign_tasks.study import BUILTIN, SEED
 from mlalign_tasks.tiny_model import EVAL_BATCH_SIZE as TINY_EVAL_BATCH
 from mlalign_tasks.vocabulary import option
 
 PIPED_WIDTH = 200  # columns of help and tables written to a pipe or file: wide enough that no option is cut
-DEMO = StudyConfig()  # the demo's settings: the defaults `mlalign run --help` shows
 TOY, TINY = BUILTIN["toy"], BUILTIN["tiny"]  # the built-in models' defaults, for the help
 MODEL_HELP = "Hugging Face model id, local model directory, .gguf file (converted once) or 'gemma-3-270m'."
 
@@ -227,7 +226,7 @@ def eval_cmd(
         apply_chat_template=apply_chat_template,
         data_dir=data_dir,
         seed=seed,
-        label_scoring=label_scoring.value,
+        label_scoring=label_scoring,
         gold=gold,
         dtype=dtype,
         nf4_preset=nf4_preset,
@@ -713,7 +712,7 @@ def run_cmd(
     ] = False,
     seed: Annotated[
         int | None,
-        option("seed", f"Seed of data sampling, training and analyses \\[default: a recipe's, else {DEMO.seed}]"),
+        option("seed", f"Seed of data sampling, training and analyses \\[default: a recipe's, else {SEED}]"),
     ] = None,
     data_dir: DataDirOpt = None,
 ) -> None:

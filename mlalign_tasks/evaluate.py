@@ -23,7 +23,7 @@ from mlalign_tasks import __version__, label_scoring, suites
 from mlalign_tasks.artefacts import ADAPTER_FILE
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.gguf_models import model_source, resolve_model, source_name
-from mlalign_tasks.label_scoring import Gold
+from mlalign_tasks.label_scoring import Gold, Scoring
 from mlalign_tasks.languages import (
     DEFAULT_FAMILIES,
     FAMILIES,
@@ -316,7 +316,7 @@ class EvalRequest:
     apply_chat_template: bool = False
     data_dir: Path | None = None
     seed: int = 0
-    label_scoring: str = "paper"  # paper tasks: paper, token-sets, first-token or label (mlalign_tasks.label_scoring)
+    label_scoring: Scoring = Scoring.paper  # paper tasks' (mlalign_tasks.label_scoring)
     gold: Gold = Gold.english  # paper tasks: whose gold labels (see mlalign_tasks.label_scoring.Gold)
     dtype: Dtype = Dtype.auto  # weights' dtype (full precision only)
     nf4_preset: Nf4Preset = Nf4Preset.mlalign  # with load_in_4bit (see mlalign_tasks.model_loading)

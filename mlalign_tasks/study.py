@@ -4,7 +4,10 @@ With no arguments it runs the embedded default offline on CPU: the toy world (`B
 model, question alignment on two languages of one family, every toy language evaluated). `--model tiny` runs the
 real benchmarks' machinery on the tiny random-weight model instead (`BUILTIN[TINY]`). With a recipe or a real model
 id the same stages run at full size (`FULL_SCALE`, and the recipe's training data) unless the user asks for less.
-Every stage is skipped when its outputs exist, verify, and match its configuration hash.
+The command line's values are defaulted once, from one table (`BUILTIN`, `REAL`), into the frozen `StudyConfig`
+(`configure`); `plan` resolves what the stages share (the model, the trainer's parsed options), and one function
+per stage (`model_stage` ... `pca_stage`) says what it reads, runs and writes. Every stage is skipped when its
+outputs exist, verify, and match its configuration hash (`mlalign_tasks.stages`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import json
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
+from functools import cached_property, partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlalign_trainer import recipes, sft
 from mlalign_trainer.choices import QTSource
@@ -29,12 +34,20 @@ from mlalign_tasks.model_paths import check_model_arg, check_model_name
 from mlalign_tasks.output_dirs import check_replaceable, exclusive
 from mlalign_tasks.stages import Stage, StageResult, run_stages
 
+if TYPE_CHECKING:
+    from mlalign_trainer.config import QTArguments, QTConfig, QTModelConfig
+
+    from mlalign_tasks.evaluate import Selection
+
 TOY, TINY = "toy", "tiny"  # the models mlalign builds itself offline (`BUILTIN`)
 STUDY_FILE = "study.json"  # the options of the last run: marks a folder as an `mlalign run` folder
 BOARD_RECORD = "mlalign_study.json"  # in a board `mlalign run` published: what the run computed (`computed`)
 COMPUTED_KEY = "computed"  # in STUDY_FILE: `computed`'s record
 NOT_COMPUTED = ("out", "board", "device", "data_dir", "defaulted")  # options that leave the results as they are
 LOCK_FILE = ".mlalign-run.lock"
+
+
+SEED = 0  # the run's seed unless given or named by its recipe: every mlalign command's
 
 
 @dataclass(frozen=True)
@@ -60,13 +73,10 @@ RECIPE_DATA = ("languages", "qt_source", "examples_per_language", "seed")  # wha
 
 
 @dataclass(frozen=True)
-class Builtin:
-    """A model mlalign builds itself offline, and the study's defaults on it."""
+class Defaults:
+    """What a run on one kind of model does where the user says nothing: its sizes, training data, tasks and
+    analyses."""
 
-    name: str  # what the board calls it
-    folder: str  # its run and board folders: runs/FOLDER, leaderboards/FOLDER
-    recipe: str  # its trainer recipe
-    recipe_model: str  # the model_name_or_path its recipes name
     scale: Scale
     languages: str
     qt_source: QTSource
@@ -76,28 +86,44 @@ class Builtin:
     pca_langs: str
 
 
+@dataclass(frozen=True)
+class Builtin(Defaults):
+    """A model mlalign builds itself offline, and the study's defaults on it."""
+
+    name: str  # what the board calls it
+    folder: str  # its run and board folders: runs/FOLDER, leaderboards/FOLDER
+    recipe: str  # its trainer recipe
+    recipe_model: str  # the model_name_or_path its recipes name
+
+
+# One table of the study's defaults: the built-in models' own, and a real model's (sizes: `FULL_SCALE` and its recipe).
 BUILTIN = {
     # Question alignment on two Alvic languages: qac (same family) and the other families stay unseen.
     TOY: Builtin(
-        "toy world", "demo", "toy-world", "./toy-model", TOY_SCALE, "qaa,qab", QTSource.toy, "toy_aligned",
-        PaperTask.toy_sentiment, "en,qaa,qab,qac,qba,qca", "en,qaa,qab,qac,qba,qbb,qca,qcb",
+        name="toy world", folder="demo", recipe="toy-world", recipe_model="./toy-model", scale=TOY_SCALE,
+        languages="qaa,qab", qt_source=QTSource.toy, tasks="toy_aligned", analysis_task=PaperTask.toy_sentiment,
+        lens_langs="en,qaa,qab,qac,qba,qca", pca_langs="en,qaa,qab,qac,qba,qbb,qca,qcb",
     ),
     TINY: Builtin(
-        "tiny model", "tiny", "cpu-smoke", "./tiny-model", DEMO_SCALE, "de,zh", QTSource.gsm8k,
-        "mgsm_aligned,msvamp_aligned,paper_aligned", PaperTask.sentiment, "en,de,zh,sw,ja", "en,de,fr,hi,sw",
+        name="tiny model", folder="tiny", recipe="cpu-smoke", recipe_model="./tiny-model", scale=DEMO_SCALE,
+        languages="de,zh", qt_source=QTSource.gsm8k, tasks="mgsm_aligned,msvamp_aligned,paper_aligned",
+        analysis_task=PaperTask.sentiment, lens_langs="en,de,zh,sw,ja", pca_langs="en,de,fr,hi,sw",
     ),
 }  # fmt: skip
+REAL = Defaults(
+    scale=FULL_SCALE, languages="de,zh", qt_source=QTSource.gsm8k, tasks="mgsm_aligned,msvamp_aligned,paper_aligned",
+    analysis_task=PaperTask.sentiment, lens_langs="en,de,zh,sw,ja", pca_langs="en,de,fr,hi,sw",
+)  # fmt: skip
 DEFAULT_MODEL = TOY  # `mlalign run` without --model or recipe
 
 
 @dataclass(frozen=True)
 class DataOptions:
-    """Stage `data`: the question translations stage I trains on."""
+    """Stage `data`: the question translations stage I trains on (the seed is the run's)."""
 
-    qt_source: QTSource = QTSource.gsm8k
-    languages: str = "de,zh"
-    examples_per_language: int | None = DEMO_SCALE.examples_per_language
-    seed: int = 0
+    qt_source: QTSource
+    languages: str
+    examples_per_language: int | None  # None: every usable pair
 
     def __post_init__(self) -> None:
         from mlalign_tasks.languages import parse_langs
@@ -114,24 +140,24 @@ class DataOptions:
 
 @dataclass(frozen=True)
 class EvalOptions:
-    """Stages `eval-base` and `eval-aligned` (the model, device and data folder are the run's)."""
+    """Stages `eval-base` and `eval-aligned` (the model, device, data folder and seed are the run's)."""
 
-    tasks: str = "mgsm_aligned,msvamp_aligned,paper_aligned"
-    limit: int | float | None = DEMO_SCALE.eval_limit
-    max_gen_toks: int | None = DEMO_SCALE.max_gen_toks
-    batch_size: int | str = DEMO_SCALE.batch_size
+    tasks: str
+    limit: int | float | None  # items per task, or a share of them (None: every item)
+    max_gen_toks: int | None  # None: each task's own
+    batch_size: int | str
     load_in_4bit: bool = False
     nf4_preset: Nf4Preset = Nf4Preset.mlalign  # 4-bit only (mlalign_tasks.model_loading)
     label_scoring: Scoring = Scoring.paper  # the paper tasks' (mlalign_tasks.label_scoring)
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        from mlalign_tasks import evaluate
         from mlalign_tasks.label_scoring import check_scoring
 
-        evaluate.parse_tasks(self.tasks)
-        evaluate.parse_limit(None if self.limit is None else str(self.limit))
-        evaluate.parse_batch_size(str(self.batch_size))
+        _ = self.selection  # parsed with the other options: an unknown task or language is refused here
+        if self.limit is not None and not (self.limit >= 1 if isinstance(self.limit, int) else 0 < self.limit < 1):
+            raise MlalignError(f"--limit {self.limit} must be a positive integer (items per task) or a fraction < 1")
+        if not (isinstance(self.batch_size, int) and self.batch_size > 0 or _is_auto(self.batch_size)):
+            raise MlalignError(f"--batch-size {self.batch_size!r} must be a positive integer or 'auto'")
         object.__setattr__(self, "label_scoring", check_scoring(self.label_scoring))
         try:
             object.__setattr__(self, "nf4_preset", Nf4Preset(self.nf4_preset))
@@ -142,17 +168,23 @@ class EvalOptions:
             raise MlalignError(f"--nf4-preset {self.nf4_preset.value} applies to 4-bit evaluation; add --load-in-4bit")
         _check_positive("--max-gen-toks", self.max_gen_toks, "the task's own")
 
+    @cached_property
+    def selection(self) -> Selection:
+        """The tasks, parsed (`mlalign eval --tasks`'s syntax)."""
+        from mlalign_tasks.evaluate import parse_tasks
+
+        return parse_tasks(self.tasks)
+
 
 @dataclass(frozen=True)
 class AnalysisOptions:
-    """Stages `logit-lens` and `pca`."""
+    """Stages `logit-lens` and `pca` (the seed is the run's)."""
 
-    task: PaperTask = PaperTask.sentiment
-    limit: int | None = DEMO_SCALE.analysis_limit
-    lens_langs: str = "en,de,zh,sw,ja"
-    pca_langs: str = "en,de,fr,hi,sw"
+    task: PaperTask
+    limit: int | None  # items per language (None: every item)
+    lens_langs: str
+    pca_langs: str
     load_in_4bit: bool = False
-    seed: int = 0
 
     def __post_init__(self) -> None:
         from mlalign_tasks import paper_prompts
@@ -165,6 +197,11 @@ class AnalysisOptions:
             paper_items.check_inputs(self.task, langs, self.limit)
 
 
+def _is_auto(batch_size: int | str) -> bool:
+    """Whether a batch size is lm-eval's search for the largest that fits ('auto', or 'auto:N' searches)."""
+    return batch_size == "auto" or str(batch_size).startswith("auto:")
+
+
 def _check_positive(flag: str, value: int | None, zero: str = "all") -> None:
     """A size the command line gives as a number >= 0, where 0 means `zero` (None here)."""
     if value is not None and value < 1:
@@ -173,15 +210,15 @@ def _check_positive(flag: str, value: int | None, zero: str = "all") -> None:
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """What `mlalign run` does, built and checked once; the defaults are the embedded demo (`configure` picks the
-    sizes by the model)."""
+    """What `mlalign run` does, built and checked once by `configure` (which picks the sizes by the model)."""
 
-    model: str | None = None  # None: the recipe's model_name_or_path, or the toy world's model without a recipe
-    recipe: str | None = None
-    data: DataOptions = DataOptions()
-    evaluation: EvalOptions = EvalOptions()
-    analysis: AnalysisOptions = AnalysisOptions()
-    train_flags: tuple[str, ...] = ()
+    model: str | None  # None: the recipe's model_name_or_path, or the toy world's model without a recipe
+    recipe: str | None
+    data: DataOptions
+    evaluation: EvalOptions
+    analysis: AnalysisOptions
+    seed: int = SEED  # data sampling, training, evaluation and analyses
+    train_flags: tuple[str, ...] = ()  # the user's extra trainer flags, parsed once per training stage (`Training`)
     device: str | None = None
     out: Path | None = None  # None: runs/<folder_name>
     board: Path | None = None  # None: leaderboards/<folder_name>
@@ -189,14 +226,14 @@ class StudyConfig:
     defaulted: dict[str, tuple[object, str]] = field(default_factory=dict)  # option -> (value, where it came from)
 
     def __post_init__(self) -> None:
-        name = folder_name(self)
+        name = folder_name(self.model, self.recipe)
         object.__setattr__(self, "out", Path(self.out) if self.out is not None else Path("runs") / name)
         object.__setattr__(self, "board", Path(self.board) if self.board is not None else Path("leaderboards") / name)
 
-    @property
-    def seed(self) -> int:
-        """The run's seed (data sampling, training, evaluation, analyses)."""
-        return self.data.seed
+    @cached_property
+    def kind(self) -> str | None:
+        """TOY or TINY on a model mlalign builds, else None (`builtin_kind`)."""
+        return builtin_kind(self.model, self.recipe)
 
 
 def chosen_sizes(model: str | None, recipe: str | None, given: dict[str, object]) -> dict[str, tuple[object, str]]:
@@ -206,13 +243,13 @@ def chosen_sizes(model: str | None, recipe: str | None, given: dict[str, object]
     task's own generation length, every analysis item, batch size auto, and the recipe's training data (languages,
     source, examples per language, seed) or, without a recipe, every usable pair.
     """
-    kind = builtin_kind(StudyConfig(model=model, recipe=recipe))
+    kind = builtin_kind(model, recipe)
     if kind is not None:
         own, why = BUILTIN[kind], f"the {BUILTIN[kind].name}'s"
         chosen = {name: (value, why) for name, value in asdict(own.scale).items()}
         chosen |= {"languages": (own.languages, why), "qt_source": (own.qt_source.value, why)}
         return {name: pair for name, pair in chosen.items() if name not in given}
-    chosen = {name: (value, "full size") for name, value in asdict(FULL_SCALE).items()}
+    chosen = {name: (value, "full size") for name, value in asdict(REAL.scale).items()}
     if recipe is not None:
         path = recipes.recipe_path(recipe)
         values = recipes.stage_flags(recipes.read_recipe(path), "question", path)  # a two-stage recipe: stage I's
@@ -238,34 +275,32 @@ def configure(
 ) -> StudyConfig:
     """The run's configuration, checked: the options given, and the sizes (`Scale`'s fields, languages, qt_source,
     seed) not given at the run's scale (`chosen_sizes`); a built-in model's tasks and analysis languages unless
-    given."""
-    known = {*asdict(DEMO_SCALE), *RECIPE_DATA}
-    if unknown := set(sized) - known:
+    given (an analysis task given takes a real model's analysis languages)."""
+    if unknown := set(sized) - {*asdict(DEMO_SCALE), *RECIPE_DATA}:
         raise TypeError(f"configure: unknown option(s) {sorted(unknown)}")
+    kind = builtin_kind(model, recipe)
+    own = BUILTIN[kind] if kind is not None else REAL
     chosen = chosen_sizes(model, recipe, sized)
-    v = {"languages": DataOptions.languages, "qt_source": DataOptions.qt_source, "seed": DataOptions.seed}
-    v |= {name: value for name, (value, _) in chosen.items()} | sized
-    seed = v["seed"]
-    kind = builtin_kind(StudyConfig(model=model, recipe=recipe))
-    own = BUILTIN[kind] if kind is not None else None
-    langs = {"lens_langs": own.lens_langs, "pca_langs": own.pca_langs} if own and analysis_task is None else {}
-    eval_tasks = eval_tasks or (own.tasks if own else EvalOptions.tasks)
-    analysis_task = analysis_task or (own.analysis_task if own else AnalysisOptions.task)
+    sizes = {"languages": REAL.languages, "qt_source": REAL.qt_source, "seed": SEED}
+    sizes |= {name: value for name, (value, _) in chosen.items()} | sized
+    langs = own if analysis_task is None else REAL
     return StudyConfig(
         model=model,
         recipe=recipe,
-        data=DataOptions(v["qt_source"], v["languages"], v["examples_per_language"], seed),
+        data=DataOptions(sizes["qt_source"], sizes["languages"], sizes["examples_per_language"]),
         evaluation=EvalOptions(
-            eval_tasks,
-            v["eval_limit"],
-            v["max_gen_toks"],
-            v["batch_size"],
+            eval_tasks or own.tasks,
+            sizes["eval_limit"],
+            sizes["max_gen_toks"],
+            sizes["batch_size"],
             load_in_4bit,
             nf4_preset,
             label_scoring,
-            seed,
-        ),  # fmt: skip
-        analysis=AnalysisOptions(analysis_task, v["analysis_limit"], **langs, load_in_4bit=load_in_4bit, seed=seed),
+        ),
+        analysis=AnalysisOptions(
+            analysis_task or own.analysis_task, sizes["analysis_limit"], langs.lens_langs, langs.pca_langs, load_in_4bit
+        ),
+        seed=sizes["seed"],
         train_flags=tuple(train_flags),
         device=device,
         out=out,
@@ -300,10 +335,9 @@ def describe_defaults(chosen: dict[str, tuple[object, str]]) -> str | None:
 def _recipe(cfg: StudyConfig) -> tuple[Path | None, dict]:
     """The trainer recipe (path and values): the given one, the built-in model's, or none for a real model without
     one (the trainer's defaults for the device then apply)."""
-    kind = builtin_kind(cfg)
-    if cfg.recipe is None and kind is None:
+    if cfg.recipe is None and cfg.kind is None:
         return None, {}
-    path = recipes.recipe_path(cfg.recipe or BUILTIN[kind].recipe)
+    path = recipes.recipe_path(cfg.recipe or BUILTIN[cfg.kind].recipe)
     return path, recipes.read_recipe(path)
 
 
@@ -315,14 +349,14 @@ def _copy_adapter(run_dir: Path, dest: Path) -> None:
             shutil.copy2(item, dest / item.name)
 
 
-def builtin_kind(cfg: StudyConfig) -> str | None:
+def builtin_kind(model: str | None, recipe: str | None) -> str | None:
     """TOY or TINY when the study runs on a model mlalign builds (named by --model, or by a recipe for it; no --model
     and no recipe: `DEFAULT_MODEL`), else None."""
-    if cfg.model is not None:
-        return cfg.model if cfg.model in BUILTIN else None
-    if cfg.recipe is None:
+    if model is not None:
+        return model if model in BUILTIN else None
+    if recipe is None:
         return DEFAULT_MODEL
-    named = _recipe_model(cfg.recipe)
+    named = _recipe_model(recipe)
     return next((kind for kind, own in BUILTIN.items() if own.recipe_model == named), None)
 
 
@@ -332,23 +366,33 @@ def _recipe_model(recipe: str) -> str | None:
     return recipes.stage_flags(recipes.read_recipe(path), "question", path).get("model_name_or_path")
 
 
-def folder_name(cfg: StudyConfig) -> str:
+def folder_name(model: str | None, recipe: str | None) -> str:
     """The name of the run's default folders: a built-in model's (`Builtin.folder`), else the model's: a local
     folder's name, or a Hub id with `/` as `--` (as the Hub's cache names it)."""
-    kind = builtin_kind(cfg)
+    kind = builtin_kind(model, recipe)
     if kind is not None:
         return BUILTIN[kind].folder
-    model = cfg.model or _recipe_model(cfg.recipe) or "model"
+    model = model or _recipe_model(recipe) or "model"
     local = Path(model).expanduser()
     name = local.resolve().name if local.exists() else model.strip("/").replace("/", "--")
     return re.sub(r"[^\w.-]+", "-", name) or "model"
 
 
+def options_record(cfg: StudyConfig) -> dict:
+    """The run's options as JSON values, as `STUDY_FILE` records them: the seed in each stage's options, where
+    earlier runs recorded it (their records must stay equal for them to resume)."""
+    record = asdict(cfg)
+    seed = record.pop("seed")
+    for options in ("data", "evaluation", "analysis"):
+        record[options]["seed"] = seed
+    return json.loads(json.dumps(record, default=str))
+
+
 def computed(cfg: StudyConfig) -> dict:
     """What the run computes (its options but where it writes and runs, `NOT_COMPUTED`), as JSON values: a run
     folder or board holding another one's results is not replaced unasked."""
-    record = json.loads(json.dumps(asdict(cfg), default=str))
-    record["model"] = builtin_kind(cfg) or cfg.model
+    record = options_record(cfg)
+    record["model"] = cfg.kind or cfg.model
     return {key: value for key, value in record.items() if key not in NOT_COMPUTED}
 
 
@@ -419,201 +463,305 @@ def check_config(cfg: StudyConfig, replace: bool = False) -> None:
     check_same_run(cfg.board / BOARD_RECORD, "--board", cfg, replace)
 
 
-def build_stages(cfg: StudyConfig, replace: bool = False) -> tuple[list[Stage], dict[str, Path]]:
-    """The study's stages and the paths of its main artefacts (`replace`: see `check_config`)."""
-    check_config(cfg, replace)
-    out = cfg.out
+@dataclass(frozen=True)
+class Training:
+    """One training stage's trainer options, parsed once by the trainer's parser: the recipe's, the study's
+    `values` over them, the user's --train-flag over both."""
+
+    name: str  # its stage: train, or train-response (QAlign's stage II)
+    values: dict[str, object]  # the study's: the recipe stage, the base model, the data or stage I's adapter, the seed
+    qt: QTArguments
+    args: QTConfig
+    model_args: QTModelConfig
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the stages share, resolved once from the run's options before any stage runs."""
+
+    cfg: StudyConfig
+    model: str  # the base model: a built-in one's folder in --out, else --model or the recipe's, resolved
+    recipe_file: Path | None
+    recipe: dict
+    question: Training  # stage I: question translation
+    response: Training | None  # stage II (a two-stage recipe): question-answer pairs on stage I's adapter
+
+    @property
+    def last_train(self) -> str:
+        return self.response.name if self.response else self.question.name
+
+    @property
+    def adapter(self) -> Path:
+        """The adapter the run aligns the model with: its last training stage's."""
+        return self.cfg.out / self.last_train / "adapter"
+
+    @property
+    def model_deps(self) -> tuple[str, ...]:
+        """The stage that writes the base model (a built-in one), for the stages that read it."""
+        return ("model",) if self.cfg.kind else ()
+
+
+def _training(cfg: StudyConfig, name: str, recipe_file: Path | None, values: dict[str, object]) -> Training:
+    """Parse the trainer's options of stage `name` (bad --train-flag values are refused here, before any stage)."""
+    qt, args, model_args = sft.parse_args(
+        list(cfg.train_flags), recipe_file, values | {"output_dir": str(cfg.out / name)}
+    )
+    return Training(name, values, qt, args, model_args)
+
+
+def plan(cfg: StudyConfig) -> Plan:
+    """Resolve the base model and the trainer's options of each training stage; refuse what `mlalign run` cannot
+    train or evaluate."""
     recipe_file, recipe = _recipe(cfg)
-    kind = builtin_kind(cfg)
-    builtin = kind is not None
-    model = str(out / "model") if builtin else (cfg.model or recipe.get("model_name_or_path"))
-    two_stage = "response" in recipes.stages(recipe)  # QAlign's: question translation, then question-answer data
+    model = str(cfg.out / "model") if cfg.kind else (cfg.model or recipe.get("model_name_or_path"))
     if not model:
         raise MlalignError(f"recipe {recipe_file} names no model_name_or_path; give --model")
-    if not builtin:
+    if not cfg.kind:
         flag = "--model" if cfg.model else f"the model of recipe {cfg.recipe}"
         model = resolve_model(model, flag)
         check_model_name(model, flag)
-    last_train = "train-response" if two_stage else "train"
-    adapter = out / last_train / "adapter"
-    check_model_arg(model, "--out" if builtin else "--model")
-    check_model_arg(str(adapter), "--out")
-    paths = {"model": Path(model), "dataset": out / "data", "adapter": adapter}
-    stages: list[Stage] = []
-
-    if kind == TINY:
-        from mlalign_tasks.tiny_model import DEFAULT_SIZES, build_tiny_model
-
-        def make_model(o: Path, w: Path) -> None:
-            build_tiny_model(o, cfg.seed)
-
-        stages.append(Stage("model", {"tiny": DEFAULT_SIZES, "seed": cfg.seed}, make_model))
-    elif kind == TOY:
-        from mlalign_tasks import toy_model
-
-        def copy_toy(o: Path, w: Path) -> None:
-            toy_model.install(o)
-
-        stages.append(Stage("model", {"toy": toy_model.packaged_record()}, copy_toy))
-
-    def stage_flags(stage: str, *flags: str) -> list[str]:
-        recipe_flags = ["--config", str(recipe_file)] if recipe_file else []
-        stage_flag = ["--stage", stage] if two_stage else []
-        return [
-            *recipe_flags,
-            *stage_flag,
-            "--model_name_or_path",
-            model,
-            *flags,
-            "--seed",
-            str(cfg.seed),
-            *cfg.train_flags,
-        ]
-
-    # the data stage builds stage I's set (it wins over a recipe's languages)
-    question_flags = stage_flags("question", "--dataset_path", str(out / "data"))
-    # bad trainer flags are refused before any stage runs
-    question, _, model_args = sft.parse_args([*question_flags, "--output_dir", str(out / "train")])
-    if question.mixture:
+    check_model_arg(model, "--out" if cfg.kind else "--model")
+    two_stage = "response" in recipes.stages(recipe)  # QAlign's: question translation, then question-answer data
+    stage = {"stage": "question"} if two_stage else {}
+    base = {"model_name_or_path": model}
+    question = _training(
+        cfg, "train", recipe_file, stage | base | {"dataset_path": str(cfg.out / "data"), "seed": cfg.seed}
+    )
+    if question.qt.mixture:
         raise MlalignError(
-            f"--mixture {question.mixture}: `mlalign run` builds stage I's data from --langs and --qt-source; train on "
-            "one of the paper's mixtures with `mlalign train --mixture` and evaluate with `mlalign eval`"
+            f"--mixture {question.qt.mixture}: `mlalign run` builds stage I's data from --langs and --qt-source; train "
+            "on one of the paper's mixtures with `mlalign train --mixture` and evaluate with `mlalign eval`"
         )
-    if not model_args.use_peft:
+    if not question.model_args.use_peft:
         raise MlalignError(
             f"recipe {recipe_file} fine-tunes the whole model, and `mlalign run` evaluates LoRA adapters: train it with "
             "`mlalign train` and evaluate the model with `mlalign eval`, or choose a LoRA recipe (`mlalign recipes`)"
         )
+    response = None
+    if two_stage:  # stage II trains stage I's adapter on
+        stage_one = {"init_from": str(cfg.out / "train" / "adapter"), "seed": cfg.seed}
+        response = _training(cfg, "train-response", recipe_file, {"stage": "response"} | base | stage_one)
+    study = Plan(cfg, model, recipe_file, recipe, question, response)
+    check_model_arg(str(study.adapter), "--out")
+    return study
 
-    def build_data(o: Path, w: Path) -> None:
+
+def model_stage(study: Plan) -> Stage | None:
+    """`model`: a built-in model, written into --out (the tiny model built from the run's seed, the toy world's
+    copied from the package); none for a real model."""
+    from mlalign_tasks import toy_model
+
+    kind, seed = study.cfg.kind, study.cfg.seed
+    if kind is None:
+        return None
+
+    def write(out_dir: Path, work_dir: Path) -> None:
+        if kind == TINY:
+            tiny_model.build_tiny_model(out_dir, seed)
+        else:
+            toy_model.install(out_dir)
+
+    record = {"tiny": tiny_model.DEFAULT_SIZES, "seed": seed} if kind == TINY else {"toy": toy_model.packaged_record()}
+    return Stage("model", record, write)
+
+
+def data_stage(study: Plan) -> Stage:
+    """`data`: stage I's question translations (--langs and --qt-source win over a recipe's), in the prompt format,
+    cleaning and target language stage I trains with; writes the dataset the trainer reads."""
+    options, question, seed = study.cfg.data, study.question.qt, study.cfg.seed
+    shape = {name: getattr(question, name) for name in ("prompt_format", "clean_pairs", "target_language")}
+
+    def build(out_dir: Path, work_dir: Path) -> None:
         from mlalign_trainer.qt_data import build_qt_dataset, save_build
 
-        build = build_qt_dataset(
-            d.qt_source, d.languages, d.examples_per_language, seed=d.seed, data_dir=cfg.data_dir,
-            fmt=question.prompt_format, clean=question.clean_pairs, target=question.target_language,
+        built = build_qt_dataset(
+            options.qt_source, options.languages, options.examples_per_language, seed=seed,
+            data_dir=study.cfg.data_dir, fmt=question.prompt_format, clean=question.clean_pairs,
+            target=question.target_language,
         )  # fmt: skip
-        save_build(build, o)
+        save_build(built, out_dir)
 
-    d = cfg.data  # with the trainer's settings that shape the data (a recipe's prompt format, cleaning, target)
-    data_cfg = asdict(d) | {k: getattr(question, k) for k in ("prompt_format", "clean_pairs", "target_language")}
-    stages.append(Stage("data", data_cfg, build_data))
+    return Stage("data", asdict(options) | {"seed": seed} | shape, build)
 
-    # The trainer's own defaults are part of the configuration: changing one (in a new release) retrains.
+
+def train_stage(study: Plan, training: Training, deps: tuple[str, ...]) -> Stage:
+    """A training stage: the trainer on its options, resuming from the checkpoints of an interrupted attempt in the
+    stage's work folder (mlalign_trainer.sft); writes the final adapter."""
     from mlalign_trainer.config import mlalign_defaults
 
-    defaults = mlalign_defaults()
+    # The record earlier runs hashed: the study's values and the user's flags as the trainer's flags, and the
+    # trainer's own defaults (changing one in a new release retrains).
+    flags = [text for name, value in training.values.items() for text in (f"--{name}", str(value))]
+    record = {"recipe": study.recipe, "flags": [*flags, *study.cfg.train_flags], "model": study.model}
+    given = {"model_name_or_path"} | {
+        name for name in ("languages",) if sft.on_command_line(study.cfg.train_flags, name)
+    }
 
-    def train_stage(name: str, flags: list[str], deps: tuple[str, ...]) -> Stage:
-        def train(o: Path, w: Path) -> None:
-            from mlalign_trainer.sft import main as train_main
+    def train(out_dir: Path, work_dir: Path) -> None:
+        training.args.output_dir = str(work_dir)  # named by the stage's hash, known when it runs
+        code = sft.train(training.qt, training.args, training.model_args, given)
+        if code in (130, 143):  # Ctrl-C or SIGTERM: the trainer saved a checkpoint in `work_dir`, where a rerun resumes
+            raise Interrupted
+        if code != 0:
+            raise MlalignError(f"training stopped (exit code {code}); rerun `mlalign run` to resume it")
+        _copy_adapter(work_dir, out_dir / "adapter")
 
-            code = train_main([*flags, "--output_dir", str(w)])
-            if code in (130, 143):  # Ctrl-C or SIGTERM: the trainer saved a checkpoint in `w`, where a rerun resumes
-                raise Interrupted
-            if code != 0:
-                raise MlalignError(f"training stopped (exit code {code}); rerun `mlalign run` to resume it")
-            _copy_adapter(w, o / "adapter")
+    return Stage(training.name, record | {"defaults": mlalign_defaults()}, train, deps=deps)
 
-        config = {"recipe": recipe, "flags": flags[2 if recipe_file else 0 :], "model": model, "defaults": defaults}
-        return Stage(name, config, train, deps=deps)
 
-    stages.append(train_stage("train", question_flags, ("model", "data") if builtin else ("data",)))
-    if two_stage:  # stage II trains stage I's adapter on
-        response_flags = stage_flags("response", "--init_from", str(out / "train" / "adapter"))
-        response = sft.parse_args([*response_flags, "--output_dir", str(out / "train-response")])[0]
-        stages.append(train_stage("train-response", response_flags, ("train",)))
+def _evaluate(study: Plan, adapter: Path | None, out_dir: Path, work_dir: Path) -> None:
+    """Evaluate the base model, with `adapter` if given, on the run's tasks into `out_dir` (lm-eval's files)."""
+    from mlalign_tasks import evaluate
 
-    e = cfg.evaluation
-    eval_cfg = asdict(e)
+    options = study.cfg.evaluation
+    evaluate.quiet_lm_eval(False)
+    evaluate.run(
+        evaluate.EvalRequest(
+            model=study.model,
+            tasks=options.selection,
+            adapter=str(adapter) if adapter else None,
+            limit=options.limit,
+            batch_size=options.batch_size,
+            device=study.cfg.device,
+            gen_kwargs={"max_gen_toks": options.max_gen_toks} if options.max_gen_toks else None,
+            output_path=out_dir,
+            load_in_4bit=options.load_in_4bit,
+            nf4_preset=options.nf4_preset,
+            data_dir=study.cfg.data_dir,
+            seed=study.cfg.seed,
+            label_scoring=options.label_scoring,
+        )
+    )
 
-    def evaluate_stage(peft: Path | None):
-        def run(o: Path, w: Path) -> None:
-            from mlalign_tasks import evaluate
 
-            evaluate.quiet_lm_eval(False)
-            evaluate.run(
-                evaluate.EvalRequest(
-                    model=model,
-                    tasks=evaluate.parse_tasks(e.tasks),
-                    adapter=str(peft) if peft else None,
-                    limit=e.limit,
-                    batch_size=e.batch_size,
-                    device=cfg.device,
-                    gen_kwargs={"max_gen_toks": e.max_gen_toks} if e.max_gen_toks else None,
-                    output_path=o,
-                    load_in_4bit=e.load_in_4bit,
-                    nf4_preset=e.nf4_preset,
-                    data_dir=cfg.data_dir,
-                    seed=e.seed,
-                    label_scoring=e.label_scoring,
-                )
-            )
+def _eval_record(study: Plan) -> dict:
+    """What an evaluation stage computes: the run's evaluation options and seed."""
+    return asdict(study.cfg.evaluation) | {"seed": study.cfg.seed}
 
-        return run
 
-    base_deps = ("model",) if builtin else ()
-    stages.append(Stage("eval-base", {**eval_cfg, "model": model}, evaluate_stage(None), deps=base_deps))
-    stages.append(Stage("eval-aligned", eval_cfg, evaluate_stage(adapter), deps=(last_train,)))
-    paths["eval-base"], paths["eval-aligned"] = out / "eval-base", out / "eval-aligned"
-    stage_one = out / "train" / "adapter" if two_stage else None
-    if stage_one:  # stage I's adapter alone, so that the board shows what stage II adds
-        stages.append(Stage("eval-question", eval_cfg, evaluate_stage(stage_one), deps=("train",)))
-        paths["eval-question"] = out / "eval-question"
-    evaluated = [out / "eval-base", out / "eval-aligned", *([out / "eval-question"] if stage_one else [])]
+def eval_base_stage(study: Plan) -> Stage:
+    """`eval-base`: the base model alone."""
+    record = _eval_record(study) | {"model": study.model}
+    return Stage("eval-base", record, partial(_evaluate, study, None), deps=study.model_deps)
 
-    def leaderboard(o: Path, w: Path) -> list[Path]:
+
+def eval_aligned_stage(study: Plan) -> Stage:
+    """`eval-aligned`: the base model with the run's final adapter."""
+    return Stage(
+        "eval-aligned", _eval_record(study), partial(_evaluate, study, study.adapter), deps=(study.last_train,)
+    )
+
+
+def eval_question_stage(study: Plan) -> Stage:
+    """`eval-question` (two-stage recipes): stage I's adapter alone, so that the board shows what stage II adds."""
+    adapter = study.cfg.out / study.question.name / "adapter"
+    return Stage("eval-question", _eval_record(study), partial(_evaluate, study, adapter), deps=(study.question.name,))
+
+
+def board_stage(study: Plan, evaluated: list[Path]) -> Stage:
+    """`leaderboard`: the board of the `evaluated` stages' results, published in --board with the run's `computed`
+    record; its manifest is written beside the stages, so that the board's regenerate command stays valid."""
+    cfg, out = study.cfg, study.cfg.out
+    stage_two = (study.response.qt.response_source, out / study.question.name / "adapter") if study.response else None
+    manifest = board_manifest(cfg, study.model, study.adapter, stage_two)
+    record = {"board": str(cfg.board), "manifest": manifest, "embed": False, "run": computed(cfg)}
+
+    def publish(out_dir: Path, work_dir: Path) -> list[Path]:
         import yaml
 
         from mlalign_tasks.leaderboard import BoardOptions, make_leaderboard
         from mlalign_tasks.leaderboard.folder import board_files
 
-        manifest = out / "leaderboard.yaml"  # beside the stages, so the board's regenerate command stays valid
-        write_text_atomic(manifest, yaml.safe_dump(board_cfg["manifest"], sort_keys=False, allow_unicode=True))
+        manifest_file = out / "leaderboard.yaml"
+        write_text_atomic(manifest_file, yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True))
         # The per-sample logs hold benchmark items: keep them in the run directory, not in the published board.
-        make_leaderboard(evaluated, cfg.board, manifest, BoardOptions(embed=False))
-        write_text_atomic(cfg.board / BOARD_RECORD, json.dumps(board_cfg["run"], indent=1, sort_keys=True) + "\n")
+        make_leaderboard(evaluated, cfg.board, manifest_file, BoardOptions(embed=False))
+        write_text_atomic(cfg.board / BOARD_RECORD, json.dumps(record["run"], indent=1, sort_keys=True) + "\n")
         return [*board_files(cfg.board), cfg.board / BOARD_RECORD]  # not the board folder's other files (a .git)
 
-    manifest = board_manifest(cfg, model, adapter, (response.response_source, stage_one) if two_stage else None)
-    board_cfg = {"board": str(cfg.board), "manifest": manifest, "embed": False, "run": computed(cfg)}
-    stages.append(Stage("leaderboard", board_cfg, leaderboard, deps=tuple(p.name for p in evaluated)))
-    paths["leaderboard"] = cfg.board
+    return Stage("leaderboard", record, publish, deps=tuple(path.name for path in evaluated))
 
-    a = cfg.analysis
-    analysis_cfg = {k: v for k, v in asdict(a).items() if k not in ("lens_langs", "pca_langs")}  # the shared ones
-    aligned = ModelSpec(model, str(adapter), cfg.device or "auto", load_in_4bit=a.load_in_4bit)
 
-    # The toy reviews have English-label prompts only: mlalign's lens (English output) and PCA of the reviews alone.
-    toy_analysis = a.task is PaperTask.toy_sentiment
+def _analysis_record(study: Plan, langs: str) -> dict:
+    """What an analysis stage computes: the options the two share, its languages and the run's seed."""
+    shared = {k: v for k, v in asdict(study.cfg.analysis).items() if k not in ("lens_langs", "pca_langs")}
+    return shared | {"seed": study.cfg.seed, "langs": langs}
 
-    def lens(o: Path, w: Path) -> None:
+
+def _aligned(study: Plan) -> ModelSpec:
+    """The aligned model the analyses load: the base model with the run's final adapter."""
+    return ModelSpec(
+        study.model, str(study.adapter), study.cfg.device or "auto", load_in_4bit=study.cfg.analysis.load_in_4bit
+    )
+
+
+def lens_stage(study: Plan) -> Stage:
+    """`logit-lens`: the aligned model's logit lens over layers; the toy reviews have English-label prompts only, so
+    there mlalign's lens (English output) instead of the paper's."""
+    from mlalign_tasks.analysis.protocols import LensProtocol
+
+    options, cfg = study.cfg.analysis, study.cfg
+    protocol = LensProtocol.english_output if options.task is PaperTask.toy_sentiment else LensProtocol.paper
+
+    def lens(out_dir: Path, work_dir: Path) -> None:
         from mlalign_tasks.analysis.logit_lens import run_logit_lens
-        from mlalign_tasks.analysis.protocols import LensProtocol
 
         run_logit_lens(
-            aligned, a.task.value, a.lens_langs, o, limit=a.limit, seed=a.seed, data_dir=cfg.data_dir,
-            protocol=LensProtocol.english_output if toy_analysis else LensProtocol.paper,
+            _aligned(study), options.task.value, options.lens_langs, out_dir, limit=options.limit, seed=cfg.seed,
+            data_dir=cfg.data_dir, protocol=protocol,
         )  # fmt: skip
 
-    def pca(o: Path, w: Path) -> None:
+    return Stage("logit-lens", _analysis_record(study, options.lens_langs), lens, deps=(study.last_train,))
+
+
+def pca_stage(study: Plan) -> Stage:
+    """`pca`: PCA of the aligned model's hidden states; of the toy reviews' sentences alone (their prompts are
+    English-label ones), else of the paper's prompts."""
+    from mlalign_tasks.analysis.protocols import PcaInput
+
+    options, cfg = study.cfg.analysis, study.cfg
+    source = PcaInput.sentence if options.task is PaperTask.toy_sentiment else PcaInput.prompt
+
+    def pca(out_dir: Path, work_dir: Path) -> None:
         from mlalign_tasks.analysis.pca import run_pca
-        from mlalign_tasks.analysis.protocols import PcaInput
 
         run_pca(
-            aligned, a.pca_langs, o, task=a.task.value, limit=a.limit, seed=a.seed, data_dir=cfg.data_dir,
-            source=PcaInput.sentence if toy_analysis else PcaInput.prompt,
+            _aligned(study), options.pca_langs, out_dir, task=options.task.value, limit=options.limit, seed=cfg.seed,
+            data_dir=cfg.data_dir, source=source,
         )  # fmt: skip
 
-    stages.append(Stage("logit-lens", {**analysis_cfg, "langs": a.lens_langs}, lens, deps=(last_train,)))
-    stages.append(Stage("pca", {**analysis_cfg, "langs": a.pca_langs}, pca, deps=(last_train,)))
-    paths["logit-lens"], paths["pca"] = out / "logit-lens", out / "pca"
-    return stages, paths
+    return Stage("pca", _analysis_record(study, options.pca_langs), pca, deps=(study.last_train,))
+
+
+def build_stages(cfg: StudyConfig, replace: bool = False) -> tuple[list[Stage], dict[str, Path]]:
+    """The study's stages, in order, and the paths of its main artefacts (`replace`: see `check_config`)."""
+    check_config(cfg, replace)
+    study = plan(cfg)
+    out = cfg.out
+    trains = [train_stage(study, study.question, ("model", "data") if cfg.kind else ("data",))]
+    evals = [eval_base_stage(study), eval_aligned_stage(study)]
+    if study.response:
+        trains.append(train_stage(study, study.response, (study.question.name,)))
+        evals.append(eval_question_stage(study))
+    evaluated = [out / stage.name for stage in evals]
+    stages = [
+        *filter(None, [model_stage(study)]),
+        data_stage(study),
+        *trains,
+        *evals,
+        board_stage(study, evaluated),
+        lens_stage(study),
+        pca_stage(study),
+    ]
+    paths = {"model": Path(study.model), "dataset": out / "data", "adapter": study.adapter}
+    paths |= {path.name: path for path in evaluated} | {"leaderboard": cfg.board}
+    return stages, paths | {"logit-lens": out / "logit-lens", "pca": out / "pca"}
 
 
 def board_manifest(cfg: StudyConfig, model: str, adapter: Path, stage_two: tuple[str, Path] | None = None) -> dict:
     """Title, description and model names of the study's leaderboard (`stage_two`: stage II's data and stage I's
     adapter, which the board shows too, if the run has two stages)."""
-    kind = builtin_kind(cfg)
+    kind = cfg.kind
     stage_two_clause = (
         f", then on English question-answer pairs ({stage_two[0]}), QAlign's two stages; the board shows stage I's "
         "adapter alone beside them"
@@ -666,6 +814,5 @@ def run_study(cfg: StudyConfig, on_start=None, replace: bool = False) -> tuple[l
     """
     stages, paths = build_stages(cfg, replace)
     with exclusive(cfg.out / LOCK_FILE, f"--out {cfg.out}"):
-        options = json.loads(json.dumps(asdict(cfg), default=str))
-        write_json_atomic(cfg.out / STUDY_FILE, options | {COMPUTED_KEY: computed(cfg)})
+        write_json_atomic(cfg.out / STUDY_FILE, options_record(cfg) | {COMPUTED_KEY: computed(cfg)})
         return run_stages(stages, cfg.out, on_start=on_start), paths

@@ -438,15 +438,15 @@ def test_run_refuses_a_board_on_a_read_only_filesystem_before_the_first_stage(tm
 
 
 def test_built_in_models_and_their_defaults(tmp_path) -> None:
-    from mlalign_tasks.study import TINY, TOY, StudyConfig, build_stages, builtin_kind, configure
+    from mlalign_tasks.study import TINY, TOY, build_stages, builtin_kind, configure
 
     for recipe in ("cpu-smoke", "cpu-smoke.yaml", "qalign-cpu-smoke"):
-        assert builtin_kind(StudyConfig(recipe=recipe)) == TINY
-    assert builtin_kind(StudyConfig()) == builtin_kind(StudyConfig(recipe="toy-world")) == TOY
+        assert builtin_kind(None, recipe) == TINY
+    assert builtin_kind(None, None) == builtin_kind(None, "toy-world") == TOY
     for recipe in ("qwen2.5-1.5b-12gb", "qalign-qlora-24gb"):
-        assert builtin_kind(StudyConfig(recipe=recipe)) is None
+        assert builtin_kind(None, recipe) is None
     for kind in ("tiny", "toy"):
-        cfg = StudyConfig(model=kind, out=tmp_path / kind, board=tmp_path / f"{kind}-board")
+        cfg = configure(model=kind, out=tmp_path / kind, board=tmp_path / f"{kind}-board")
         stages, paths = build_stages(cfg)
         assert stages[0].name == "model" and paths["model"] == cfg.out / "model"
     toy = configure()
