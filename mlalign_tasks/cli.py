@@ -682,6 +682,7 @@ def run_cmd(
     load_in_4bit: Annotated[bool, option("4-bit base model", "Evaluate/analyse in 4-bit NF4 (CUDA).")] = False,
     nf4_preset: Nf4PresetOpt = Nf4Preset.mlalign,
     label_scoring: LabelScoringOpt = Scoring.paper,
+    gold: GoldOpt = Gold.english,
     analysis_limit: Annotated[
         int | None,
         typer.Option(
@@ -746,7 +747,7 @@ def run_cmd(
         console.print(chosen, highlight=False, soft_wrap=True)
     cfg = configure(
         model=model, recipe=recipe, **given, train_flags=train_flag or [], eval_tasks=tasks, device=device,
-        load_in_4bit=load_in_4bit, nf4_preset=nf4_preset, label_scoring=label_scoring,
+        load_in_4bit=load_in_4bit, nf4_preset=nf4_preset, label_scoring=label_scoring, gold=gold,
         out=out, board=board, data_dir=str(data_dir) if data_dir else None,
     )  # fmt: skip
     try:

@@ -28,7 +28,7 @@ from mlalign_tasks.analysis.protocols import PaperTask
 from mlalign_tasks.atomic import write_json_atomic, write_text_atomic
 from mlalign_tasks.errors import Interrupted, MlalignError
 from mlalign_tasks.gguf_models import resolve_model
-from mlalign_tasks.label_scoring import Scoring
+from mlalign_tasks.label_scoring import Gold, Scoring
 from mlalign_tasks.model_loading import ModelSpec, Nf4Preset, resolve_device
 from mlalign_tasks.model_paths import check_model_arg, check_model_name
 from mlalign_tasks.output_dirs import check_replaceable, exclusive
@@ -149,6 +149,7 @@ class EvalOptions:
     load_in_4bit: bool = False
     nf4_preset: Nf4Preset = Nf4Preset.mlalign  # 4-bit only (mlalign_tasks.model_loading)
     label_scoring: Scoring = Scoring.paper  # the paper tasks' (mlalign_tasks.label_scoring)
+    gold: Gold = Gold.english  # whose gold labels the paper tasks compare with (recorded only when not the default)
 
     def __post_init__(self) -> None:
         from mlalign_tasks.label_scoring import check_scoring
@@ -159,6 +160,10 @@ class EvalOptions:
         if not (isinstance(self.batch_size, int) and self.batch_size > 0 or _is_auto(self.batch_size)):
             raise MlalignError(f"--batch-size {self.batch_size!r} must be a positive integer or 'auto'")
         object.__setattr__(self, "label_scoring", check_scoring(self.label_scoring))
+        try:
+            object.__setattr__(self, "gold", Gold(self.gold))
+        except ValueError:
+            raise MlalignError(f"--gold {self.gold!r}: choose one of {', '.join(g.value for g in Gold)}") from None
         try:
             object.__setattr__(self, "nf4_preset", Nf4Preset(self.nf4_preset))
         except ValueError:
@@ -265,6 +270,7 @@ def configure(
     load_in_4bit: bool = False,
     nf4_preset: Nf4Preset = Nf4Preset.mlalign,
     label_scoring: Scoring = Scoring.paper,
+    gold: Gold = Gold.english,
     analysis_task: PaperTask | None = None,
     train_flags: tuple[str, ...] | list[str] = (),
     device: str | None = None,
@@ -296,6 +302,7 @@ def configure(
             load_in_4bit,
             nf4_preset,
             label_scoring,
+            gold,
         ),
         analysis=AnalysisOptions(
             analysis_task or own.analysis_task, sizes["analysis_limit"], langs.lens_langs, langs.pca_langs, load_in_4bit
@@ -378,10 +385,19 @@ def folder_name(model: str | None, recipe: str | None) -> str:
     return re.sub(r"[^\w.-]+", "-", name) or "model"
 
 
+def _evaluation_record(options: EvalOptions) -> dict:
+    """The evaluation options as the records hold them: the gold rule only where it is not the default, as runs
+    recorded them before it was an option."""
+    record = asdict(options)
+    if record["gold"] is Gold.english:
+        del record["gold"]
+    return record
+
+
 def options_record(cfg: StudyConfig) -> dict:
     """The run's options as JSON values, as `STUDY_FILE` records them: the seed in each stage's options, where
     earlier runs recorded it (their records must stay equal for them to resume)."""
-    record = asdict(cfg)
+    record = asdict(cfg) | {"evaluation": _evaluation_record(cfg.evaluation)}
     seed = record.pop("seed")
     for options in ("data", "evaluation", "analysis"):
         record[options]["seed"] = seed
@@ -630,13 +646,14 @@ def _evaluate(study: Plan, adapter: Path | None, out_dir: Path, work_dir: Path) 
             data_dir=study.cfg.data_dir,
             seed=study.cfg.seed,
             label_scoring=options.label_scoring,
+            gold=options.gold,
         )
     )
 
 
 def _eval_record(study: Plan) -> dict:
     """What an evaluation stage computes: the run's evaluation options and seed."""
-    return asdict(study.cfg.evaluation) | {"seed": study.cfg.seed}
+    return _evaluation_record(study.cfg.evaluation) | {"seed": study.cfg.seed}
 
 
 def eval_base_stage(study: Plan) -> Stage:

@@ -242,3 +242,24 @@ def test_two_stage_toy_board_names_both_aligned_models_and_both_stages():
     assert "question translation only (qaa,qab to English, no answers). Compare" in one["description"]
     assert "(qaa,qab to English, no answers), then on English question-answer pairs (toy)" in two["description"]
     assert two["description"].endswith("section The toy world.") and one["description"].endswith("The toy world.")
+
+
+def test_upstream_gold_is_recorded_scored_with_and_another_configuration(tmp_path):
+    """`mlalign run --gold upstream` records the rule (a run at the default records no key, as runs did before the
+    option, so their records stay equal), evaluates both models with it, and refuses a rerun at the default gold."""
+    args = [
+        "--model", "tiny", "--tasks", "snli_aligned:en,ja", "--limit", "2", "--examples-per-language", "8",
+        "--train-flag=--max_steps=1", "--analysis-limit", "2", "--out", str(tmp_path / "runs"),
+        "--board", str(tmp_path / "board"),
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, ["run", *args, "--gold", "upstream"])
+    assert result.exit_code == 0, result.output
+    recorded = json.loads((tmp_path / "runs" / "study.json").read_text())["computed"]
+    assert recorded["evaluation"]["gold"] == "upstream"
+    assert json.loads((tmp_path / "board" / "mlalign_study.json").read_text()) == recorded
+    for stage in ("eval-base", "eval-aligned"):
+        assert results_json(tmp_path / "runs" / stage)["mlalign"]["gold"] == "upstream"
+    assert "gold upstream" in (tmp_path / "board" / "README.md").read_text()
+    rerun = subprocess.run([sys.executable, "-m", "mlalign_tasks.cli", "run", *args], capture_output=True, text=True)
+    line = error_line(rerun.stderr)
+    assert rerun.returncode == 2 and "another configuration (evaluation.gold upstream -> " in line
