@@ -11,12 +11,16 @@ The 4-bit presets (`mlalign eval --nf4-preset`, also `mlalign analyze`):
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from mlalign_tasks.artefacts import ADAPTER_FILE
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.gguf_models import resolve_model
+from mlalign_tasks.model_paths import check_local
 
 
 class Dtype(StrEnum):
@@ -114,6 +118,31 @@ def load_causal_lm(model: str | Path, adapter: str | Path | None = None, **kwarg
     return PeftModel.from_pretrained(loaded, str(adapter))
 
 
+def merged_model(adapter: str | Path, base: str | None = None, dtype: str = "float32"):
+    """`adapter` merged into `base` (default: the adapter's base model), loaded unquantised in `dtype`: the merged
+    model and the base model it was merged into."""
+    from peft.utils import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
+
+    check_local(str(adapter), "--adapter", ADAPTER_FILE)
+    adapter = Path(adapter)
+    config_file = adapter / ADAPTER_FILE
+    if adapter.is_dir() and not any((adapter / name).is_file() for name in (SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME)):
+        raise MlalignError(
+            f"--adapter {adapter} holds {ADAPTER_FILE} but no adapter weights ({SAFETENSORS_WEIGHTS_NAME}); pass a "
+            "trained adapter folder (what `mlalign train` writes to --output_dir)"
+        )
+    weights = torch_dtype(dtype)
+    base = base or json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base:
+        raise MlalignError(f"{config_file} names no base model; give --base")
+    base = resolve_model(base, "--base")
+    check_local(base, "--base")
+    try:
+        return load_causal_lm(base, adapter, dtype=weights).merge_and_unload(), base
+    except OSError as e:
+        raise MlalignError(f"cannot load base model {base!r} with adapter {adapter}: {e}") from None
+
+
 def bnb_config(preset: Nf4Preset = Nf4Preset.mlalign, compute_dtype=None):
     """The bitsandbytes config of `preset` (`compute_dtype` overrides the preset's compute dtype)."""
     import torch
@@ -132,9 +161,9 @@ def load_4bit(model: str, adapter: str | None, preset: Nf4Preset, device: str):
     """`model` (+ `adapter`) in 4-bit on `device`, as `preset` says, in eval mode."""
     quantised = {"quantization_config": bnb_config(preset), "device_map": {"": device}}
     if adapter and preset is Nf4Preset.paper:
-        from mlalign_trainer.merge import merge_adapter
-
+        merged, _ = merged_model(adapter, base=model, dtype="float16")
         with tempfile.TemporaryDirectory(prefix="mlalign-merged-") as tmp:
-            merged = merge_adapter(adapter, Path(tmp) / "model", base=model, dtype="float16")
-            return load_causal_lm(str(merged), **quantised).eval()
+            merged.save_pretrained(tmp)
+            del merged  # the float16 copy, before the quantised one loads
+            return load_causal_lm(tmp, **quantised).eval()
     return load_causal_lm(model, adapter or None, **quantised).eval()
