@@ -1,7 +1,7 @@
 """MGSM and MSVAMP for lm-eval: dataset loaders, few-shot exemplars, answer filters and metric.
 
 The prompt itself (QAlign's Alpaca-style instruction prompt) lives in ``tasks_yaml/mgsm_aligned/_template_yaml``
-and ``tasks_yaml/qalign_mgsm/_template_yaml``; the hooks in ``tasks_yaml/*/utils.py`` call this module.
+and ``tasks_yaml/qalign_mgsm/_template_yaml``; the hooks in ``mlalign_tasks/task_hooks.py`` call this module.
 
 QAlign's protocol families (``qalign_*``) score every generation twice, once per filter: ``qalign`` (QAlign's
 ``extract_last_num``, `qalign_last_number`) and ``last_number`` (mlalign's extraction). Their gold numbers are

@@ -1,9 +1,9 @@
 """Generate the lm-eval task YAMLs of every family from the language table.
 
 For each family of ``mlalign_tasks.languages.FAMILIES`` it writes, next to the hand-written
-``<family>/_template_yaml`` and ``<family>/utils.py``:
+``<family>/_template_yaml`` (its hooks are ``mlalign_tasks.task_hooks``):
 
-* ``<family>/<family>_<lang>.yaml`` per language (include the template, task name, dataset_kwargs.lang);
+* ``<family>/<family>_<lang>.yaml`` per language (include the template, task name, dataset_kwargs family and lang);
 * ``<family>/_<family>.yaml``, the group: mean over languages of every metric of the template;
 
 and ``paper_aligned.yaml`` (and any other ``SUPER_GROUPS`` entry) grouping families, with the mean of the
@@ -71,7 +71,11 @@ def expected_files(tasks_dir: Path) -> dict[Path, str]:
         metrics[family] = aggregate_metrics(read_template(template))
         for lang in langs:
             files[tasks_dir / family / f"{task_name(family, lang)}.yaml"] = dump(
-                {"include": "_template_yaml", "task": task_name(family, lang), "dataset_kwargs": {"lang": lang}}
+                {
+                    "include": "_template_yaml",
+                    "task": task_name(family, lang),
+                    "dataset_kwargs": {"family": family, "lang": lang},
+                }
             )
         files[tasks_dir / family / f"_{family}.yaml"] = dump(
             {
