@@ -109,9 +109,9 @@ def seen_languages(stages: list[dict]) -> list[str]:
 def training_metadata(
     settings: dict, seed: int, final_loss: float | None, global_step: int, previous_stages=(), **extra
 ) -> dict:
-    """Contract-3 metadata of a finished run: this stage at the top level, and ``stages``, every stage that made the
-    model (those of the ``--init_from`` it continued, then this one); ``seen_languages`` is what the leaderboard
-    counts as seen."""
+    """The metadata of a finished run (``mlalign_training.json``, which the leaderboard reads): this stage at the top
+    level, and ``stages``, every stage that made the model (those of the ``--init_from`` it continued, then this one);
+    ``seen_languages`` is what the leaderboard counts as seen."""
     from mlalign_tasks import __version__
 
     meta = {
