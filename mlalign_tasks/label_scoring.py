@@ -6,9 +6,11 @@ label words after the prompt's opening quote (`mlalign eval --label-scoring`).
   set (`mlalign_tasks.label_tokens.paper_token_set`), even where two labels' sets share tokens; the largest sum
   wins; exact ties as upstream breaks them (`UpstreamTies`). Each task's token sets are recorded in its results
   config (``metadata.label_token_sets``), with the tokens labels share (``metadata.label_token_overlap``).
+  Thai's native labels as upstream: the prompt's ids, then the ids of ``tokenizer("เชิง")`` on its own (with the
+  BOS and the word-start marker the tokenizer adds), and ``บวก`` vs ``ลบ`` scored.
 - ``token-sets``: mlalign's variant of ``paper``: the generic token sets (`label_tokens.generic_token_set`),
   labels sharing a token refused, exact ties broken per item (`SeededArgmax`), so an item's result does not depend
-  on the items before it.
+  on the items before it; Thai's ``เชิง`` is appended to the prompt text.
 - ``first-token``: the probability of each label's first token after the quote. Each choice becomes the text of
   that one token, so lm-eval scores one-token continuations and, through its logits cache, runs one forward per
   item; ties go to the first label (lm-eval's argmax).
@@ -153,22 +155,26 @@ class FirstArgmax:
         return {"acc": float(scores.index(max(scores)) == _gold(doc, self.gold))}
 
 
-def _paper_labels(task) -> list[str]:
-    """The words the papers' scripts score in a loaded paper task (the same for all its items).
+def _paper_labels(task, scoring: Scoring) -> tuple[list[str], str]:
+    """The words the papers' scripts score in a loaded paper task, and the text they append to its prompts first
+    ("" but in the Thai native-label case), both the same for all its items.
 
-    Where they differ from the whole label words (the Thai native-label case), each item's prompt is extended by
-    its ``paper_suffix`` and its choices become its ``paper_choices``.
+    Where the words differ from the whole label words, each item's choices become its ``paper_choices``; under
+    ``token-sets`` each prompt is also extended by the item's ``paper_suffix`` as text (``paper`` appends the
+    suffix's own encoding instead: `TaskTokenSets.tail`).
     """
     split = task.config.test_split
     docs = task.dataset[split]
-    labels = {tuple(doc["paper_choices"]) for doc in docs}
+    labels = {(tuple(doc["paper_choices"]), doc["paper_suffix"]) for doc in docs}
     if len(labels) != 1:
         raise MlalignError(f"{task.config.task}: items have different label words {sorted(labels)}")
-    if any(doc["paper_suffix"] or doc["paper_choices"] != doc["choices"] for doc in docs):
+    words, suffix = labels.pop()
+    if suffix or list(words) != docs[0]["choices"]:
+        text = "" if scoring is Scoring.paper else suffix
         task.dataset[split] = _map_quietly(
-            docs, lambda d: {"prompt": d["prompt"] + d["paper_suffix"], "choices": d["paper_choices"]}
+            docs, lambda d: {"prompt": d["prompt"] + text, "choices": d["paper_choices"]}
         )
-    return list(labels.pop())
+    return list(words), suffix
 
 
 def apply_scoring(
@@ -178,21 +184,28 @@ def apply_scoring(
 
     Every paper task records ``label_scoring`` and ``gold`` in its config metadata (so the results file says how it
     was scored); under ``paper`` and ``token-sets`` also ``label_token_sets`` (label -> vocabulary entries), the
-    ``tie_rule`` and its `process_results`; under ``paper`` the tokens labels share (``label_token_overlap``).
-    Returns, for those two, task name -> label word -> token ids (what `TokenSetLM` sums over).
+    ``tie_rule`` and its `process_results`, and where text is appended to the prompts (Thai's native labels) how
+    (``prompt_suffix``); under ``paper`` the tokens labels share (``label_token_overlap``).
+    Returns, for those two, task name -> its `TaskTokenSets` (what `TokenSetLM` sums over).
     """
+    from mlalign_tasks.token_set_lm import TaskTokenSets
+
     families = paper_families()
     names = [name for name in tasks if name.rpartition("_")[0] in families]
-    token_sets: dict[str, dict[str, list[int]]] = {}
+    token_sets: dict[str, TaskTokenSets] = {}
     if scoring is Scoring.first_token:
         _rewrite_first_token([tasks[n] for n in names], tokenizer)
     for name in names:
         task = tasks[name]
         metadata = {"label_scoring": scoring.value, "gold": gold.value}
         if scoring in (Scoring.paper, Scoring.token_sets):
-            sets = _token_sets(tokenizer, _paper_labels(task), scoring, name)
-            token_sets[name] = sets
+            labels, suffix = _paper_labels(task, scoring)
+            sets = _token_sets(tokenizer, labels, scoring, name)
+            tail = tuple(tokenizer(suffix)["input_ids"]) if suffix and scoring is Scoring.paper else ()
+            token_sets[name] = TaskTokenSets(sets, tail)
             metadata["label_token_sets"] = {w: label_tokens.token_strings(tokenizer, ids) for w, ids in sets.items()}
+            if suffix:
+                metadata["prompt_suffix"] = _suffix_rule(tokenizer, suffix, tail)
             if scoring is Scoring.paper:
                 overlap = label_tokens.shared_tokens(sets)
                 metadata["label_token_overlap"] = {
@@ -205,6 +218,17 @@ def apply_scoring(
             task.config.process_results = FirstArgmax(gold)
         task.config.metadata = {**(task.config.metadata or {}), **metadata}
     return token_sets
+
+
+def _suffix_rule(tokenizer, suffix: str, tail: tuple[int, ...]) -> dict:
+    """How `suffix` was appended to the prompts, for the results: as its own encoding (`tail`) or as text."""
+    if not tail:
+        return {"text": suffix, "rule": "appended to the prompt text, encoded with it"}
+    return {
+        "text": suffix,
+        "rule": "upstream: tokenizer(prompt) ids, then tokenizer(suffix) ids (each with the tokenizer's defaults)",
+        "tokens": label_tokens.token_strings(tokenizer, list(tail)),
+    }
 
 
 def _token_sets(tokenizer, labels: list[str], scoring: Scoring, name: str) -> dict[str, list[int]]:

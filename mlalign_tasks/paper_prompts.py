@@ -49,7 +49,8 @@ LABEL_VARIANTS: dict[str, tuple[str, LabelWords]] = {
 # emotion_eval_2shot_irrelative.py (LML @ 5605459): the shots answer "ox" (positive) and "horse" (negative).
 IRRELEVANT_WORDS = ("ox", "horse")
 # emotion_eval_2shot.py: Thai's native labels เชิงบวก / เชิงลบ share their start, so "เชิง" is appended to the
-# prompt and the rest, "บวก" vs "ลบ", is scored.
+# prompt and the rest, "บวก" vs "ลบ", is scored. It appends tokenizer("เชิง") to the prompt's ids: a BOS and, for
+# SentencePiece, a word-start marker inside the prompt (label_scoring's paper scoring does the same).
 THAI_NATIVE_SUFFIX, THAI_NATIVE_LABELS = "เชิง", ("บวก", "ลบ")
 
 

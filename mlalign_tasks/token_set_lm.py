@@ -2,14 +2,16 @@
 
 For the tasks it is given token sets for, a log-likelihood request (prompt, label word) is answered with
 ``log(sum of p(t | prompt) over the label's token set t)``: the prompt is encoded with the tokenizer's defaults
-(BOS where the tokenizer adds it, as ``tokenizer(prompt)`` in the papers' scripts), run through the model once
-for all its labels, and the softmax (float32) is taken at its last position. Every other request goes to HFLM.
+(BOS where the tokenizer adds it, as ``tokenizer(prompt)`` in the papers' scripts), followed by the task's `tail`
+ids if it has one, run through the model once for all its labels, and the softmax (float32) is taken at its last
+position. Every other request goes to HFLM.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -29,10 +31,23 @@ def label_log_probs(logits: torch.Tensor, sets: list[list[int]]) -> list[tuple[f
     return out
 
 
-class TokenSetLM(MlalignLM):
-    """HFLM whose log-likelihoods for the tasks in `token_sets` (task -> label word -> ids) are token-set sums."""
+@dataclass(frozen=True)
+class TaskTokenSets:
+    """What `TokenSetLM` scores in one task: each label word's token ids (`labels`), summed after the prompt's ids
+    followed by `tail` (token ids appended after encoding the prompt, as the papers' Thai native-label case does)."""
 
-    def __init__(self, *args, token_sets: dict[str, dict[str, list[int]]], **kwargs) -> None:
+    labels: dict[str, list[int]]
+    tail: tuple[int, ...] = ()
+
+
+# a prompt as scored: its text and the ids appended after encoding it
+Prompt = tuple[str, tuple[int, ...]]
+
+
+class TokenSetLM(MlalignLM):
+    """HFLM whose log-likelihoods for the tasks in `token_sets` (task -> `TaskTokenSets`) are token-set sums."""
+
+    def __init__(self, *args, token_sets: dict[str, TaskTokenSets], **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.token_sets = token_sets
 
@@ -45,24 +60,24 @@ class TokenSetLM(MlalignLM):
         if others:
             for i, res in zip(others, super().loglikelihood([requests[i] for i in others], disable_tqdm), strict=True):
                 out[i] = res
-        by_context: dict[str, list[int]] = {}
+        by_prompt: dict[Prompt, list[int]] = {}
         for i in sorted(mine):
-            by_context.setdefault(requests[i].args[0], []).append(i)
-        with StepProgress("scoring labels (token sets)", len(by_context), "prompts") as progress:
-            for context, logits in self.next_token_logits(list(by_context)):
-                sets = [self.token_sets[requests[i].task_name][requests[i].args[1]] for i in by_context[context]]
-                for i, score in zip(by_context[context], label_log_probs(logits, sets), strict=True):
+            by_prompt.setdefault((requests[i].args[0], self.token_sets[requests[i].task_name].tail), []).append(i)
+        with StepProgress("scoring labels (token sets)", len(by_prompt), "prompts") as progress:
+            for prompt, logits in self.next_token_logits(list(by_prompt)):
+                sets = [self.token_sets[requests[i].task_name].labels[requests[i].args[1]] for i in by_prompt[prompt]]
+                for i, score in zip(by_prompt[prompt], label_log_probs(logits, sets), strict=True):
                     out[i] = score
                 progress.advance()
         return out
 
-    def next_token_logits(self, contexts: list[str]) -> Iterator[tuple[str, torch.Tensor]]:
-        """(context, the model's next-token logits after it) for each context, one forward per context.
+    def next_token_logits(self, prompts: list[Prompt]) -> Iterator[tuple[Prompt, torch.Tensor]]:
+        """(prompt, the model's next-token logits after it) for each (text, tail ids), one forward per prompt.
 
-        Contexts are batched (longest first, left padded, explicit position ids) by the model's batch size (`auto`:
-        the largest that fits the longest context).
+        Prompts are batched (longest first, left padded, explicit position ids) by the model's batch size (`auto`:
+        the largest that fits the longest prompt).
         """
-        ids = {c: self.tokenizer(c)["input_ids"] for c in contexts}
+        ids = {p: [*self.tokenizer(p[0])["input_ids"], *p[1]] for p in prompts}
         order = sorted(ids, key=lambda c: -len(ids[c]))
         size = self.batch_size if isinstance(self.batch_size, int) else self.auto_batch_size(len(ids[order[0]]))
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0

@@ -219,10 +219,13 @@ def test_variant_families_run_in_lm_eval_with_each_scoring(tiny_model_dir, tmp_p
         assert configs["sentiment_native_aligned_th"]["metadata"]["label_scoring"] == scoring
         (samples_file,) = out.glob("*/samples_sentiment_native_aligned_th_*.jsonl")
         sample = json.loads(samples_file.read_text(encoding="utf-8").splitlines()[0])
-        # the papers' script scores บวก vs ลบ after "เชิง"; the whole-word scoring scores เชิงบวก vs เชิงลบ
-        suffix, labels = ("เชิง", ["บวก", "ลบ"]) if scoring == "paper" else ("", ["เชิงบวก", "เชิงลบ"])
-        assert sample["arguments"]["gen_args_0"]["arg_0"].endswith('อารมณ์: "' + suffix)
+        # the papers' script scores บวก vs ลบ after the ids of "เชิง" (the prompt's tail, recorded in the results);
+        # the whole-word scoring scores เชิงบวก vs เชิงลบ
+        labels = ["บวก", "ลบ"] if scoring == "paper" else ["เชิงบวก", "เชิงลบ"]
+        assert sample["arguments"]["gen_args_0"]["arg_0"].endswith('อารมณ์: "')
         assert [a["arg_1"] for a in sample["arguments"].values()] == labels
+        suffix = configs["sentiment_native_aligned_th"]["metadata"].get("prompt_suffix")
+        assert (suffix["text"], suffix["tokens"][0]) == ("เชิง", "<s>") if scoring == "paper" else suffix is None
     sets = results["configs"]["sentiment_irrelevant_aligned_en"]["metadata"].get("label_token_sets")
     assert sets is None  # label scoring ran last
     paper = json.loads(next((tmp_path / "paper").glob("*/results_*.json")).read_text(encoding="utf-8"))

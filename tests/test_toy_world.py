@@ -175,7 +175,7 @@ def test_paper_label_scoring_applies_to_the_toy_reviews(tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(build_tiny_model(tmp_path / "tiny"))
     loaded = TaskManager(include_path=str(tasks_dir()), include_defaults=False).load(["toy_sentiment_aligned_qaa"])
     sets = apply_scoring(loaded["tasks"], tokenizer, Scoring.paper, seed=0)
-    positive, negative = sets["toy_sentiment_aligned_qaa"].values()
+    positive, negative = sets["toy_sentiment_aligned_qaa"].labels.values()
     assert positive and negative and not set(positive) & set(negative)
 
 

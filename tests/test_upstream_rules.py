@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import random
 import sys
 import zipfile
@@ -284,3 +285,103 @@ def test_paper_eval_records_overlap_ties_and_upstream_gold(tmp_path, tiny_model_
         json.loads(x)["doc_id"] for x in next(out.glob("*/samples_snli_aligned_bn_*.jsonl")).read_text().splitlines()
     )
     assert bn == list(range(6))
+
+
+# emotion_eval_2shot.py's Thai prompt (``prompt_prefix['th'] + '\n' + input + '\nอารมณ์: "'``) and its Thai branch
+UPSTREAM_TH_PREFIX = """มันเริ่มต้นช้านิดหน่อย แต่เมื่อเรื่องตลกเกี่ยวกับการจัดวางผลิตภัณฑ์เริ่มต้นขึ้น
+อารมณ์: "เชิงบวก"
+ฉันอ่านหนังสือเล่มนี้ด้วยความคาดหวังมาก มันน่าเบื่อมากตลอดทั้งเล่ม
+อารมณ์: "เชิงลบ\""""
+
+
+def upstream_thai_ids(tokenizer, text: str) -> list[int]:
+    """``torch.cat((tokenizer(input)['input_ids'], tokenizer("เชิง")['input_ids']), dim=-1)``."""
+    return [*tokenizer(text)["input_ids"], *tokenizer("เชิง")["input_ids"]]
+
+
+def thai_native_task(tokenizer, scoring):
+    """sentiment_native_aligned_th loaded by lm-eval, prepared for `scoring`: (task, its TaskTokenSets)."""
+    from lm_eval.tasks import TaskManager
+
+    from mlalign_tasks.label_scoring import apply_scoring
+
+    name = "sentiment_native_aligned_th"
+    task = TaskManager(include_path=str(evaluate.tasks_dir()), include_defaults=False).load([name])["tasks"][name]
+    return task, apply_scoring({name: task}, tokenizer, scoring, seed=0)[name]
+
+
+def test_thai_native_paper_prompt_is_upstreams_token_ids_item_by_item(real_tokenizer) -> None:
+    from mlalign_tasks.label_scoring import Scoring
+
+    tok = real_tokenizer
+    task, sets = thai_native_task(tok, Scoring.paper)
+    rows = paper_prompts.test_rows("sentiment", "th")
+    docs = task.dataset[task.config.test_split]
+    assert len(docs) == len(rows) == 500
+    qwen = vocabulary(tok) is Vocabulary.byte_level
+    assert sets.labels == {w: upstream_process_tokens(w, tok, qwen) for w in ("บวก", "ลบ")}
+    for doc, row in zip(docs, rows, strict=True):
+        upstream_input = UPSTREAM_TH_PREFIX + "\n" + row["input"] + '\nอารมณ์: "'
+        assert doc["prompt"] == upstream_input and doc["choices"] == ["บวก", "ลบ"]
+        # what TokenSetLM runs: the prompt's ids, then the task's tail
+        assert [*tok(doc["prompt"])["input_ids"], *sets.tail] == upstream_thai_ids(tok, upstream_input), doc["idx"]
+    metadata = task.config.metadata
+    assert metadata["prompt_suffix"]["text"] == "เชิง" and metadata["prompt_suffix"]["rule"].startswith("upstream")
+    assert metadata["prompt_suffix"]["tokens"] == tok.convert_ids_to_tokens(list(sets.tail))
+    if tok.bos_token_id is not None and tok("x")["input_ids"][0] == tok.bos_token_id:
+        assert sets.tail[0] == tok.bos_token_id  # a BOS inside the prompt, as upstream
+        assert [*tok(upstream_input)["input_ids"], *sets.tail] != tok(upstream_input + "เชิง")["input_ids"]
+
+
+def test_thai_suffix_on_mistral_is_a_bos_and_a_word_start(mistral) -> None:
+    import sentencepiece
+
+    from mlalign_tasks.label_scoring import Scoring
+
+    with zipfile.ZipFile(MISTRAL_WHEEL) as wheel:
+        model = sentencepiece.SentencePieceProcessor(model_proto=wheel.read("mistral_common/data/tokenizer.model.v1"))
+    _, sets = thai_native_task(mistral, Scoring.paper)
+    assert list(sets.tail) == [model.bos_id(), *model.encode("เชิง")]  # SentencePiece itself: BOS, then ▁ เ ช ิ ง
+    assert mistral.convert_ids_to_tokens(list(sets.tail))[:2] == ["<s>", "▁"]
+
+
+def test_thai_suffix_under_token_sets_is_prompt_text(qwen_like) -> None:
+    from mlalign_tasks.label_scoring import Scoring
+
+    task, text_sets = thai_native_task(qwen_like, Scoring.token_sets)  # mlalign's variant: appended as text
+    assert text_sets.tail == () and task.config.metadata["prompt_suffix"]["rule"].startswith("appended to the prompt")
+    assert all(doc["prompt"].endswith('อารมณ์: "เชิง') for doc in task.dataset[task.config.test_split])
+
+
+def test_thai_native_paper_eval_is_upstreams_item_by_item(tmp_path, tiny_model_dir) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "out"
+    req = evaluate.EvalRequest(
+        model=str(tiny_model_dir), tasks=evaluate.parse_tasks("sentiment_native_aligned:th"), limit=12, device="cpu",
+        output_path=out, label_scoring="paper", batch_size=4,
+    )  # fmt: skip
+    results = evaluate.run(req)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    # the token sets (checked against upstream's above) without upstream's Qwen rule, which on this tokenizer would
+    # count its BOS as every prefix's first token: a Qwen tokenizer adds none
+    positive, negative = (paper_token_set(tok, w) for w in ("บวก", "ลบ"))
+    rows = paper_prompts.test_rows("sentiment", "th")[:12]
+    sums = []
+    for row in rows:  # upstream's Thai branch: one forward of the two encodings, softmax at the last position
+        with torch.no_grad():
+            ids = upstream_thai_ids(tok, UPSTREAM_TH_PREFIX + "\n" + row["input"] + '\nอารมณ์: "')
+            probs = model(torch.tensor([ids])).logits.softmax(-1)[0][-1]
+        sums.append((sum(probs[i].item() for i in positive), sum(probs[i].item() for i in negative)))
+    picks = upstream_decisions(sums)
+    (samples_file,) = out.glob("*/samples_sentiment_native_aligned_th_*.jsonl")
+    samples = sorted((json.loads(line) for line in samples_file.read_text().splitlines()), key=lambda s: s["doc_id"])
+    assert [math.exp(float(s["filtered_resps"][0][0])) for s in samples] == pytest.approx(
+        [p for p, _ in sums], rel=1e-6
+    )
+    expected = [upstream_correct("sentiment", "th", paper_prompts.LabelWords.native, r["answer"], p)
+                for r, p in zip(rows, picks, strict=True)]  # fmt: skip
+    assert [s["acc"] for s in samples] == [float(e) for e in expected]
+    assert results["configs"]["sentiment_native_aligned_th"]["metadata"]["prompt_suffix"]["tokens"][0] == tok.bos_token
