@@ -11,7 +11,7 @@ import argparse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mlalign_tasks.atomic import write_json_atomic
+from mlalign_tasks.files.atomic import write_json_atomic
 
 
 @dataclass

@@ -28,8 +28,8 @@ from mlalign_tasks.analysis import paper_items  # noqa: E402
 from mlalign_tasks.analysis.hidden_states import Batch, load_model, run_batches  # noqa: E402
 from mlalign_tasks.analysis.logit_lens import LogitLens  # noqa: E402
 from mlalign_tasks.analysis.pca import mean_pooled  # noqa: E402
-from mlalign_tasks.languages import PAPER_LANGS, parse_langs  # noqa: E402
-from mlalign_tasks.model_loading import ModelSpec  # noqa: E402
+from mlalign_tasks.models.model_loading import ModelSpec  # noqa: E402
+from mlalign_tasks.tasks.languages import PAPER_LANGS, parse_langs  # noqa: E402
 
 
 def lens_one_pass(lm, lens: LogitLens, prompts: list[str], batch_size: int) -> torch.Tensor:
@@ -77,7 +77,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
         if model is None:
-            from mlalign_tasks.tiny_model import build_tiny_model
+            from mlalign_tasks.models.tiny_model import build_tiny_model
 
             model = str(build_tiny_model(Path(tmp) / "tiny"))
         lm = load_model(ModelSpec(model, device=args.device))

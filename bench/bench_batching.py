@@ -34,7 +34,7 @@ warnings.filterwarnings("ignore")
 from _rows import Row, add_json_option, throughput, write_rows  # noqa: E402
 from mlalign_trainer import qt_data, sft  # noqa: E402
 
-from mlalign_tasks.tiny_model import DEFAULT_SIZES, build_tiny_model  # noqa: E402
+from mlalign_tasks.models.tiny_model import DEFAULT_SIZES, build_tiny_model  # noqa: E402
 
 VARIANTS = {
     "random": ("--train_sampling_strategy", "random"),

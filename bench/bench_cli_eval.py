@@ -19,8 +19,8 @@ from pathlib import Path
 
 from _rows import add_json_option, cost, throughput, write_rows
 
-from mlalign_tasks.evaluate import parse_tasks, tasks_dir
-from mlalign_tasks.gguf_models import resolve_model
+from mlalign_tasks.models.gguf_models import resolve_model
+from mlalign_tasks.pipeline.evaluate import parse_tasks, tasks_dir
 
 BIN = Path(sys.executable).parent
 

@@ -21,8 +21,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MLALIGN_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 from mlalign_tasks import __version__  # noqa: E402
-from mlalign_tasks.atomic import write_json_atomic  # noqa: E402
-from mlalign_tasks.study import configure, run_study  # noqa: E402
+from mlalign_tasks.files.atomic import write_json_atomic  # noqa: E402
+from mlalign_tasks.pipeline.study import configure, run_study  # noqa: E402
 
 
 def main() -> None:

@@ -6,7 +6,7 @@
    timed separately and excluded from the ratio. The built-in
    ``mgsm_direct_<lang>`` config downloads ``juletxara/mgsm`` from the HF hub, which is impossible
    offline: its YAML is loaded as is and only its dataset is replaced by the local MGSM TSVs
-   (resolved through ``mlalign_tasks.data``).
+   (resolved through ``mlalign_tasks.files.data``).
 2. Start-up: the same one-item run through ``mlalign eval`` and through ``lm_eval`` (subprocesses);
    the difference is what ``lm_eval`` spends indexing its built-in tasks.
 
@@ -30,10 +30,10 @@ from _rows import add_json_option, cost, write_rows
 from rich.console import Console
 from rich.table import Table
 
-from mlalign_tasks.answer_extraction import parse_gold
-from mlalign_tasks.evaluate import tasks_dir
-from mlalign_tasks.languages import MGSM_LANGS, parse_langs
-from mlalign_tasks.math_tasks import load_mgsm
+from mlalign_tasks.pipeline.evaluate import tasks_dir
+from mlalign_tasks.tasks.answer_extraction import parse_gold
+from mlalign_tasks.tasks.languages import MGSM_LANGS, parse_langs
+from mlalign_tasks.tasks.math_tasks import load_mgsm
 
 NEVER = "<|mlalign-bench-never|>"
 BIN = Path(sys.executable).parent
@@ -123,7 +123,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
         if model is None:
-            from mlalign_tasks.tiny_model import build_tiny_model
+            from mlalign_tasks.models.tiny_model import build_tiny_model
 
             model = str(build_tiny_model(Path(tmp) / "tiny"))
         lm = HFLM(pretrained=model, device=args.device, batch_size=1)

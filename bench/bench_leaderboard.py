@@ -1,6 +1,6 @@
 """Benchmark: build a leaderboard from N models x every suite's task-language cells, with per-sample logs.
 
-Every cell of every suite on the board (ours and lm-eval's multilingual built-ins, `mlalign_tasks.suites`: 423
+Every cell of every suite on the board (ours and lm-eval's multilingual built-ins, `mlalign_tasks.tasks.suites`: 423
 task-language pairs). Half the models are bases, half are aligned adapters of them (peft=...), trained on
 de/fr/zh/sw.
 Files are written in lm-eval 0.4.13's exact layout (mlalign_tasks.leaderboard.synthetic); only the
@@ -35,9 +35,9 @@ from pathlib import Path
 import yaml
 from _rows import Row, add_json_option, cost, write_rows
 
-from mlalign_tasks import suites
 from mlalign_tasks.leaderboard import BoardOptions, make_leaderboard
 from mlalign_tasks.leaderboard.synthetic import MC_CHOICES, Item, write_run
+from mlalign_tasks.tasks import suites
 
 SEEN = ["de", "fr", "zh", "sw"]
 

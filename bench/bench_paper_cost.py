@@ -1,6 +1,6 @@
 """Cost per item of each label scoring of the paper tasks, against the papers' one forward per item.
 
-Three real lm-eval runs per task, one per ``mlalign eval --label-scoring`` (mlalign_tasks/label_scoring.py):
+Three real lm-eval runs per task, one per ``mlalign eval --label-scoring`` (mlalign_tasks/tasks/label_scoring.py):
 
 - ``label``: lm-eval scores a multiple-choice item with one log-likelihood request per label word (prompt +
   label), so it runs the prompt once per label unless its logits cache applies;
@@ -23,11 +23,11 @@ from pathlib import Path
 
 from _rows import Row, add_json_option, cost, write_rows
 
-from mlalign_tasks import paper_prompts
-from mlalign_tasks.evaluate import tasks_dir
-from mlalign_tasks.gguf_models import resolve_model
-from mlalign_tasks.label_scoring import Scoring, apply_scoring
-from mlalign_tasks.languages import PAPER_LANGS, check_lang, task_name
+from mlalign_tasks.models.gguf_models import resolve_model
+from mlalign_tasks.pipeline.evaluate import tasks_dir
+from mlalign_tasks.tasks import paper_prompts
+from mlalign_tasks.tasks.label_scoring import Scoring, apply_scoring
+from mlalign_tasks.tasks.languages import PAPER_LANGS, check_lang, task_name
 
 SCORINGS = (Scoring.label, Scoring.first_token, Scoring.paper)
 
@@ -71,7 +71,7 @@ def measure(model_path: str, lang: str, limit: int, device: str, batch_size: int
     from lm_eval.tasks import TaskManager
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from mlalign_tasks.token_set_lm import TokenSetLM
+    from mlalign_tasks.models.token_set_lm import TokenSetLM
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path).to(device).eval()
@@ -143,7 +143,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_path = args.model and resolve_model(args.model)
         if model_path is None:
-            from mlalign_tasks.tiny_model import build_tiny_model
+            from mlalign_tasks.models.tiny_model import build_tiny_model
 
             model_path = str(build_tiny_model(Path(tmp) / "tiny"))
         rows = measure(model_path, args.lang, args.limit, args.device, args.batch_size, args.repeats)

@@ -34,9 +34,9 @@ from pathlib import Path
 from mlalign_trainer import recipes
 from mlalign_trainer.qt_data import build_qt_dataset
 
-from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import DataError
-from mlalign_tasks.gguf_models import resolve_model
+from mlalign_tasks.files.atomic import write_json_atomic
+from mlalign_tasks.models.gguf_models import resolve_model
 
 # (per-device batch, micro-batches per optimizer step): the recipe's 4 x 32 on one process; upstream's
 # finetune.sh: --per_device_train_batch_size 2 --gradient_accumulation_steps 8 on 8 processes (torchrun)
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from transformers import AutoTokenizer
 
-    from mlalign_tasks.tiny_model import build_tiny_model
+    from mlalign_tasks.models.tiny_model import build_tiny_model
 
     settings = recipe_settings()
     with tempfile.TemporaryDirectory() as tmp:

@@ -65,7 +65,7 @@ from pathlib import Path
 import torch
 from random_model import SHAPES, write_random_checkpoint
 
-from mlalign_tasks.atomic import write_json_atomic
+from mlalign_tasks.files.atomic import write_json_atomic
 
 # Dense bf16 peak TFLOP/s by device name fragment (no sparsity).
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 70.0, "4090": 165.0, "3090": 71.0}
@@ -191,7 +191,7 @@ def run_mlalign(model, rows, args, model_args, clock: StepClock):
     from transformers import PrinterCallback
     from trl import get_peft_config
 
-    from mlalign_tasks.tiny_model import build_tokenizer
+    from mlalign_tasks.models.tiny_model import build_tokenizer
 
     # The rows are token ids already; the tokenizer only supplies the padding id (no row contains it).
     trainer = QTTrainer(

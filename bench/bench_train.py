@@ -30,8 +30,8 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 from _rows import add_json_option, cost, throughput, write_rows  # noqa: E402
 from mlalign_trainer import qt_data, sft  # noqa: E402
 
-from mlalign_tasks.gguf_models import resolve_model  # noqa: E402
-from mlalign_tasks.tiny_model import build_tiny_model  # noqa: E402
+from mlalign_tasks.models.gguf_models import resolve_model  # noqa: E402
+from mlalign_tasks.models.tiny_model import build_tiny_model  # noqa: E402
 
 
 def settings(model: Path, out: Path, steps: int, batch: int, max_length: int) -> list[str]:

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from mlalign_tasks.atomic import write_json_atomic
+from mlalign_tasks.files.atomic import write_json_atomic
 
 BIN = Path(sys.executable).parent
 TAIL = 1500  # characters of a failed command's output kept in the JSON
@@ -192,7 +192,7 @@ def count_generated(samples: Path, tokenizer) -> int:
 def eval_speed_section(rec: Recorder, work: Path, smoke: bool, repeats: int) -> None:
     from transformers import AutoTokenizer
 
-    from mlalign_tasks.evaluate import tasks_dir
+    from mlalign_tasks.pipeline.evaluate import tasks_dir
 
     model = work / "model"
     if not (model / "config.json").is_file():

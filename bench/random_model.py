@@ -53,7 +53,7 @@ def write_random_checkpoint(shape: str, out: Path, device: str = "cuda", tokeniz
     """Write a random-weight bf16 checkpoint of `shape` to `out` (initialised on `device`); returns its timings."""
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
-    from mlalign_tasks.tiny_model import build_tokenizer
+    from mlalign_tasks.models.tiny_model import build_tokenizer
 
     model_type, sizes = SHAPES[shape]
     special = {}

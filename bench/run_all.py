@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mlalign_tasks.atomic import write_json_atomic
+from mlalign_tasks.files.atomic import write_json_atomic
 
 BENCH_DIR = Path(__file__).resolve().parent
 SHARED_DATA = BENCH_DIR.parents[1] / "shared" / "data"

@@ -1,7 +1,7 @@
 """mlalign: question-alignment for multilingual LLMs — evaluation tasks, data, leaderboards, analyses."""
 
-from mlalign_tasks.quiet import quiet_bitsandbytes_import
-from mlalign_tasks.versions import package_versions
+from mlalign_tasks.files.versions import package_versions
+from mlalign_tasks.runtime.quiet import quiet_bitsandbytes_import
 
 __version__ = package_versions("mlalign")["mlalign"]  # pyproject.toml's, the one place it is set
 

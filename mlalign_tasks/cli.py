@@ -14,16 +14,16 @@ from rich.console import Console
 
 from mlalign_tasks.analysis.protocols import PAPER_PAIRS, LensProtocol, PaperTask, PcaInput, Pooling
 from mlalign_tasks.errors import Interrupted, MlalignError
-from mlalign_tasks.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP
-from mlalign_tasks.gguf_models import resolve_model
-from mlalign_tasks.label_scoring import Gold, Scoring
 from mlalign_tasks.leaderboard.cache import CACHE_ENV
 from mlalign_tasks.leaderboard.cache import default_folder as board_cache_folder
 from mlalign_tasks.leaderboard.options import DEFAULT_OPTIONS as DEFAULT_BOARD
 from mlalign_tasks.leaderboard.options import BoardOptions, Correction
-from mlalign_tasks.model_loading import Dtype, MergeDtype, ModelSpec, Nf4Preset
-from mlalign_tasks.study import BUILTIN, SEED
-from mlalign_tasks.tiny_model import EVAL_BATCH_SIZE as TINY_EVAL_BATCH
+from mlalign_tasks.models.gguf_models import resolve_model
+from mlalign_tasks.models.model_loading import Dtype, MergeDtype, ModelSpec, Nf4Preset
+from mlalign_tasks.models.tiny_model import EVAL_BATCH_SIZE as TINY_EVAL_BATCH
+from mlalign_tasks.pipeline.evaluate import DEFAULT_TASKS, TASK_SPEC_HELP
+from mlalign_tasks.pipeline.study import BUILTIN, SEED
+from mlalign_tasks.tasks.label_scoring import Gold, Scoring
 from mlalign_tasks.vocabulary import option
 
 PIPED_WIDTH = 200  # columns of help and tables written to a pipe or file: wide enough that no option is cut
@@ -126,7 +126,7 @@ def tiny_model(
     seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
 ) -> None:
     """Build the tiny random-weight Llama model (offline, seconds) used by tests and `mlalign run --model tiny`."""
-    from mlalign_tasks.tiny_model import build_tiny_model
+    from mlalign_tasks.models.tiny_model import build_tiny_model
 
     path = build_tiny_model(out, seed=seed)
     console.print(f"tiny model written to {path}")
@@ -143,7 +143,7 @@ def toy_model(
     ] = False,
 ) -> None:
     """Write the toy world's pretrained model (the one shipped in the package, as `mlalign run` uses it)."""
-    from mlalign_tasks import toy_model as toy
+    from mlalign_tasks.models import toy_model as toy
 
     toy.build_toy_model(out, log=console.print) if rebuild else toy.write_packaged(out)
     console.print(f"toy model written to {out}")
@@ -152,7 +152,7 @@ def toy_model(
 @app.command("tasks-path")
 def tasks_path() -> None:
     """Print the lm-eval task directory, for `lm_eval --include_path "$(mlalign tasks-path)"`."""
-    from mlalign_tasks.evaluate import tasks_dir
+    from mlalign_tasks.pipeline.evaluate import tasks_dir
 
     print(tasks_dir())
 
@@ -204,8 +204,8 @@ def eval_cmd(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Evaluate a model (optionally + adapter) on our lm-eval tasks and print a per-language table."""
-    from mlalign_tasks import evaluate
-    from mlalign_tasks.tiny_model import MAX_GEN_TOKS, is_tiny
+    from mlalign_tasks.models.tiny_model import MAX_GEN_TOKS, is_tiny
+    from mlalign_tasks.pipeline import evaluate
 
     if evaluate.leave_launch():  # a copy started by accelerate launch or torchrun: the first process evaluates
         raise typer.Exit
@@ -261,7 +261,7 @@ def data_list(
     """List the pinned data files: where each is found locally, or whether it can be downloaded."""
     from rich.table import Table
 
-    from mlalign_tasks import data
+    from mlalign_tasks.files import data
 
     table = Table()
     table.add_column("file", overflow="fold")
@@ -286,8 +286,8 @@ def data_fetch(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Download missing files into the user cache (checksum-verified, atomic)."""
-    from mlalign_tasks import data
-    from mlalign_tasks.progress import StepProgress
+    from mlalign_tasks.files import data
+    from mlalign_tasks.runtime.progress import StepProgress
 
     entries = data.select(patterns)
     with StepProgress("fetching", len(entries), "files") as progress:
@@ -306,7 +306,7 @@ def data_verify(
 ) -> None:
     """Check that every file is present and has its pinned checksum (sha256, or git blob id); exit 2 if one is
     missing or corrupt."""
-    from mlalign_tasks import data
+    from mlalign_tasks.files import data
 
     ok, missing, bad = 0, [], []
     for entry in data.select(patterns):
@@ -371,7 +371,7 @@ def data_build_qt(
     """Build a question-translation SFT dataset (question in X -> the question in English or --target; no answers)."""
     from mlalign_trainer import qt_data
 
-    from mlalign_tasks.output_dirs import check_replaceable
+    from mlalign_tasks.files.output_dirs import check_replaceable
 
     check_replaceable(out, "--out")  # before the build: an existing set is never replaced, whatever its size
     build = qt_data.build_qt_dataset(
@@ -720,9 +720,9 @@ def run_cmd(
     """The whole study: data -> question-aligned training -> eval base and aligned -> leaderboard -> analyses."""
     from rich.table import Table
 
-    from mlalign_tasks.evaluate import parse_batch_size, parse_limit
-    from mlalign_tasks.model_paths import check_model_name
-    from mlalign_tasks.study import chosen_sizes, configure, describe_defaults, run_study
+    from mlalign_tasks.models.model_paths import check_model_name
+    from mlalign_tasks.pipeline.evaluate import parse_batch_size, parse_limit
+    from mlalign_tasks.pipeline.study import chosen_sizes, configure, describe_defaults, run_study
 
     if model is not None:  # before anything is said or written: a typo of a built-in name, an unreachable Hub
         check_model_name(model, "--model", BUILTIN)

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mlalign_tasks import toy_model
+from mlalign_tasks.models import toy_model
 
 ROOT = Path(__file__).resolve().parent.parent
 DEST = ROOT / "mlalign_tasks" / toy_model.PACKAGED

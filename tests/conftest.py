@@ -44,7 +44,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny random-weight Llama model, built once per test session."""
-    from mlalign_tasks.tiny_model import build_tiny_model
+    from mlalign_tasks.models.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model") / "model")
 
@@ -165,7 +165,7 @@ class MirrorHandler(BaseHTTPRequestHandler):
 @pytest.fixture(scope="session")
 def mirror_http(shared_data):
     """A real HTTP server on 127.0.0.1 serving the mirror's files under their canonical URLs (`MirrorHandler`)."""
-    from mlalign_tasks import data
+    from mlalign_tasks.files import data
 
     MirrorHandler.mirror = shared_data
     MirrorHandler.by_url = {"/" + e.url("").split("/", 3)[3]: e for e in data.registry().values() if e.path}

@@ -18,7 +18,7 @@ from mlalign_tasks.analysis.paper_lens import kept_items, mean_ci
 from mlalign_tasks.analysis.pca import mean_pooled, parse_pairs, pc1_correlations, pca_2d, run_pca
 from mlalign_tasks.analysis.protocols import LensProtocol, Pooling
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.model_loading import ModelSpec, Nf4Preset
+from mlalign_tasks.models.model_loading import ModelSpec, Nf4Preset
 
 TOL = 1e-5
 ENOUT = LensProtocol.english_output
@@ -218,7 +218,7 @@ def test_pca_base_and_aligned_consistent_and_deterministic(tiny_model_dir, adapt
 
 
 def test_paper_pca_points_are_native_label_prompts_pooled_over_all_tokens(lm, tiny_model_dir, tmp_path):
-    from mlalign_tasks import paper_prompts
+    from mlalign_tasks.tasks import paper_prompts
 
     result = run_pca(
         ModelSpec(str(tiny_model_dir), device="cpu"), "de", tmp_path / "pca", layers="2", limit=3, pairs="de-en"
@@ -392,8 +392,8 @@ def test_items_with_overlapping_token_sets_are_dropped_outside_english():
 
 
 def test_paper_lens_equals_manual_block_outputs_and_token_sets(lm, tiny_model_dir, tmp_path):
-    from mlalign_tasks import paper_prompts
-    from mlalign_tasks.label_tokens import paper_token_set
+    from mlalign_tasks.tasks import paper_prompts
+    from mlalign_tasks.tasks.label_tokens import paper_token_set
 
     result = run_logit_lens(
         ModelSpec(str(tiny_model_dir), device="cpu"), "sentiment", "zh,de,en", tmp_path / "lens", limit=4

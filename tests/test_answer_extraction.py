@@ -7,7 +7,7 @@ import unicodedata
 
 import pytest
 
-from mlalign_tasks.answer_extraction import extract_answer, find_numbers, format_number, is_correct, parse_gold
+from mlalign_tasks.tasks.answer_extraction import extract_answer, find_numbers, format_number, is_correct, parse_gold
 
 CASES = [
     # QAlign's basic rule: the last number wins
@@ -138,7 +138,7 @@ def test_format_number_round_trips(value: float | None, text: str) -> None:
 
 def test_degenerate_digit_run_scores_as_wrong() -> None:
     """A model that repeats a digit 400 times gives a number beyond float range: scored, not a crash."""
-    from mlalign_tasks.math_tasks import extract_filter, process_results
+    from mlalign_tasks.tasks.math_tasks import extract_filter, process_results
 
     text = "The answer is " + "1" * 400
     assert extract_answer(text) == float("inf")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlalign_tasks.evaluate import parse_tasks
 from mlalign_tasks.leaderboard import make_leaderboard
+from mlalign_tasks.pipeline.evaluate import parse_tasks
 
 LABELS = ("entailment", "neutral", "contradiction")  # XNLI's label ids 0, 1, 2
 ITEMS = 3

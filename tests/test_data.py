@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mlalign_tasks import data
 from mlalign_tasks.errors import DataError
+from mlalign_tasks.files import data
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,7 +50,7 @@ def test_packaged_prompts_are_the_mirrors_byte_for_byte(shared_data, tmp_path, m
     """The paper tasks' prompts, label words and language names ship in the package, with their provenance, and
     are used when no data directory or cache holds them, offline too."""
     entry = data.lookup("paper_tasks/prompts.json")
-    packaged = Path(data.__file__).with_name("resources") / entry.packaged
+    packaged = Path(data.__file__).parents[1] / "resources" / entry.packaged
     assert packaged.read_bytes() == (shared_data / entry.name).read_bytes()
     assert data.sha256_file(packaged) == entry.sha256
     assert entry.repo == "Shimao-Zhang/LLM-Multilingual-Learner" and len(entry.commit) == 40
@@ -331,7 +331,7 @@ def test_data_list_is_not_cut_when_piped() -> None:
     import subprocess
     import sys
 
-    from mlalign_tasks import data
+    from mlalign_tasks.files import data
 
     proc = subprocess.run(
         [sys.executable, "-m", "mlalign_tasks.cli", "data", "list", "mgsm/*"],

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mlalign_tasks.evaluate import tasks_dir
-from mlalign_tasks.languages import FAMILIES, SUPER_GROUPS, task_name
 from mlalign_tasks.leaderboard import make_leaderboard
+from mlalign_tasks.pipeline.evaluate import tasks_dir
+from mlalign_tasks.tasks.languages import FAMILIES, SUPER_GROUPS, task_name
 
 LIMIT = 2
 GROUPS = [*SUPER_GROUPS, *(f for f in FAMILIES if not any(f in members for members in SUPER_GROUPS.values()))]

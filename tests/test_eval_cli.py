@@ -19,7 +19,7 @@ import pytest
 
 from mlalign_tasks import cli
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.evaluate import (
+from mlalign_tasks.pipeline.evaluate import (
     DEFAULT_TASKS,
     parse_batch_size,
     parse_gen_kwargs,
@@ -27,7 +27,7 @@ from mlalign_tasks.evaluate import (
     parse_tasks,
     tasks_dir,
 )
-from mlalign_tasks.languages import (
+from mlalign_tasks.tasks.languages import (
     DEFAULT_FAMILIES,
     FAMILIES,
     LANGUAGES,
@@ -206,7 +206,7 @@ def test_missing_model_and_adapter(monkeypatch, capsys, tmp_path, tiny_model_dir
 
 
 def test_which_names_are_paths(monkeypatch, tmp_path) -> None:
-    from mlalign_tasks.model_paths import missing_local
+    from mlalign_tasks.models.model_paths import missing_local
 
     monkeypatch.chdir(tmp_path)
     assert not missing_local("gpt2") and not missing_local("owner/model")  # Hub ids: the Hub decides
@@ -330,7 +330,7 @@ def test_eval_with_adapter_and_fewshot(monkeypatch, capsys, tmp_path, tiny_model
 def test_preloaded_model_keeps_model_args(monkeypatch, tmp_path, tiny_model_dir, tiny_adapter) -> None:
     """The --load-in-4bit path (a model object handed to HFLM), NF4 on the CPU: results still name base model and
     adapter (contract for the leaderboard)."""
-    from mlalign_tasks import evaluate
+    from mlalign_tasks.pipeline import evaluate
 
     monkeypatch.setattr(evaluate, "resolve_device", lambda device, load_in_4bit: "cpu")
     req = evaluate.EvalRequest(
@@ -438,7 +438,7 @@ def test_run_refuses_a_board_on_a_read_only_filesystem_before_the_first_stage(tm
 
 
 def test_built_in_models_and_their_defaults(tmp_path) -> None:
-    from mlalign_tasks.study import TINY, TOY, build_stages, builtin_kind, configure
+    from mlalign_tasks.pipeline.study import TINY, TOY, build_stages, builtin_kind, configure
 
     for recipe in ("cpu-smoke", "cpu-smoke.yaml", "qalign-cpu-smoke"):
         assert builtin_kind(None, recipe) == TINY
@@ -460,7 +460,7 @@ def test_built_in_models_and_their_defaults(tmp_path) -> None:
 def test_a_real_model_gets_full_size_defaults_and_the_recipes_data(monkeypatch, capsys, tiny_model_dir) -> None:
     """The demo's small sizes only on the tiny model: a real model or recipe evaluates every item with each task's
     own generation length and trains on the recipe's data, unless the user asks for less; the run says which."""
-    from mlalign_tasks.study import DEMO_SCALE, configure, describe_defaults
+    from mlalign_tasks.pipeline.study import DEMO_SCALE, configure, describe_defaults
 
     demo = configure(model="tiny")
     assert (demo.evaluation.limit, demo.evaluation.max_gen_toks, demo.data.examples_per_language) == (8, 48, 32) == (
@@ -666,7 +666,7 @@ def test_one_seed_default_across_commands() -> None:
     import typer.main
     from mlalign_trainer import sft
 
-    from mlalign_tasks.study import configure
+    from mlalign_tasks.pipeline.study import configure
 
     defaults: dict[str, object] = {}
 
@@ -736,7 +736,7 @@ def test_train_help_puts_mlaligns_options_first() -> None:
 def test_the_tiny_model_has_its_own_generation_cap(monkeypatch, capsys, tmp_path, tiny_model_dir) -> None:
     """On the tiny model (its marker file) `mlalign eval` caps generations and batches them unless told otherwise,
     and the results record the cap; a model without the marker keeps the tasks' own length."""
-    from mlalign_tasks.tiny_model import EVAL_BATCH_SIZE, MAX_GEN_TOKS, is_tiny
+    from mlalign_tasks.models.tiny_model import EVAL_BATCH_SIZE, MAX_GEN_TOKS, is_tiny
 
     out = tmp_path / "out"
     args = ["eval", "-m", str(tiny_model_dir), "-t", "mgsm_aligned:de", "--limit", "2", "--device", "cpu"]
@@ -766,7 +766,7 @@ def snapshot(root: Path) -> dict[str, str]:
 
 
 def test_default_folders_are_named_for_the_model(tiny_model_dir) -> None:
-    from mlalign_tasks.study import configure
+    from mlalign_tasks.pipeline.study import configure
 
     assert (configure().out, configure().board) == (Path("runs/demo"), Path("leaderboards/demo"))  # `make demo`
     tiny = configure(model="tiny")
@@ -807,7 +807,7 @@ def test_a_board_no_run_published_is_not_replaced(monkeypatch, capsys, tmp_path)
 
 def test_replace_lets_another_configuration_in(tmp_path) -> None:
     from mlalign_tasks.errors import MlalignError
-    from mlalign_tasks.study import BOARD_RECORD, check_config, computed, configure
+    from mlalign_tasks.pipeline.study import BOARD_RECORD, check_config, computed, configure
 
     board = tmp_path / "board"
     shutil.copytree(REPO / "leaderboards" / "demo", board)

@@ -14,10 +14,11 @@ from mlalign_trainer import sft
 from mlalign_trainer.metadata import METADATA_FILE
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from mlalign_tasks import cli, gguf_models
-from mlalign_tasks.data import sha256_file
+from mlalign_tasks import cli
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.files.data import sha256_file
 from mlalign_tasks.leaderboard.runs import load_run
+from mlalign_tasks.models import gguf_models
 
 TEXT = "Roger has 5 tennis balls. Er kauft 2 Dosen, 汉字 ąę!"
 
@@ -127,7 +128,7 @@ def test_eval_train_merge_and_analyze_take_a_gguf_file(monkeypatch, capsys, tmp_
 
 
 def test_a_study_on_a_gguf_file_runs_on_its_converted_folder(tmp_path, tiny_gguf, converted) -> None:
-    from mlalign_tasks import study
+    from mlalign_tasks.pipeline import study
 
     cfg = study.configure(model=str(tiny_gguf), out=tmp_path / "run", board=tmp_path / "board", device="cpu")
     _, paths = study.build_stages(cfg)

@@ -11,7 +11,7 @@ import threading
 import pytest
 from lm_eval.api.instance import Instance
 
-from mlalign_tasks.hf_lm import CPU_AUTO_BATCH, MlalignLM
+from mlalign_tasks.models.hf_lm import CPU_AUTO_BATCH, MlalignLM
 
 GENERATING, GENERATED = "test: a batch of generations starts", "test: a batch of generations ended"
 

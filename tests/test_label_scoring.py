@@ -10,11 +10,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from mlalign_tasks import evaluate, paper_prompts
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.label_scoring import SeededArgmax, first_token_choices
-from mlalign_tasks.label_tokens import paper_token_set
-from mlalign_tasks.token_set_lm import label_log_probs
+from mlalign_tasks.models.token_set_lm import label_log_probs
+from mlalign_tasks.pipeline import evaluate
+from mlalign_tasks.tasks import paper_prompts
+from mlalign_tasks.tasks.label_scoring import SeededArgmax, first_token_choices
+from mlalign_tasks.tasks.label_tokens import paper_token_set
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +133,7 @@ def test_paper_scoring_is_one_forward_per_item_and_the_token_set_sums(
         model=str(tiny_model_dir), tasks=evaluate.parse_tasks("snli_aligned:de,sentiment_aligned:ja"), limit=5,
         device="cpu", output_path=out, label_scoring="paper",
     )  # fmt: skip
-    from mlalign_tasks.token_set_lm import TokenSetLM
+    from mlalign_tasks.models.token_set_lm import TokenSetLM
 
     counted = TokenSetLM.next_token_logits
 

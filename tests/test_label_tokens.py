@@ -11,7 +11,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.label_tokens import (
+from mlalign_tasks.tasks.label_tokens import (
     Vocabulary,
     check_token_sets,
     first_token_id,

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 import mlalign_tasks.leaderboard.cache as cache_module
-from mlalign_tasks import parallel
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.leaderboard import BoardOptions, make_leaderboard
 from mlalign_tasks.leaderboard.averages import percentiles
 from mlalign_tasks.leaderboard.items import Items, answer_code
 from mlalign_tasks.leaderboard.stats import consistencies, consistency, paired_test, paired_tests
 from mlalign_tasks.leaderboard.synthetic import Item, write_run
+from mlalign_tasks.runtime import parallel
 
 
 def write_board_inputs(root: Path, models: int = 3) -> list[Path]:

@@ -45,7 +45,7 @@ def make_adapter(model_dir: Path, out: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from mlalign_tasks import evaluate
+    from mlalign_tasks.pipeline import evaluate
 
     root = tmp_path_factory.mktemp("e2e")
     adapter = make_adapter(tiny_model_dir, root / "adapters" / "qalign")

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlalign_tasks import atomic
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.files import atomic
 from mlalign_tasks.leaderboard import BoardOptions, make_leaderboard
 from mlalign_tasks.leaderboard.plots import PLOT_FILES
 from mlalign_tasks.leaderboard.synthetic import Item, write_run
@@ -211,7 +211,7 @@ def test_a_board_on_a_full_disk_fails_in_one_line_and_keeps_the_old_one(
 HOLD_IN_WORKERS = """
 import os, sys, time
 from pathlib import Path
-from mlalign_tasks.parallel import process_map
+from mlalign_tasks.runtime.parallel import process_map
 
 
 def hold(item):

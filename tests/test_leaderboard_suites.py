@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlalign_tasks import suites
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.leaderboard import BoardOptions, make_leaderboard
 from mlalign_tasks.leaderboard.runs import split_task
 from mlalign_tasks.leaderboard.synthetic import Item, write_run
+from mlalign_tasks.tasks import suites
 
 
 @pytest.mark.slow

@@ -11,11 +11,19 @@ from pathlib import Path
 import pytest
 from mlalign_trainer.prompts import ALPACA_NO_INPUT
 
-from mlalign_tasks import data, math_tasks
-from mlalign_tasks.answer_extraction import extract_answer, parse_gold, qalign_last_number
 from mlalign_tasks.errors import DataError, MlalignError
-from mlalign_tasks.evaluate import EvalRequest, Selection, _check_fewshot, parse_tasks, tasks_dir
-from mlalign_tasks.languages import FAMILIES, MGSM_LANGS, MSVAMP_LANGS, SUPER_GROUPS, UnknownLanguageError, task_name
+from mlalign_tasks.files import data
+from mlalign_tasks.pipeline.evaluate import EvalRequest, Selection, _check_fewshot, parse_tasks, tasks_dir
+from mlalign_tasks.tasks import math_tasks
+from mlalign_tasks.tasks.answer_extraction import extract_answer, parse_gold, qalign_last_number
+from mlalign_tasks.tasks.languages import (
+    FAMILIES,
+    MGSM_LANGS,
+    MSVAMP_LANGS,
+    SUPER_GROUPS,
+    UnknownLanguageError,
+    task_name,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = ROOT / "scripts" / "generate_tasks.py"
@@ -273,7 +281,7 @@ def test_qalign_families_prompt_languages_and_generation(manager) -> None:
 def test_one_generation_scored_twice_in_a_real_run(tmp_path, tiny_model_dir) -> None:
     import json
 
-    from mlalign_tasks import evaluate
+    from mlalign_tasks.pipeline import evaluate
 
     req = EvalRequest(
         model=str(tiny_model_dir), tasks=parse_tasks("qalign_mgsm:de,en,qalign_msvamp_cross:sw"), limit=3,

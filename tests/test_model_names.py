@@ -54,7 +54,7 @@ def test_a_hub_id_without_the_hub_is_one_line_at_once(tmp_path, command) -> None
 
 def test_names_that_are_accepted(tmp_path, tiny_model_dir) -> None:
     from mlalign_tasks.errors import MlalignError
-    from mlalign_tasks.model_paths import check_model_name
+    from mlalign_tasks.models.model_paths import check_model_name
 
     check_model_name("tiny", "--model", ("toy", "tiny"))  # built-in
     check_model_name(str(tiny_model_dir), "--model", ("toy", "tiny"))  # a model folder

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mlalign_tasks import evaluate
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.model_loading import Nf4Preset, bnb_config, load_4bit
+from mlalign_tasks.models.model_loading import Nf4Preset, bnb_config, load_4bit
+from mlalign_tasks.pipeline import evaluate
 
 
 @pytest.fixture(scope="module")

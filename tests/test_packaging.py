@@ -20,7 +20,9 @@ PROBE = """
 import json, sys
 from pathlib import Path
 import mlalign_tasks, mlalign_trainer
-from mlalign_tasks import data, evaluate, tiny_model, toy_model
+from mlalign_tasks.files import data
+from mlalign_tasks.pipeline import evaluate
+from mlalign_tasks.models import tiny_model, toy_model
 from mlalign_trainer import recipes
 tasks = evaluate.tasks_dir()
 print(json.dumps({

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from mlalign_tasks import data, paper_prompts
 from mlalign_tasks.errors import DataError, MlalignError
-from mlalign_tasks.languages import PAPER_LANGS, UnknownLanguageError
+from mlalign_tasks.files import data
+from mlalign_tasks.tasks import paper_prompts
+from mlalign_tasks.tasks.languages import PAPER_LANGS, UnknownLanguageError
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks_yaml"
 FILES = {
@@ -204,7 +205,7 @@ def test_variant_prompts_equal_the_scripts(shared_data, words, lang, prefix):
 
 @pytest.mark.slow
 def test_variant_families_run_in_lm_eval_with_each_scoring(tiny_model_dir, tmp_path):
-    from mlalign_tasks import evaluate
+    from mlalign_tasks.pipeline import evaluate
 
     spec = "sentiment_native_aligned:de,th,zh,sentiment_irrelevant_aligned:en,ja"
     for scoring in ("paper", "label"):
@@ -233,7 +234,7 @@ def test_variant_families_run_in_lm_eval_with_each_scoring(tiny_model_dir, tmp_p
 
 
 def test_native_labels_sharing_a_token_are_refused_by_token_sets(tiny_model_dir, tmp_path):
-    from mlalign_tasks import evaluate
+    from mlalign_tasks.pipeline import evaluate
 
     req = evaluate.EvalRequest(
         model=str(tiny_model_dir), tasks=evaluate.parse_tasks("sentiment_native_aligned:ja"), limit=1, device="cpu",

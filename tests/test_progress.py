@@ -6,8 +6,8 @@ import re
 
 from rich.console import Console
 
-from mlalign_tasks import progress
-from mlalign_tasks.progress import StepProgress
+from mlalign_tasks.runtime import progress
+from mlalign_tasks.runtime.progress import StepProgress
 
 
 def test_a_log_gets_plain_lines_with_the_time_left(monkeypatch, capsys):

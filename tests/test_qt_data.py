@@ -11,9 +11,9 @@ import sys
 import pytest
 from mlalign_trainer import qt_data
 
-from mlalign_tasks import data
 from mlalign_tasks.errors import DataError, MlalignError
-from mlalign_tasks.languages import GSM8K_QT_LANGS, UnknownLanguageError
+from mlalign_tasks.files import data
+from mlalign_tasks.tasks.languages import GSM8K_QT_LANGS, UnknownLanguageError
 
 
 def _gsm8k_lines(shared_data, lang):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import warnings
 
-from mlalign_tasks.quiet import git_hash_quietly
+from mlalign_tasks.runtime.quiet import git_hash_quietly
 
 
 def test_lm_evals_git_hash_is_quiet_outside_a_repository(tmp_path, monkeypatch, capfd):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from mlalign_tasks.answer_extraction import extract_answer
 from mlalign_tasks.leaderboard.stats import wilson
+from mlalign_tasks.tasks.answer_extraction import extract_answer
 
 pytestmark = pytest.mark.real
 
@@ -37,14 +37,14 @@ def record_figures(request):
 
 @pytest.fixture(scope="module")
 def gemma() -> str:
-    from mlalign_tasks.gguf_models import resolve_model
+    from mlalign_tasks.models.gguf_models import resolve_model
 
     return resolve_model("gemma-3-270m")
 
 
 def evaluate(model: str, task: str, out: Path, limit: int, scoring: str = "paper", **extra) -> list[dict]:
     """Run `mlalign eval`'s evaluation of `task` on the first `limit` items; its samples, in item order."""
-    from mlalign_tasks import evaluate as ev
+    from mlalign_tasks.pipeline import evaluate as ev
 
     req = ev.EvalRequest(
         model=model, tasks=ev.parse_tasks(task), limit=limit, device="cpu", batch_size=8, output_path=out,
@@ -94,7 +94,7 @@ def test_most_mgsm_english_generations_give_a_number(gemma, tmp_path) -> None:
 def test_gemma_adds_bos_where_the_papers_encoding_expects_it(gemma) -> None:
     from transformers import AutoTokenizer
 
-    from mlalign_tasks.hf_lm import MlalignLM
+    from mlalign_tasks.models.hf_lm import MlalignLM
 
     tokenizer = AutoTokenizer.from_pretrained(gemma)
     prompt = 'Great book.\nEmotion: "'
@@ -113,9 +113,9 @@ def test_the_papers_label_token_sets_on_the_262k_vocabulary(gemma) -> None:
     a token (a byte-fallback token of their script) are recorded: `paper` sums them as the papers do."""
     from transformers import AutoTokenizer
 
-    from mlalign_tasks import paper_prompts
-    from mlalign_tasks.label_tokens import check_token_sets, paper_token_set, shared_tokens
-    from mlalign_tasks.languages import PAPER_LANGS
+    from mlalign_tasks.tasks import paper_prompts
+    from mlalign_tasks.tasks.label_tokens import check_token_sets, paper_token_set, shared_tokens
+    from mlalign_tasks.tasks.languages import PAPER_LANGS
 
     tokenizer = AutoTokenizer.from_pretrained(gemma)
     assert len(tokenizer) >= 262_000
@@ -145,7 +145,7 @@ def test_logit_lens_and_pca_on_the_real_model(gemma, tmp_path) -> None:
 
     from mlalign_tasks.analysis.logit_lens import run_logit_lens
     from mlalign_tasks.analysis.pca import run_pca
-    from mlalign_tasks.model_loading import ModelSpec
+    from mlalign_tasks.models.model_loading import ModelSpec
 
     spec = ModelSpec(gemma, device="cpu")
     lens = run_logit_lens(spec, "sentiment", "en,zh", tmp_path / "lens", limit=ANALYSIS_ITEMS, batch_size=4)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlalign_tasks.stages import Stage, run_stages
+from mlalign_tasks.pipeline.stages import Stage, run_stages
 
 
 def make_stages(calls: list[str], b_value: str = "b", fail_b: bool = False) -> list[Stage]:
@@ -109,7 +109,7 @@ def test_leftovers_of_a_killed_run_are_removed(tmp_path):
     script = (
         "import time, sys\n"
         "from pathlib import Path\n"
-        "from mlalign_tasks.stages import Stage, run_stages\n"
+        "from mlalign_tasks.pipeline.stages import Stage, run_stages\n"
         "def slow(out, work):\n"
         "    (out / 'b.txt').write_text('half'); time.sleep(600)\n"
         "run_stages([Stage('b', {'v': 'b'}, slow)], Path(sys.argv[1]))\n"
@@ -175,7 +175,7 @@ def test_dependents_rerun_when_a_stage_writes_other_files(tmp_path):
 def test_an_atomic_writer_inside_a_stage_writes_in_place(tmp_path, fail):
     """A stage hands its fresh folder to a writer that is atomic itself (an analysis): that writer writes into it
     directly, with no temporary folder of its own; a failure still leaves neither a partial output nor a leftover."""
-    from mlalign_tasks.atomic import atomic_dir
+    from mlalign_tasks.files.atomic import atomic_dir
 
     handed: list[tuple[Path, Path, list[str]]] = []
 

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlalign_tasks.cli import app
-from mlalign_tasks.output_dirs import exclusive
+from mlalign_tasks.files.output_dirs import exclusive
 
 pytestmark = pytest.mark.slow
 
@@ -229,7 +229,7 @@ def test_qalign_two_stage_recipe_runs_both_stages_resumably(tmp_path):
 
 
 def test_two_stage_toy_board_names_both_aligned_models_and_both_stages():
-    from mlalign_tasks import study
+    from mlalign_tasks.pipeline import study
 
     one = study.board_manifest(study.configure(), "runs/m", Path("runs/train/adapter"))
     two = study.board_manifest(

@@ -11,8 +11,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from mlalign_tasks import data
-from mlalign_tasks.languages import MGSM_LANGS, PAPER_LANGS
+from mlalign_tasks.files import data
+from mlalign_tasks.tasks.languages import MGSM_LANGS, PAPER_LANGS
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_model_loads_and_runs(tiny_model_dir, tok):
 
 
 def test_build_is_deterministic(tiny_model_dir, tmp_path):
-    from mlalign_tasks.tiny_model import build_tiny_model
+    from mlalign_tasks.models.tiny_model import build_tiny_model
 
     again = build_tiny_model(tmp_path / "again")
     assert (again / "tokenizer.json").read_bytes() == (tiny_model_dir / "tokenizer.json").read_bytes()
@@ -96,7 +96,7 @@ def test_weights_on_a_full_disk_are_one_line_and_keep_the_old_model(tmp_path, ti
 def test_failed_build_writes_nothing(tmp_path, monkeypatch):
     from transformers import PreTrainedTokenizerFast
 
-    from mlalign_tasks.tiny_model import build_tiny_model
+    from mlalign_tasks.models.tiny_model import build_tiny_model
 
     def disk_full(self, *args, **kwargs):
         raise OSError("No space left on device")
@@ -109,7 +109,7 @@ def test_failed_build_writes_nothing(tmp_path, monkeypatch):
 
 def test_refuses_a_file(tmp_path):
     from mlalign_tasks.errors import MlalignError
-    from mlalign_tasks.tiny_model import build_tiny_model
+    from mlalign_tasks.models.tiny_model import build_tiny_model
 
     (tmp_path / "model").write_text("mine")
     with pytest.raises(MlalignError, match="not a model directory"):
@@ -120,7 +120,7 @@ def test_refuses_a_file(tmp_path):
 def test_refuses_a_model_it_did_not_build(tmp_path):
     """A real model folder (config.json and weights, no tiny-model marker) is the user's: never replaced."""
     from mlalign_tasks.errors import MlalignError
-    from mlalign_tasks.tiny_model import build_tiny_model
+    from mlalign_tasks.models.tiny_model import build_tiny_model
 
     model = tmp_path / "llama"
     model.mkdir()

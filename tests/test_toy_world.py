@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from mlalign_tasks import toy_tasks
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.languages import FAMILIES, LANGUAGES, TOY_LANGUAGES, UnknownLanguageError
-from mlalign_tasks.toy_world import (
+from mlalign_tasks.tasks import toy_tasks
+from mlalign_tasks.tasks.languages import FAMILIES, LANGUAGES, TOY_LANGUAGES, UnknownLanguageError
+from mlalign_tasks.tasks.toy_world import (
     DIGITS,
     FAMILY_SOUNDS,
     NEGATIVE,
@@ -139,7 +139,7 @@ def test_generators_are_consistent():
 def test_lm_eval_renders_the_toy_prompts():
     from lm_eval.tasks import TaskManager
 
-    from mlalign_tasks.evaluate import tasks_dir
+    from mlalign_tasks.pipeline.evaluate import tasks_dir
 
     loaded = TaskManager(include_path=str(tasks_dir()), include_defaults=False).load(["toy_aligned"])
     sentiment = loaded["tasks"]["toy_sentiment_aligned_qba"]
@@ -168,9 +168,9 @@ def test_paper_label_scoring_applies_to_the_toy_reviews(tmp_path):
     from lm_eval.tasks import TaskManager
     from transformers import AutoTokenizer
 
-    from mlalign_tasks.evaluate import tasks_dir
-    from mlalign_tasks.label_scoring import Scoring, apply_scoring
-    from mlalign_tasks.tiny_model import build_tiny_model
+    from mlalign_tasks.models.tiny_model import build_tiny_model
+    from mlalign_tasks.pipeline.evaluate import tasks_dir
+    from mlalign_tasks.tasks.label_scoring import Scoring, apply_scoring
 
     tokenizer = AutoTokenizer.from_pretrained(build_tiny_model(tmp_path / "tiny"))
     loaded = TaskManager(include_path=str(tasks_dir()), include_defaults=False).load(["toy_sentiment_aligned_qaa"])
@@ -213,7 +213,7 @@ def test_the_packaged_toy_model_installs_as_built(tmp_path):
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    from mlalign_tasks import toy_model
+    from mlalign_tasks.models import toy_model
 
     record = toy_model.packaged_record()
     assert record["config"] == toy_model.ToyModelConfig().as_dict()  # built with today's defaults
@@ -229,8 +229,8 @@ def test_the_packaged_toy_model_installs_as_built(tmp_path):
 def test_toy_model_command_writes_the_packaged_model(tmp_path):
     from typer.testing import CliRunner
 
-    from mlalign_tasks import toy_model
     from mlalign_tasks.cli import app
+    from mlalign_tasks.models import toy_model
 
     out = tmp_path / "toy"
     for _ in range(2):  # a folder it wrote earlier is rewritten
@@ -253,8 +253,8 @@ def test_packaged_toy_model_is_checked_before_install(tmp_path, monkeypatch, att
 
     from typer.testing import CliRunner
 
-    from mlalign_tasks import toy_model
     from mlalign_tasks.cli import app
+    from mlalign_tasks.models import toy_model
 
     packaged = tmp_path / "packaged"
     shutil.copytree(toy_model._packaged(), packaged)
@@ -291,7 +291,7 @@ def test_packaging_the_installed_model_gives_the_packaged_files_byte_for_byte(tm
     marker as the packaged one does: the installed model packaged again is the packaged folder, file for file."""
     import hashlib
 
-    from mlalign_tasks import toy_model
+    from mlalign_tasks.models import toy_model
 
     installed = toy_model.install(tmp_path / "model")
     toy_model.package(installed, tmp_path / "packaged")

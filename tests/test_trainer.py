@@ -22,8 +22,8 @@ from mlalign_trainer.metadata import METADATA_FILE, RUN_FILE
 from transformers import AutoTokenizer, TrainerCallback
 
 from mlalign_tasks.errors import DataError, MlalignError
-from mlalign_tasks.languages import UnknownLanguageError
-from mlalign_tasks.quiet import BNB_CPU_LOGGER, KERNELS_NOTICE
+from mlalign_tasks.runtime.quiet import BNB_CPU_LOGGER, KERNELS_NOTICE
+from mlalign_tasks.tasks.languages import UnknownLanguageError
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "trainer" / "recipes"
@@ -539,8 +539,8 @@ def test_one_run_at_a_time_in_an_output_dir_and_sigterm_saves_a_checkpoint_to_re
 def test_resume_refuses_another_model_at_the_same_path(tiny_model_dir, tmp_path):
     """A base model rebuilt at the same path (other weights) is another model: the rerun is refused, naming both
     by their content, and touches nothing; with the original model back at the path it resumes."""
-    from mlalign_tasks.model_identity import identify
-    from mlalign_tasks.tiny_model import build_tiny_model
+    from mlalign_tasks.models.model_identity import identify
+    from mlalign_tasks.models.tiny_model import build_tiny_model
 
     base = build_tiny_model(tmp_path / "base")
     out = tmp_path / "adapter"
@@ -569,7 +569,7 @@ def test_resume_refuses_another_model_at_the_same_path(tiny_model_dir, tmp_path)
 
 
 def test_model_identity_hashes_each_file_once_while_its_stat_holds(tmp_path):
-    from mlalign_tasks.model_identity import identify
+    from mlalign_tasks.models.model_identity import identify
 
     model = tmp_path / "model"
     model.mkdir()

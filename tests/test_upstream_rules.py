@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from mlalign_tasks import evaluate, paper_prompts
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.label_scoring import Gold, UpstreamTies
-from mlalign_tasks.label_tokens import (
+from mlalign_tasks.pipeline import evaluate
+from mlalign_tasks.tasks import paper_prompts
+from mlalign_tasks.tasks.label_scoring import Gold, UpstreamTies
+from mlalign_tasks.tasks.label_tokens import (
     Vocabulary,
     check_token_sets,
     generic_token_set,
@@ -27,7 +28,7 @@ from mlalign_tasks.label_tokens import (
     shared_tokens,
     vocabulary,
 )
-from mlalign_tasks.languages import PAPER_LANGS
+from mlalign_tasks.tasks.languages import PAPER_LANGS
 
 MISTRAL_WHEEL = Path(sys.prefix) / "test-wheels" / "mistral_common-1.13.1-py3-none-any.whl"
 
@@ -151,7 +152,7 @@ def qwen_like(shared_data: Path):
 @pytest.fixture(scope="module")
 def gemma():
     """Gemma 3's SentencePiece tokenizer (262k tokens, byte fallback), from the real-model tier's packaged model."""
-    from mlalign_tasks.gguf_models import resolve_model
+    from mlalign_tasks.models.gguf_models import resolve_model
 
     return AutoTokenizer.from_pretrained(resolve_model("gemma-3-270m"))
 
@@ -303,7 +304,7 @@ def thai_native_task(tokenizer, scoring):
     """sentiment_native_aligned_th loaded by lm-eval, prepared for `scoring`: (task, its TaskTokenSets)."""
     from lm_eval.tasks import TaskManager
 
-    from mlalign_tasks.label_scoring import apply_scoring
+    from mlalign_tasks.tasks.label_scoring import apply_scoring
 
     name = "sentiment_native_aligned_th"
     task = TaskManager(include_path=str(evaluate.tasks_dir()), include_defaults=False).load([name])["tasks"][name]
@@ -311,7 +312,7 @@ def thai_native_task(tokenizer, scoring):
 
 
 def test_thai_native_paper_prompt_is_upstreams_token_ids_item_by_item(real_tokenizer) -> None:
-    from mlalign_tasks.label_scoring import Scoring
+    from mlalign_tasks.tasks.label_scoring import Scoring
 
     tok = real_tokenizer
     task, sets = thai_native_task(tok, Scoring.paper)
@@ -336,7 +337,7 @@ def test_thai_native_paper_prompt_is_upstreams_token_ids_item_by_item(real_token
 def test_thai_suffix_on_mistral_is_a_bos_and_a_word_start(mistral) -> None:
     import sentencepiece
 
-    from mlalign_tasks.label_scoring import Scoring
+    from mlalign_tasks.tasks.label_scoring import Scoring
 
     with zipfile.ZipFile(MISTRAL_WHEEL) as wheel:
         model = sentencepiece.SentencePieceProcessor(model_proto=wheel.read("mistral_common/data/tokenizer.model.v1"))
@@ -346,7 +347,7 @@ def test_thai_suffix_on_mistral_is_a_bos_and_a_word_start(mistral) -> None:
 
 
 def test_thai_suffix_under_token_sets_is_prompt_text(qwen_like) -> None:
-    from mlalign_tasks.label_scoring import Scoring
+    from mlalign_tasks.tasks.label_scoring import Scoring
 
     task, text_sets = thai_native_task(qwen_like, Scoring.token_sets)  # mlalign's variant: appended as text
     assert text_sets.tail == () and task.config.metadata["prompt_suffix"]["rule"].startswith("appended to the prompt")

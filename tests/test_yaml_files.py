@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from mlalign_tasks.cli import app
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.files.yaml_files import MAX_BYTES, MAX_DEPTH, MAX_NODES
 from mlalign_tasks.leaderboard import make_leaderboard
-from mlalign_tasks.yaml_files import MAX_BYTES, MAX_DEPTH, MAX_NODES
 
 # 10 levels of 10 aliases each: 10**10 leaves once expanded
 BOMB = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
@@ -52,7 +52,7 @@ def test_ordinary_yaml_with_aliases_still_loads(tmp_path: Path) -> None:
     """`yaml.safe_dump` writes a list used twice as an anchor and an alias: such files load as before."""
     import yaml
 
-    from mlalign_tasks.yaml_files import read_yaml
+    from mlalign_tasks.files.yaml_files import read_yaml
 
     langs = ["de", "fr"]
     value = {"models": [{"match": "a", "languages": langs}, {"match": "b", "languages": langs}], "name": "modèle"}

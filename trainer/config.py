@@ -23,8 +23,8 @@ from transformers.trainer_utils import SchedulerType
 from transformers.training_args import OptimizerNames
 from trl import ModelConfig, SFTConfig
 
-from mlalign_tasks.languages import check_lang
-from mlalign_tasks.model_loading import Dtype
+from mlalign_tasks.models.model_loading import Dtype
+from mlalign_tasks.tasks.languages import check_lang
 
 CUDA = torch.cuda.is_available()
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from mlalign_trainer.metadata import read_json_file
 
-from mlalign_tasks.artefacts import ADAPTER_FILE, METADATA_FILE, MODEL_FILE
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.files.artefacts import ADAPTER_FILE, METADATA_FILE, MODEL_FILE
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mlalign_tasks.artefacts import METADATA_FILE
-from mlalign_tasks.atomic import atomic_dir, weights_written, write_json_atomic
-from mlalign_tasks.model_loading import merged_model
-from mlalign_tasks.output_dirs import check_replaceable
+from mlalign_tasks.files.artefacts import METADATA_FILE
+from mlalign_tasks.files.atomic import atomic_dir, weights_written, write_json_atomic
+from mlalign_tasks.files.output_dirs import check_replaceable
+from mlalign_tasks.models.model_loading import merged_model
 
 
 def merge_adapter(adapter: str | Path, out: str | Path, base: str | None = None, dtype: str = "float32") -> Path:

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mlalign_tasks.artefacts import METADATA_FILE, RUN_FILE
-from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.output_dirs import check_replaceable
-from mlalign_tasks.versions import package_versions
+from mlalign_tasks.files.artefacts import METADATA_FILE, RUN_FILE
+from mlalign_tasks.files.atomic import write_json_atomic
+from mlalign_tasks.files.output_dirs import check_replaceable
+from mlalign_tasks.files.versions import package_versions
 
 _VERSIONED = ("mlalign", "torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "datasets")
 
@@ -72,7 +72,7 @@ def check_run_dir(output_dir: Path, settings: dict) -> str:
 
 
 def _model(settings: dict) -> str:
-    """The model a run trains, by path and content (`model_sha256`, see `mlalign_tasks.model_identity`)."""
+    """The model a run trains, by path and content (`model_sha256`, see `mlalign_tasks.models.model_identity`)."""
     digest = settings.get("model_sha256")
     path = settings.get("hyperparameters", {}).get("model_name_or_path")
     return f"{path} ({f'sha256 {digest[:16]}' if digest else 'not a local model'})"

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.languages import LANGUAGES
+from mlalign_tasks.tasks.languages import LANGUAGES
 
 # QAlign's prompt (stage I and II, and its evaluation: tasks_yaml/mgsm_aligned/_template_yaml).
 ALPACA_NO_INPUT = (

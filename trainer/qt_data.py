@@ -23,10 +23,11 @@ from pathlib import Path
 
 from mlalign_trainer.prompts import translation_row
 
-from mlalign_tasks import data
-from mlalign_tasks.atomic import atomic_dir, write_json_atomic
 from mlalign_tasks.errors import DataError, MlalignError
-from mlalign_tasks.languages import (
+from mlalign_tasks.files import data
+from mlalign_tasks.files.atomic import atomic_dir, write_json_atomic
+from mlalign_tasks.files.output_dirs import check_replaceable
+from mlalign_tasks.tasks.languages import (
     GSM8K_QT_LANGS,
     LANGUAGES,
     PAWS_QT_LANGS,
@@ -37,7 +38,6 @@ from mlalign_tasks.languages import (
     check_lang,
     parse_langs,
 )
-from mlalign_tasks.output_dirs import check_replaceable
 
 SOURCES: dict[str, tuple[str, ...]] = {
     "gsm8k": GSM8K_QT_LANGS,
@@ -186,7 +186,7 @@ def paper_pairs(source: str, lang: str, data_dir=None) -> list[tuple[str, str]]:
 
 def toy_pairs(lang: str) -> list[tuple[str, str]]:
     """(question in toy language `lang`, toy English question) for the toy world's questions."""
-    from mlalign_tasks import toy_tasks
+    from mlalign_tasks.tasks import toy_tasks
 
     check_lang(lang, SOURCES["toy"], what="toy question-translation language")
     world = toy_tasks.DEFAULT_WORLD

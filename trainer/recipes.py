@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.yaml_files import read_yaml
+from mlalign_tasks.files.yaml_files import read_yaml
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 ACCELERATE_DIR = Path(__file__).resolve().parent / "accelerate"

@@ -15,8 +15,8 @@ import random
 from mlalign_trainer.prompts import response_row
 from mlalign_trainer.qt_data import LangStats, QTBuild, content_hash
 
-from mlalign_tasks import data
 from mlalign_tasks.errors import DataError, MlalignError
+from mlalign_tasks.files import data
 
 GSM8K_FILE = "gsm8k/train_en.jsonl"
 METAMATHQA = "meta-math/MetaMathQA"
@@ -53,7 +53,7 @@ def metamathqa_pairs() -> list[tuple[str, str]]:
 
 def toy_pairs() -> list[tuple[str, str]]:
     """(prompt, completion) of the toy world's answered English items, each in its task's own prompt."""
-    from mlalign_tasks import toy_tasks
+    from mlalign_tasks.tasks import toy_tasks
 
     return toy_tasks.answered()
 

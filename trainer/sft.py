@@ -25,12 +25,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.gguf_models import model_source, resolve_model
-from mlalign_tasks.model_identity import ModelIdentity, identify
-from mlalign_tasks.model_paths import check_local
-from mlalign_tasks.output_dirs import exclusive_folder
+from mlalign_tasks.files.atomic import write_json_atomic
+from mlalign_tasks.files.output_dirs import exclusive_folder
+from mlalign_tasks.models.gguf_models import model_source, resolve_model
+from mlalign_tasks.models.model_identity import ModelIdentity, identify
+from mlalign_tasks.models.model_paths import check_local
 
 if TYPE_CHECKING:
     from mlalign_trainer.config import QTArguments

@@ -17,11 +17,18 @@ from typing import Any
 
 import torch
 
-from mlalign_tasks.artefacts import ADAPTER_FILE
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.model_loading import ModelSpec, Nf4Preset, bnb_config, load_causal_lm, resolve_device, torch_dtype
-from mlalign_tasks.model_paths import check_local
-from mlalign_tasks.progress import StepProgress
+from mlalign_tasks.files.artefacts import ADAPTER_FILE
+from mlalign_tasks.models.model_loading import (
+    ModelSpec,
+    Nf4Preset,
+    bnb_config,
+    load_causal_lm,
+    resolve_device,
+    torch_dtype,
+)
+from mlalign_tasks.models.model_paths import check_local
+from mlalign_tasks.runtime.progress import StepProgress
 
 
 @dataclass

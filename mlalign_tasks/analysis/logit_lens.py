@@ -11,7 +11,7 @@ Two protocols (`mlalign analyze logit-lens --protocol`):
   (`mlalign_tasks.analysis.paper_lens`);
 - ``english-output``: mlalign's lens on the English-output ("enout") prompts of any paper task, layers 0..L.
   A label word's probability is that of its first token right after the prompt's opening quote
-  (`mlalign_tasks.label_tokens.first_token_id`); a set of label words counts each distinct first token once.
+  (`mlalign_tasks.tasks.label_tokens.first_token_id`); a set of label words counts each distinct first token once.
   ``label_accuracy`` at a layer is the share of items whose gold English label has the most probable first
   token among the English labels; entropy is in nats.
 """
@@ -24,16 +24,16 @@ from pathlib import Path
 
 import torch
 
-from mlalign_tasks import label_tokens, paper_prompts
 from mlalign_tasks.analysis import paper_items, paper_lens, plots
 from mlalign_tasks.analysis.hidden_states import Batch, LoadedModel, check_paths, load_model, run_batches
 from mlalign_tasks.analysis.outputs import VERSIONED, atomic_output_dir
 from mlalign_tasks.analysis.protocols import LensProtocol
-from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.model_loading import ModelSpec
-from mlalign_tasks.progress import StepProgress
-from mlalign_tasks.versions import package_versions
+from mlalign_tasks.files.atomic import write_json_atomic
+from mlalign_tasks.files.versions import package_versions
+from mlalign_tasks.models.model_loading import ModelSpec
+from mlalign_tasks.runtime.progress import StepProgress
+from mlalign_tasks.tasks import label_tokens, paper_prompts
 
 NORM_NAMES = ("norm", "final_layernorm", "final_layer_norm", "ln_f")
 RESULT_FILE = "logit_lens.json"

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlalign_tasks.atomic import atomic_dir
-from mlalign_tasks.output_dirs import check_replaceable
+from mlalign_tasks.files.atomic import atomic_dir
+from mlalign_tasks.files.output_dirs import check_replaceable
 
 
 @contextmanager

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlalign_tasks import paper_prompts, toy_tasks
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.languages import PAPER_LANGS, TOY_LANGS, parse_langs
+from mlalign_tasks.tasks import paper_prompts, toy_tasks
+from mlalign_tasks.tasks.languages import PAPER_LANGS, TOY_LANGS, parse_langs
 
 TOY_TASK = "toy_sentiment"
 TASKS = (*paper_prompts.PAPER_TASKS, TOY_TASK)

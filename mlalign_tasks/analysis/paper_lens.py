@@ -3,7 +3,7 @@
 Amazon-polarity sentiment, 2-shot prompts whose answers are the **native** label words of language X (the model
 is asked to answer in X). After every block l = 1..L the final norm and the unembedding are applied to the block's
 output at the last prompt position (`LogitLens`), and per item these are summed over the paper's token sets
-(`mlalign_tasks.label_tokens.paper_token_set`):
+(`mlalign_tasks.tasks.label_tokens.paper_token_set`):
 
 - ``latent_english``: the gold label's English word ("latent English"); ``native``: the gold label in X;
 - ``english_both`` / ``native_both``: the union of both labels' sets in English / in X;
@@ -20,9 +20,9 @@ import math
 
 import torch
 
-from mlalign_tasks import label_tokens
 from mlalign_tasks.analysis.hidden_states import Batch, LoadedModel, run_batches
-from mlalign_tasks.progress import StepProgress
+from mlalign_tasks.runtime.progress import StepProgress
+from mlalign_tasks.tasks import label_tokens
 
 CURVES = ("latent_english", "native", "english_both", "native_both", "entropy_bits")
 

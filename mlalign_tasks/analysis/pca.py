@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mlalign_tasks import paper_prompts
 from mlalign_tasks.analysis import paper_items, plots
 from mlalign_tasks.analysis.hidden_states import (
     Batch,
@@ -29,11 +28,12 @@ from mlalign_tasks.analysis.hidden_states import (
 )
 from mlalign_tasks.analysis.outputs import VERSIONED, atomic_output_dir
 from mlalign_tasks.analysis.protocols import PAPER_PAIRS, PcaInput, Pooling
-from mlalign_tasks.atomic import write_json_atomic
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.model_loading import ModelSpec
-from mlalign_tasks.progress import StepProgress
-from mlalign_tasks.versions import package_versions
+from mlalign_tasks.files.atomic import write_json_atomic
+from mlalign_tasks.files.versions import package_versions
+from mlalign_tasks.models.model_loading import ModelSpec
+from mlalign_tasks.runtime.progress import StepProgress
+from mlalign_tasks.tasks import paper_prompts
 
 RESULT_FILE = "pca.json"
 

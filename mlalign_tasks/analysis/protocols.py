@@ -6,7 +6,7 @@ from enum import StrEnum
 
 
 class PaperTask(StrEnum):
-    """The paper task an analysis reads its items and prompts from (mlalign_tasks.paper_prompts.PAPER_TASKS)."""
+    """The paper task an analysis reads its items and prompts from (mlalign_tasks.tasks.paper_prompts.PAPER_TASKS)."""
 
     sentiment = "sentiment"
     snli = "snli"

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from mlalign_tasks import suites
 from mlalign_tasks.errors import MlalignError
 from mlalign_tasks.leaderboard.averages import averages, statistics_notes
 from mlalign_tasks.leaderboard.board import (
@@ -33,8 +32,9 @@ from mlalign_tasks.leaderboard.references import REFERENCES_KEY, reference_rows
 from mlalign_tasks.leaderboard.runs import GROUP, LANGUAGE, Run, TaskResult
 from mlalign_tasks.leaderboard.samples import leaf_keys
 from mlalign_tasks.leaderboard.stats import adjust, consistencies, paired_tests, wilson_interval
-from mlalign_tasks.tiny_model import MARKER_FILE as TINY_MODEL_MARKER
-from mlalign_tasks.toy_model import MARKER_FILE as TOY_MODEL_MARKER
+from mlalign_tasks.models.tiny_model import MARKER_FILE as TINY_MODEL_MARKER
+from mlalign_tasks.models.toy_model import MARKER_FILE as TOY_MODEL_MARKER
+from mlalign_tasks.tasks import suites
 
 TINY_WARNING = (
     "Built from mlalign's tiny random-weight test model (`mlalign tiny-model`): the scores are noise and say "

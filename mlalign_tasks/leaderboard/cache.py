@@ -28,9 +28,8 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
-from mlalign_tasks import languages, suites
-from mlalign_tasks.atomic import write_bytes_atomic
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.files.atomic import write_bytes_atomic
 from mlalign_tasks.leaderboard import discover
 from mlalign_tasks.leaderboard import items as items_module
 from mlalign_tasks.leaderboard import runs as runs_module
@@ -38,6 +37,7 @@ from mlalign_tasks.leaderboard import samples as samples_module
 from mlalign_tasks.leaderboard.items import Items
 from mlalign_tasks.leaderboard.runs import Run, TaskResult
 from mlalign_tasks.leaderboard.workers import load_all_runs, load_all_samples
+from mlalign_tasks.tasks import languages, suites
 
 CACHE_ENV = "MLALIGN_BOARD_CACHE"
 SUFFIX = ".entry"

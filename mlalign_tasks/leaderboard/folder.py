@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path, PurePath
 
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.files.output_dirs import check_replaceable, check_writable
 from mlalign_tasks.leaderboard.cards import is_card
 from mlalign_tasks.leaderboard.discover import BOARD_MARKERS
 from mlalign_tasks.leaderboard.inputs import INPUTS
 from mlalign_tasks.leaderboard.plots import PLOT_FILES
-from mlalign_tasks.output_dirs import check_replaceable, check_writable
 
 # Everything a board writes into its folder; other entries there (a gh-pages `.git`, a CNAME) are never touched.
 BOARD_ENTRIES = (

@@ -7,14 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlalign_tasks.artefacts import METADATA_FILE
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.languages import parse_langs
+from mlalign_tasks.files.artefacts import METADATA_FILE
+from mlalign_tasks.files.names import check_name
+from mlalign_tasks.files.yaml_files import read_yaml
 from mlalign_tasks.leaderboard.board import Model
 from mlalign_tasks.leaderboard.references import REFERENCES_KEY, check_references
 from mlalign_tasks.leaderboard.runs import Run
-from mlalign_tasks.names import check_name
-from mlalign_tasks.yaml_files import read_yaml
+from mlalign_tasks.tasks.languages import parse_langs
 
 MANIFEST_KEYS = {"title", "description", "metrics", "models", REFERENCES_KEY}
 MANIFEST_MODEL_KEYS = {"match", "name", "base", "languages"}

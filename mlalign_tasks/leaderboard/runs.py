@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlalign_tasks import suites
-from mlalign_tasks.gguf_models import source_name
-from mlalign_tasks.languages import FAMILIES, LANGUAGES, SUPER_GROUPS
+from mlalign_tasks.files.names import check_name
 from mlalign_tasks.leaderboard.discover import ResultsError, inside
-from mlalign_tasks.names import check_name
-from mlalign_tasks.stages import digest
+from mlalign_tasks.models.gguf_models import source_name
+from mlalign_tasks.pipeline.stages import digest
+from mlalign_tasks.tasks import suites
+from mlalign_tasks.tasks.languages import FAMILIES, LANGUAGES, SUPER_GROUPS
 
 SUPPORTED_LM_EVAL = "0.4."  # the results layout read here is the one of lm-eval 0.4.x
 REQUIRED_KEYS = ("results", "config", "lm_eval_version")
@@ -79,7 +79,7 @@ class Run:
 
 def split_task(task: str) -> tuple[str, str] | None:
     """`mgsm_aligned_de` -> ("mgsm_aligned", "de"), `belebele_deu_Latn` -> ("belebele", "de"): a language of a
-    suite in `mlalign_tasks.suites`, else `<family>_<lang>` with a language of our table (a family name is
+    suite in `mlalign_tasks.tasks.suites`, else `<family>_<lang>` with a language of our table (a family name is
     letters, digits, `_`, `.`, `-`: a task name also names its samples file); None otherwise."""
     known = suites.lookup(task)
     if known is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from mlalign_tasks.leaderboard.items import Items
 from mlalign_tasks.leaderboard.runs import Run, load_run
 from mlalign_tasks.leaderboard.samples import load_samples
-from mlalign_tasks.parallel import process_map
+from mlalign_tasks.runtime.parallel import process_map
 
 PARALLEL_MIN_FILES = 200  # below this a process pool costs more than it saves
 PARALLEL_MIN_RUNS = 8

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlalign_tasks.atomic import atomic_dir
+from mlalign_tasks.files.atomic import atomic_dir
 from mlalign_tasks.leaderboard import plots
 from mlalign_tasks.leaderboard.averages import AVERAGE_FIELDS, DELTA_FIELDS
 from mlalign_tasks.leaderboard.board import COMPARISON_FIELDS, CONSISTENCY_FIELDS, Board

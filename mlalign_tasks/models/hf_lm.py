@@ -12,7 +12,7 @@ from __future__ import annotations
 from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import normalize_gen_kwargs
 
-from mlalign_tasks.progress import console
+from mlalign_tasks.runtime.progress import console
 
 CPU_AUTO_BATCH = 8  # `--batch-size auto` on a CPU
 

@@ -7,7 +7,7 @@ id the same stages run at full size (`FULL_SCALE`, and the recipe's training dat
 The command line's values are defaulted once, from one table (`BUILTIN`, `REAL`), into the frozen `StudyConfig`
 (`configure`); `plan` resolves what the stages share (the model, the trainer's parsed options), and one function
 per stage (`model_stage` ... `pca_stage`) says what it reads, runs and writes. Every stage is skipped when its
-outputs exist, verify, and match its configuration hash (`mlalign_tasks.stages`).
+outputs exist, verify, and match its configuration hash (`mlalign_tasks.pipeline.stages`).
 """
 
 from __future__ import annotations
@@ -23,21 +23,21 @@ from typing import TYPE_CHECKING
 from mlalign_trainer import recipes, sft
 from mlalign_trainer.choices import QTSource
 
-from mlalign_tasks import tiny_model
 from mlalign_tasks.analysis.protocols import PaperTask
-from mlalign_tasks.atomic import write_json_atomic, write_text_atomic
 from mlalign_tasks.errors import Interrupted, MlalignError
-from mlalign_tasks.gguf_models import resolve_model
-from mlalign_tasks.label_scoring import Gold, Scoring
-from mlalign_tasks.model_loading import ModelSpec, Nf4Preset, resolve_device
-from mlalign_tasks.model_paths import check_model_arg, check_model_name
-from mlalign_tasks.output_dirs import check_replaceable, exclusive
-from mlalign_tasks.stages import Stage, StageResult, run_stages
+from mlalign_tasks.files.atomic import write_json_atomic, write_text_atomic
+from mlalign_tasks.files.output_dirs import check_replaceable, exclusive
+from mlalign_tasks.models import tiny_model
+from mlalign_tasks.models.gguf_models import resolve_model
+from mlalign_tasks.models.model_loading import ModelSpec, Nf4Preset, resolve_device
+from mlalign_tasks.models.model_paths import check_model_arg, check_model_name
+from mlalign_tasks.pipeline.stages import Stage, StageResult, run_stages
+from mlalign_tasks.tasks.label_scoring import Gold, Scoring
 
 if TYPE_CHECKING:
     from mlalign_trainer.config import QTArguments, QTConfig, QTModelConfig
 
-    from mlalign_tasks.evaluate import Selection
+    from mlalign_tasks.pipeline.evaluate import Selection
 
 TOY, TINY = "toy", "tiny"  # the models mlalign builds itself offline (`BUILTIN`)
 STUDY_FILE = "study.json"  # the options of the last run: marks a folder as an `mlalign run` folder
@@ -126,7 +126,7 @@ class DataOptions:
     examples_per_language: int | None  # None: every usable pair
 
     def __post_init__(self) -> None:
-        from mlalign_tasks.languages import parse_langs
+        from mlalign_tasks.tasks.languages import parse_langs
 
         try:
             object.__setattr__(self, "qt_source", QTSource(self.qt_source))
@@ -147,12 +147,12 @@ class EvalOptions:
     max_gen_toks: int | None  # None: each task's own
     batch_size: int | str
     load_in_4bit: bool = False
-    nf4_preset: Nf4Preset = Nf4Preset.mlalign  # 4-bit only (mlalign_tasks.model_loading)
-    label_scoring: Scoring = Scoring.paper  # the paper tasks' (mlalign_tasks.label_scoring)
+    nf4_preset: Nf4Preset = Nf4Preset.mlalign  # 4-bit only (mlalign_tasks.models.model_loading)
+    label_scoring: Scoring = Scoring.paper  # the paper tasks' (mlalign_tasks.tasks.label_scoring)
     gold: Gold = Gold.english  # whose gold labels the paper tasks compare with (recorded only when not the default)
 
     def __post_init__(self) -> None:
-        from mlalign_tasks.label_scoring import check_scoring
+        from mlalign_tasks.tasks.label_scoring import check_scoring
 
         _ = self.selection  # parsed with the other options: an unknown task or language is refused here
         if self.limit is not None and not (self.limit >= 1 if isinstance(self.limit, int) else 0 < self.limit < 1):
@@ -176,7 +176,7 @@ class EvalOptions:
     @cached_property
     def selection(self) -> Selection:
         """The tasks, parsed (`mlalign eval --tasks`'s syntax)."""
-        from mlalign_tasks.evaluate import parse_tasks
+        from mlalign_tasks.pipeline.evaluate import parse_tasks
 
         return parse_tasks(self.tasks)
 
@@ -192,8 +192,8 @@ class AnalysisOptions:
     load_in_4bit: bool = False
 
     def __post_init__(self) -> None:
-        from mlalign_tasks import paper_prompts
         from mlalign_tasks.analysis import paper_items
+        from mlalign_tasks.tasks import paper_prompts
 
         task = PaperTask(self.task) if self.task == PaperTask.toy_sentiment else paper_prompts.check_task(self.task)
         object.__setattr__(self, "task", PaperTask(task))
@@ -454,7 +454,7 @@ def check_config(cfg: StudyConfig, replace: bool = False) -> None:
     """Check what the options cannot check alone (device, data and output folders) before the first stage runs,
     so that no bad flag surfaces after hours of training; a run folder or board holding another configuration's
     results is refused unless `replace`."""
-    from mlalign_tasks import data
+    from mlalign_tasks.files import data
     from mlalign_tasks.leaderboard.folder import check_board_folder
 
     resolve_device(cfg.device, cfg.evaluation.load_in_4bit)
@@ -565,7 +565,7 @@ def plan(cfg: StudyConfig) -> Plan:
 def model_stage(study: Plan) -> Stage | None:
     """`model`: a built-in model, written into --out (the tiny model built from the run's seed, the toy world's
     copied from the package); none for a real model."""
-    from mlalign_tasks import toy_model
+    from mlalign_tasks.models import toy_model
 
     kind, seed = study.cfg.kind, study.cfg.seed
     if kind is None:
@@ -627,7 +627,7 @@ def train_stage(study: Plan, training: Training, deps: tuple[str, ...]) -> Stage
 
 def _evaluate(study: Plan, adapter: Path | None, out_dir: Path, work_dir: Path) -> None:
     """Evaluate the base model, with `adapter` if given, on the run's tasks into `out_dir` (lm-eval's files)."""
-    from mlalign_tasks import evaluate
+    from mlalign_tasks.pipeline import evaluate
 
     options = study.cfg.evaluation
     evaluate.quiet_lm_eval(False)
@@ -786,7 +786,7 @@ def board_manifest(cfg: StudyConfig, model: str, adapter: Path, stage_two: tuple
         else ""
     )
     if kind == TOY:
-        from mlalign_tasks.toy_world import describe
+        from mlalign_tasks.tasks.toy_world import describe
 
         title = "mlalign demo: question alignment in the toy world"
         description = (

@@ -1,11 +1,11 @@
-"""The lm-eval hooks of every task folder: the templates name them as ``!function mlalign_tasks.task_hooks.x``
+"""The lm-eval hooks of every task folder: the templates name them as ``!function mlalign_tasks.tasks.task_hooks.x``
 (lm-eval imports a dotted path when no such file lies next to the YAML), and the generated per-language YAMLs
 pass the family and the language in ``dataset_kwargs``."""
 
 from __future__ import annotations
 
-from mlalign_tasks import math_tasks, paper_prompts, toy_tasks
-from mlalign_tasks.languages import TOY_FAMILIES
+from mlalign_tasks.tasks import math_tasks, paper_prompts, toy_tasks
+from mlalign_tasks.tasks.languages import TOY_FAMILIES
 
 extract_filter = math_tasks.extract_filter
 qalign_filter = math_tasks.qalign_filter

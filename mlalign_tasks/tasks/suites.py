@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlalign_tasks.languages import FAMILIES, LANGUAGES
+from mlalign_tasks.tasks.languages import FAMILIES, LANGUAGES
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.languages import TOY_LANGUAGES, check_lang
+from mlalign_tasks.tasks.languages import TOY_LANGUAGES, check_lang
 
 NAMES_HE = ("tom", "ben", "sam", "max")
 NAMES_SHE = ("ana", "mia", "eva", "lily")

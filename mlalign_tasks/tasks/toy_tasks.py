@@ -6,7 +6,7 @@
 - ``toy_math_aligned``: MGSM's format (``mgsm_aligned``): QAlign's prompt with the question in X, greedy
   generation, the last number scored; few-shot exemplars are X questions with English worked solutions.
 
-Items are drawn from seeded streams of the toy grammar (`mlalign_tasks.toy_world`) that the pretraining
+Items are drawn from seeded streams of the toy grammar (`mlalign_tasks.tasks.toy_world`) that the pretraining
 corpus and the question-translation data leave out (`held_out`), so every score is on unseen text.
 """
 
@@ -16,8 +16,8 @@ import random
 from functools import cache
 
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.languages import TOY_FAMILIES, TOY_LANGS, check_lang
-from mlalign_tasks.toy_world import World, review, word_problem
+from mlalign_tasks.tasks.languages import TOY_FAMILIES, TOY_LANGS, check_lang
+from mlalign_tasks.tasks.toy_world import World, review, word_problem
 
 SENTIMENT_FAMILY, MATH_FAMILY = TOY_FAMILIES
 SENTIMENT_ITEMS = 500

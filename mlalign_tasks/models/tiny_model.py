@@ -5,9 +5,9 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from mlalign_tasks.atomic import atomic_dir, weights_written, write_json_atomic
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.output_dirs import check_replaceable
+from mlalign_tasks.files.atomic import atomic_dir, weights_written, write_json_atomic
+from mlalign_tasks.files.output_dirs import check_replaceable
 
 MARKER_FILE = "mlalign_tiny.json"  # beside the weights: marks a model as the tiny random-weight one
 MAX_GEN_TOKS = 48  # its generations' length: random weights never stop, and it checks machinery, not answers

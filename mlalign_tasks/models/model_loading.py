@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from mlalign_tasks.artefacts import ADAPTER_FILE
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.gguf_models import resolve_model
-from mlalign_tasks.model_paths import check_local
+from mlalign_tasks.files.artefacts import ADAPTER_FILE
+from mlalign_tasks.models.gguf_models import resolve_model
+from mlalign_tasks.models.model_paths import check_local
 
 
 class Dtype(StrEnum):

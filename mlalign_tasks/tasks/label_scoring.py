@@ -3,7 +3,7 @@ label words after the prompt's opening quote (`mlalign eval --label-scoring`).
 
 - ``paper`` (the default of ``mlalign eval`` and ``mlalign run``): the papers' scoring. One forward per item; the
   softmax over the vocabulary at the last prompt position; each label's probability is the sum over its token
-  set (`mlalign_tasks.label_tokens.paper_token_set`), even where two labels' sets share tokens; the largest sum
+  set (`mlalign_tasks.tasks.label_tokens.paper_token_set`), even where two labels' sets share tokens; the largest sum
   wins; exact ties as upstream breaks them (`UpstreamTies`). Each task's token sets are recorded in its results
   config (``metadata.label_token_sets``), with the tokens labels share (``metadata.label_token_overlap``).
   Thai's native labels as upstream: the prompt's ids, then the ids of ``tokenizer("เชิง")`` on its own (with the
@@ -26,8 +26,8 @@ import random
 from dataclasses import dataclass
 from enum import StrEnum
 
-from mlalign_tasks import label_tokens
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.tasks import label_tokens
 
 
 class Scoring(StrEnum):
@@ -52,8 +52,8 @@ def check_scoring(scoring: str) -> Scoring:
 def paper_families() -> set[str]:
     """The task families whose label words this module rescores (the paper tasks, their label variants, and the
     toy world's reviews)."""
-    from mlalign_tasks.paper_prompts import label_families
-    from mlalign_tasks.toy_tasks import SENTIMENT_FAMILY
+    from mlalign_tasks.tasks.paper_prompts import label_families
+    from mlalign_tasks.tasks.toy_tasks import SENTIMENT_FAMILY
 
     return {*label_families(), SENTIMENT_FAMILY}
 
@@ -188,7 +188,7 @@ def apply_scoring(
     (``prompt_suffix``); under ``paper`` the tokens labels share (``label_token_overlap``).
     Returns, for those two, task name -> its `TaskTokenSets` (what `TokenSetLM` sums over).
     """
-    from mlalign_tasks.token_set_lm import TaskTokenSets
+    from mlalign_tasks.models.token_set_lm import TaskTokenSets
 
     families = paper_families()
     names = [name for name in tasks if name.rpartition("_")[0] in families]
@@ -233,7 +233,7 @@ def _suffix_rule(tokenizer, suffix: str, tail: tuple[int, ...]) -> dict:
 
 def _token_sets(tokenizer, labels: list[str], scoring: Scoring, name: str) -> dict[str, list[int]]:
     """The token set of each label of task `name` under `scoring` (``paper`` or ``token-sets``), checked."""
-    from mlalign_tasks.paper_prompts import LABEL_VARIANTS, LabelWords
+    from mlalign_tasks.tasks.paper_prompts import LABEL_VARIANTS, LabelWords
 
     if scoring is Scoring.paper:
         # upstream's irrelevant-label script drops the first-token rule

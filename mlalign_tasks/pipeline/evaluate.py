@@ -19,12 +19,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mlalign_tasks import __version__, label_scoring, suites
-from mlalign_tasks.artefacts import ADAPTER_FILE
+from mlalign_tasks import __version__
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.gguf_models import model_source, resolve_model, source_name
-from mlalign_tasks.label_scoring import Gold, Scoring
-from mlalign_tasks.languages import (
+from mlalign_tasks.files.artefacts import ADAPTER_FILE
+from mlalign_tasks.files.output_dirs import remove_leftovers, try_lock
+from mlalign_tasks.models.gguf_models import model_source, resolve_model, source_name
+from mlalign_tasks.models.model_loading import Dtype, Nf4Preset, resolve_device
+from mlalign_tasks.models.model_paths import check_local, check_model_arg, check_model_name
+from mlalign_tasks.runtime.progress import lm_eval_bars
+from mlalign_tasks.runtime.quiet import quiet_lm_eval_git
+from mlalign_tasks.tasks import label_scoring, suites
+from mlalign_tasks.tasks.label_scoring import Gold, Scoring
+from mlalign_tasks.tasks.languages import (
     DEFAULT_FAMILIES,
     FAMILIES,
     LANGUAGES,
@@ -33,11 +39,6 @@ from mlalign_tasks.languages import (
     check_lang,
     task_name,
 )
-from mlalign_tasks.model_loading import Dtype, Nf4Preset, resolve_device
-from mlalign_tasks.model_paths import check_local, check_model_arg, check_model_name
-from mlalign_tasks.output_dirs import remove_leftovers, try_lock
-from mlalign_tasks.progress import lm_eval_bars
-from mlalign_tasks.quiet import quiet_lm_eval_git
 
 DEFAULT_TASKS = ",".join(DEFAULT_FAMILIES)
 STAGING_PREFIX = ".mlalign-eval-"  # results are written here, inside --out, then moved into place
@@ -63,7 +64,7 @@ class Selection:
 
     langs: dict[str, list[str]] = field(default_factory=dict)
     other: list[str] = field(default_factory=list)  # lm-eval tasks of other suites (--include-defaults)
-    builtin: list[str] = field(default_factory=list)  # lm-eval's multilingual suites (mlalign_tasks.suites)
+    builtin: list[str] = field(default_factory=list)  # lm-eval's multilingual suites (mlalign_tasks.tasks.suites)
 
     def add(self, family: str, langs: tuple[str, ...] | list[str]) -> None:
         have = self.langs.setdefault(family, [])
@@ -316,10 +317,10 @@ class EvalRequest:
     apply_chat_template: bool = False
     data_dir: Path | None = None
     seed: int = 0
-    label_scoring: Scoring = Scoring.paper  # paper tasks' (mlalign_tasks.label_scoring)
-    gold: Gold = Gold.english  # paper tasks: whose gold labels (see mlalign_tasks.label_scoring.Gold)
+    label_scoring: Scoring = Scoring.paper  # paper tasks' (mlalign_tasks.tasks.label_scoring)
+    gold: Gold = Gold.english  # paper tasks: whose gold labels (see mlalign_tasks.tasks.label_scoring.Gold)
     dtype: Dtype = Dtype.auto  # weights' dtype (full precision only)
-    nf4_preset: Nf4Preset = Nf4Preset.mlalign  # with load_in_4bit (see mlalign_tasks.model_loading)
+    nf4_preset: Nf4Preset = Nf4Preset.mlalign  # with load_in_4bit (see mlalign_tasks.models.model_loading)
     generation_cap: int | None = None  # new tokens per generation where gen_kwargs set none (the tiny model's own)
 
     @property
@@ -341,7 +342,7 @@ def _check_fewshot(req: EvalRequest) -> None:
     k = req.num_fewshot
     if k is None:
         return
-    from mlalign_tasks.math_tasks import MATH_FAMILIES, MAX_FEWSHOT, QALIGN_FAMILIES
+    from mlalign_tasks.tasks.math_tasks import MATH_FAMILIES, MAX_FEWSHOT, QALIGN_FAMILIES
 
     if k < 0:
         raise MlalignError(f"--num-fewshot {k} must be >= 0")
@@ -362,8 +363,8 @@ def make_lm(req: EvalRequest, device: str, token_sets: dict | None):
     In 4-bit the model is loaded here (lm-eval's own load_in_4bit fails on transformers 5), as `req.nf4_preset` says;
     the results still name base model and adapter through `req.model_args`.
     """
-    from mlalign_tasks.hf_lm import MlalignLM
-    from mlalign_tasks.token_set_lm import TokenSetLM
+    from mlalign_tasks.models.hf_lm import MlalignLM
+    from mlalign_tasks.models.token_set_lm import TokenSetLM
 
     cls, extra = (TokenSetLM, {"token_sets": token_sets}) if token_sets else (MlalignLM, {})
     if not req.load_in_4bit:
@@ -373,7 +374,7 @@ def make_lm(req: EvalRequest, device: str, token_sets: dict | None):
         )  # fmt: skip
     from transformers import AutoTokenizer
 
-    from mlalign_tasks.model_loading import load_4bit
+    from mlalign_tasks.models.model_loading import load_4bit
 
     model = load_4bit(req.model, req.adapter, req.nf4_preset, device)
     return cls(pretrained=model, tokenizer=AutoTokenizer.from_pretrained(req.model), batch_size=req.batch_size, **extra)
@@ -397,7 +398,7 @@ def leave_launch() -> bool:
         return True
     for name in LAUNCH_VARIABLES:
         os.environ.pop(name, None)
-    from mlalign_tasks.progress import console
+    from mlalign_tasks.runtime.progress import console
 
     console.print(
         f"note: mlalign eval runs in one process: the first of the {world} launched evaluates alone and the others "
@@ -638,7 +639,7 @@ def score_table(results: dict, selection: Selection):
 
 
 def builtin_cell(name: str) -> bool:
-    """Whether `name` is one language of one of lm-eval's multilingual suites (mlalign_tasks.suites)."""
+    """Whether `name` is one language of one of lm-eval's multilingual suites (mlalign_tasks.tasks.suites)."""
     cell = suites.lookup(name)
     return cell is not None and cell[0].builtin
 

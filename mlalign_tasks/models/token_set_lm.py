@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from mlalign_tasks.hf_lm import MlalignLM
-from mlalign_tasks.progress import StepProgress
+from mlalign_tasks.models.hf_lm import MlalignLM
+from mlalign_tasks.runtime.progress import StepProgress
 
 
 def label_log_probs(logits: torch.Tensor, sets: list[list[int]]) -> list[tuple[float, bool]]:

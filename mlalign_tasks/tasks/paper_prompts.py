@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from mlalign_tasks import data
 from mlalign_tasks.errors import DataError, MlalignError
-from mlalign_tasks.languages import PAPER_LANGS, check_lang
+from mlalign_tasks.files import data
+from mlalign_tasks.tasks.languages import PAPER_LANGS, check_lang
 
 PROMPTS_FILE = "paper_tasks/prompts.json"
 

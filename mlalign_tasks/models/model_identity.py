@@ -12,8 +12,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlalign_tasks.artefacts import MODEL_FILE
-from mlalign_tasks.data import sha256_file
+from mlalign_tasks.files.artefacts import MODEL_FILE
+from mlalign_tasks.files.data import sha256_file
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mlalign_tasks import toy_tasks
-from mlalign_tasks.atomic import atomic_dir, weights_written, write_json_atomic
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.languages import TOY_LANGUAGES
-from mlalign_tasks.output_dirs import check_replaceable
-from mlalign_tasks.toy_world import World, review, sentence, word_problem
+from mlalign_tasks.files.atomic import atomic_dir, weights_written, write_json_atomic
+from mlalign_tasks.files.output_dirs import check_replaceable
+from mlalign_tasks.tasks import toy_tasks
+from mlalign_tasks.tasks.languages import TOY_LANGUAGES
+from mlalign_tasks.tasks.toy_world import World, review, sentence, word_problem
 
 MARKER_FILE = "mlalign_toy.json"  # beside the weights: marks a model as the toy world's, with its configuration
 PACKAGED = "resources/toy_model"  # the default toy model, in the package (built by scripts/build_toy_model.py)
@@ -120,7 +120,7 @@ def build_toy_model(out: str | Path, cfg: ToyModelConfig | None = None, log=prin
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
 
-    from mlalign_tasks.tiny_model import build_tokenizer, new_llama
+    from mlalign_tasks.models.tiny_model import build_tokenizer, new_llama
 
     cfg = cfg or ToyModelConfig()
     out = Path(out)

@@ -18,10 +18,10 @@ import urllib.request
 from collections.abc import Collection
 from pathlib import Path
 
-from mlalign_tasks.artefacts import ADAPTER_FILE, MODEL_FILE
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.gguf_models import PACKAGED, gguf_file, is_gguf
-from mlalign_tasks.names import check_name
+from mlalign_tasks.files.artefacts import ADAPTER_FILE, MODEL_FILE
+from mlalign_tasks.files.names import check_name
+from mlalign_tasks.models.gguf_models import PACKAGED, gguf_file, is_gguf
 
 HUB_PROBE_TIMEOUT = 5.0  # seconds of the one try that tells whether the Hub answers
 

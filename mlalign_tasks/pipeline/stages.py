@@ -1,8 +1,8 @@
 """How a stage of `mlalign run` decides to skip: its outputs exist, verify, and match its configuration hash.
 
-The study (`mlalign_tasks.study`) says what each stage runs and on which configuration; this module alone decides
-whether it runs again. How training resumes inside its stage: `mlalign_trainer.sft` (from the last checkpoint in
-the stage's work folder).
+The study (`mlalign_tasks.pipeline.study`) says what each stage runs and on which configuration; this module alone
+decides whether it runs again. How training resumes inside its stage: `mlalign_trainer.sft` (from the last
+checkpoint in the stage's work folder).
 
 A stage writes into a fresh temporary directory that replaces its output directory only when the
 stage finished; its marker (``stage.json``) records the configuration hash (the stage's own
@@ -24,10 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlalign_tasks.atomic import atomic_dir
-from mlalign_tasks.data import sha256_file
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.output_dirs import check_replaceable, remove_leftovers
+from mlalign_tasks.files.atomic import atomic_dir
+from mlalign_tasks.files.data import sha256_file
+from mlalign_tasks.files.output_dirs import check_replaceable, remove_leftovers
 
 MARKER = "stage.json"
 

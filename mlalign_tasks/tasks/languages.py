@@ -18,7 +18,7 @@ class Language:
 
 @dataclass(frozen=True)
 class ToyLanguage(Language):
-    """A synthetic language of the toy world (`mlalign_tasks.toy_world`), coded in ISO 639-2's local-use range
+    """A synthetic language of the toy world (`mlalign_tasks.tasks.toy_world`), coded in ISO 639-2's local-use range
     qaa-qtz so that no code names a real language. Languages of one family share part of their words."""
 
     family: str
@@ -89,7 +89,7 @@ BENCHMARK_FAMILIES: dict[str, tuple[str, ...]] = {
     "snli_aligned": PAPER_LANGS,
     "paws_aligned": PAPER_LANGS,
     "sentiment_aligned": PAPER_LANGS,
-    # the papers' evaluation variants (mlalign_tasks.paper_prompts.LABEL_VARIANTS)
+    # the papers' evaluation variants (mlalign_tasks.tasks.paper_prompts.LABEL_VARIANTS)
     "sentiment_native_aligned": PAPER_LANGS,
     "sentiment_irrelevant_aligned": PAPER_LANGS,
     # QAlign's MGSM / MSVAMP protocol, and its cross mode (the English question in every language)
@@ -99,7 +99,7 @@ BENCHMARK_FAMILIES: dict[str, tuple[str, ...]] = {
     "qalign_msvamp_cross": MSVAMP_LANGS,
 }
 TOY_FAMILIES: dict[str, tuple[str, ...]] = {
-    "toy_sentiment_aligned": TOY_LANGS,  # the paper tasks' format (mlalign_tasks.toy_tasks)
+    "toy_sentiment_aligned": TOY_LANGS,  # the paper tasks' format (mlalign_tasks.tasks.toy_tasks)
     "toy_math_aligned": TOY_LANGS,  # MGSM's format
 }
 FAMILIES: dict[str, tuple[str, ...]] = BENCHMARK_FAMILIES | TOY_FAMILIES

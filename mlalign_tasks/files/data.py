@@ -26,11 +26,11 @@ from functools import cache
 from pathlib import Path
 
 from mlalign_tasks.errors import DataError
-from mlalign_tasks.output_dirs import remove_leftovers, try_lock
+from mlalign_tasks.files.output_dirs import remove_leftovers, try_lock
 
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com"
-_REGISTRY_FILE = Path(__file__).with_name("data_registry.json")
-_RESOURCES = Path(__file__).with_name("resources")
+_REGISTRY_FILE = Path(__file__).parents[1] / "data_registry.json"
+_RESOURCES = Path(__file__).parents[1] / "resources"
 _CHUNK = 1 << 20
 MIN_RATE = 64 << 10  # bytes per second: a download slower than this on average is given up
 # A transformed file is pinned after the transform; its source may be this much larger (a Python module vs JSON).

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePath
 
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.output_dirs import remove_leftovers, try_lock, wait_for_lock
+from mlalign_tasks.files.output_dirs import remove_leftovers, try_lock, wait_for_lock
 
 
 def replace_dir(new: Path, target: Path) -> None:

@@ -1,7 +1,7 @@
 """MGSM and MSVAMP for lm-eval: dataset loaders, few-shot exemplars, answer filters and metric.
 
 The prompt itself (QAlign's Alpaca-style instruction prompt) lives in ``tasks_yaml/mgsm_aligned/_template_yaml``
-and ``tasks_yaml/qalign_mgsm/_template_yaml``; the hooks in ``mlalign_tasks/task_hooks.py`` call this module.
+and ``tasks_yaml/qalign_mgsm/_template_yaml``; the hooks in ``mlalign_tasks/tasks/task_hooks.py`` call this module.
 
 QAlign's protocol families (``qalign_*``) score every generation twice, once per filter: ``qalign`` (QAlign's
 ``extract_last_num``, `qalign_last_number`) and ``last_number`` (mlalign's extraction). Their gold numbers are
@@ -19,16 +19,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from mlalign_tasks import data
-from mlalign_tasks.answer_extraction import (
+from mlalign_tasks.errors import DataError, MlalignError
+from mlalign_tasks.files import data
+from mlalign_tasks.tasks.answer_extraction import (
     extract_answer,
     format_number,
     is_correct,
     parse_gold,
     qalign_last_number,
 )
-from mlalign_tasks.errors import DataError, MlalignError
-from mlalign_tasks.languages import FAMILIES, LANGUAGES, check_lang
+from mlalign_tasks.tasks.languages import FAMILIES, LANGUAGES, check_lang
 
 MAX_FEWSHOT = 8
 MATH_FAMILIES = ("mgsm_aligned", "msvamp_aligned")

@@ -1,0 +1,2 @@
+"""How long jobs run: progress on stderr, work spread over worker processes, and libraries' known-harmless notices kept
+quiet."""
