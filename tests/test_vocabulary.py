@@ -10,7 +10,7 @@ import pytest
 import typer
 
 from mlalign_tasks import cli
-from mlalign_tasks.vocabulary import FLAGS
+from mlalign_tasks.cli.vocabulary import FLAGS
 
 ROOT = Path(__file__).resolve().parent.parent
 SPELLING = {flag: concept for concept, flags in FLAGS.items() for flag in flags}

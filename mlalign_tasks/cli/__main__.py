@@ -1,0 +1,5 @@
+"""`python -m mlalign_tasks.cli`, as the `mlalign` command."""
+
+from mlalign_tasks.cli import main
+
+main()
