@@ -11,11 +11,11 @@ import gguf
 import pytest
 import torch
 from mlalign_trainer import sft
-from mlalign_trainer.metadata import METADATA_FILE
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from mlalign_tasks import cli
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.files.artefacts import METADATA_FILE
 from mlalign_tasks.files.data import sha256_file
 from mlalign_tasks.leaderboard.runs import load_run
 from mlalign_tasks.models import gguf_models

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from mlalign_trainer import qt_data, recipes, sft
+from mlalign_trainer import qt_data, recipes, resume, sft
 from mlalign_trainer.callbacks import Avx512Bf16Guard, GracefulInterrupt, guard_cpu_4bit
-from mlalign_trainer.metadata import METADATA_FILE, RUN_FILE
 from transformers import AutoTokenizer, TrainerCallback
 
 from mlalign_tasks.errors import DataError, MlalignError
+from mlalign_tasks.files.artefacts import METADATA_FILE, RUN_FILE
 from mlalign_tasks.runtime.quiet import BNB_CPU_LOGGER, KERNELS_NOTICE
 from mlalign_tasks.tasks.languages import UnknownLanguageError
 
@@ -346,15 +346,15 @@ def test_sigint_checkpoints_and_stops(tiny_model_dir, tmp_path):
         trainer.train()
     assert interrupt.fired and trainer.state.global_step == 3
     assert (tmp_path / "checkpoint-3" / "trainer_state.json").is_file()
-    assert sft.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-3")
+    assert resume.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-3")
 
 
 def test_last_complete_checkpoint_skips_and_removes_cut_off_saves(tmp_path):
     for step in (4, 8):
         (tmp_path / f"checkpoint-{step}").mkdir()
     (tmp_path / "checkpoint-4" / "trainer_state.json").write_text("{}")
-    assert sft.last_complete_checkpoint(tmp_path, remove_incomplete=False) is None
-    assert sft.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+    assert resume.last_complete_checkpoint(tmp_path, remove_incomplete=False) is None
+    assert resume.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
     assert not (tmp_path / "checkpoint-8").exists()
 
 
@@ -385,13 +385,13 @@ def resumed_run(tiny_model_dir, tmp_path_factory) -> dict:
     log = out.parent / "first.log"  # a file, not a pipe, so that the held process never blocks on a full pipe
     first = subprocess.Popen(_held_after_checkpoint(cmd, 4), stdout=log.open("w"), stderr=subprocess.STDOUT, env=_env())
     deadline = time.monotonic() + 900
-    while not sft._complete(out / "checkpoint-4"):
+    while not resume._complete(out / "checkpoint-4"):
         assert first.poll() is None, log.read_text()
         assert time.monotonic() < deadline, "no checkpoint within 900 s"
         time.sleep(0.02)
     first.send_signal(signal.SIGKILL)
     first.wait()
-    killed_at = sft.last_complete_checkpoint(out, remove_incomplete=False)
+    killed_at = resume.last_complete_checkpoint(out, remove_incomplete=False)
     second = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=900)
     assert second.returncode == 0, second.stdout + second.stderr
     return {"out": out, "cmd": cmd, "killed_at": killed_at, "log": second.stdout, "first_rc": first.returncode}
@@ -441,7 +441,7 @@ def test_resume_compares_every_setting_and_skips_a_cut_off_trainer_state(tiny_mo
         _held_after_checkpoint(cmd, 4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env()
     )
     deadline = time.monotonic() + 900
-    while not sft._complete(out / "checkpoint-4"):
+    while not resume._complete(out / "checkpoint-4"):
         assert first.poll() is None and time.monotonic() < deadline, "no second checkpoint"
         time.sleep(0.02)
     first.send_signal(signal.SIGKILL)
@@ -455,7 +455,7 @@ def test_resume_compares_every_setting_and_skips_a_cut_off_trainer_state(tiny_mo
         with pytest.raises(MlalignError, match="holds a run with other settings") as refused:
             sft.main([*cmd[4:], *extra])
         assert all(f"hyperparameters.{n}" in str(refused.value) for n in named), str(refused.value)
-    done = sorted((p for p in out.glob("checkpoint-*") if sft._complete(p)), key=lambda p: int(p.name.split("-")[1]))
+    done = sorted((p for p in out.glob("checkpoint-*") if resume._complete(p)), key=lambda p: int(p.name.split("-")[1]))
     assert len(done) >= 2 and not (out / METADATA_FILE).exists()
     state = done[-1] / "trainer_state.json"
     state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])  # a save cut off by a full disk
@@ -484,7 +484,7 @@ def _wait_for_checkpoint(proc: subprocess.Popen, out: Path, newer_than: int = 0)
     newest one already there: the trainer saves in step order)."""
     deadline = time.monotonic() + 900
     while True:
-        done = [int(c.name.rsplit("-", 1)[1]) for c in out.glob("checkpoint-*") if sft._complete(c)]
+        done = [int(c.name.rsplit("-", 1)[1]) for c in out.glob("checkpoint-*") if resume._complete(c)]
         if done and max(done) > newer_than:
             return max(done)
         assert proc.poll() is None and time.monotonic() < deadline, "no new checkpoint"
@@ -518,7 +518,7 @@ def test_one_run_at_a_time_in_an_output_dir_and_sigterm_saves_a_checkpoint_to_re
     assert first.returncode == 128 + signal.SIGTERM, log
     stopped = int(log.split("SIGTERM at step ", 1)[1].split(":", 1)[0])
     assert f"SIGTERM at step {stopped}: checkpoint saved; rerun the same command to resume" in log
-    assert sft.last_complete_checkpoint(out, remove_incomplete=False) == str(out / f"checkpoint-{stopped}")
+    assert resume.last_complete_checkpoint(out, remove_incomplete=False) == str(out / f"checkpoint-{stopped}")
     third = subprocess.Popen(cmd, stdout=logs[1].open("w"), stderr=subprocess.DEVNULL, env=_env())
     try:
         later = _wait_for_checkpoint(third, out, newer_than=stopped)  # training on: the handler is installed
@@ -530,7 +530,7 @@ def test_one_run_at_a_time_in_an_output_dir_and_sigterm_saves_a_checkpoint_to_re
     assert third.returncode == 143 and f"resuming from {out / f'checkpoint-{stopped}'}" in log, log
     again = int(log.split("SIGTERM at step ", 1)[1].split(":", 1)[0])
     assert again >= later > stopped
-    assert sft.last_complete_checkpoint(out, remove_incomplete=False) == str(out / f"checkpoint-{again}")
+    assert resume.last_complete_checkpoint(out, remove_incomplete=False) == str(out / f"checkpoint-{again}")
     state = json.loads((out / f"checkpoint-{again}" / "trainer_state.json").read_text())
     assert [e["step"] for e in state["log_history"] if "loss" in e] == list(range(1, again + 1))
 
@@ -549,7 +549,7 @@ def test_resume_refuses_another_model_at_the_same_path(tiny_model_dir, tmp_path)
     _wait_for_checkpoint(first, out)
     first.send_signal(signal.SIGKILL)
     first.wait()
-    killed_at = sft.last_complete_checkpoint(out, remove_incomplete=False)
+    killed_at = resume.last_complete_checkpoint(out, remove_incomplete=False)
     before = sorted((p.relative_to(out).as_posix(), p.stat().st_mtime_ns) for p in out.rglob("*"))
     original = identify(base).sha256
     build_tiny_model(base, seed=5)
@@ -916,7 +916,7 @@ def test_the_quiet_filter_drops_only_the_missing_kernels_package_notice(caplog):
 def test_deep_run_files_and_an_adapter_without_weights_are_one_line_errors(tiny_model_dir, tmp_path):
     """100 000-deep JSON in a run's mlalign_run.json or a checkpoint's trainer_state.json, and `merge --adapter` given
     an absolute path to a folder holding adapter_config.json but no weights: one line each; nothing removed."""
-    from mlalign_trainer.metadata import check_run_dir
+    from mlalign_trainer.resume import check_run_dir
     from typer.testing import CliRunner
 
     from mlalign_tasks.cli import app
@@ -935,7 +935,7 @@ def test_deep_run_files_and_an_adapter_without_weights_are_one_line_errors(tiny_
         (out / f"checkpoint-{step}").mkdir()
         (out / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
     with pytest.raises(MlalignError, match="checkpoint-4/trainer_state.json nests its JSON too deeply .* move"):
-        sft.last_complete_checkpoint(out)
+        resume.last_complete_checkpoint(out)
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
 
     adapter = tmp_path / "adapter"

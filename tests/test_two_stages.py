@@ -11,12 +11,12 @@ import pytest
 import torch
 from mlalign_trainer import response_data, sft
 from mlalign_trainer.merge import merge_adapter
-from mlalign_trainer.metadata import METADATA_FILE
 from mlalign_trainer.prompts import ALPACA_NO_INPUT
 from safetensors.torch import load_file
 
 from mlalign_tasks.errors import DataError, MlalignError
 from mlalign_tasks.files import data
+from mlalign_tasks.files.artefacts import METADATA_FILE
 
 SMOKE = ["--config", "qalign-cpu-smoke", "--max_length", "384", "--examples_per_language", "8", "--save_strategy", "no"]
 

@@ -7,8 +7,8 @@ works and command-line flags override it), ``ModelConfig`` + ``get_quantization_
 ``accelerate launch -m mlalign_trainer.sft ...``.
 
 Rerunning the same command into the same ``--output_dir`` resumes from the last checkpoint; a finished run is
-left alone; a directory holding a run with other settings, or of another model (by content), is an error; a second
-run into a directory another one is writing is refused.
+left alone; a directory holding a run with other settings, or of another model (by content), is an error
+(`mlalign_trainer.resume`); a second run into a directory another one is writing is refused.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlalign_tasks.errors import MlalignError
+from mlalign_tasks.files.artefacts import METADATA_FILE
 from mlalign_tasks.files.atomic import write_json_atomic
 from mlalign_tasks.files.output_dirs import exclusive_folder
 from mlalign_tasks.models.gguf_models import model_source, resolve_model
@@ -363,39 +364,6 @@ def build_trainer(
         raise MlalignError(f"the trainer refused the settings: {e}") from None
 
 
-def _complete(checkpoint: Path) -> bool:
-    """Whether `checkpoint` holds a whole ``trainer_state.json`` (the Trainer writes it last); one nested too deeply
-    to read was not cut off but written by something else: an MlalignError, and the checkpoint is kept."""
-    state = checkpoint / "trainer_state.json"
-    try:
-        json.loads(state.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    except RecursionError:
-        raise MlalignError(
-            f"{state} nests its JSON too deeply to be a Trainer state; move {checkpoint} away to resume from the "
-            "checkpoint before it"
-        ) from None
-    return True
-
-
-def last_complete_checkpoint(output_dir: Path, remove_incomplete: bool = True) -> str | None:
-    """The newest ``checkpoint-N`` holding a readable ``trainer_state.json``.
-
-    Newer checkpoints without one were cut off mid-save (e.g. by SIGKILL, or a full disk) and are removed.
-    """
-    from transformers.trainer_utils import get_last_checkpoint
-
-    while (last := get_last_checkpoint(str(output_dir))) is not None:
-        if _complete(Path(last)):
-            return last
-        if not remove_incomplete:
-            return None
-        print(f"removing incomplete checkpoint {last} (cut off while saving)")
-        shutil.rmtree(last)
-    return None
-
-
 def _final_loss(log_history: list[dict]) -> float | None:
     """The last logged training loss (`LogLastStep` logs the last step, averaged over all processes)."""
     losses = [e["loss"] for e in log_history if "loss" in e]
@@ -444,7 +412,7 @@ def train(qt: QTArguments, args, model_args, given: set[str] | frozenset[str] = 
 
 
 def output_lock(out: Path, args) -> AbstractContextManager:
-    """The main process's lock on `out` (one run writes into it at a time); a file there is check_run_dir's to refuse."""
+    """The main process's lock on `out` (one run writes into it at a time); resume.check_run_dir refuses a file there."""
     if args.process_index != 0 or (out.exists() and not out.is_dir()):
         return nullcontext()
     return exclusive_folder(out, f"--output_dir {out}")
@@ -454,23 +422,27 @@ def train_into(
     out: Path, qt: QTArguments, args, model_args, dataset, eval_dataset, info: dict, start: StartPoint | None
 ) -> int:
     """Start, resume or report the run in `out` (the caller holds its lock); returns the exit code."""
-    from mlalign_trainer import metadata
+    from mlalign_trainer import metadata, resume
     from mlalign_trainer.callbacks import GracefulInterrupt
     from mlalign_trainer.qt_trainer import saved_whole
 
     say = print if args.process_index == 0 else (lambda *a, **k: None)
-    model = identify(model_args.model_name_or_path, metadata.recorded_model_files(out))
+    model = identify(model_args.model_name_or_path, resume.recorded_model_files(out))
     settings = run_settings(qt, args, model_args, info, start, model)
-    state = metadata.check_run_dir(out, settings)
+    state = resume.check_run_dir(out, settings)
     if state == "finished":
-        say(f"{out} already holds this finished run (adapter and {metadata.METADATA_FILE}); nothing to do")
+        say(f"{out} already holds this finished run (adapter and {METADATA_FILE}); nothing to do")
         return 0
     interrupt = GracefulInterrupt(enabled=args.world_size == 1)
     trainer = build_trainer(qt, args, model_args, dataset, eval_dataset, callbacks=[interrupt], start=start)
     with args.main_process_first(desc="preparing the output directory"):
         if state == "new" and args.process_index == 0:
-            metadata.write_run_file(out, settings, model.files if model else {})
-        last = last_complete_checkpoint(out, remove_incomplete=args.process_index == 0) if state == "resume" else None
+            resume.write_run_file(out, settings, model.files if model else {})
+        last = (
+            resume.last_complete_checkpoint(out, remove_incomplete=args.process_index == 0)
+            if state == "resume"
+            else None
+        )
     if last:
         say(f"resuming from {last}")
     with interrupt.installed():
@@ -505,7 +477,7 @@ def train_into(
             best_metric=trainer.state.best_metric if best else None,
             previous_stages=start.previous_stages() if start else (),
         )
-        write_json_atomic(out / metadata.METADATA_FILE, meta)
+        write_json_atomic(out / METADATA_FILE, meta)
         what = "adapter" if model_args.use_peft else "model"
         say(f"{what} written to {out} (step {trainer.state.global_step}, final loss {meta['final_loss']})")
     trainer.accelerator.wait_for_everyone()

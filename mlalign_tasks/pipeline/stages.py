@@ -1,7 +1,7 @@
 """How a stage of `mlalign run` decides to skip: its outputs exist, verify, and match its configuration hash.
 
 The study (`mlalign_tasks.pipeline.study`) says what each stage runs and on which configuration; this module alone
-decides whether it runs again. How training resumes inside its stage: `mlalign_trainer.sft` (from the last
+decides whether it runs again. How training resumes inside its stage: `mlalign_trainer.resume` (from the last
 checkpoint in the stage's work folder).
 
 A stage writes into a fresh temporary directory that replaces its output directory only when the
