@@ -3,9 +3,10 @@
 On a random-weight Qwen2.5-0.5B-shaped model with mlalign's tiny tokenizer (bench/random_model.py), as a user runs
 them: ``mlalign train`` with the 12 GB recipe (NF4, paged 8-bit AdamW, gradient checkpointing), killed (SIGKILL)
 after its first checkpoint and rerun to resume; ``mlalign eval --load-in-4bit --peft``; ``mlalign analyze
-logit-lens`` and ``pca`` with ``--load-in-4bit``; ``mlalign merge`` and a bf16 PCA of the merged model; the whole
-study with the recipe (``mlalign run --recipe ... --load-in-4bit``). Each command's exit code, seconds, checks and
-the end of its output go to ``--json`` as soon as it ends (full logs in ``--work``/logs).
+logit-lens`` and ``pca`` with ``--load-in-4bit``; ``mlalign merge``, a bf16 PCA of the merged model and one in 4 bits
+under the papers' preset (``--nf4-preset paper``); the whole study with the recipe (``mlalign run --recipe ...
+--load-in-4bit``). Each command's exit code, seconds, checks and the end of its output go to ``--json`` as soon as
+it ends (full logs in ``--work``/logs).
 
 ``--section eval-speed``: ``mlalign eval --label-scoring label`` and ``lm_eval --model hf`` on the same bf16 model,
 tasks, limit, batch size and generation budget, alternated (A B A B); wall seconds, lm-eval's own evaluation
@@ -168,6 +169,10 @@ def cli_section(rec: Recorder, work: Path, smoke: bool) -> None:
     argv = mlalign("analyze", "pca", "--model", str(work / "merged"), "--langs", "de", "--limit", "8",
                    "--out", str(work / "pca-merged"))  # fmt: skip
     rec.command("pca-merged-bf16", argv, 300, check=lambda: files(work / "pca-merged"))
+    if four_bit:  # the papers' NF4 preset: no double quantisation, fp16 compute, on the merged model
+        argv = mlalign("analyze", "pca", "--model", str(work / "merged"), "--langs", "de", "--limit", "8",
+                       *four_bit, "--nf4-preset", "paper", "--out", str(work / "pca-paper-nf4"))  # fmt: skip
+        rec.command("pca-4bit-paper-preset", argv, 300, check=lambda: files(work / "pca-paper-nf4"))
     argv = mlalign("run", "--recipe", recipe, "--model", str(model), "--langs", "de", "--examples-per-language", "32",
                    "--train-flag=--max_steps=4", "--tasks", "mgsm_aligned:de,paper_aligned:de", "--limit", "4",
                    "--max-gen-toks", "32", "--batch-size", batch, *four_bit, "--analysis-limit", "4",
