@@ -7,9 +7,9 @@ set -euo pipefail
 OUT=${1:-bench/results/gemma-3-270m-cpu}
 PY=${PYTHON:-.venv/bin/python}
 mkdir -p "$OUT"
-"$PY" bench/bench_cli_eval.py --model gemma-3-270m --tasks sentiment_aligned:en,mgsm_aligned:en --limit 3 \
-  --max-gen-toks 32 --repeats 1 --json "$OUT/cli_eval.json"
+"$PY" bench/bench_cli_eval.py --model gemma-3-270m --tasks sentiment_aligned:en,mgsm_aligned:en --limit 16 \
+  --max-gen-toks 32 --batch-size 8 --repeats 2 --json "$OUT/cli_eval.json"
 "$PY" bench/bench_paper_cost.py --model gemma-3-270m --lang en --limit 5 --batch-size 8 --repeats 1 \
   --json "$OUT/paper_cost.json"
-"$PY" bench/bench_train.py --model gemma-3-270m --steps 1 --batch 2 --max-length 128 --repeats 1 \
+"$PY" bench/bench_train.py --model gemma-3-270m --steps 2 --batch 4 --max-length 128 --repeats 2 \
   --json "$OUT/train.json"
