@@ -22,7 +22,8 @@ os.environ.setdefault("MLALIGN_DATA_DIR", str(Path(__file__).resolve().parents[2
 
 from mlalign_tasks import __version__  # noqa: E402
 from mlalign_tasks.files.atomic import write_json_atomic  # noqa: E402
-from mlalign_tasks.pipeline.study import configure, run_study  # noqa: E402
+from mlalign_tasks.pipeline.study import run_study  # noqa: E402
+from mlalign_tasks.pipeline.study_options import configure  # noqa: E402
 
 
 def main() -> None:

@@ -438,7 +438,8 @@ def test_run_refuses_a_board_on_a_read_only_filesystem_before_the_first_stage(tm
 
 
 def test_built_in_models_and_their_defaults(tmp_path) -> None:
-    from mlalign_tasks.pipeline.study import TINY, TOY, build_stages, builtin_kind, configure
+    from mlalign_tasks.pipeline.study import build_stages
+    from mlalign_tasks.pipeline.study_options import TINY, TOY, builtin_kind, configure
 
     for recipe in ("cpu-smoke", "cpu-smoke.yaml", "qalign-cpu-smoke"):
         assert builtin_kind(None, recipe) == TINY
@@ -460,7 +461,7 @@ def test_built_in_models_and_their_defaults(tmp_path) -> None:
 def test_a_real_model_gets_full_size_defaults_and_the_recipes_data(monkeypatch, capsys, tiny_model_dir) -> None:
     """The demo's small sizes only on the tiny model: a real model or recipe evaluates every item with each task's
     own generation length and trains on the recipe's data, unless the user asks for less; the run says which."""
-    from mlalign_tasks.pipeline.study import DEMO_SCALE, configure, describe_defaults
+    from mlalign_tasks.pipeline.study_options import DEMO_SCALE, configure, describe_defaults
 
     demo = configure(model="tiny")
     assert (demo.evaluation.limit, demo.evaluation.max_gen_toks, demo.data.examples_per_language) == (8, 48, 32) == (
@@ -666,7 +667,7 @@ def test_one_seed_default_across_commands() -> None:
     import typer.main
     from mlalign_trainer import sft
 
-    from mlalign_tasks.pipeline.study import configure
+    from mlalign_tasks.pipeline.study_options import configure
 
     defaults: dict[str, object] = {}
 
@@ -766,7 +767,7 @@ def snapshot(root: Path) -> dict[str, str]:
 
 
 def test_default_folders_are_named_for_the_model(tiny_model_dir) -> None:
-    from mlalign_tasks.pipeline.study import configure
+    from mlalign_tasks.pipeline.study_options import configure
 
     assert (configure().out, configure().board) == (Path("runs/demo"), Path("leaderboards/demo"))  # `make demo`
     tiny = configure(model="tiny")
@@ -807,7 +808,8 @@ def test_a_board_no_run_published_is_not_replaced(monkeypatch, capsys, tmp_path)
 
 def test_replace_lets_another_configuration_in(tmp_path) -> None:
     from mlalign_tasks.errors import MlalignError
-    from mlalign_tasks.pipeline.study import BOARD_RECORD, check_config, computed, configure
+    from mlalign_tasks.pipeline.study_options import configure
+    from mlalign_tasks.pipeline.study_record import BOARD_RECORD, check_config, computed
 
     board = tmp_path / "board"
     shutil.copytree(REPO / "leaderboards" / "demo", board)

@@ -129,7 +129,8 @@ def test_eval_train_merge_and_analyze_take_a_gguf_file(monkeypatch, capsys, tmp_
 
 def test_a_study_on_a_gguf_file_runs_on_its_converted_folder(tmp_path, tiny_gguf, converted) -> None:
     from mlalign_tasks.pipeline import study
+    from mlalign_tasks.pipeline.study_options import configure
 
-    cfg = study.configure(model=str(tiny_gguf), out=tmp_path / "run", board=tmp_path / "board", device="cpu")
+    cfg = configure(model=str(tiny_gguf), out=tmp_path / "run", board=tmp_path / "board", device="cpu")
     _, paths = study.build_stages(cfg)
     assert paths["model"] == converted

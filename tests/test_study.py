@@ -230,10 +230,11 @@ def test_qalign_two_stage_recipe_runs_both_stages_resumably(tmp_path):
 
 def test_two_stage_toy_board_names_both_aligned_models_and_both_stages():
     from mlalign_tasks.pipeline import study
+    from mlalign_tasks.pipeline.study_options import configure
 
-    one = study.board_manifest(study.configure(), "runs/m", Path("runs/train/adapter"))
+    one = study.board_manifest(configure(), "runs/m", Path("runs/train/adapter"))
     two = study.board_manifest(
-        study.configure(recipe="toy-world-qalign"), "runs/m", Path("runs/r/adapter"), ("toy", Path("runs/q/adapter"))
+        configure(recipe="toy-world-qalign"), "runs/m", Path("runs/r/adapter"), ("toy", Path("runs/q/adapter"))
     )
     assert [m["name"] for m in one["models"]] == ["toy-base", "toy-aligned"]
     assert [(m["name"], m["match"]) for m in two["models"]] == [

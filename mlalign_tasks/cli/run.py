@@ -13,7 +13,7 @@ from mlalign_tasks.cli.output import console, print_table
 from mlalign_tasks.cli.vocabulary import option
 from mlalign_tasks.errors import Interrupted
 from mlalign_tasks.models.model_loading import Nf4Preset
-from mlalign_tasks.pipeline.study import BUILTIN, SEED
+from mlalign_tasks.pipeline.study_options import BUILTIN, SEED
 from mlalign_tasks.tasks.label_scoring import Gold, Scoring
 
 TOY, TINY = BUILTIN["toy"], BUILTIN["tiny"]  # the built-in models' defaults, for the help
@@ -132,7 +132,8 @@ def run_cmd(
 
     from mlalign_tasks.models.model_paths import check_model_name
     from mlalign_tasks.pipeline.evaluate import parse_batch_size, parse_limit
-    from mlalign_tasks.pipeline.study import chosen_sizes, configure, describe_defaults, run_study
+    from mlalign_tasks.pipeline.study import run_study
+    from mlalign_tasks.pipeline.study_options import chosen_sizes, configure, describe_defaults
 
     if model is not None:  # before anything is said or written: a typo of a built-in name, an unreachable Hub
         check_model_name(model, "--model", BUILTIN)
