@@ -6,6 +6,7 @@ import csv
 import json
 import random
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from mlalign_tasks.leaderboard.samples import load_samples
 from mlalign_tasks.leaderboard.stats import PairedTest, consistency, mcnemar_exact, paired_test, wilson
 from mlalign_tasks.leaderboard.synthetic import Item, sample_record, write_run
 from mlalign_tasks.leaderboard.tables import interval_text
+from mlalign_tasks.runtime import parallel
 
 N = 10
 GOLD_MC = [i % 3 for i in range(N)]
@@ -722,6 +724,21 @@ def test_rebuild_with_nothing_changed_is_byte_identical(tmp_path: Path) -> None:
         path.rename(path.with_name(path.name.replace("2026-01-01T00-00-00.000000", "2026-03-04T05-06-07.080910")))
     make_leaderboard([runs], out, options=options)
     assert snapshot() == first
+
+
+def test_one_core_writes_the_same_board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plots and page, written by a second process beside the tables, come out as one process writes them."""
+    write_inputs(tmp_path)
+    runs = tmp_path / "runs"
+    boards = {}
+    for cores in (2, 1):
+        monkeypatch.setattr(parallel, "_cores", lambda cores=cores: cores)
+        out = tmp_path / "board"
+        make_leaderboard([runs], out, options=BoardOptions(embed=False))
+        boards[cores] = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        shutil.rmtree(out)
+    assert "index.html" in boards[1] and "plots/delta_heatmap.svg" in boards[1]
+    assert boards[2] == boards[1]
 
 
 def test_heatmap_encodes_significance_and_rounds_like_the_tables(board_dir) -> None:

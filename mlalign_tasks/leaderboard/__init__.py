@@ -3,7 +3,8 @@
 How a board is built: `make_leaderboard` below reads the results into a complete, read-only `Board`
 (`build.build_board`: the models from `models`, the files from `discover`, `runs` and `samples` through the parse
 `cache`, the statistics from `stats` and `averages`) and writes it (`write.write_board`: `data`, `markdown`, `page`,
-`plots`, `cards`, `inputs`, into a folder checked by `folder`).
+`plots`, `cards`, `inputs`, into a folder checked by `folder`; the plots and the page by a second process, forked
+once the board is complete, beside the rest).
 """
 
 from __future__ import annotations
