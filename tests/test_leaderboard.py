@@ -727,7 +727,7 @@ def test_rebuild_with_nothing_changed_is_byte_identical(tmp_path: Path) -> None:
 
 
 def test_one_core_writes_the_same_board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The averages, plots and page, computed and written by second processes, come out as one process makes them."""
+    """The plots and page, written by a second process beside the tables, come out as one process writes them."""
     write_inputs(tmp_path)
     runs = tmp_path / "runs"
     boards = {}

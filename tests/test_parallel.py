@@ -1,4 +1,4 @@
-"""`alongside`: one call in a forked process while this one works; what it returns, raises or how it dies comes back\nhere."""
+"""`alongside`: one call in a forked process while this one works; what it raises or how it dies comes back here."""
 
 from __future__ import annotations
 
@@ -75,23 +75,8 @@ def test_a_block_that_raises_kills_the_call(tmp_path: Path) -> None:
     assert not _alive(int((tmp_path / "pid").read_text()))
 
 
-@forked
-def test_the_block_gets_what_the_call_returns_or_raises() -> None:
-    with alongside(os.getpid) as pid:
-        assert pid() != os.getpid()
-        assert pid() == pid()  # asked again: the same, once
-    with pytest.raises(ValueError, match="bootstrap failed"), alongside(_fail, "bootstrap failed") as result:
-        result()
-
-
-def test_with_one_core_the_call_runs_when_asked_or_after_the_block(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_with_one_core_the_call_runs_after_the_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(parallel, "_cores", lambda: 1)
     with alongside(_write_pid, tmp_path):
         assert not (tmp_path / "pid").exists()
     assert int((tmp_path / "pid").read_text()) == os.getpid()
-    with alongside(os.getpid) as pid:
-        assert pid() == os.getpid()
-    with pytest.raises(ValueError, match="after the block"), alongside(_fail, "after the block"):
-        pass

@@ -34,7 +34,6 @@ from mlalign_tasks.leaderboard.samples import leaf_keys
 from mlalign_tasks.leaderboard.stats import adjust, consistencies, paired_tests, wilson_interval
 from mlalign_tasks.models.tiny_model import MARKER_FILE as TINY_MODEL_MARKER
 from mlalign_tasks.models.toy_model import MARKER_FILE as TOY_MODEL_MARKER
-from mlalign_tasks.runtime.parallel import alongside
 from mlalign_tasks.tasks import suites
 
 TINY_WARNING = (
@@ -132,6 +131,7 @@ def build_board(
     for row in rows:
         if row["level"] != GROUP:
             row["ci_low"], row["ci_high"] = wilson_interval(row["value"], row["n"])
+    average_rows, deltas, average_notes = averages(draft, primary, samples)
     family_of = {r["task"]: r["family"] for r in rows if r["level"] == LANGUAGE}
     later: list[str] = []  # the notes after the averages' own
     scorings = {s for by_model in settings.values() for v in by_model.values() for s in v["scoring"].split(", ")}
@@ -151,17 +151,15 @@ def build_board(
                 f"{run.path.name}: ignored tasks of no known suite and not named <family>_<language>: "
                 f"{', '.join(run.ignored_tasks)}"
             )
-    with alongside(averages, draft, primary, samples) as bootstrap:  # the averages' bootstrap on a second core
-        board = dataclasses.replace(
-            draft,
-            cells=_cell_view(draft, primary, cells, metrics),
-            setting_rows=settings_rows(models, settings, family_of),
-            comparisons=_comparisons(draft, primary, samples),
-            consistency=_consistency(draft, samples, spread),
-        )
-        average_rows, deltas, average_notes = bootstrap()
     return dataclasses.replace(
-        board, averages=average_rows, deltas=deltas, notes=notes + mismatch_notes + average_notes + later
+        draft,
+        cells=_cell_view(draft, primary, cells, metrics),
+        setting_rows=settings_rows(models, settings, family_of),
+        comparisons=_comparisons(draft, primary, samples),
+        consistency=_consistency(draft, samples, spread),
+        averages=average_rows,
+        deltas=deltas,
+        notes=notes + mismatch_notes + average_notes + later,
     )
 
 

@@ -4,7 +4,6 @@ while this process does something else (`alongside`)."""
 from __future__ import annotations
 
 import ctypes
-import functools
 import multiprocessing
 import os
 import signal
@@ -50,62 +49,40 @@ def _apply(function: Callable[[Any], Any], chunk: list[Any]) -> list[Any]:
 
 
 @contextmanager
-def alongside(function: Callable[..., Any], *args: Any) -> Iterator[Callable[[], Any]]:
-    """`function(*args)` in a forked process while the block runs. The block gets `result()`, which waits for the
-    call and returns its value or raises what it raised; the end of the block waits too, and a block that raises
-    kills the call. With one core or no fork, the call runs when `result()` is first asked for, or after the block."""
+def alongside(function: Callable[..., Any], *args: Any) -> Iterator[None]:
+    """`function(*args)` in a forked process while the block runs, awaited at its end, where what the call raised
+    is raised; killed if the block raises. With one core or no fork, it runs after the block instead."""
     if _cores() < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        outcome = _Outcome(functools.partial(_call, function, args))
-        yield outcome.result
-        outcome.result()
+        yield
+        function(*args)
         return
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_send_call, args=(os.getpid(), send, function, args))
+    child = context.Process(target=_call, args=(os.getpid(), send, function, args))
     child.start()
     send.close()
-    outcome = _Outcome(functools.partial(_receive, receive, function))
     with receive:
         try:
-            yield outcome.result
+            yield
         except BaseException:
             child.kill()
             raise
         else:
-            outcome.result()
+            try:
+                error = receive.recv()
+            except EOFError:  # it died without a word: killed, or what it raised could not be pickled
+                error = RuntimeError(f"{function.__qualname__} died in a forked process")
         finally:
             child.join()
+    if error is not None:
+        raise error
 
 
-class _Outcome:
-    """A call's outcome, (returned, its value or what it raised), fetched once by `fetch`."""
-
-    def __init__(self, fetch: Callable[[], tuple[bool, Any]]) -> None:
-        self._fetch, self._known = fetch, None
-
-    def result(self) -> Any:
-        if self._known is None:
-            self._known = self._fetch()
-        returned, value = self._known
-        if not returned:
-            raise value
-        return value
-
-
-def _call(function: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
-    try:
-        return True, function(*args)
-    except Exception as e:
-        return False, e
-
-
-def _send_call(parent: int, send: Any, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+def _call(parent: int, send: Any, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
     _die_with(parent)
-    send.send(_call(function, args))
-
-
-def _receive(receive: Any, function: Callable[..., Any]) -> tuple[bool, Any]:
     try:
-        return receive.recv()
-    except EOFError:  # it died without a word: killed, or what it gave could not be pickled
-        return False, RuntimeError(f"{function.__qualname__} died in a forked process")
+        function(*args)
+    except BaseException as e:
+        send.send(e)
+    else:
+        send.send(None)
