@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -23,7 +24,8 @@ def write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> None
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(fields)
-        writer.writerows([csv_cell(v) if isinstance(v, str) else v for v in map(row.get, fields)] for row in rows)
+        safe = functools.cache(csv_cell)  # the same few texts (models, tasks, languages) on every row
+        writer.writerows([safe(v) if isinstance(v, str) else v for v in map(row.get, fields)] for row in rows)
 
 
 def results_json(board: Board, command: str) -> str:
