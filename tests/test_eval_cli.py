@@ -643,6 +643,22 @@ def test_an_interrupted_eval_removes_only_what_it_created(tmp_path, tiny_model_d
 
 
 @pytest.mark.slow
+def test_eval_takes_lm_evals_use_cache(monkeypatch, capsys, tmp_path, tiny_model_dir) -> None:
+    """`--use_cache PATH` as lm-eval spells it: the answers go to PATH_rank0.db; other settings on it are one line."""
+    import sqlite3
+
+    args = ["eval", "--model", str(tiny_model_dir), "--tasks", "paws_aligned:en", "--limit", "2", "--device", "cpu"]
+    code, _, err = run_cli(monkeypatch, capsys, *args, "--use_cache", str(tmp_path / "cache"))
+    assert code == 0, err
+    with sqlite3.connect(tmp_path / "cache_rank0.db") as conn:
+        assert conn.execute('SELECT COUNT(*) FROM "unnamed"').fetchone() == (2 * 2,)  # 2 items x 2 labels
+    code, _, err = run_cli(monkeypatch, capsys, *args, "--use-cache", str(tmp_path / "cache"), "--batch-size", "2")
+    assert code == 2 and err.strip().splitlines()[-1].endswith(
+        "holds answers of another evaluation (batch_size differ); pass another path, one per model and settings"
+    ), err
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(("limit", "items", "cut"), [(4096, "1", "results_"), (16384, "20", "samples_")])
 def test_an_eval_on_a_full_disk_fails_in_one_line_and_writes_nothing(
     tmp_path, tiny_model_dir, file_size_limit, limit, items, cut

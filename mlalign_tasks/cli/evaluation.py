@@ -65,6 +65,15 @@ def eval_cmd(
         Dtype,
         option("weights' dtype", "Weights' dtype in full precision (auto: the model config's; QAlign used bfloat16)."),
     ] = Dtype.auto,
+    use_cache: Annotated[
+        Path | None,
+        option(
+            "request cache",
+            "Keep each finished request's answer in PATH_rank0.db (lm-eval's cache, bound to the model and settings), "
+            "so that a rerun after an interruption computes only the rest.",
+            metavar="PATH",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show lm-eval's log.")] = False,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -96,6 +105,7 @@ def eval_cmd(
         dtype=dtype,
         nf4_preset=nf4_preset,
         generation_cap=MAX_GEN_TOKS if tiny else None,
+        use_cache=evaluate.RequestCache(use_cache) if use_cache else None,
     )
     results = evaluate.run(req)
     if req.tasks.langs:

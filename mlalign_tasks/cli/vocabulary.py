@@ -25,6 +25,7 @@ FLAGS: dict[str, tuple[str, ...]] = {
     "4-bit base model": ("--load-in-4bit", "--load_in_4bit"),
     "chat template": ("--apply-chat-template", "--apply_chat_template"),
     "data folder": ("--data-dir", "--data_dir"),
+    "request cache": ("--use-cache", "--use_cache"),
     "question-translation source": ("--qt-source", "--qt_source", "--source"),
     "prompt format": ("--prompt-format", "--prompt_format", "--format"),
     "weights' dtype": ("--dtype",),

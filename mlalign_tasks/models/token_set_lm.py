@@ -68,7 +68,9 @@ class TokenSetLM(MlalignLM):
                 sets = [self.token_sets[requests[i].task_name].labels[requests[i].args[1]] for i in by_prompt[prompt]]
                 for i, score in zip(by_prompt[prompt], label_log_probs(logits, sets), strict=True):
                     out[i] = score
+                    self.cache_hook.add_partial("loglikelihood", requests[i].args, score)
                 progress.advance()
+        self.cache_hook.flush()
         return out
 
     def next_token_logits(self, prompts: list[Prompt]) -> Iterator[tuple[Prompt, torch.Tensor]]:
@@ -86,6 +88,7 @@ class TokenSetLM(MlalignLM):
             width = max(len(ids[c]) for c in batch)
             input_ids = torch.tensor([[pad] * (width - len(ids[c])) + ids[c] for c in batch], device=self.device)
             mask = torch.tensor([[0] * (width - len(ids[c])) + [1] * len(ids[c]) for c in batch], device=self.device)
+            self.cache_hook.flush()  # the batch before this one is whole
             with torch.inference_mode():
                 logits = self.model(
                     input_ids=input_ids,

@@ -26,6 +26,8 @@ from mlalign_tasks.files.output_dirs import remove_leftovers, try_lock
 from mlalign_tasks.models.gguf_models import model_source, resolve_model, source_name
 from mlalign_tasks.models.model_loading import Dtype, Nf4Preset, resolve_device
 from mlalign_tasks.models.model_paths import check_local, check_model_arg, check_model_name
+from mlalign_tasks.pipeline import request_cache
+from mlalign_tasks.pipeline.request_cache import RequestCache
 from mlalign_tasks.runtime.progress import lm_eval_bars
 from mlalign_tasks.runtime.quiet import quiet_lm_eval_git
 from mlalign_tasks.tasks import label_scoring, suites
@@ -322,6 +324,7 @@ class EvalRequest:
     dtype: Dtype = Dtype.auto  # weights' dtype (full precision only)
     nf4_preset: Nf4Preset = Nf4Preset.mlalign  # with load_in_4bit (see mlalign_tasks.models.model_loading)
     generation_cap: int | None = None  # new tokens per generation where gen_kwargs set none (the tiny model's own)
+    use_cache: RequestCache | None = None  # answers of finished requests, replayed by a rerun (request_cache)
 
     @property
     def model_args(self) -> str:
@@ -467,6 +470,9 @@ def run(req: EvalRequest) -> dict[str, Any]:
     gen_kwargs, capped = req.gen_kwargs, None
     if req.generation_cap and not set(gen_kwargs or {}) & set(LENGTH_KEYS):  # no length given
         gen_kwargs, capped = {**(gen_kwargs or {}), "max_gen_toks": req.generation_cap}, req.generation_cap
+    cache = None
+    if req.use_cache is not None:
+        cache = request_cache.prepare(req.use_cache, request_cache.answer_key(req, device, token_sets))
     lm = make_lm(req, device, token_sets)
     staging, created, lock = None, False, None
     if req.output_path is not None:
@@ -490,6 +496,7 @@ def run(req: EvalRequest) -> dict[str, Any]:
                 log_samples=staging is not None,
                 evaluation_tracker=tracker,
                 task_manager=manager,
+                use_cache=cache,
                 apply_chat_template=req.apply_chat_template,
                 random_seed=req.seed,
                 numpy_random_seed=req.seed,
