@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,7 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from mlalign_tasks.cli import app
+from mlalign_tasks.errors import Interrupted
 from mlalign_tasks.files.output_dirs import exclusive
+from mlalign_tasks.models.hf_lm import BatchAnswers
 
 pytestmark = pytest.mark.slow
 
@@ -191,6 +194,41 @@ def test_interrupted_run_says_rerun_to_resume(tmp_path):
     assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
     assert err.rstrip().endswith("interrupted: the stages that finished are kept; rerun the same command to resume")
     assert not (out / "train" / "stage.json").exists() and (out / "data" / "stage.json").is_file()
+
+
+def test_an_interrupted_evaluation_stage_computes_only_the_unanswered_requests(study, tmp_path, monkeypatch):
+    """Ctrl-C in eval-base in a batch past half of its requests: the rerun replays the whole batches answered before
+    from the stage's request cache, computes only the rest and writes the bytes the uninterrupted run wrote; the cache
+    goes once the stage ran."""
+    reference = study / "runs" / "eval-base"
+    total = sum(len(json.loads(line)["arguments"]) for p in reference.glob("*/samples_*.jsonl") for line in p.open())
+    recorded, computed, stop = BatchAnswers.add_partial, [], [total // 2 + 1]  # after how many answers (None: never)
+
+    def add_partial(hook, attr, req, res) -> None:
+        recorded(hook, attr, req, res)
+        if hook.dbdict is not None and "/.work/eval-base-" in hook.dbdict.filename:
+            computed.append(req)
+            if len(computed) == stop[0]:
+                raise Interrupted
+
+    monkeypatch.setattr(BatchAnswers, "add_partial", add_partial)
+    with pytest.raises(Interrupted):
+        run(tmp_path)
+    runs = tmp_path / "runs"
+    (db,) = runs.glob(".work/eval-base-*/requests_rank0.db")
+    with sqlite3.connect(db) as conn:  # the batches answered before the interruption (not the one it cut)
+        kept = conn.execute('SELECT COUNT(*) FROM "unnamed"').fetchone()[0]
+    assert not (runs / "eval-base").exists() and 0 < kept < stop[0]
+    computed.clear()
+    stop[0] = None
+    statuses = run(tmp_path)
+    assert [s for s, v in statuses.items() if v == "skipped"] == ["model", "data", "train"]
+    assert total > 20 and len(computed) == total - kept
+    assert results_json(runs / "eval-base")["results"] == results_json(reference)["results"]
+    for path in reference.glob("*/samples_*.jsonl"):
+        (again,) = runs.glob(f"eval-base/*/{path.name.rpartition('_')[0]}_*.jsonl")
+        assert again.read_bytes() == path.read_bytes()  # the same batches: the same answers to the last bit
+    assert not list(runs.glob(".work/eval-*"))  # the evaluation stages' caches went when they finished
 
 
 def test_qalign_two_stage_recipe_runs_both_stages_resumably(tmp_path):

@@ -35,12 +35,14 @@ MARKER = "stage.json"
 @dataclass
 class Stage:
     """One step of a study. `run(out_dir, work_dir)` writes the outputs into `out_dir` (and returns the
-    paths of any outputs it wrote elsewhere); `work_dir` persists across interrupted attempts."""
+    paths of any outputs it wrote elsewhere); `work_dir` persists across interrupted attempts (and after the stage
+    finished, unless `keep_work` is False)."""
 
     name: str
     config: dict
     run: Callable[[Path, Path], list[Path] | None]
     deps: tuple[str, ...] = ()
+    keep_work: bool = True  # False: `work_dir` is removed once the stage finished (state only a rerun reads)
     hash: str = field(default="", init=False)
     outputs: str = field(default="", init=False)  # sha256 of its recorded files: what its dependents read
 
@@ -154,7 +156,7 @@ def run_stages(
             (tmp / MARKER).write_text(json.dumps(marker, indent=1, sort_keys=True, default=str) + "\n")
         stage.outputs = digest(marker["files"])
         for stale in work_dir.parent.glob(f"{stage.name}-{'[0-9a-f]' * 12}"):
-            if stale != work_dir:  # resumable state of an earlier configuration
+            if stale != work_dir or not stage.keep_work:  # state of an earlier configuration, or of this finished one
                 shutil.rmtree(stale, ignore_errors=True)
         results.append(StageResult(stage.name, "ran", time.perf_counter() - start, out_dir, reason))
     return results

@@ -212,7 +212,9 @@ def train_stage(study: Plan, training: Training, deps: tuple[str, ...]) -> Stage
 
 
 def _evaluate(study: Plan, adapter: Path | None, out_dir: Path, work_dir: Path) -> None:
-    """Evaluate the base model, with `adapter` if given, on the run's tasks into `out_dir` (lm-eval's files)."""
+    """Evaluate the base model, with `adapter` if given, on the run's tasks into `out_dir` (lm-eval's files), keeping
+    each finished request's answer in `work_dir`, where an interrupted attempt's are replayed
+    (mlalign_tasks.pipeline.request_cache)."""
     from mlalign_tasks.pipeline import evaluate
 
     options = study.cfg.evaluation
@@ -233,6 +235,7 @@ def _evaluate(study: Plan, adapter: Path | None, out_dir: Path, work_dir: Path) 
             seed=study.cfg.seed,
             label_scoring=options.label_scoring,
             gold=options.gold,
+            use_cache=evaluate.RequestCache(work_dir / "requests", fresh_when_stale=True),  # an interruption resumes
         )
     )
 
@@ -245,20 +248,20 @@ def _eval_record(study: Plan) -> dict:
 def eval_base_stage(study: Plan) -> Stage:
     """`eval-base`: the base model alone."""
     record = _eval_record(study) | {"model": study.model}
-    return Stage("eval-base", record, partial(_evaluate, study, None), deps=study.model_deps)
+    return Stage("eval-base", record, partial(_evaluate, study, None), deps=study.model_deps, keep_work=False)
 
 
 def eval_aligned_stage(study: Plan) -> Stage:
     """`eval-aligned`: the base model with the run's final adapter."""
-    return Stage(
-        "eval-aligned", _eval_record(study), partial(_evaluate, study, study.adapter), deps=(study.last_train,)
-    )
+    run_eval = partial(_evaluate, study, study.adapter)
+    return Stage("eval-aligned", _eval_record(study), run_eval, deps=(study.last_train,), keep_work=False)
 
 
 def eval_question_stage(study: Plan) -> Stage:
     """`eval-question` (two-stage recipes): stage I's adapter alone, so that the board shows what stage II adds."""
     adapter = study.cfg.out / study.question.name / "adapter"
-    return Stage("eval-question", _eval_record(study), partial(_evaluate, study, adapter), deps=(study.question.name,))
+    run_eval = partial(_evaluate, study, adapter)
+    return Stage("eval-question", _eval_record(study), run_eval, deps=(study.question.name,), keep_work=False)
 
 
 def board_stage(study: Plan, evaluated: list[Path]) -> Stage:
