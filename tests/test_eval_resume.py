@@ -82,7 +82,7 @@ def test_an_interrupted_eval_reruns_only_the_unanswered_requests(tmp_path, tiny_
     assert samples(tmp_path / "resumed") == samples(tmp_path / "whole")  # the same batches: the same bytes
 
 
-def test_a_cache_of_another_model_or_settings_is_refused(tmp_path, tiny_model_dir):
+def test_a_cache_of_another_model_or_settings_is_refused(tmp_path, tiny_model_dir, monkeypatch):
     cache = RequestCache(tmp_path / "cache")
     req = evaluate.EvalRequest(
         model=str(tiny_model_dir), tasks=evaluate.parse_tasks("paws_aligned:en"), limit=2, batch_size=2, device="cpu",
@@ -92,11 +92,15 @@ def test_a_cache_of_another_model_or_settings_is_refused(tmp_path, tiny_model_di
     for other, why in (({"batch_size": 1}, "batch_size differ"), ({"label_scoring": "label"}, "label token sets")):
         with pytest.raises(MlalignError, match=f"holds answers of another evaluation \\({why}"):
             evaluate.run(evaluate.EvalRequest(**{**req.__dict__, **other}))
-    with sqlite3.connect(cache.db) as conn:
+    with sqlite3.connect(cache.db) as conn:  # as lm-eval alone leaves it, with an answer of another model
         conn.execute("DROP TABLE mlalign_answer_key")
+        conn.execute('INSERT INTO "unnamed" VALUES (?, ?)', ("another model's", b""))
     with pytest.raises(MlalignError, match=r"name no model and settings \(lm_eval's own cache\?\); pass another path"):
         evaluate.run(req)
-    kept = answers_kept(cache.db)
-    stale = RequestCache(cache.path, fresh_when_stale=True)  # a stage's own cache starts afresh instead
-    evaluate.run(evaluate.EvalRequest(**{**req.__dict__, "use_cache": stale}))
-    assert kept == answers_kept(cache.db) == 2 * 2
+    assert answers_kept(cache.db) == 2 * 2 + 1  # refused: nothing lost
+    stale = evaluate.EvalRequest(**{**req.__dict__, "use_cache": RequestCache(cache.path, fresh_when_stale=True)})
+    evaluate.run(stale)  # a stage's own cache starts afresh instead
+    assert answers_kept(cache.db) == 2 * 2  # 2 items x 2 labels, computed anew
+    again = Answers(monkeypatch)
+    evaluate.run(stale)
+    assert again.count == 0  # and recorded for these settings: all replayed

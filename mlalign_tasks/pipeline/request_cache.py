@@ -52,11 +52,16 @@ class RequestCache:
 
 
 def _files_digest(name: str) -> str | None:
-    """sha256 of the ``sha256sum`` lines of a local model's or adapter's files (its folder's top level: config,
-    weights, tokenizer); None for a name that is no local path (a Hugging Face id, named as such)."""
+    """sha256 of the ``sha256sum`` lines of a model's or adapter's files (its folder's top level: config, weights,
+    tokenizer), a Hugging Face id's those of the snapshot in the Hub cache; None for an id not cached."""
     path = Path(name).expanduser()
     if not path.exists():
-        return None
+        from huggingface_hub import try_to_load_from_cache
+
+        config = try_to_load_from_cache(name, "config.json")  # in the snapshot of the revision transformers loads
+        if not isinstance(config, str):
+            return None
+        path = Path(config).parent
     files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
     lines = "".join(f"{sha256_file(p)}  {p.name}\n" for p in files)
     return hashlib.sha256(lines.encode()).hexdigest()
