@@ -12,7 +12,7 @@ import pytest
 from mlalign_tasks.errors import Interrupted, MlalignError
 from mlalign_tasks.models.hf_lm import BatchAnswers
 from mlalign_tasks.pipeline import evaluate
-from mlalign_tasks.pipeline.request_cache import DB_SUFFIX, RequestCache
+from mlalign_tasks.pipeline.request_cache import DB_SUFFIX, RequestCache, prepare
 
 pytestmark = pytest.mark.slow
 
@@ -104,3 +104,15 @@ def test_a_cache_of_another_model_or_settings_is_refused(tmp_path, tiny_model_di
     again = Answers(monkeypatch)
     evaluate.run(stale)
     assert again.count == 0  # and recorded for these settings: all replayed
+
+
+def test_a_file_that_is_no_request_cache_is_refused_or_for_a_stage_started_afresh(tmp_path):
+    cache, key = RequestCache(tmp_path / "cache"), {"model": ["m", "0" * 64]}
+    cache.db.write_text("my notes\n" * 200)
+    with pytest.raises(MlalignError, match=r"cache_rank0.db is not a request cache \(sqlite file\); pass another path"):
+        prepare(cache, key)
+    assert cache.db.read_text().startswith("my notes")
+    prepare(RequestCache(cache.path, fresh_when_stale=True), key)
+    prepare(cache, key)  # now recorded for `key`
+    with pytest.raises(MlalignError, match=r"another evaluation \(model differ\)"):
+        prepare(cache, {"model": ["m", "1" * 64]})

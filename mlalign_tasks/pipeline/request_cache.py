@@ -3,9 +3,9 @@ changes an answer.
 
 lm-eval (`simple_evaluate(use_cache=PATH)`) wraps the model in `lm_eval.api.model.CachingLM`: a sqlite file
 ``PATH_rank0.db`` maps the sha256 of each request (its kind and arguments: the prompt, the continuation or the
-generation settings) to the model's answer, written as each request finishes (the model reports it through its
-`cache_hook`), so that a rerun computes only the requests with no answer yet; sampled generations are never
-cached. Its key names neither the model nor how it is run, so here the file also records, in a table of its own,
+generation settings) to the model's answer, written as the model reports it through its `cache_hook` (ours
+a batch's answers at once: `mlalign_tasks.models.hf_lm.BatchAnswers`), so that a rerun computes only the requests
+with no answer yet; sampled generations are never replayed. Its key names neither the model nor how it is run, so here the file also records, in a table of its own,
 everything else an answer depends on (`answer_key`), and a file recorded for anything else is refused, or, for a
 stage's own cache, started afresh.
 """
@@ -89,7 +89,7 @@ def answer_key(req: EvalRequest, device: str, token_sets: dict | None) -> dict:
 def _recorded_key(db: Path) -> dict | None:
     """The answer key `db` records; None when it has none (lm-eval wrote it alone)."""
     try:
-        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        with closing(sqlite3.connect(db)) as conn:  # read-write: a crash's journal is rolled back
             row = conn.execute(f'SELECT value FROM "{KEY_TABLE}" WHERE key = ?', ("key",)).fetchone()
     except sqlite3.OperationalError as e:
         if "no such table" in str(e):
@@ -102,13 +102,18 @@ def _recorded_key(db: Path) -> dict | None:
 
 def prepare(cache: RequestCache, key: dict) -> str:
     """lm-eval's `use_cache` value for `cache`, whose file holds only answers computed under `key` (recorded in a
-    new file); a file recorded for anything else is refused with the settings that differ, or removed when the cache
-    is `fresh_when_stale`."""
+    new file); a file recorded for anything else, or unreadable, is refused with the settings that differ, or removed
+    when the cache is `fresh_when_stale`."""
     db = cache.db
     if db.is_dir():
         raise MlalignError(f"--use_cache {cache.path}: {db} is a folder; pass a path whose {DB_SUFFIX} is a file")
     if db.exists():
-        recorded = _recorded_key(db)
+        try:
+            recorded = _recorded_key(db)
+        except MlalignError:
+            if not cache.fresh_when_stale:
+                raise
+            recorded = None  # unreadable (a crash of the machine while writing): started afresh
         if recorded == key:
             return str(cache.path)
         if not cache.fresh_when_stale:
