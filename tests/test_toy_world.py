@@ -302,3 +302,27 @@ def test_packaging_the_installed_model_gives_the_packaged_files_byte_for_byte(tm
         assert hashlib.sha256((tmp_path / "packaged" / name).read_bytes()).digest() == (
             hashlib.sha256((shipped / name).read_bytes()).digest()
         ), name
+    again = toy_model.write_packaged(tmp_path / "again", tmp_path / "packaged")  # a build's folder, as shipped
+    assert (again / toy_model.WEIGHTS).read_bytes() == (installed / toy_model.WEIGHTS).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--seed", "3"], "--seed 3: the package ships seed 0; give --out DIR to build another seed"),
+        (["--check", "--out", "m"], "--check compares with the package and --out writes elsewhere: give one of them"),
+        (["--seed", "3", "--out", "."], "a model directory written by `mlalign toy-model`"),  # before the build
+    ],
+)
+def test_build_script_refuses_in_one_line_before_building(tmp_path, args, expected):
+    """`scripts/build_toy_model.py` builds other pretraining seeds into a folder only (the package keeps seed 0), and
+    refuses a folder it may not replace before the build."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "build_toy_model.py"
+    (tmp_path / "notes.txt").write_text("kept")
+    done = subprocess.run([sys.executable, str(script), *args], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 2 and expected in done.stderr and done.stderr.count("\n") <= 2, done.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]

@@ -70,6 +70,11 @@ class ToyModelConfig:
         return asdict(self)
 
 
+def check_out(out: Path) -> None:
+    """Refuse (one line, before any work) an `out` that is neither new, empty nor an earlier toy model's folder."""
+    check_replaceable(out, "--out", (MARKER_FILE,), "a model directory written by `mlalign toy-model`")
+
+
 def corpus(cfg: ToyModelConfig) -> list[str]:
     """The pretraining documents, shuffled; no test item or exemplar of the toy tasks appears in them."""
     world, mix = cfg.world, cfg.corpus
@@ -124,7 +129,7 @@ def build_toy_model(out: str | Path, cfg: ToyModelConfig | None = None, log=prin
 
     cfg = cfg or ToyModelConfig()
     out = Path(out)
-    check_replaceable(out, "--out", (MARKER_FILE,), "a model directory written by `mlalign toy-model`")
+    check_out(out)
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
@@ -235,13 +240,14 @@ def packaged_weights() -> dict:
     return load(_packaged_bytes(_packaged()))
 
 
-def install(out: str | Path) -> Path:
-    """Write the packaged toy model into the folder `out` (weights back in float32, as it was trained); weights that
-    do not match their record are refused before anything is written."""
-    from safetensors.torch import save_file
+def install(out: str | Path, packaged: str | Path | None = None) -> Path:
+    """Write the packaged toy model (or the one `package` stored in the folder `packaged`) into the folder `out`
+    (weights back in float32, as it was trained); weights that do not match their record are refused before anything
+    is written."""
+    from safetensors.torch import load, save_file
 
-    folder, out = _packaged(), Path(out)
-    weights = {name: tensor.float() for name, tensor in packaged_weights().items()}
+    folder, out = Path(packaged) if packaged else _packaged(), Path(out)
+    weights = {name: tensor.float() for name, tensor in load(_packaged_bytes(folder)).items()}
     out.mkdir(parents=True, exist_ok=True)
     for item in folder.iterdir():
         if item.is_file() and item.name != PACKED_WEIGHTS:
@@ -250,12 +256,13 @@ def install(out: str | Path) -> Path:
     return out
 
 
-def write_packaged(out: str | Path) -> Path:
-    """The packaged model written to `out` atomically (`mlalign toy-model`): a new folder or an earlier one's."""
+def write_packaged(out: str | Path, packaged: str | Path | None = None) -> Path:
+    """The packaged model (or the one stored in `packaged`) written to `out` atomically (`mlalign toy-model`): a new
+    folder or an earlier one's."""
     out = Path(out)
-    check_replaceable(out, "--out", (MARKER_FILE,), "a model directory written by `mlalign toy-model`")
+    check_out(out)
     with atomic_dir(out) as tmp:
-        install(tmp)
+        install(tmp, packaged)
     return out
 
 
