@@ -104,6 +104,7 @@ def test_held_out_items_are_not_in_the_question_pool():
 
 
 def test_answered_items_are_both_tasks_in_their_formats_outside_the_held_out_items():
+    """The `toy` response source draws from both tasks' answered items, `toy_math` from the word problems alone."""
     from mlalign_trainer import response_data
 
     pool = toy_tasks.answered()
@@ -121,6 +122,8 @@ def test_answered_items_are_both_tasks_in_their_formats_outside_the_held_out_ite
         assert completion.startswith(" " + question.split(" how many")[0]) and " the answer is " in completion
     build = response_data.build_response_dataset("toy", 10, seed=0, fmt="plain")
     assert build.languages == ["en"] and {(r["prompt"], r["completion"]) for r in build.dataset} <= set(pool)
+    math = response_data.build_response_dataset("toy_math", len(problems), seed=0, fmt="plain")  # word problems only
+    assert {(r["prompt"], r["completion"]) for r in math.dataset} == set(problems)
     with pytest.raises(MlalignError, match="toy items carry their tasks' own prompts.*--prompt_format plain"):
         response_data.build_response_dataset("toy", 10, fmt="qalign")
 

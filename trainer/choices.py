@@ -44,6 +44,7 @@ class ResponseSource(enum.StrEnum):
     gsm8kinstruct = "gsm8kinstruct"  # GSM8KInstruct in QAlign's ten languages (its multilingual-SFT baseline)
     metamathqa = "metamathqa"  # the hub dataset meta-math/MetaMathQA (QAlign's)
     toy = "toy"  # the toy world's answered English items of both tasks
+    toy_math = "toy_math"  # its word problems alone, with their worked solutions (as QAlign's stage II: math only)
 
 
 class BuildSource(enum.StrEnum):

@@ -94,8 +94,8 @@ class QTArguments:
         default=ResponseSource.gsm8k,
         metadata={
             "help": "Stage-II data: gsm8k (pinned, offline), gsm8kinstruct (GSM8KInstruct in QAlign's ten languages, "
-            "downloaded), metamathqa (the hub dataset at a pinned revision, QAlign's) or toy (the toy world's answered "
-            "English items)."
+            "downloaded), metamathqa (the hub dataset at a pinned revision, QAlign's), toy (the toy world's answered "
+            "English items) or toy_math (its word problems alone)."
         },
     )
     data_dir: str | None = field(default=None, metadata={"help": "Data directory (else $MLALIGN_DATA_DIR / cache)."})

@@ -5,7 +5,8 @@ loaded through ``datasets`` (offline, or without the network, a one-line error);
 pinned in the data registry (``gsm8k/train_en.jsonl``, 7473 problems whose answers end with ``#### N``), offline;
 ``gsm8kinstruct``, QAlign's multilingual-SFT baseline: GSM8KInstruct's question-answer pairs in its ten languages
 (``gsm8k/train_{lang}.jsonl``, English mirrored, the other nine downloaded and checked by git blob id); ``toy``, the
-toy world's English items of both tasks with their answers, in the tasks' own formats (`toy_tasks.answered`).
+toy world's English items of both tasks with their answers, in the tasks' own formats (`toy_tasks.answered`), and
+``toy_math``, its word problems alone (math only, as QAlign's stage II).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ METAMATHQA = "meta-math/MetaMathQA"
 METAMATHQA_REVISION = "aa4f34d3d2d3231299b5b03d9b3e5a20da45aa18"  # the hub's main as of 2026-08-11
 # QAlign's gsm8kinstruct.py ("all"): these languages, in this order
 GSM8KINSTRUCT_LANGS = ("sw", "en", "zh", "bn", "de", "es", "fr", "ja", "ru", "th")
-SOURCES = ("gsm8k", "gsm8kinstruct", "metamathqa", "toy")
+SOURCES = ("gsm8k", "gsm8kinstruct", "metamathqa", "toy", "toy_math")
+TOY_SOURCES = ("toy", "toy_math")
 
 
 def gsm8k_pairs(data_dir=None, lang: str = "en") -> list[tuple[str, str]]:
@@ -51,11 +53,13 @@ def metamathqa_pairs() -> list[tuple[str, str]]:
     return [(str(q), str(a)) for q, a in zip(rows["query"], rows["response"], strict=True)]
 
 
-def toy_pairs() -> list[tuple[str, str]]:
-    """(prompt, completion) of the toy world's answered English items, each in its task's own prompt."""
+def toy_pairs(math_only: bool = False) -> list[tuple[str, str]]:
+    """(prompt, completion) of the toy world's answered English items, each in its task's own prompt (`math_only`:
+    the word problems alone)."""
     from mlalign_tasks.tasks import toy_tasks
 
-    return toy_tasks.answered()
+    head = toy_tasks.MATH_PROMPT.split("{")[0]  # what every word problem's prompt, and no review's, starts with
+    return [pair for pair in toy_tasks.answered() if not math_only or pair[0].startswith(head)]
 
 
 def build_response_dataset(
@@ -67,16 +71,16 @@ def build_response_dataset(
 
     if source not in SOURCES:
         raise MlalignError(f"unknown response source {source!r}; choose one of {', '.join(SOURCES)}")
-    if source == "toy" and fmt != "plain":
+    if source in TOY_SOURCES and fmt != "plain":
         raise MlalignError(
             f"--prompt_format {fmt}: the toy items carry their tasks' own prompts; train them with --prompt_format plain"
         )
-    if source != "toy":
+    if source not in TOY_SOURCES:
         response_row("", "", fmt)  # a format stage II cannot write is refused before the data is read
     if source == "gsm8kinstruct":
         by_lang = {lang: gsm8k_pairs(data_dir, lang) for lang in GSM8KINSTRUCT_LANGS}
-    elif source == "toy":
-        by_lang = {"en": toy_pairs()}
+    elif source in TOY_SOURCES:
+        by_lang = {"en": toy_pairs(math_only=source == "toy_math")}
     else:
         by_lang = {"en": gsm8k_pairs(data_dir) if source == "gsm8k" else metamathqa_pairs()}
     rows, stats = [], {}
@@ -87,7 +91,7 @@ def build_response_dataset(
         chosen = random.Random(f"{seed}:{lang}").sample(pairs, n)
         # the toy items as their tasks write them
         rows += [
-            {**({"prompt": q, "completion": a} if source == "toy" else response_row(q, a, fmt)), "lang": lang}
+            {**({"prompt": q, "completion": a} if source in TOY_SOURCES else response_row(q, a, fmt)), "lang": lang}
             for q, a in chosen
         ]
         stats[lang] = LangStats(read=len(pairs), usable=len(pairs), selected=n)
