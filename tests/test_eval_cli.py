@@ -450,6 +450,10 @@ def test_built_in_models_and_their_defaults(tmp_path) -> None:
         cfg = configure(model=kind, out=tmp_path / kind, board=tmp_path / f"{kind}-board")
         stages, paths = build_stages(cfg)
         assert stages[0].name == "model" and paths["model"] == cfg.out / "model"
+        if kind == "toy":  # QAlign's two stages, and stage I's adapter evaluated beside them on the same items
+            names = [stage.name for stage in stages]
+            assert {"train", "train-response", "eval-base", "eval-question", "eval-aligned"} <= set(names), names
+            assert paths["adapter"] == cfg.out / "train-response" / "adapter"
     toy = configure()
     assert (toy.data.languages, toy.data.qt_source, toy.evaluation.tasks) == ("qaa,qab", "toy", "toy_aligned")
     assert (toy.analysis.task, toy.analysis.lens_langs) == ("toy_sentiment", "en,qaa,qab,qac,qba,qca")

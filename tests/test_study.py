@@ -281,6 +281,9 @@ def test_two_stage_toy_board_names_both_aligned_models_and_both_stages():
     assert "question translation only (qaa,qab to English, no answers). Compare" in one["description"]
     assert "(qaa,qab to English, no answers), then on English question-answer pairs (toy)" in two["description"]
     assert two["description"].endswith("section The toy world.") and one["description"].endswith("The toy world.")
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert two["description"].startswith(study.DEMO_HEADLINE)  # the board's headline is the README's
+    assert study.DEMO_HEADLINE.removesuffix(" (README).") in readme
 
 
 def test_upstream_gold_is_recorded_scored_with_and_another_configuration(tmp_path):

@@ -191,7 +191,7 @@ def test_toy_world_recipe_trains_on_toy_questions(tmp_path):
     assert (qt.prompt_format, model_args.lora_target_modules) == ("plain", "model.embed_tokens")  # the embeddings
 
 
-def test_toy_world_qalign_recipe_is_toy_world_then_answered_english_items(tmp_path):
+def test_toy_world_qalign_recipe_is_toy_world_then_english_word_problems(tmp_path):
     from mlalign_trainer import recipes, sft
 
     def parse(*argv):
@@ -205,7 +205,7 @@ def test_toy_world_qalign_recipe_is_toy_world_then_answered_english_items(tmp_pa
     assert flags("toy-world-qalign", "question") == flags("toy-world", "question")  # stage I is toy-world's
     qt, args, model_args = parse("--config", "toy-world-qalign", "--stage", "response")
     assert (qt.stage, qt.response_source, qt.prompt_format, qt.init_from) == (
-        "response", "toy", "plain", "runs/toy-world-qalign/question",
+        "response", "toy_math", "plain", "runs/toy-world-qalign/question",
     )  # fmt: skip
     assert model_args.lora_target_modules == "model.embed_tokens" and args.max_steps == 50
 

@@ -31,8 +31,8 @@ def run_cmd(
     recipe: Annotated[
         str | None,
         typer.Option(
-            help="Trainer recipe: a name (`mlalign recipes` lists them) or a YAML file. Default: toy-world on the "
-            "toy model, cpu-smoke on the tiny one; with another --model, none (the trainer's defaults for the device)."
+            help="Trainer recipe: a name (`mlalign recipes` lists them) or a YAML file. Default: toy-world-qalign on "
+            "the toy model, cpu-smoke on the tiny one; with another --model, none (the trainer's defaults for the device)."
         ),
     ] = None,
     langs: Annotated[

@@ -46,6 +46,14 @@ if TYPE_CHECKING:
     from mlalign_trainer.config import QTArguments, QTConfig, QTModelConfig
 
 LOCK_FILE = ".mlalign-run.lock"
+# The demo board's result in one sentence (README, "The toy world", says it too, with the measurements).
+DEMO_HEADLINE = (
+    "On the shipped toy model, QAlign's two stages keep English as the base model has it (sentiment and math), make "
+    "sentiment much better in the two trained languages (Alvi and Belvi), a little better in their untrained sister "
+    "language Celvi (not significant at p < 0.01) and no different in the other families, but do not improve math "
+    "in any language but English, and on other pretraining builds of the same world the gain is not yet measured "
+    "(README)."
+)
 
 
 def _recipe(cfg: StudyConfig) -> tuple[Path | None, dict]:
@@ -379,11 +387,12 @@ def board_manifest(cfg: StudyConfig, model: str, adapter: Path, stage_two: tuple
 
         title = "mlalign demo: question alignment in the toy world"
         description = (
-            f"{describe()} Base: the toy model; aligned: an adapter trained by `mlalign run` on question translation "
-            f"{'' if stage_two else 'only '}({cfg.data.languages} to English, no answers){stage_two_clause}. Compare "
-            "the seen languages with the unseen ones of their family (which share part of their words) and of the other families (which share none). What was "
-            "tried, and where the effect does not appear (another pretraining seed, a world whose families share more "
-            "words): mlalign's README, section The toy world."
+            f"{DEMO_HEADLINE} {describe()} Base: the toy model; aligned: an adapter trained by `mlalign run` on "
+            f"question translation {'' if stage_two else 'only '}({cfg.data.languages} to English, no answers)"
+            f"{stage_two_clause}. Compare the seen languages with the unseen ones of their family (which share part of "
+            "their words) and of the other families (which share none). What was tried, and where the effect does not "
+            "appear (other pretraining seeds, a world whose families share more words): mlalign's README, section The "
+            "toy world."
         )
     elif kind == TINY:
         title = "mlalign demo: tiny random-weight model"

@@ -79,9 +79,9 @@ class Builtin(Defaults):
 
 # One table of the study's defaults: the built-in models' own, and a real model's (sizes: `FULL_SCALE` and its recipe).
 BUILTIN = {
-    # Question alignment on two Alvic languages: qac (same family) and the other families stay unseen.
+    # QAlign's two stages, question alignment on two Alvic languages: qac (same family) and the other families unseen.
     TOY: Builtin(
-        name="toy world", folder="demo", recipe="toy-world", recipe_model="./toy-model", scale=TOY_SCALE,
+        name="toy world", folder="demo", recipe="toy-world-qalign", recipe_model="./toy-model", scale=TOY_SCALE,
         languages="qaa,qab", qt_source=QTSource.toy, tasks="toy_aligned", analysis_task=PaperTask.toy_sentiment,
         lens_langs="en,qaa,qab,qac,qba,qca", pca_langs="en,qaa,qab,qac,qba,qbb,qca,qcb",
     ),
