@@ -55,7 +55,9 @@ def test_seen_languages_gain_significantly_and_english_is_kept(study):
             assert float(row["base_value"]) <= float(english["base_value"]) - 0.2  # and far less in these languages
             assert float(row["delta_pp"]) >= 10 and float(row["p_value"]) < 0.01, row
         family = comparisons["qac"]  # unseen, of the seen languages' family: shares part of their words
-        assert family["split"] == "unseen" and float(family["delta_pp"]) > 0 and float(family["p_value"]) < 0.01
+        significance = 0.01 if aligned == STAGE_ONE else 0.05  # stage II keeps half of qac's gain (README: 61, p 0.04)
+        assert family["split"] == "unseen" and float(family["delta_pp"]) > 0, family
+        assert float(family["p_value"]) < significance, family
         other = comparisons["qba"]  # another family: no words in common with the seen languages
         assert other["split"] == "unseen" and float(other["p_value"]) > 0.05, other
     for family in ("toy_sentiment_aligned", "toy_math_aligned"):  # stage II keeps English, worked solutions included
