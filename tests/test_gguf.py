@@ -10,6 +10,7 @@ from pathlib import Path
 import gguf
 import pytest
 import torch
+import yaml
 from mlalign_trainer import sft
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -19,6 +20,8 @@ from mlalign_tasks.files.artefacts import METADATA_FILE
 from mlalign_tasks.files.data import sha256_file
 from mlalign_tasks.leaderboard.runs import load_run
 from mlalign_tasks.models import gguf_models
+from mlalign_tasks.pipeline import study
+from mlalign_tasks.pipeline.study_options import configure
 
 TEXT = "Roger has 5 tennis balls. Er kauft 2 Dosen, 汉字 ąę!"
 
@@ -115,6 +118,23 @@ def test_eval_train_merge_and_analyze_take_a_gguf_file(monkeypatch, capsys, tmp_
     assert meta["base_model"] == str(converted)
     assert meta["base_model_source"] == gguf_models.model_source(converted)
 
+    # the study's board names and pairs the converted model as its results do (by the file and its sha256)
+    code, _, err = run_cli(monkeypatch, capsys, *args, "--peft", str(adapter), "--device", "cpu",
+                           "--output-path", str(results))  # fmt: skip
+    assert code == 0, err[-3000:]
+    cfg = configure(model=str(tiny_gguf), out=tmp_path / "run", board=tmp_path / "study-board", device="cpu")
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(yaml.safe_dump(study.board_manifest(cfg, str(converted), adapter)), encoding="utf-8")
+    code, _, err = run_cli(monkeypatch, capsys, "leaderboard", str(results), "--out", str(tmp_path / "study-board"),
+                           "--manifest", str(manifest))  # fmt: skip
+    assert code == 0, err[-3000:]
+    models = json.loads((tmp_path / "study-board" / "results.json").read_text(encoding="utf-8"))["models"]
+    stem = tiny_gguf.name.removesuffix(".gguf")
+    assert [(m["name"], m["base_model"], m["compared_with"]) for m in models] == [
+        (f"{stem} (base)", identity, None),
+        (f"{stem} + QAlign", identity, identity),
+    ]
+
     merged = tmp_path / "merged"
     code, _, err = run_cli(
         monkeypatch, capsys, "merge", "--peft", str(adapter), "--out", str(merged), "-m", str(tiny_gguf)
@@ -128,9 +148,6 @@ def test_eval_train_merge_and_analyze_take_a_gguf_file(monkeypatch, capsys, tmp_
 
 
 def test_a_study_on_a_gguf_file_runs_on_its_converted_folder(tmp_path, tiny_gguf, converted) -> None:
-    from mlalign_tasks.pipeline import study
-    from mlalign_tasks.pipeline.study_options import configure
-
     cfg = configure(model=str(tiny_gguf), out=tmp_path / "run", board=tmp_path / "board", device="cpu")
     _, paths = study.build_stages(cfg)
     assert paths["model"] == converted

@@ -27,7 +27,7 @@ from mlalign_tasks.errors import Interrupted, MlalignError
 from mlalign_tasks.files.atomic import write_json_atomic, write_text_atomic
 from mlalign_tasks.files.output_dirs import exclusive
 from mlalign_tasks.models import tiny_model
-from mlalign_tasks.models.gguf_models import resolve_model
+from mlalign_tasks.models.gguf_models import model_source, resolve_model, source_name
 from mlalign_tasks.models.model_loading import ModelSpec
 from mlalign_tasks.models.model_paths import check_model_arg, check_model_name
 from mlalign_tasks.pipeline.stages import Stage, StageResult, run_stages
@@ -375,6 +375,8 @@ def board_manifest(cfg: StudyConfig, model: str, adapter: Path, stage_two: tuple
     """Title, description and model names of the study's leaderboard (`stage_two`: stage II's data and stage I's
     adapter, which the board shows too, if the run has two stages)."""
     kind = cfg.kind
+    source = model_source(model)  # a converted GGUF file: its results name the file and its sha256
+    shown, label = (source_name(source), Path(source["gguf_file"]).stem) if source else (model, Path(model).name)
     stage_two_clause = (
         f", then on English question-answer pairs ({stage_two[0]}), QAlign's two stages; the board shows stage I's "
         "adapter alone beside them"
@@ -400,22 +402,22 @@ def board_manifest(cfg: StudyConfig, model: str, adapter: Path, stage_two: tuple
             f"{cfg.data.languages} question translation ({cfg.data.qt_source})"
         )
     else:
-        title = f"{model}: base vs question-aligned"
+        title = f"{label}: base vs question-aligned"
         description = (
-            f"Base model {model} and its question-aligned LoRA adapter, trained on {cfg.data.languages} "
+            f"Base model {shown} and its question-aligned LoRA adapter, trained on {cfg.data.languages} "
             f"question translation ({cfg.data.qt_source})"
         )
     if kind != TOY:
         description += stage_two_clause + "."
-    aligned_name = f"{kind}-aligned" if kind else f"{Path(model).name} + QAlign"
-    stage_one = [{"match": str(stage_two[1]), "name": f"{aligned_name} (stage I)", "base": model}] if stage_two else []
+    aligned_name = f"{kind}-aligned" if kind else f"{label} + QAlign"
+    stage_one = [{"match": str(stage_two[1]), "name": f"{aligned_name} (stage I)", "base": shown}] if stage_two else []
     return {
         "title": title,
         "description": description,
         "models": [
-            {"match": model, "name": f"{kind}-base" if kind else f"{Path(model).name} (base)"},
+            {"match": shown, "name": f"{kind}-base" if kind else f"{label} (base)"},
             *stage_one,
-            {"match": str(adapter), "name": aligned_name, "base": model},
+            {"match": str(adapter), "name": aligned_name, "base": shown},
         ],
     }
 
