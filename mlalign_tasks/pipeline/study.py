@@ -51,7 +51,7 @@ DEMO_HEADLINE = (
     "On the shipped toy model, QAlign's two stages keep English as the base model has it (sentiment and math), "
     "make sentiment much better in the two trained languages (Alvi and Belvi), a little better in their untrained "
     "sister language Celvi (p 0.04) and no different in the other families, while math in the other languages "
-    "moves both ways; on other pretraining builds of the same world it is not yet measured (README)."
+    "moves both ways; on four other pretraining builds of the same world the trained languages do not gain (README)."
 )
 
 
