@@ -594,6 +594,29 @@ def test_model_identity_hashes_each_file_once_while_its_stat_holds(tmp_path):
     assert identify(tmp_path / "missing") is None and identify("org/hub-model") is None
 
 
+def test_what_an_answer_depends_on_is_every_file_of_a_model_folder_or_a_hub_ids_cached_snapshot(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from mlalign_tasks.models.model_identity import identify, local_model
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    snapshot = tmp_path / "hub" / "models--org--hub-model" / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("a" * 40)
+    for name, text in (("config.json", "{}"), ("model.safetensors", "weights"), ("tokenizer.json", "{}")):
+        (snapshot / name).write_text(text)
+    assert local_model("org/hub-model") == snapshot and local_model("org/not-cached") is None
+    assert local_model(snapshot) == snapshot
+    whole = identify(snapshot, every_file=True)
+    assert sorted(whole.files) == ["config.json", "model.safetensors", "tokenizer.json"]
+    lines = "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n" for p in sorted(snapshot.iterdir()))
+    assert whole.sha256 == hashlib.sha256(lines.encode()).hexdigest()  # as `sha256sum *` lists them
+    (snapshot / "tokenizer.json").write_text('{"added": 1}')
+    assert identify(snapshot, every_file=True).sha256 != whole.sha256  # a changed tokenizer changes the answers
+    assert sorted(identify(snapshot).files) == ["config.json", "model.safetensors"]  # a training's base: unchanged
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("limit", "writer"), [(40_000, "SafetensorError"), (100_000, "torch.save")])
 def test_a_checkpoint_save_that_cannot_write_is_one_error_and_leaves_no_checkpoint(

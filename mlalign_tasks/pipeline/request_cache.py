@@ -12,7 +12,6 @@ stage's own cache, started afresh.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from contextlib import closing
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from mlalign_tasks import __version__
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.files.data import sha256_file
+from mlalign_tasks.models.model_identity import identify, local_model
 
 if TYPE_CHECKING:
     from mlalign_tasks.pipeline.evaluate import EvalRequest
@@ -52,19 +51,10 @@ class RequestCache:
 
 
 def _files_digest(name: str) -> str | None:
-    """sha256 of the ``sha256sum`` lines of a model's or adapter's files (its folder's top level: config, weights,
-    tokenizer), a Hugging Face id's those of the snapshot in the Hub cache; None for an id not cached."""
-    path = Path(name).expanduser()
-    if not path.exists():
-        from huggingface_hub import try_to_load_from_cache
-
-        config = try_to_load_from_cache(name, "config.json")  # in the snapshot of the revision transformers loads
-        if not isinstance(config, str):
-            return None
-        path = Path(config).parent
-    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
-    lines = "".join(f"{sha256_file(p)}  {p.name}\n" for p in files)
-    return hashlib.sha256(lines.encode()).hexdigest()
+    """The identity of a model's or adapter's files (its folder's top level: config, weights, tokenizer), a Hugging
+    Face id's those of its snapshot in the Hub cache; None for an id not cached."""
+    path = local_model(name)
+    return identify(path, every_file=True).sha256 if path else None
 
 
 def answer_key(req: EvalRequest, device: str, token_sets: dict | None) -> dict:
