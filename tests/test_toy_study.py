@@ -1,6 +1,7 @@
 """The pipeline improves a model: `mlalign run` in the toy world (its default, QAlign's two stages; evaluation reduced
 to the sentiment task in English, the two seen languages, an unseen one of their family and one of another family,
-and the math task in English) makes the seen languages significantly better and keeps English.
+and the math task in English and the seen family's languages) makes the seen languages significantly better at both
+tasks and keeps English.
 
 Everything is real: the packaged toy model, the `toy` question translations and answered items, the trainer (LoRA),
 lm-eval with the paper's label scoring and greedy generation, the board's exact McNemar tests. A regression anywhere
@@ -21,7 +22,7 @@ from mlalign_tasks.cli import app
 pytestmark = pytest.mark.slow
 
 SEEN = ("qaa", "qab")
-ARGS = ["--tasks", "toy_sentiment_aligned:en,qaa,qab,qac,qba,toy_math_aligned:en", "--analysis-limit", "8"]
+ARGS = ["--tasks", "toy_sentiment_aligned:en,qaa,qab,qac,qba,toy_math_aligned:en,qaa,qab,qac", "--analysis-limit", "8"]
 ALIGNED, STAGE_ONE = "toy-aligned", "toy-aligned (stage I)"  # stage I + II, and stage I's adapter alone
 
 
@@ -55,16 +56,22 @@ def test_seen_languages_gain_significantly_and_english_is_kept(study):
             assert float(row["base_value"]) <= float(english["base_value"]) - 0.2  # and far less in these languages
             assert float(row["delta_pp"]) >= 10 and float(row["p_value"]) < 0.01, row
         family = comparisons["qac"]  # unseen, of the seen languages' family: shares part of their words
-        significance = 0.01 if aligned == STAGE_ONE else 0.05  # stage II keeps half of qac's gain (README: 61, p 0.04)
-        assert family["split"] == "unseen" and float(family["delta_pp"]) > 0, family
-        assert float(family["p_value"]) < significance, family
+        assert family["split"] == "unseen", family
+        if aligned == STAGE_ONE:  # stage I: better (README: 57.5 -> 64, p 0.007)
+            assert float(family["delta_pp"]) > 0 and float(family["p_value"]) < 0.01, family
+        else:  # stage II gives that back (README: 56, p 0.7), no worse than the base
+            assert float(family["delta_pp"]) > 0 or float(family["p_value"]) > 0.05, family
         other = comparisons["qba"]  # another family: no words in common with the seen languages
         assert other["split"] == "unseen" and float(other["p_value"]) > 0.05, other
     for family in ("toy_sentiment_aligned", "toy_math_aligned"):  # stage II keeps English, worked solutions included
         english = _comparisons(study, ALIGNED, family)["en"]
-        assert float(english["base_value"]) >= 0.9 and abs(float(english["delta_pp"])) <= 2, english
+        assert float(english["base_value"]) >= 0.9 and round(abs(float(english["delta_pp"])), 6) <= 2, english
     math_stage_one = _comparisons(study, STAGE_ONE, "toy_math_aligned")["en"]
     assert float(math_stage_one["delta_pp"]) <= -20, math_stage_one  # what stage I alone costs, and stage II restores
+    math = _comparisons(study, ALIGNED, "toy_math_aligned")  # the worked solutions, now for the seen family's questions
+    for lang in SEEN:
+        assert float(math[lang]["delta_pp"]) >= 30 and float(math[lang]["p_value"]) < 0.01, math[lang]
+    assert float(math["qac"]["delta_pp"]) > 0 and float(math["qac"]["p_value"]) < 0.01, math["qac"]
 
 
 def test_the_run_records_what_it_did(study):

@@ -188,7 +188,7 @@ def test_toy_world_recipe_trains_on_toy_questions(tmp_path):
     qt, args, model_args = sft.parse_args(["--config", "toy-world", "--output_dir", str(tmp_path)])
     assert (qt.qt_source, qt.languages, model_args.model_name_or_path) == ("toy", "qaa,qab", "./toy-model")
     assert model_args.use_peft and not model_args.load_in_4bit and args.use_cpu
-    assert (qt.prompt_format, model_args.lora_target_modules) == ("plain", "model.embed_tokens")  # the embeddings
+    assert (qt.prompt_format, model_args.lora_target_modules) == ("qalign", "model.embed_tokens")  # the embeddings
 
 
 def test_toy_world_qalign_recipe_is_toy_world_then_english_word_problems(tmp_path):

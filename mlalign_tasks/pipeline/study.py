@@ -48,10 +48,11 @@ if TYPE_CHECKING:
 LOCK_FILE = ".mlalign-run.lock"
 # The demo board's result in one sentence (README, "The toy world", says it too, with the measurements).
 DEMO_HEADLINE = (
-    "On the shipped toy model, QAlign's two stages keep English as the base model has it (sentiment and math), "
-    "make sentiment much better in the two trained languages (Alvi and Belvi), a little better in their untrained "
-    "sister language Celvi (p 0.04) and no different in the other families, while math in the other languages "
-    "moves both ways; on four other pretraining builds of the same world the trained languages do not gain (README)."
+    "On the shipped toy model, QAlign's two stages keep English within 2 points of the base model and make both tasks "
+    "much better in the two trained languages, Alvi and Belvi (sentiment 44-49% → 85-87%, math 11-47% → 97-100%); "
+    "their untrained sister language Celvi gains in math (34 → 48%) but not in sentiment, and the other families keep "
+    "their sentiment (one language loses 8 points) but lose math in three of four languages; on all five pretraining "
+    "builds of this world measured, the trained languages gain in sentiment, Celvi on three (README)."
 )
 
 
@@ -391,9 +392,8 @@ def board_manifest(cfg: StudyConfig, model: str, adapter: Path, stage_two: tuple
             f"{DEMO_HEADLINE} {describe()} Base: the toy model; aligned: an adapter trained by `mlalign run` on "
             f"question translation {'' if stage_two else 'only '}({cfg.data.languages} to English, no answers)"
             f"{stage_two_clause}. Compare the seen languages with the unseen ones of their family (which share part of "
-            "their words) and of the other families (which share none). What was tried, and where the effect does not "
-            "appear (other pretraining seeds, a world whose families share more words): mlalign's README, section The "
-            "toy world."
+            "their words) and of the other families (which share none). How far it holds (five pretraining seeds) and "
+            "what else was tried (other recipes and worlds): mlalign's README, section The toy world."
         )
     elif kind == TINY:
         title = "mlalign demo: tiny random-weight model"
