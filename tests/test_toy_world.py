@@ -207,7 +207,7 @@ def test_toy_world_qalign_recipe_is_toy_world_then_english_word_problems(tmp_pat
     assert (qt.stage, qt.response_source, qt.prompt_format, qt.init_from) == (
         "response", "toy_math", "plain", "runs/toy-world-qalign/question",
     )  # fmt: skip
-    assert model_args.lora_target_modules == "model.embed_tokens" and args.max_steps == 50
+    assert model_args.lora_target_modules == "model.embed_tokens" and args.max_steps == 200
 
 
 def test_the_packaged_toy_model_installs_as_built(tmp_path):
