@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 
+from mlalign_trainer.choices import ResponseSource
 from mlalign_trainer.prompts import response_row
 from mlalign_trainer.qt_data import LangStats, QTBuild, content_hash
 
@@ -24,8 +25,8 @@ METAMATHQA = "meta-math/MetaMathQA"
 METAMATHQA_REVISION = "aa4f34d3d2d3231299b5b03d9b3e5a20da45aa18"  # the hub's main as of 2026-08-11
 # QAlign's gsm8kinstruct.py ("all"): these languages, in this order
 GSM8KINSTRUCT_LANGS = ("sw", "en", "zh", "bn", "de", "es", "fr", "ja", "ru", "th")
-SOURCES = ("gsm8k", "gsm8kinstruct", "metamathqa", "toy", "toy_math")
-TOY_SOURCES = ("toy", "toy_math")
+SOURCES = tuple(ResponseSource)
+TOY_SOURCES = (ResponseSource.toy, ResponseSource.toy_math)  # the toy world's items, in their tasks' own prompts
 
 
 def gsm8k_pairs(data_dir=None, lang: str = "en") -> list[tuple[str, str]]:
@@ -58,8 +59,7 @@ def toy_pairs(math_only: bool = False) -> list[tuple[str, str]]:
     the word problems alone)."""
     from mlalign_tasks.tasks import toy_tasks
 
-    head = toy_tasks.MATH_PROMPT.split("{")[0]  # what every word problem's prompt, and no review's, starts with
-    return [pair for pair in toy_tasks.answered() if not math_only or pair[0].startswith(head)]
+    return toy_tasks.answered(math_only=math_only)
 
 
 def build_response_dataset(

@@ -233,21 +233,22 @@ def _packaged_bytes(folder: Path) -> bytes:
     return data
 
 
-def packaged_weights() -> dict:
-    """The packaged weights as stored, checked against their record: name -> bfloat16 tensor."""
+def packaged_weights(packaged: Path | None = None) -> dict:
+    """The packaged weights (or those `package` stored in the folder `packaged`) as stored, checked against their
+    record: name -> bfloat16 tensor."""
     from safetensors.torch import load
 
-    return load(_packaged_bytes(_packaged()))
+    return load(_packaged_bytes(packaged or _packaged()))
 
 
 def install(out: str | Path, packaged: str | Path | None = None) -> Path:
     """Write the packaged toy model (or the one `package` stored in the folder `packaged`) into the folder `out`
     (weights back in float32, as it was trained); weights that do not match their record are refused before anything
     is written."""
-    from safetensors.torch import load, save_file
+    from safetensors.torch import save_file
 
     folder, out = Path(packaged) if packaged else _packaged(), Path(out)
-    weights = {name: tensor.float() for name, tensor in load(_packaged_bytes(folder)).items()}
+    weights = {name: tensor.float() for name, tensor in packaged_weights(folder).items()}
     out.mkdir(parents=True, exist_ok=True)
     for item in folder.iterdir():
         if item.is_file() and item.name != PACKED_WEIGHTS:

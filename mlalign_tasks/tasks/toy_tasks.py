@@ -98,23 +98,24 @@ ANSWERED_POOL = 4000  # distinct English items with their answers the response-s
 
 
 @cache
-def answered(world: World | None = None) -> list[tuple[str, str]]:
+def answered(world: World | None = None, math_only: bool = False) -> list[tuple[str, str]]:
     """English items of both tasks with their answers (reviews and word problems, alternately), as (prompt,
     completion) in the tasks' own formats (the 0-shot sentiment prompt and its label word, MGSM's prompt and the
-    worked solution): the response-stage data, without the held-out test items and exemplars."""
+    worked solution): the response-stage data, without the held-out test items and exemplars (`math_only`: the same
+    pool's word problems alone)."""
     world = world or DEFAULT_WORLD
     rng, skip = _stream(world, "answered"), held_out(world)
-    pool: dict[str, str] = {}
+    pool: dict[str, tuple[str, bool]] = {}  # prompt -> (completion, whether it is a word problem)
     while len(pool) < ANSWERED_POOL:
         if len(pool) % 2 == 0:
             text, label = review(rng)
-            prompt, completion = f'{text}\n{KEYWORD}: "', f'{LABELS[label]}"'
+            prompt, completion, problem = f'{text}\n{KEYWORD}: "', f'{LABELS[label]}"', False
         else:
             text, solution, _ = word_problem(rng)
-            prompt, completion = math_prompt(text), f" {solution}"
+            prompt, completion, problem = math_prompt(text), f" {solution}", True
         if text not in skip:
-            pool.setdefault(prompt, completion)
-    return list(pool.items())
+            pool.setdefault(prompt, (completion, problem))
+    return [(prompt, completion) for prompt, (completion, problem) in pool.items() if problem or not math_only]
 
 
 def labelled(text: str, label: int, lang: str, world: World | None = None) -> str:
