@@ -4,7 +4,9 @@ For each seed, the study `mlalign run` runs on the toy model (data, stage I, sta
 stage I + II evaluated on the same items, the board; not the analyses), then, for each aligned model against the
 base and each toy task: the change in English, in the seen languages, in the unseen language of their family and in
 the other families, in percentage points, with the exact McNemar p of the items pooled over those languages (math in
-English only unless --tasks says more: generation is most of the time).
+English only unless --tasks says more: generation is most of the time). For the unseen languages of the seen family,
+their sentiment items split by whether the review has a judging word (`toy_world.POSITIVE`/`NEGATIVE`) that the
+language shares with a seen one: the only words through which stage I can reach it.
 Seed 0 is the packaged model; seed N > 0 the folder MODELS/seedN that
 `python scripts/build_toy_model.py --seed N --out MODELS/seedN` builds (about 6 minutes each, once).
 Each seed's run folder resumes, so a rerun with the same recipe rebuilds the table from the finished runs in seconds.
@@ -27,17 +29,21 @@ os.environ.setdefault("MLALIGN_DATA_DIR", str(Path(__file__).resolve().parents[2
 from mlalign_trainer import recipes  # noqa: E402
 
 from mlalign_tasks.files.atomic import write_json_atomic  # noqa: E402
+from mlalign_tasks.leaderboard.samples import load_samples  # noqa: E402
 from mlalign_tasks.leaderboard.stats import mcnemar_exact  # noqa: E402
 from mlalign_tasks.models import toy_model  # noqa: E402
 from mlalign_tasks.pipeline.stages import run_stages  # noqa: E402
 from mlalign_tasks.pipeline.study import build_stages  # noqa: E402
 from mlalign_tasks.pipeline.study_options import BUILTIN, TOY, configure  # noqa: E402
 from mlalign_tasks.pipeline.study_record import COMPUTED_KEY, STUDY_FILE, computed, options_record  # noqa: E402
+from mlalign_tasks.tasks import toy_tasks  # noqa: E402
 from mlalign_tasks.tasks.languages import TOY_LANGUAGES  # noqa: E402
+from mlalign_tasks.tasks.toy_world import NEGATIVE, POSITIVE  # noqa: E402
 
 TOY_DEFAULTS = BUILTIN[TOY]
 ANALYSES = ("logit-lens", "pca")  # not what this table measures
-TASKS = {"toy_sentiment_aligned": "sentiment", "toy_math_aligned": "math"}
+SENTIMENT = "toy_sentiment_aligned"
+TASKS = {SENTIMENT: "sentiment", "toy_math_aligned": "math"}
 # Every language of the sentiment task (label scoring: seconds); math (generation: most of the time) in English,
 # where stage I costs the worked solutions and stage II must give them back.
 TASKS_RUN = "toy_sentiment_aligned,toy_math_aligned:en"
@@ -87,6 +93,44 @@ def summary(board: Path, seen: list[str]) -> dict:
                 if all(code in rows for code in codes)  # a group the run evaluated
             }
     return out
+
+
+def shared_judging(lang: str, seen: list[str]) -> frozenset[str]:
+    """The English judging words whose word in `lang` is that of a seen language."""
+    lexicons = toy_tasks.DEFAULT_WORLD.lexicons
+    return frozenset(e for e in (*POSITIVE, *NEGATIVE) if lexicons[lang][e] in {lexicons[s][e] for s in seen})
+
+
+def _sentiment_scores(eval_dir: Path, lang: str) -> dict[int, float]:
+    (path,) = eval_dir.glob(f"*/samples_{SENTIMENT}_{lang}_*.jsonl")
+    items = load_samples(path, "acc,none")
+    return dict(zip(items.keys.tolist(), items.scores.tolist(), strict=True))
+
+
+def by_shared_words(out: Path, seen: list[str]) -> dict:
+    """Per unseen language of the seen family and aligned model: its sentiment items with a shared judging word
+    (`shared_judging`) and the rest, each pooled as `pooled` pools a group (base, aligned, change, p)."""
+    english = toy_tasks.reviews("en")
+    result: dict[str, dict] = {}
+    for lang in groups(seen)["unseen_family"]:
+        shared = shared_judging(lang, seen)
+        base = _sentiment_scores(out / "eval-base", lang)
+        for model, stage in (("stage I", "eval-question"), ("stage I + II", "eval-aligned")):
+            aligned = _sentiment_scores(out / stage, lang)
+            for part, keep in (("shared", True), ("not shared", False)):
+                ids = [i for i in base if bool(shared & set(english[i].split())) is keep]
+                rows = [
+                    {
+                        "language": f"{lang} ({part})",
+                        "n_paired": len(ids),
+                        "base_value": sum(base[i] for i in ids) / len(ids),
+                        "aligned_value": sum(aligned[i] for i in ids) / len(ids),
+                        "only_base": sum(base[i] > aligned[i] for i in ids),
+                        "only_aligned": sum(aligned[i] > base[i] for i in ids),
+                    }
+                ]
+                result.setdefault(model, {}).setdefault(lang, {})[part] = pooled(rows)
+    return result
 
 
 def _p(p: float) -> str:
@@ -139,7 +183,8 @@ def run_seed(seed: int, recipe: str, tasks: str, models: Path, runs: Path) -> di
     results = run_stages([stage for stage in stages if stage.name not in ANALYSES], cfg.out)
     timed = {r.name: round(r.seconds, 1) for r in results}
     print(f"seed {seed}: " + ", ".join(f"{name} {s} s" for name, s in timed.items()), flush=True)
-    return {"stages_seconds": timed} | summary(cfg.board, cfg.data.languages.split(","))
+    seen = cfg.data.languages.split(",")
+    return {"stages_seconds": timed} | summary(cfg.board, seen) | {"shared_words": by_shared_words(cfg.out, seen)}
 
 
 def main() -> None:
@@ -166,6 +211,15 @@ def main() -> None:
     for seed, table in seeds.items():
         for model in ("stage I", "stage I + II"):
             print(f"| {seed} | {model} | {markdown_cells(table[model])} |")
+    print("\n| seed | model | language: reviews with a judging word shared with a seen language | the others |")
+    print("|---|---|---|---|")
+    for seed, table in seeds.items():
+        for model, langs in table["shared_words"].items():
+            for lang, parts in langs.items():
+                cells = [
+                    f"{c['base']:.1f} → {c['aligned']:.1f} (p {_p(c['p'])}, {c['items']} items)" for c in parts.values()
+                ]
+                print(f"| {seed} | {model} | {lang}: {cells[0]} | {cells[1]} |")
     print(f"written to {path}")
 
 
