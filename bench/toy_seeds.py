@@ -9,7 +9,8 @@ their sentiment items split by whether the review has a judging word (`toy_world
 language shares with a seen one: the only words through which stage I can reach it.
 Seed 0 is the packaged model; seed N > 0 the folder MODELS/seedN that
 `python scripts/build_toy_model.py --seed N --out MODELS/seedN` builds (about 6 minutes each, once).
-Each seed's run folder resumes, so a rerun with the same recipe rebuilds the table from the finished runs in seconds.
+Each seed's run folder resumes, so a rerun with the same recipe rebuilds the table from the finished runs in seconds
+(`stages_seconds` then names only the stages that ran).
 
 Usage: python bench/toy_seeds.py --seeds 0,1,2,3,4 --models /work/toyseeds [--recipe toy-world-qalign]
        [--tasks TASKS] [--runs DIR] [--json PATH]   (default JSON: bench/results/toy-seeds-RECIPE.json)
@@ -181,8 +182,8 @@ def run_seed(seed: int, recipe: str, tasks: str, models: Path, runs: Path) -> di
     stages, _ = build_stages(cfg, replace=True)  # other --tasks: the stages whose configuration changed run again
     write_json_atomic(cfg.out / STUDY_FILE, options_record(cfg) | {COMPUTED_KEY: computed(cfg)})  # as run_study
     results = run_stages([stage for stage in stages if stage.name not in ANALYSES], cfg.out)
-    timed = {r.name: round(r.seconds, 1) for r in results}
-    print(f"seed {seed}: " + ", ".join(f"{name} {s} s" for name, s in timed.items()), flush=True)
+    timed = {r.name: round(r.seconds, 1) for r in results if r.status == "ran"}  # a finished stage: not timed again
+    print(f"seed {seed}: " + ", ".join(f"{r.name} {timed.get(r.name, r.status)}" for r in results), flush=True)
     seen = cfg.data.languages.split(",")
     return {"stages_seconds": timed} | summary(cfg.board, seen) | {"shared_words": by_shared_words(cfg.out, seen)}
 
