@@ -54,14 +54,6 @@ def metamathqa_pairs() -> list[tuple[str, str]]:
     return [(str(q), str(a)) for q, a in zip(rows["query"], rows["response"], strict=True)]
 
 
-def toy_pairs(math_only: bool = False) -> list[tuple[str, str]]:
-    """(prompt, completion) of the toy world's answered English items, each in its task's own prompt (`math_only`:
-    the word problems alone)."""
-    from mlalign_tasks.tasks import toy_tasks
-
-    return toy_tasks.answered(math_only=math_only)
-
-
 def build_response_dataset(
     source: str, examples: int | None, seed: int = 0, fmt: str = "qalign", data_dir=None
 ) -> QTBuild:
@@ -79,8 +71,10 @@ def build_response_dataset(
         response_row("", "", fmt)  # a format stage II cannot write is refused before the data is read
     if source == "gsm8kinstruct":
         by_lang = {lang: gsm8k_pairs(data_dir, lang) for lang in GSM8KINSTRUCT_LANGS}
-    elif source in TOY_SOURCES:
-        by_lang = {"en": toy_pairs(math_only=source == "toy_math")}
+    elif source in TOY_SOURCES:  # the toy world's answered English items (`toy_math`: the word problems alone)
+        from mlalign_tasks.tasks import toy_tasks
+
+        by_lang = {"en": toy_tasks.answered(math_only=source == ResponseSource.toy_math)}
     else:
         by_lang = {"en": gsm8k_pairs(data_dir) if source == "gsm8k" else metamathqa_pairs()}
     rows, stats = [], {}
