@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from mlalign_tasks.cli import app
@@ -264,6 +265,36 @@ def test_qalign_two_stage_recipe_runs_both_stages_resumably(tmp_path):
         splits = {(r["model"], r["language"]): r["split"] for r in csv.DictReader(f)}
     assert splits[("tiny-aligned", "de")] == "seen" and splits[("tiny-aligned", "sw")] == "unseen"
     assert splits[("tiny-aligned (stage I)", "de")] == "seen"  # stage I's adapter alone, beside stage I + II
+
+
+def test_stage_two_on_stage_one_merged_is_evaluated_and_analysed_on_the_merge(tmp_path):
+    from mlalign_trainer import recipes
+
+    smoke = recipes.read_recipe(recipes.recipe_path("qalign-cpu-smoke"))
+    smoke["stages"]["response"] |= {"merge_init_from": True, "lora_target_modules": ["q_proj", "k_proj"]}
+    (tmp_path / "merge.yaml").write_text(yaml.safe_dump(smoke))
+    runs = tmp_path / "runs"
+    args = [
+        "run", "--model", "tiny", "--recipe", str(tmp_path / "merge.yaml"), "--langs", "de", "--tasks",
+        "mgsm_aligned:en,de", "--limit", "2", "--max-gen-toks", "4", "--examples-per-language", "8",
+        "--train-flag=--max_steps=2", "--train-flag=--examples_per_language=8", "--analysis-limit", "2",
+        "--out", str(runs), "--board", str(tmp_path / "board"),
+    ]  # fmt: skip
+    for expected in ("ran", "skipped"):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert f"train-response │ {expected}" in result.output
+    merged = (runs / "train-response" / "init-merged").resolve()
+    adapter = json.loads((runs / "train-response" / "adapter" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(merged) and sorted(adapter["target_modules"]) == [
+        "k_proj",
+        "q_proj",
+    ]
+    (aligned,) = (runs / "eval-aligned").glob("*/results_*.json")
+    assert f"pretrained={merged}," in json.loads(aligned.read_text())["config"]["model_args"]
+    (question,) = (runs / "eval-question").glob("*/results_*.json")
+    assert f"pretrained={(runs / 'model').resolve()}," in json.loads(question.read_text())["config"]["model_args"]
+    assert json.loads((runs / "logit-lens" / "logit_lens.json").read_text())["model"] == str(merged)
 
 
 def test_two_stage_toy_board_names_both_aligned_models_and_both_stages():

@@ -124,6 +124,37 @@ def test_stage_two_from_a_merge_or_a_full_fine_tune(tiny_model_dir, stage_one, t
     assert [s["stage"] for s in meta["stages"]] == ["question", "response"] and meta["seen_languages"] == ["de"]
 
 
+@pytest.mark.slow
+def test_stage_two_merges_stage_one_and_trains_a_new_adapter_on_it(tiny_model_dir, stage_one, tmp_path):
+    out = tmp_path / "merge-new"
+    args = ["--init_from", str(stage_one), "--merge_init_from", "true", "--max_steps", "2", "--learning_rate", "0",
+            "--lora_r", "4", "--lora_target_modules", "q_proj", "k_proj", "--save_strategy", "steps",
+            "--save_steps", "1"]  # fmt: skip
+    meta = _train(tiny_model_dir, out, "response", *args)
+    merged = out / "init-merged"
+    assert _equal(_tensors(merged), _tensors(merge_adapter(stage_one, tmp_path / "by-hand")))  # stage I, merged
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(merged.resolve())  # the new adapter applies to the merge
+    assert config["r"] == 4 and sorted(config["target_modules"]) == ["k_proj", "q_proj"]  # the flags', not stage I's
+    new = _tensors(out)
+    assert new and all(not v.any() for k, v in new.items() if "lora_B" in k)  # fresh (lr 0): the merge unchanged
+    assert meta["init_from"]["path"] == str(stage_one) and meta["init_from"]["kind"] == "adapter"
+    assert meta["hyperparameters"]["merge_init_from"] is True and meta["base_model"] == str(tiny_model_dir)
+    assert [s["stage"] for s in meta["stages"]] == ["question", "response"] and meta["seen_languages"] == ["de", "fr"]
+    # An interrupted run resumes from its checkpoint on the merge it wrote, which it does not write again.
+    written = (merged / "model.safetensors").stat().st_mtime_ns
+    for name in (METADATA_FILE, "adapter_config.json", "adapter_model.safetensors"):
+        (out / name).unlink()
+    (out / "checkpoint-2").rename(out / "checkpoint-2.partial")  # as if killed before it finished
+    _train(tiny_model_dir, out, "response", *args)
+    assert (merged / "model.safetensors").stat().st_mtime_ns == written and _equal(_tensors(out), new)
+    with pytest.raises(MlalignError, match="is a full model already, with nothing to merge; drop --merge_init_from"):
+        _train(tiny_model_dir, tmp_path / "twice", "response", "--init_from", str(merged), "--merge_init_from", "true")
+    with pytest.raises(MlalignError, match="--merge_init_from merges the --init_from adapter: give --init_from"):
+        sft.parse_args(["--stage", "response", "--merge_init_from", "true"])
+    assert not (tmp_path / "twice").exists()
+
+
 def test_bad_stage_inputs(tiny_model_dir, stage_one, tmp_path):
     base = ["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(tmp_path / "o")]
     with pytest.raises(MlalignError, match="--init_from .*nothing: no such directory"):

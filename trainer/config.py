@@ -47,6 +47,14 @@ class QTArguments:
             "go on training) or a full model (a merge of one, or a full fine-tune)."
         },
     )
+    merge_init_from: bool = field(
+        default=False,
+        metadata={
+            "help": "Merge the --init_from adapter into its base model (written to OUTPUT_DIR/init-merged) and train a "
+            "new adapter on the merged model, as QAlign's stage II trains the stage-I model on (default: the "
+            "adapter's own weights go on training)."
+        },
+    )
     dataset_path: str | None = field(
         default=None,
         metadata={
@@ -133,6 +141,8 @@ class QTArguments:
                 choices = ", ".join(k.value for k in kind)
                 raise ValueError(f"--{name} {getattr(self, name)!r}: choose one of {choices}") from None
         check_lang(self.target_language, what="--target_language")
+        if self.merge_init_from and not self.init_from:
+            raise ValueError("--merge_init_from merges the --init_from adapter: give --init_from (a stage-I adapter)")
         if self.examples_per_language is not None and self.examples_per_language <= 0:
             raise ValueError(f"--examples_per_language {self.examples_per_language} must be positive")
         if self.effective_batch_size < 0:

@@ -2,7 +2,8 @@
 
 An adapter goes on training: the base model is loaded as stage I loaded it and the adapter's own LoRA weights are
 the trainable ones (its rank, alpha, dropout and target modules replace the flags'). A full model (a merge of a
-stage-I adapter, or a full fine-tune) is the model stage II loads, with a new adapter or in full. Either way the
+stage-I adapter, or a full fine-tune) is the model stage II loads, with a new adapter or in full; with
+``--merge_init_from`` the run merges the adapter itself, into its output directory (`merged`). Either way the
 stage-I run's metadata, when it is there, becomes the first stages of the new run's.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from mlalign_trainer.metadata import read_json_file
 
 from mlalign_tasks.errors import MlalignError
-from mlalign_tasks.files.artefacts import ADAPTER_FILE, METADATA_FILE, MODEL_FILE
+from mlalign_tasks.files.artefacts import ADAPTER_FILE, MERGED_START_DIR, METADATA_FILE, MODEL_FILE
 
 
 @dataclass(frozen=True)
@@ -63,16 +64,24 @@ def _same_model(a: str, b: str) -> bool:
     return pa.resolve() == pb.resolve() if pa.is_dir() and pb.is_dir() else a == b
 
 
-def configure(start: StartPoint, model_args) -> list[str]:
-    """Set `model_args` to continue from `start`; returns notes on the flags it replaced."""
+def configure(start: StartPoint, model_args, merge: bool = False) -> list[str]:
+    """Set `model_args` to continue from `start` (`merge`: its adapter merged, by `merged`, under a new adapter of
+    the flags' shape); returns notes on the flags it replaced."""
     given = model_args.model_name_or_path
     if given and not _same_model(given, start.base_model):
         raise MlalignError(
             f"--model_name_or_path {given} is not the model {start.path} was trained from ({start.base_model}); "
             "drop it, or give that model"
         )
-    if not start.adapter:
-        model_args.model_name_or_path = str(start.path)
+    if merge and not start.adapter:
+        raise MlalignError(
+            f"--merge_init_from: --init_from {start.path} is a full model already, with nothing to merge; drop "
+            "--merge_init_from"
+        )
+    if merge and not model_args.use_peft:
+        raise MlalignError("--merge_init_from trains a new adapter on the merged model: keep --use_peft true")
+    if not start.adapter or merge:  # the base model until `merged` has written the merged one
+        model_args.model_name_or_path = str(start.path) if not start.adapter else start.base_model
         return []
     if not model_args.use_peft:
         raise MlalignError(
@@ -96,3 +105,16 @@ def configure(start: StartPoint, model_args) -> list[str]:
             notes.append(f"--{name} {current} -> {value} (the adapter's)")
             setattr(model_args, name, value)
     return notes
+
+
+def merged(start: StartPoint, out: Path, dtype: str | None) -> StartPoint:
+    """`start`'s adapter merged into its base model in `out`/init-merged (in `dtype`, the one training loads; kept
+    from an interrupted attempt of the same run), as the full model that stage II trains a new adapter on."""
+    from mlalign_trainer.merge import merge_adapter
+
+    from mlalign_tasks.models.model_loading import DTYPES
+
+    target = out / MERGED_START_DIR
+    if not (target / MODEL_FILE).is_file():  # written whole (merge_adapter), or not at all
+        merge_adapter(start.path, target, base=start.base_model, dtype=dtype if dtype in DTYPES else "float32")
+    return StartPoint(target.resolve(), False, start.base_model, start.metadata)

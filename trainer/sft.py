@@ -388,7 +388,7 @@ def train(qt: QTArguments, args, model_args, given: set[str] | frozenset[str] = 
     say = print if args.process_index == 0 else (lambda *a, **k: None)
     start = continuation.start_point(qt.init_from) if qt.init_from else None
     if start:
-        for note in continuation.configure(start, model_args):
+        for note in continuation.configure(start, model_args, merge=qt.merge_init_from):
             say(f"--init_from {start.path}: {note}")
     if not model_args.model_name_or_path:
         raise MlalignError("no base model: give --model_name_or_path (a Hugging Face model id or a local path)")
@@ -422,7 +422,7 @@ def train_into(
     out: Path, qt: QTArguments, args, model_args, dataset, eval_dataset, info: dict, start: StartPoint | None
 ) -> int:
     """Start, resume or report the run in `out` (the caller holds its lock); returns the exit code."""
-    from mlalign_trainer import metadata, resume
+    from mlalign_trainer import continuation, metadata, resume
     from mlalign_trainer.callbacks import GracefulInterrupt
     from mlalign_trainer.qt_trainer import saved_whole
 
@@ -434,9 +434,17 @@ def train_into(
         say(f"{out} already holds this finished run (adapter and {METADATA_FILE}); nothing to do")
         return 0
     interrupt = GracefulInterrupt(enabled=args.world_size == 1)
+    new_run = state == "new" and args.process_index == 0
+    if qt.merge_init_from:  # the run file first: the merged model it trains on is part of the run in `out`
+        with args.main_process_first(desc="merging the stage-I adapter"):
+            if new_run:
+                resume.write_run_file(out, settings, model.files if model else {})
+                new_run = False
+            start = continuation.merged(start, out, model_args.dtype)
+        model_args.model_name_or_path = str(start.path)
     trainer = build_trainer(qt, args, model_args, dataset, eval_dataset, callbacks=[interrupt], start=start)
     with args.main_process_first(desc="preparing the output directory"):
-        if state == "new" and args.process_index == 0:
+        if new_run:
             resume.write_run_file(out, settings, model.files if model else {})
         last = (
             resume.last_complete_checkpoint(out, remove_incomplete=args.process_index == 0)

@@ -8,3 +8,4 @@ MODEL_FILE = "config.json"  # makes a folder a transformers model
 ADAPTER_FILE = "adapter_config.json"  # makes a folder a PEFT adapter
 RUN_FILE = "mlalign_run.json"  # a training run's settings, written when it starts (checked on resume)
 METADATA_FILE = "mlalign_training.json"  # a finished adapter's training metadata, written last (leaderboard input)
+MERGED_START_DIR = "init-merged"  # in a stage-II run merging its stage-I adapter: the merged model it trains on

@@ -24,6 +24,7 @@ from mlalign_trainer import recipes, sft
 
 from mlalign_tasks.analysis.protocols import PaperTask
 from mlalign_tasks.errors import Interrupted, MlalignError
+from mlalign_tasks.files.artefacts import ADAPTER_FILE, MERGED_START_DIR
 from mlalign_tasks.files.atomic import write_json_atomic, write_text_atomic
 from mlalign_tasks.files.output_dirs import exclusive
 from mlalign_tasks.models import tiny_model
@@ -66,12 +67,18 @@ def _recipe(cfg: StudyConfig) -> tuple[Path | None, dict]:
     return path, recipes.read_recipe(path)
 
 
-def _copy_adapter(run_dir: Path, dest: Path) -> None:
-    """Copy the final adapter files of a training run (not its checkpoints) to `dest`."""
+def _copy_adapter(run_dir: Path, dest: Path, merged_base: Path) -> None:
+    """Copy the final adapter files of a training run (not its checkpoints) to `dest`, and the merged stage-I model
+    it trained on, if it merged one (--merge_init_from), to `merged_base`, which the copied adapter then names."""
     dest.mkdir(parents=True, exist_ok=True)
     for item in run_dir.iterdir():
         if item.is_file() and not item.name.startswith("."):
             shutil.copy2(item, dest / item.name)
+    if (run_dir / MERGED_START_DIR).is_dir():
+        shutil.copytree(run_dir / MERGED_START_DIR, dest.parent / MERGED_START_DIR)
+        config = json.loads((dest / ADAPTER_FILE).read_text(encoding="utf-8"))
+        config["base_model_name_or_path"] = str(merged_base.resolve())
+        write_json_atomic(dest / ADAPTER_FILE, config)
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,13 @@ class Plan:
     def adapter(self) -> Path:
         """The adapter the run aligns the model with: its last training stage's."""
         return self.cfg.out / self.last_train / "adapter"
+
+    @property
+    def aligned_base(self) -> str:
+        """The model that adapter applies to: the base model, or stage I merged into it where stage II trains a new
+        adapter on that (--merge_init_from)."""
+        merged = self.response is not None and self.response.qt.merge_init_from
+        return str(self.cfg.out / self.response.name / MERGED_START_DIR) if merged else self.model
 
     @property
     def model_deps(self) -> tuple[str, ...]:
@@ -215,13 +229,13 @@ def train_stage(study: Plan, training: Training, deps: tuple[str, ...]) -> Stage
             raise Interrupted
         if code != 0:
             raise MlalignError(f"training stopped (exit code {code}); rerun `mlalign run` to resume it")
-        _copy_adapter(work_dir, out_dir / "adapter")
+        _copy_adapter(work_dir, out_dir / "adapter", study.cfg.out / training.name / MERGED_START_DIR)
 
     return Stage(training.name, record | {"defaults": mlalign_defaults()}, train, deps=deps)
 
 
-def _evaluate(study: Plan, adapter: Path | None, out_dir: Path, work_dir: Path) -> None:
-    """Evaluate the base model, with `adapter` if given, on the run's tasks into `out_dir` (lm-eval's files), keeping
+def _evaluate(study: Plan, model: str, adapter: Path | None, out_dir: Path, work_dir: Path) -> None:
+    """Evaluate `model`, with `adapter` if given, on the run's tasks into `out_dir` (lm-eval's files), keeping
     each finished request's answer in `work_dir`, where an interrupted attempt's are replayed
     (mlalign_tasks.pipeline.request_cache)."""
     from mlalign_tasks.pipeline import evaluate
@@ -230,7 +244,7 @@ def _evaluate(study: Plan, adapter: Path | None, out_dir: Path, work_dir: Path) 
     evaluate.quiet_lm_eval(False)
     evaluate.run(
         evaluate.EvalRequest(
-            model=study.model,
+            model=model,
             tasks=options.selection,
             adapter=str(adapter) if adapter else None,
             limit=options.limit,
@@ -257,19 +271,21 @@ def _eval_record(study: Plan) -> dict:
 def eval_base_stage(study: Plan) -> Stage:
     """`eval-base`: the base model alone."""
     record = _eval_record(study) | {"model": study.model}
-    return Stage("eval-base", record, partial(_evaluate, study, None), deps=study.model_deps, keep_work=False)
+    return Stage(
+        "eval-base", record, partial(_evaluate, study, study.model, None), deps=study.model_deps, keep_work=False
+    )
 
 
 def eval_aligned_stage(study: Plan) -> Stage:
-    """`eval-aligned`: the base model with the run's final adapter."""
-    run_eval = partial(_evaluate, study, study.adapter)
+    """`eval-aligned`: the run's final adapter on the model it applies to."""
+    run_eval = partial(_evaluate, study, study.aligned_base, study.adapter)
     return Stage("eval-aligned", _eval_record(study), run_eval, deps=(study.last_train,), keep_work=False)
 
 
 def eval_question_stage(study: Plan) -> Stage:
     """`eval-question` (two-stage recipes): stage I's adapter alone, so that the board shows what stage II adds."""
     adapter = study.cfg.out / study.question.name / "adapter"
-    run_eval = partial(_evaluate, study, adapter)
+    run_eval = partial(_evaluate, study, study.model, adapter)
     return Stage("eval-question", _eval_record(study), run_eval, deps=(study.question.name,), keep_work=False)
 
 
@@ -304,9 +320,9 @@ def _analysis_record(study: Plan, langs: str) -> dict:
 
 
 def _aligned(study: Plan) -> ModelSpec:
-    """The aligned model the analyses load: the base model with the run's final adapter."""
+    """The aligned model the analyses load: the run's final adapter on the model it applies to."""
     return ModelSpec(
-        study.model, str(study.adapter), study.cfg.device or "auto", load_in_4bit=study.cfg.analysis.load_in_4bit
+        study.aligned_base, str(study.adapter), study.cfg.device or "auto", load_in_4bit=study.cfg.analysis.load_in_4bit
     )
 
 
