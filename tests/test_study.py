@@ -303,14 +303,18 @@ def test_two_stage_toy_board_names_both_aligned_models_and_both_stages():
 
     one = study.board_manifest(configure(), "runs/m", Path("runs/train/adapter"))
     two = study.board_manifest(
-        configure(recipe="toy-world-qalign"), "runs/m", Path("runs/r/adapter"), ("toy", Path("runs/q/adapter"))
-    )
+        configure(recipe="toy-world-qalign"), "runs/m", Path("runs/r/adapter"),
+        study.StageTwo("toy", Path("runs/q/adapter"), merged=True),
+    )  # fmt: skip
     assert [m["name"] for m in one["models"]] == ["toy-base", "toy-aligned"]
     assert [(m["name"], m["match"]) for m in two["models"]] == [
         ("toy-base", "runs/m"), ("toy-aligned (stage I)", "runs/q/adapter"), ("toy-aligned", "runs/r/adapter"),
     ]  # fmt: skip
     assert "question translation only (qaa,qab to English, no answers). Compare" in one["description"]
-    assert "(qaa,qab to English, no answers), then on English question-answer pairs (toy)" in two["description"]
+    assert (
+        "(qaa,qab to English, no answers), then, merged into the model, a new adapter on English question-answer pairs (toy)"
+        in two["description"]
+    )
     assert two["description"].endswith("section The toy world.") and one["description"].endswith("The toy world.")
     readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
     assert two["description"].startswith(study.DEMO_HEADLINE)  # the board's headline is the README's

@@ -191,7 +191,7 @@ def test_toy_world_recipe_trains_on_toy_questions(tmp_path):
     assert (qt.prompt_format, model_args.lora_target_modules) == ("qalign", "model.embed_tokens")  # the embeddings
 
 
-def test_toy_world_qalign_recipe_is_toy_world_then_english_word_problems(tmp_path):
+def test_toy_world_qalign_recipe_is_toy_world_then_a_new_adapter_on_its_merge(tmp_path):
     from mlalign_trainer import recipes, sft
 
     def parse(*argv):
@@ -204,10 +204,16 @@ def test_toy_world_qalign_recipe_is_toy_world_then_english_word_problems(tmp_pat
 
     assert flags("toy-world-qalign", "question") == flags("toy-world", "question")  # stage I is toy-world's
     qt, args, model_args = parse("--config", "toy-world-qalign", "--stage", "response")
-    assert (qt.stage, qt.response_source, qt.prompt_format, qt.init_from) == (
-        "response", "toy_math", "plain", "runs/toy-world-qalign/question",
+    assert (qt.stage, qt.response_source, qt.prompt_format, qt.init_from, qt.merge_init_from) == (
+        "response", "toy", "plain", "runs/toy-world-qalign/question", True,
     )  # fmt: skip
-    assert model_args.lora_target_modules == "model.embed_tokens" and args.max_steps == 200
+    linear = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    assert model_args.lora_target_modules == ["model.embed_tokens", *linear]  # a new adapter on stage I merged
+    assert (args.max_steps, qt.examples_per_language, args.learning_rate, args.lr_scheduler_type) == (
+        200, 3200, 1e-3, "linear",
+    )  # fmt: skip
+    _, _, question = parse("--config", "toy-world-qalign", "--stage", "question")
+    assert question.lora_target_modules == "model.embed_tokens"
 
 
 def test_the_packaged_toy_model_installs_as_built(tmp_path):

@@ -18,7 +18,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from mlalign_trainer import recipes, sft
 
@@ -49,12 +49,12 @@ if TYPE_CHECKING:
 LOCK_FILE = ".mlalign-run.lock"
 # The demo board's result in one sentence (README, "The toy world", says it too, with the measurements).
 DEMO_HEADLINE = (
-    "On the shipped toy model, QAlign's two stages keep English within 2 points of the base model and make both tasks "
-    "much better in the two trained languages, Alvi and Belvi (sentiment 44-49% → 85-87%, math 11-47% → 95.5-100%); "
-    "their untrained sister language Celvi changes little (sentiment 57.5 → 58%, math 34 → 40.5%) and the other "
-    "families not at all on average, though single languages move both ways; on all five pretraining builds of this "
-    "world measured, the trained languages gain in both tasks and the other families' sentiment never moves "
-    "(README)."
+    "On the shipped toy model, QAlign's two stages keep English at 100% in both tasks and make both tasks much "
+    "better in the two trained languages, Alvi and Belvi (sentiment 44-48.5% → 86-88%, math 11-46.5% → 92-100%), "
+    "and better in their untrained sister language Celvi (sentiment 57.5 → 73.5%, math 34 → 42%), while the other "
+    "families stay where they were (of their single languages, Borin's sentiment falls 7 points); on five "
+    "pretraining builds of this world, the trained languages gain in both tasks on four (not on seed 1), Celvi's "
+    "sentiment on three, and the other families lose on one, seed 4 (README)."
 )
 
 
@@ -293,7 +293,10 @@ def board_stage(study: Plan, evaluated: list[Path]) -> Stage:
     """`leaderboard`: the board of the `evaluated` stages' results, published in --board with the run's `computed`
     record; its manifest is written beside the stages, so that the board's regenerate command stays valid."""
     cfg, out = study.cfg, study.cfg.out
-    stage_two = (study.response.qt.response_source, out / study.question.name / "adapter") if study.response else None
+    stage_two = None
+    if study.response:
+        qt = study.response.qt
+        stage_two = StageTwo(qt.response_source, out / study.question.name / "adapter", qt.merge_init_from)
     manifest = board_manifest(cfg, study.model, study.adapter, stage_two)
     record = {"board": str(cfg.board), "manifest": manifest, "embed": False, "run": computed(cfg)}
 
@@ -389,15 +392,22 @@ def build_stages(cfg: StudyConfig, replace: bool = False) -> tuple[list[Stage], 
     return stages, paths | {"logit-lens": out / "logit-lens", "pca": out / "pca"}
 
 
-def board_manifest(cfg: StudyConfig, model: str, adapter: Path, stage_two: tuple[str, Path] | None = None) -> dict:
-    """Title, description and model names of the study's leaderboard (`stage_two`: stage II's data and stage I's
-    adapter, which the board shows too, if the run has two stages)."""
+class StageTwo(NamedTuple):
+    """What a board says of a run's stage II."""
+
+    source: str  # its data (--response_source)
+    stage_one: Path  # stage I's adapter, which the board shows too
+    merged: bool  # trained as a new adapter on stage I merged into the model (--merge_init_from)
+
+
+def board_manifest(cfg: StudyConfig, model: str, adapter: Path, stage_two: StageTwo | None = None) -> dict:
+    """Title, description and model names of the study's leaderboard (`stage_two`: if the run has two stages)."""
     kind = cfg.kind
     source = model_source(model)  # a converted GGUF file: its results name the file and its sha256
     shown, label = (source_name(source), Path(source["gguf_file"]).stem) if source else (model, Path(model).name)
     stage_two_clause = (
-        f", then on English question-answer pairs ({stage_two[0]}), QAlign's two stages; the board shows stage I's "
-        "adapter alone beside them"
+        f", then{', merged into the model, a new adapter' if stage_two.merged else ''} on English question-answer "
+        f"pairs ({stage_two.source}), QAlign's two stages; the board shows stage I's adapter alone beside them"
         if stage_two
         else ""
     )
@@ -427,7 +437,9 @@ def board_manifest(cfg: StudyConfig, model: str, adapter: Path, stage_two: tuple
     if kind != TOY:
         description += stage_two_clause + "."
     aligned_name = f"{kind}-aligned" if kind else f"{label} + QAlign"
-    stage_one = [{"match": str(stage_two[1]), "name": f"{aligned_name} (stage I)", "base": shown}] if stage_two else []
+    stage_one = (
+        [{"match": str(stage_two.stage_one), "name": f"{aligned_name} (stage I)", "base": shown}] if stage_two else []
+    )
     return {
         "title": title,
         "description": description,
