@@ -73,22 +73,24 @@ def configure(start: StartPoint, model_args, merge: bool = False) -> list[str]:
             f"--model_name_or_path {given} is not the model {start.path} was trained from ({start.base_model}); "
             "drop it, or give that model"
         )
-    if merge and not start.adapter:
-        raise MlalignError(
-            f"--merge_init_from: --init_from {start.path} is a full model already, with nothing to merge; drop "
-            "--merge_init_from"
-        )
-    if merge and not model_args.use_peft:
-        raise MlalignError("--merge_init_from trains a new adapter on the merged model: keep --use_peft true")
-    if not start.adapter or merge:  # the base model until `merged` has written the merged one
-        model_args.model_name_or_path = str(start.path) if not start.adapter else start.base_model
+    if not start.adapter:
+        if merge:
+            raise MlalignError(
+                f"--merge_init_from: --init_from {start.path} is a full model already, with nothing to merge; drop "
+                "--merge_init_from"
+            )
+        model_args.model_name_or_path = str(start.path)
         return []
     if not model_args.use_peft:
         raise MlalignError(
-            f"--init_from {start.path} is a LoRA adapter, which stage II trains on (--use_peft true); to fine-tune "
-            "the whole model from it, merge it first (`mlalign merge`) and give the merged model"
+            "--merge_init_from trains a new adapter on the merged model: keep --use_peft true"
+            if merge
+            else f"--init_from {start.path} is a LoRA adapter, which stage II trains on (--use_peft true); to "
+            "fine-tune the whole model from it, merge it first (`mlalign merge`) and give the merged model"
         )
-    model_args.model_name_or_path = start.base_model
+    model_args.model_name_or_path = start.base_model  # with `merge`, until `merged` has written the merged model
+    if merge:
+        return []  # the new adapter takes the flags' rank and target modules
     config = read_json_file(start.path / ADAPTER_FILE)
     targets = config.get("target_modules")
     adapter = {
